@@ -1,0 +1,44 @@
+# wasure: two commands on a fresh machine with Python 3.11, Java 17 and Maven.
+#   make demo   - set everything up, build a small lake under ./lake, run every pipeline step
+#   make test   - set everything up, run the test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DELTA_VERSION ?= 4.4.0
+JARS   := jars/cache
+
+.PHONY: setup jars demo test bench bench-full clean schema
+
+$(BIN)/wasure: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+	$(BIN)/pip install -q -e '.[dev,airflow]'
+	touch $(BIN)/wasure
+
+# Delta Lake's jars, fetched once from Maven Central; every later Spark start is offline.
+# Spark itself already ships Hadoop, Parquet, Jackson, Scala: only io.delta artifacts are copied.
+$(JARS)/.done: jars/pom.xml
+	mvn -q -B -f jars/pom.xml dependency:copy-dependencies -Ddelta.version=$(DELTA_VERSION) \
+	    -DincludeScope=runtime -DincludeGroupIds=io.delta -DoutputDirectory=cache
+	touch $@
+
+jars: $(JARS)/.done
+setup: $(BIN)/wasure jars
+
+demo: setup
+	$(BIN)/wasure demo
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+schema: setup
+	$(BIN)/wasure validate-policy --write-schema policies/policy.schema.json
+
+bench: setup
+	$(BIN)/python -m bench.run --size small
+
+bench-full: setup
+	$(BIN)/python -m bench.run --size full
+
+clean:
+	rm -rf lake spark-warehouse metastore_db derby.log .pytest_cache

@@ -1,0 +1,351 @@
+"""Policy as code: ``policies/*.yaml`` parsed and validated into typed objects.
+
+Every error names the file, the key path (``tables.accounts.columns.email.class``) and what is
+wrong. Jobs load the policy before they touch any data, so an invalid policy writes nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class PolicyError(ValueError):
+    """An invalid policy. ``problems`` is a list of (key path, message)."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {path}: {msg}" for path, msg in problems]
+        super().__init__("invalid policy\n" + "\n".join(lines))
+
+
+class ColumnClass(str, Enum):
+    identifying = "identifying"              # name, address detail, phone, email (APPI rule 31 item 1)
+    individual_code = "individual_code"      # 個人識別符号: My Number, passport, licence, biometrics
+    property_damage = "property_damage"      # card numbers, bank accounts, payment / Wi-Fi credentials
+    quasi_identifier = "quasi_identifier"    # birth date, gender, postal area: generalized for release
+    sensitive = "sensitive"                  # health measurements: only inside k-anonymous classes
+    linking_code = "linking_code"            # member / device ids, persistent pseudonyms (連結符号)
+    free_text = "free_text"                  # text that may mention any of the above
+    other = "other"                          # not personal on its own (timestamps, counters, flags)
+
+
+PERSONAL_CLASSES = {
+    ColumnClass.identifying, ColumnClass.individual_code, ColumnClass.property_damage,
+    ColumnClass.quasi_identifier, ColumnClass.sensitive, ColumnClass.linking_code, ColumnClass.free_text,
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(Strict):
+    class_: ColumnClass = Field(alias="class")
+    treatment: Literal["pseudonymize", "drop", "scrub", "generalize", "keep"] | None = None
+    hierarchy: str | None = None
+    description: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Hierarchy(Strict):
+    type: Literal["date", "age_band", "address", "bins", "tree", "keep"]
+    levels: list[str] = Field(default_factory=list)
+    width: int | None = Field(default=None, gt=0)
+    top: int | None = None
+    bottom: int | None = None
+    edges: list[float] = Field(default_factory=list)
+    file: str | None = None
+
+
+class Retention(Strict):
+    basis: Literal["business_date", "account_closure"]
+    period_days: int = Field(gt=0)
+    action: Literal["delete", "pseudonymize", "anonymize"] = "delete"
+    purpose: str | None = None
+    grace_days: int | None = Field(default=None, ge=0)
+
+
+class Table(Strict):
+    path: str
+    subject_key: str
+    date_column: str | None = None
+    region_column: str = "region"
+    subject_buckets: int = Field(default=8, ge=1, le=4096)
+    purposes: list[str] = Field(default_factory=list)
+    columns: dict[str, Union[ColumnClass, ColumnSpec]]
+    retention: Retention | None = None
+    description: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        if value.startswith("/") or ".." in Path(value).parts or not value.strip():
+            raise ValueError("must be a non-empty path relative to the lake root, without '..'")
+        return value
+
+    def column(self, name: str) -> ColumnSpec:
+        spec = self.columns[name]
+        return spec if isinstance(spec, ColumnSpec) else ColumnSpec(**{"class": spec})
+
+    def columns_of(self, *classes: ColumnClass) -> list[str]:
+        return [name for name in self.columns if self.column(name).class_ in classes]
+
+    def stats_columns(self) -> list[str]:
+        """Columns allowed into Delta's min/max statistics: never a personal column."""
+        return [n for n in self.columns
+                if self.column(n).class_ == ColumnClass.other or n == self.date_column]
+
+
+class Purpose(Strict):
+    key_id: str = Field(min_length=1)
+    requires_consent: bool = False
+    description: str | None = None
+
+
+class LegalHold(Strict):
+    id: str
+    reason: str = Field(min_length=3)
+    subjects: list[str] = Field(default_factory=list)
+    tables: list[str] = Field(default_factory=list)
+    until: dt.date | None = None
+
+
+class Release(Strict):
+    table: str
+    quasi_identifiers: dict[str, str | None]
+    sensitive: list[str] = Field(default_factory=list)
+    k: int = Field(ge=2)
+    l: int | None = Field(default=None, ge=1)
+    suppression_budget: float = Field(default=0.0, ge=0.0, le=0.5)
+    purpose: str | None = None
+
+
+class Statistic(Strict):
+    table: str
+    dimensions: list[str] = Field(min_length=1)
+    measures: list[str] = Field(default_factory=list)
+    k: int = Field(ge=2)
+
+
+class Subject(Strict):
+    key: str
+    id_pattern: str
+    table: str
+    closure_column: str
+    birth_date_column: str | None = None
+    guardian_consent_column: str | None = None
+    adult_age: int = Field(default=18, ge=1, le=30)
+
+    @field_validator("id_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from exc
+        return value
+
+
+class Defaults(Strict):
+    grace_days: int = Field(default=7, ge=0)
+    max_delete_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    backup_retention_days: int = Field(default=35, ge=1)
+    erasure_deadline_days: int = Field(default=45, ge=1)
+
+
+class Policy(Strict):
+    version: Literal[1]
+    name: str
+    description: str | None = None
+    regions: list[str] = Field(min_length=1)
+    subject: Subject
+    defaults: Defaults = Defaults()
+    hierarchies: dict[str, Hierarchy] = Field(default_factory=dict)
+    purposes: dict[str, Purpose] = Field(default_factory=dict)
+    tables: dict[str, Table] = Field(min_length=1)
+    legal_holds: list[LegalHold] = Field(default_factory=list)
+    releases: dict[str, Release] = Field(default_factory=dict)
+    statistics: dict[str, Statistic] = Field(default_factory=dict)
+
+    # Filled by load_policy, not part of the YAML.
+    source: Annotated[str, Field(exclude=True)] = "<memory>"
+    sha256: Annotated[str, Field(exclude=True)] = ""
+
+    def table(self, name: str) -> Table:
+        return self.tables[name]
+
+    def grace_days(self, table: str) -> int:
+        retention = self.tables[table].retention
+        if retention is not None and retention.grace_days is not None:
+            return retention.grace_days
+        return self.defaults.grace_days
+
+    def subject_id_regex(self) -> re.Pattern[str]:
+        return re.compile(self.subject.id_pattern)
+
+
+def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
+    """Cross-references pydantic cannot check field by field."""
+    problems: list[tuple[str, str]] = []
+    tables = policy.tables
+    if policy.subject.table not in tables:
+        problems.append(("subject.table", f"unknown table {policy.subject.table!r}"))
+    else:
+        home = tables[policy.subject.table]
+        for key in ("closure_column", "birth_date_column", "guardian_consent_column"):
+            column = getattr(policy.subject, key)
+            if column is not None and column not in home.columns:
+                problems.append((f"subject.{key}", f"column {column!r} is not in table {policy.subject.table!r}"))
+    for name, table in tables.items():
+        base = f"tables.{name}"
+        if table.subject_key not in table.columns:
+            problems.append((f"{base}.subject_key", f"column {table.subject_key!r} is not classified in columns"))
+        elif table.column(table.subject_key).class_ != ColumnClass.linking_code:
+            problems.append((f"{base}.columns.{table.subject_key}.class", "the subject key must be class linking_code"))
+        if table.date_column is not None and table.date_column not in table.columns:
+            problems.append((f"{base}.date_column", f"column {table.date_column!r} is not classified in columns"))
+        if table.region_column not in table.columns:
+            problems.append((f"{base}.region_column", f"column {table.region_column!r} is not classified in columns"))
+        for i, purpose in enumerate(table.purposes):
+            if purpose not in policy.purposes:
+                problems.append((f"{base}.purposes[{i}]", f"unknown purpose {purpose!r}"))
+        for column in table.columns:
+            spec = table.column(column)
+            where = f"{base}.columns.{column}"
+            if spec.class_ == ColumnClass.quasi_identifier and spec.hierarchy is None:
+                problems.append((f"{where}.hierarchy", "a quasi_identifier needs a generalization hierarchy"))
+            if spec.hierarchy is not None and spec.hierarchy not in policy.hierarchies:
+                problems.append((f"{where}.hierarchy", f"unknown hierarchy {spec.hierarchy!r}"))
+            if spec.class_ in (ColumnClass.individual_code, ColumnClass.property_damage) and spec.treatment not in (None, "drop"):
+                problems.append((f"{where}.treatment", f"{spec.class_.value} is always dropped (APPI rule 31); "
+                                                       f"treatment {spec.treatment!r} is not allowed"))
+            if spec.class_ == ColumnClass.identifying and spec.treatment not in (None, "pseudonymize", "drop"):
+                problems.append((f"{where}.treatment", "identifying columns are pseudonymized or dropped"))
+            if spec.class_ == ColumnClass.free_text and spec.treatment not in (None, "scrub", "drop"):
+                problems.append((f"{where}.treatment", "free_text columns are scrubbed or dropped"))
+        retention = table.retention
+        if retention is not None:
+            if retention.basis == "business_date" and table.date_column is None:
+                problems.append((f"{base}.retention.basis", "business_date retention needs the table's date_column"))
+            if retention.purpose is not None and retention.purpose not in policy.purposes:
+                problems.append((f"{base}.retention.purpose", f"unknown purpose {retention.purpose!r}"))
+            if retention.action == "pseudonymize" and not table.purposes:
+                problems.append((f"{base}.retention.action", "pseudonymize needs a purpose in the table's purposes"))
+    for i, hold in enumerate(policy.legal_holds):
+        for j, table in enumerate(hold.tables):
+            if table not in tables:
+                problems.append((f"legal_holds[{i}].tables[{j}]", f"unknown table {table!r}"))
+        for j, subject in enumerate(hold.subjects):
+            if not policy.subject_id_regex().fullmatch(subject):
+                problems.append((f"legal_holds[{i}].subjects[{j}]", "not a valid subject id (see subject.id_pattern)"))
+        if not hold.subjects and not hold.tables:
+            problems.append((f"legal_holds[{i}]", "a hold names subjects, tables, or both"))
+    seen_keys: dict[str, str] = {}
+    for name, purpose in policy.purposes.items():
+        if purpose.key_id in seen_keys:
+            problems.append((f"purposes.{name}.key_id",
+                             f"key id already used by purpose {seen_keys[purpose.key_id]!r}: one key per purpose"))
+        seen_keys[purpose.key_id] = name
+    for kind, entries in (("releases", policy.releases), ("statistics", policy.statistics)):
+        for name, entry in entries.items():
+            base = f"{kind}.{name}"
+            if entry.table not in tables:
+                problems.append((f"{base}.table", f"unknown table {entry.table!r}"))
+                continue
+            known = set(tables[entry.table].columns) | set(tables[policy.subject.table].columns)
+            columns = (list(entry.quasi_identifiers) + entry.sensitive if kind == "releases"
+                       else entry.dimensions + entry.measures)
+            for column in columns:
+                if column not in known:
+                    problems.append((f"{base}", f"column {column!r} is neither in {entry.table!r} nor in the subject table"))
+            if kind == "releases":
+                for column, hierarchy in entry.quasi_identifiers.items():
+                    if hierarchy is not None and hierarchy not in policy.hierarchies:
+                        problems.append((f"{base}.quasi_identifiers.{column}", f"unknown hierarchy {hierarchy!r}"))
+                if entry.l is not None and not entry.sensitive:
+                    problems.append((f"{base}.l", "l-diversity needs at least one sensitive column"))
+    return problems
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("ColumnClass", "ColumnSpec") or str(item).startswith(("function-", "union[", "literal[")):
+            continue  # pydantic's union branch names are noise in a key path
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "<root>"
+
+
+def parse_policy(data: Any, source: str = "<memory>", raw: bytes | None = None) -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyError(source, [("<root>", "the policy must be a YAML mapping")])
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        problems: dict[str, str] = {}
+        for error in exc.errors():
+            path = _loc_to_path(error["loc"])
+            # Union errors repeat per branch; keep the first message per key path.
+            problems.setdefault(path, error["msg"])
+        raise PolicyError(source, sorted(problems.items())) from None
+    problems = _semantic_problems(policy)
+    if problems:
+        raise PolicyError(source, problems)
+    digest = hashlib.sha256(raw if raw is not None else json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return policy.model_copy(update={"source": source, "sha256": digest})
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise PolicyError(source, [("<file>", "policy file not found")])
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
+        raise PolicyError(source, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    return parse_policy(data, source, raw)
+
+
+def check_table_schema(policy: Policy, table: str, columns: list[str]) -> None:
+    """An unclassified column in the lake is an error: new personal columns must not slip through."""
+    spec = policy.tables[table]
+    problems = [(f"tables.{table}.columns", f"column {c!r} exists in the lake but is not classified")
+                for c in columns if c not in spec.columns and c != "subject_bucket"]
+    if problems:
+        raise PolicyError(policy.source, problems)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Policy.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "wasure policy"
+    return schema
+
+
+def default_policy_path() -> Path:
+    import os
+
+    env = os.environ.get("WASURE_POLICY")
+    if env:
+        return Path(env)
+    local = Path("policies/example.yaml")
+    if local.is_file():
+        return local
+    return Path(__file__).resolve().parent.parent / "policies" / "example.yaml"

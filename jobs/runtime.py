@@ -1,0 +1,134 @@
+"""The one Spark runtime of wasure: session, Delta jars, and the Delta settings the engine relies on.
+
+Embedded default: ``local[*]`` sized for a 2-core / 24 GiB box, Delta jars from the local cache
+fetched once by ``make jars`` (so every start is offline). Cluster: when the process was launched by
+``spark-submit`` (or ``WASURE_SPARK_MODE=cluster``) the master, jars and resources come from the
+submit command; wasure only adds the Delta SQL settings, plus ``key value`` lines from the file named
+by ``WASURE_SPARK_CONF`` (spark-defaults format) in either mode.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DELTA_VERSION = "4.4.0"
+DELTA_PACKAGE = f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Settings every wasure session carries; docs/delta-settings.md explains each one.
+DELTA_CONFS = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # Deletes and erasures mark rows in deletion vectors instead of rewriting whole files.
+    "spark.databricks.delta.properties.defaults.enableDeletionVectors": "true",
+    # Change data feed duplicates deleted rows into _change_data: off unless a job asks for it.
+    "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
+    # VACUUM's short-retention safety check stays ON globally; the purge step lifts it per call.
+    "spark.databricks.delta.retentionDurationCheck.enabled": "true",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+EMBEDDED_CONFS = {
+    "spark.driver.memory": "8g",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.default.parallelism": "4",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.driver.host": "127.0.0.1",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.warehouse.dir": str(Path.cwd() / "spark-warehouse"),
+}
+
+
+class SparkSetupError(RuntimeError):
+    """Spark or Delta cannot start; the message says what to install."""
+
+
+def jar_cache_dir() -> Path:
+    return Path(os.environ.get("WASURE_JARS", REPO_ROOT / "jars" / "cache"))
+
+
+def cached_delta_jars() -> list[str]:
+    cache = jar_cache_dir()
+    if not cache.is_dir():
+        return []
+    jars = sorted(str(p) for p in cache.glob("*.jar"))
+    return jars if any("delta-spark" in Path(j).name for j in jars) else []
+
+
+def submitted_by_spark_submit() -> bool:
+    # spark-submit's PythonRunner hands the driver a gateway; a plain `python` process has none.
+    return "PYSPARK_GATEWAY_PORT" in os.environ or os.environ.get("WASURE_SPARK_MODE") == "cluster"
+
+
+def extra_confs_from_file() -> dict[str, str]:
+    path = os.environ.get("WASURE_SPARK_CONF")
+    if not path:
+        return {}
+    confs: dict[str, str] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2:
+            raise SparkSetupError(f"{path}:{number}: expected 'spark.key value', got {line.split()[0]!r}")
+        confs[parts[0]] = parts[1]
+    return confs
+
+
+def session_confs(app_name: str = "wasure") -> dict[str, str]:
+    """All configuration wasure applies to the session builder (pure: testable without Spark)."""
+    confs = dict(DELTA_CONFS)
+    if not submitted_by_spark_submit():
+        confs["spark.master"] = os.environ.get("WASURE_SPARK_MASTER", "local[*]")
+        confs.update(EMBEDDED_CONFS)
+        if os.environ.get("WASURE_SPARK_UI", "1") == "0":
+            confs["spark.ui.enabled"] = "false"
+        jars = cached_delta_jars()
+        if jars:
+            confs["spark.jars"] = ",".join(jars)
+        else:
+            confs["spark.jars.packages"] = DELTA_PACKAGE
+    confs.update(extra_confs_from_file())
+    confs["spark.app.name"] = app_name
+    return confs
+
+
+_SESSION = None
+
+
+def get_spark(app_name: str = "wasure"):
+    """Return the process-wide SparkSession with Delta enabled (created on first use)."""
+    global _SESSION
+    if _SESSION is not None and not _SESSION.sparkContext._jsc.sc().isStopped():
+        return _SESSION
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", _python()))
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in session_confs(app_name).items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel(os.environ.get("WASURE_SPARK_LOG_LEVEL", "ERROR"))
+        # Fails fast if the Delta classes are missing instead of at the first write.
+        from py4j.java_gateway import JavaClass
+
+        if not isinstance(spark._jvm.io.delta.tables.DeltaTable, JavaClass):
+            raise RuntimeError("io.delta.tables.DeltaTable is not on Spark's classpath")
+    except Exception as exc:  # noqa: BLE001 - turned into one actionable message
+        raise SparkSetupError(
+            "Spark with Delta Lake could not start. Install Java 17 and Maven, then run `make jars` "
+            f"(fetches {DELTA_PACKAGE} into {jar_cache_dir()}), or give Spark network access to "
+            f"Maven Central for spark.jars.packages. Cause: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
+    _SESSION = spark
+    return spark
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable

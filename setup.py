@@ -1,0 +1,42 @@
+"""wasure: data retention and anonymization batch engine (Spark + Delta Lake)."""
+from setuptools import setup
+
+# Pins that resolve together in one virtualenv (checked on Python 3.11):
+# delta-spark 4.4.x requires pyspark <= 4.2; great-expectations is installed WITHOUT
+# its [spark] extra because that extra caps pyspark below 4.2; PySpark 4.2 does not
+# fully support pandas 3.
+CORE = [
+    "pyspark==4.2.0",
+    "delta-spark==4.4.1",
+    "great-expectations>=1.24,<1.25",
+    "pandas>=2.2,<3",
+    "pyarrow>=15",
+    "pydantic>=2.7,<3",
+    "pyyaml>=6",
+    "typer>=0.12",
+    "rich>=13",
+    "faker>=40,<41",
+    "matplotlib>=3.8",
+]
+AIRFLOW = [
+    "apache-airflow==3.3.2",
+    "apache-airflow-providers-apache-spark",
+]
+DEV = [
+    "pytest>=8",
+    "pytest-timeout",
+    "hypothesis>=6",
+    "pycanon",
+]
+
+setup(
+    name="wasure",
+    version="0.1.0",
+    description="Data retention and anonymization batch engine on Spark + Delta Lake",
+    python_requires=">=3.11,<3.12",
+    packages=["jobs", "anonymizers", "expectations", "dags"],
+    include_package_data=True,
+    install_requires=CORE,
+    extras_require={"airflow": AIRFLOW, "dev": DEV},
+    entry_points={"console_scripts": ["wasure=jobs.cli:main"]},
+)
