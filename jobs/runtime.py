@@ -29,7 +29,7 @@ DELTA_CONFS = {
 }
 
 EMBEDDED_CONFS = {
-    "spark.driver.memory": "8g",
+    "spark.driver.memory": os.environ.get("WASURE_SPARK_DRIVER_MEMORY", "8g"),
     "spark.sql.shuffle.partitions": "8",
     "spark.default.parallelism": "4",
     "spark.sql.adaptive.enabled": "true",

@@ -5,6 +5,7 @@ import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("WASURE_SPARK_UI", "0")
+os.environ.setdefault("WASURE_SPARK_DRIVER_MEMORY", "4g")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
