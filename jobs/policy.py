@@ -11,10 +11,10 @@ import json
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 
 class PolicyError(ValueError):
@@ -177,9 +177,17 @@ class Policy(Strict):
     releases: dict[str, Release] = Field(default_factory=dict)
     statistics: dict[str, Statistic] = Field(default_factory=dict)
 
-    # Filled by load_policy, not part of the YAML.
-    source: Annotated[str, Field(exclude=True)] = "<memory>"
-    sha256: Annotated[str, Field(exclude=True)] = ""
+    # Filled by parse_policy, not part of the YAML.
+    _source: str = PrivateAttr(default="<memory>")
+    _sha256: str = PrivateAttr(default="")
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256
 
     def table(self, name: str) -> Table:
         return self.tables[name]
@@ -250,6 +258,7 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
                 problems.append((f"legal_holds[{i}].subjects[{j}]", "not a valid subject id (see subject.id_pattern)"))
         if not hold.subjects and not hold.tables:
             problems.append((f"legal_holds[{i}]", "a hold names subjects, tables, or both"))
+    entry_table_stub = Table(path="stub", subject_key="-", columns={})
     seen_keys: dict[str, str] = {}
     for name, purpose in policy.purposes.items():
         if purpose.key_id in seen_keys:
@@ -262,7 +271,7 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
             if entry.table not in tables:
                 problems.append((f"{base}.table", f"unknown table {entry.table!r}"))
                 continue
-            known = set(tables[entry.table].columns) | set(tables[policy.subject.table].columns)
+            known = set(tables[entry.table].columns) | set(tables.get(policy.subject.table, entry_table_stub).columns)
             columns = (list(entry.quasi_identifiers) + entry.sensitive if kind == "releases"
                        else entry.dimensions + entry.measures)
             for column in columns:
@@ -305,7 +314,8 @@ def parse_policy(data: Any, source: str = "<memory>", raw: bytes | None = None) 
     if problems:
         raise PolicyError(source, problems)
     digest = hashlib.sha256(raw if raw is not None else json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-    return policy.model_copy(update={"source": source, "sha256": digest})
+    policy._source, policy._sha256 = source, digest
+    return policy
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -16,3 +16,37 @@ def spark():
     session = get_spark("wasure-tests")
     yield session
     session.stop()
+
+
+EXAMPLE_POLICY = os.path.join(os.path.dirname(__file__), "..", "policies", "example.yaml")
+
+
+@pytest.fixture(scope="session")
+def policy():
+    from jobs.policy import load_policy
+
+    return load_policy(EXAMPLE_POLICY)
+
+
+@pytest.fixture(scope="session")
+def generated_lake(spark, policy, tmp_path_factory):
+    """A small generated lake shared read-only by many tests (copy it before mutating: lake_copy)."""
+    from jobs.generate import GenerateOptions, generate_lake
+    from jobs.lake import Lake
+
+    lake = Lake.at(tmp_path_factory.mktemp("lake") / "lake")
+    counts = generate_lake(spark, policy, lake, GenerateOptions(subjects=400, events_per_subject=10))
+    lake.counts = counts  # type: ignore[attr-defined]
+    return lake
+
+
+@pytest.fixture
+def lake_copy(generated_lake, tmp_path):
+    """A private copy of the generated lake for tests that change it (Delta logs use relative paths)."""
+    import shutil
+
+    from jobs.lake import Lake
+
+    target = tmp_path / "lake"
+    shutil.copytree(generated_lake.root, target)
+    return Lake.at(target)

@@ -1,0 +1,674 @@
+"""Distributed Mondrian k-anonymity / l-diversity with taxonomy-aware splits (APPI 匿名加工情報).
+
+Algorithm (top-down specialization per partition, LeFevre et al.'s Mondrian generalized to
+hierarchies):
+
+- Every quasi-identifier value is a numeric *code*: the value itself for an ``IntervalHierarchy``,
+  the depth-first leaf index for a ``CategoricalHierarchy`` (so that every hierarchy node is a
+  contiguous code range). A class is released as the interval [min-max] of its values, or as the
+  lowest common ancestor of its values in the taxonomy; its loss is the GCP cell penalty of that.
+- A partition is split recursively. Candidate splits, all evaluated by the total loss of the
+  resulting children over *all* attributes (a split on one attribute usually narrows the others):
+  a binary cut of one attribute's sorted codes at any position (numeric intervals, and ordered
+  cuts of the taxonomy's leaf order), and for a categorical attribute the multiway split into the
+  children of the partition's current taxonomy node, where children too small for the privacy
+  models are pooled into one remainder class. Every child must satisfy every privacy model;
+  a partition with no valid split becomes an equivalence class.
+- Optional suppression: with a budget of ``suppression * rows`` per partition, whole tuples are
+  removed from classes when that lowers the total loss counting each suppressed row as fully
+  generalized (the GCP penalty of ``*`` in every QI), greedily by gain per suppressed row.
+
+Distributed design (the dataset is never collected):
+
+1. ``groupBy(QIs[, sensitive])`` turns rows into distinct tuples with a weight; the rest of the
+   algorithm works on tuples, and the released rows are joined back on the original QI values.
+2. Distributed phase, while some partition holds more than ``local_threshold`` rows: one
+   aggregation per round gives, per active partition, a histogram per attribute
+   (count, min, max per leaf code or numeric bucket). From these summaries only, the driver picks
+   a split per partition (the best own-attribute loss reduction among a balanced binary cut and the
+   taxonomy multiway split) and assigns new partition ids through a broadcast join with a small
+   split table (partition -> attribute, code -> child map). With l-diversity, one more
+   aggregation checks the children's sensitive values and cancels splits that would break l.
+3. Local phase: ``groupBy(partition).applyInPandas`` finishes the partitioning of each partition
+   on one executor with vectorized numpy (prefix/suffix min-max scans evaluate every cut of an
+   attribute in one pass).
+4. The generalized tuples are joined back to the input rows; suppressed rows are dropped.
+
+The driver holds the hierarchies, the per-round histograms (active partitions x attribute domain
+sizes) and the split tables; never rows.
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from anonymizers.hierarchy import SUPPRESSED, CategoricalHierarchy, Hierarchy, IntervalHierarchy
+from anonymizers.privacy_models import (
+    ClassStats,
+    KAnonymity,
+    LDiversity,
+    PrivacyModel,
+    holds_all,
+    sensitive_stats,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCAL_THRESHOLD = 50_000
+NUMERIC_BUCKETS = 256  # resolution of numeric splits in the distributed phase only
+
+_W = "__wasure_weight"
+_PID = "__wasure_pid"
+_CODES = "__wasure_codes"
+_SUPP = "__wasure_suppressed"
+
+
+class AnonymizationError(ValueError):
+    """The privacy models cannot be satisfied (e.g. fewer than k rows in the whole input)."""
+
+
+# =================================================================================================
+# Local phase: pure numpy over distinct tuples
+# =================================================================================================
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
+
+
+def cost_matrix(hierarchies: Sequence[Hierarchy], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per-class, per-attribute GCP penalty of classes whose codes span ``lo..hi`` ([g, d])."""
+    out = np.empty(lo.shape, dtype=np.float64)
+    for j, h in enumerate(hierarchies):
+        if h.kind == "categorical":
+            out[:, j] = h.cost(lo[:, j].astype(np.int64), hi[:, j].astype(np.int64))
+        else:
+            out[:, j] = h.cost(lo[:, j], hi[:, j])
+    return out
+
+
+def _running_count(s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """For each position i, the total weight of value s[i] among positions 0..i."""
+    order = np.argsort(s, kind="stable")
+    ws, ss = w[order], s[order]
+    cum = np.cumsum(ws)
+    start = np.r_[True, ss[1:] != ss[:-1]]
+    # Weight accumulated before each value's group, carried forward (monotone, weights > 0).
+    base = np.maximum.accumulate(np.where(start, cum - ws, 0.0))
+    out = np.empty_like(cum)
+    out[order] = cum - base
+    return out
+
+
+def _prefix_stats(w: np.ndarray, s: np.ndarray | None) -> ClassStats:
+    """Stats of every prefix 0..i of a sequence of tuples (size, distinct and entropy of s)."""
+    size = np.cumsum(w)
+    if s is None:
+        return ClassStats(size)
+    first = np.zeros(len(s), dtype=bool)
+    first[np.unique(s, return_index=True)[1]] = True
+    distinct = np.cumsum(first)
+    incl = _running_count(s, w)
+    # sum over values of c*log(c), updated as each tuple adds its weight to its value's count.
+    nlogn = np.cumsum(_xlogx(incl) - _xlogx(incl - w))
+    entropy = np.log(size) - nlogn / size
+    return ClassStats(size, distinct, entropy)
+
+
+def _group_stats(labels: np.ndarray, n_groups: int, w: np.ndarray, s: np.ndarray | None) -> ClassStats:
+    size = np.bincount(labels, weights=w, minlength=n_groups)
+    if s is None:
+        return ClassStats(size)
+    n_values = int(s.max()) + 1
+    keys, inverse = np.unique(labels * n_values + s, return_inverse=True)
+    counts = np.bincount(inverse, weights=w)
+    group = keys // n_values
+    distinct = np.bincount(group, minlength=n_groups)
+    nlogn = np.bincount(group, weights=_xlogx(counts), minlength=n_groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = np.where(size > 0, np.log(np.where(size > 0, size, 1)) - nlogn / np.where(size > 0, size, 1), 0)
+    return ClassStats(size, distinct, entropy)
+
+
+def merge_invalid_groups(labels: np.ndarray, w: np.ndarray, s: np.ndarray | None,
+                         models: Sequence[PrivacyModel]) -> np.ndarray | None:
+    """Make every group satisfy the models: invalid groups are pooled into one remainder, and a
+    remainder that is still invalid is merged into the smallest valid group (repeatedly). Returns
+    dense labels, or None when fewer than two groups survive (no split)."""
+    labels = np.unique(labels, return_inverse=True)[1]
+    while True:
+        n_groups = int(labels.max()) + 1
+        if n_groups < 2:
+            return None
+        stats = _group_stats(labels, n_groups, w, s)
+        valid = holds_all(models, stats)
+        if valid.all():
+            return labels
+        invalid = np.nonzero(~valid)[0]
+        pooled = np.where(np.isin(labels, invalid), invalid[0], labels)
+        pooled = np.unique(pooled, return_inverse=True)[1]
+        n_pooled = int(pooled.max()) + 1
+        pstats = _group_stats(pooled, n_pooled, w, s)
+        pvalid = holds_all(models, pstats)
+        if pvalid.all():
+            return pooled if n_pooled >= 2 else None
+        bad = int(np.nonzero(~pvalid)[0][0])
+        good = np.nonzero(pvalid)[0]
+        if len(good) == 0:
+            return None
+        target = int(good[np.argmin(pstats.size[good])])
+        labels = np.unique(np.where(pooled == bad, target, pooled), return_inverse=True)[1]
+
+
+class _LocalMondrian:
+    """Mondrian on one partition's distinct tuples (codes [m, d], weights [m], sensitive codes)."""
+
+    def __init__(self, codes: np.ndarray, weights: np.ndarray, hierarchies: Sequence[Hierarchy],
+                 models: Sequence[PrivacyModel], sensitive: np.ndarray | None):
+        self.X = np.asarray(codes, dtype=np.float64)
+        self.w = np.asarray(weights, dtype=np.float64)
+        self.h = list(hierarchies)
+        self.models = list(models)
+        self.s = None if sensitive is None else np.asarray(sensitive, dtype=np.int64)
+        self.d = self.X.shape[1]
+        self.k = max([m.k for m in self.models if isinstance(m, KAnonymity)], default=1)
+
+    def valid(self, stats: ClassStats) -> np.ndarray:
+        return holds_all(self.models, stats)
+
+    def loss(self, idx_groups: list[np.ndarray]) -> float:
+        lo = np.array([self.X[g].min(axis=0) for g in idx_groups])
+        hi = np.array([self.X[g].max(axis=0) for g in idx_groups])
+        sizes = np.array([self.w[g].sum() for g in idx_groups])
+        return float((cost_matrix(self.h, lo, hi).sum(axis=1) * sizes).sum())
+
+    def best_cut(self, idx: np.ndarray) -> tuple[float, list[np.ndarray]] | None:
+        """Best binary cut over all attributes and positions, by total loss of the two sides."""
+        sub, w = self.X[idx], self.w[idx]
+        s = None if self.s is None else self.s[idx]
+        best: tuple[float, list[np.ndarray]] | None = None
+        for j in range(self.d):
+            order = np.argsort(sub[:, j], kind="stable")
+            xs = sub[order]
+            # Cuts only between different values of j: classes do not overlap on the cut attribute.
+            boundary = np.nonzero(xs[:-1, j] != xs[1:, j])[0]
+            if len(boundary) == 0:
+                continue
+            ws = w[order]
+            ss = None if s is None else s[order]
+            left = _prefix_stats(ws, ss)
+            right = _prefix_stats(ws[::-1], None if ss is None else ss[::-1])
+            # right stats for the suffix starting at i+1 live at reversed position m-2-i.
+            ri = len(ws) - 2 - boundary
+            ok = self.valid(ClassStats(*(None if a is None else a[boundary] for a in
+                                         (left.size, left.distinct, left.entropy))))
+            ok &= self.valid(ClassStats(*(None if a is None else a[ri] for a in
+                                          (right.size, right.distinct, right.entropy))))
+            cand = boundary[ok]
+            if len(cand) == 0:
+                continue
+            pmin = np.minimum.accumulate(xs, axis=0)
+            pmax = np.maximum.accumulate(xs, axis=0)
+            smin = np.minimum.accumulate(xs[::-1], axis=0)[::-1]
+            smax = np.maximum.accumulate(xs[::-1], axis=0)[::-1]
+            nl = left.size[cand]
+            nr = left.size[-1] - nl
+            total = (cost_matrix(self.h, pmin[cand], pmax[cand]).sum(axis=1) * nl
+                     + cost_matrix(self.h, smin[cand + 1], smax[cand + 1]).sum(axis=1) * nr)
+            i = int(np.argmin(total))
+            if best is None or total[i] < best[0]:
+                c = cand[i]
+                best = (float(total[i]), [idx[order[: c + 1]], idx[order[c + 1:]]])
+        return best
+
+    def best_taxonomy_split(self, idx: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+        best = None
+        for j, h in enumerate(self.h):
+            if h.kind != "categorical" or lo[j] == hi[j]:
+                continue
+            groups = h.child_groups(self.X[idx, j].astype(np.int64), int(lo[j]), int(hi[j]))
+            labels = merge_invalid_groups(groups, self.w[idx], None if self.s is None else self.s[idx], self.models)
+            if labels is None:
+                continue
+            parts = [idx[labels == g] for g in range(int(labels.max()) + 1)]
+            total = self.loss(parts)
+            if best is None or total < best[0]:
+                best = (total, parts)
+        return best
+
+    def partition(self) -> list[np.ndarray]:
+        """Leaves of the greedy top-down specialization: lists of tuple indices."""
+        root = np.arange(len(self.w))
+        if len(root) == 0:
+            return []
+        root_stats = _group_stats(np.zeros(len(root), dtype=np.int64), 1, self.w, self.s)
+        if not self.valid(root_stats)[0]:
+            return [root]  # caller suppresses it: no generalization can make it valid
+        leaves: list[np.ndarray] = []
+        stack = [root]
+        while stack:
+            idx = stack.pop()
+            if self.w[idx].sum() < 2 * self.k or len(idx) < 2:
+                leaves.append(idx)
+                continue
+            sub = self.X[idx]
+            lo, hi = sub.min(axis=0), sub.max(axis=0)
+            candidates = [c for c in (self.best_cut(idx), self.best_taxonomy_split(idx, lo, hi)) if c]
+            if not candidates:
+                leaves.append(idx)
+                continue
+            _, parts = min(candidates, key=lambda c: c[0])
+            stack.extend(reversed(parts))
+        return leaves
+
+    def suppress(self, leaves: list[np.ndarray], budget: float) -> tuple[list[np.ndarray], np.ndarray]:
+        """Greedily remove whole tuples from classes while it lowers the total loss (a suppressed
+        row costs ``d``: every QI cell becomes ``*``) and the budget (rows) allows."""
+        suppressed = np.zeros(len(self.w), dtype=bool)
+        if budget < 1:
+            return leaves, suppressed
+        leaves = [np.array(leaf) for leaf in leaves]
+
+        def best_removal(leaf: np.ndarray):
+            if len(leaf) < 2:
+                return None
+            sub, w = self.X[leaf], self.w[leaf]
+            n = w.sum()
+            before = cost_matrix(self.h, sub.min(0)[None], sub.max(0)[None]).sum() * n
+            # Leave-one-out boxes from prefix/suffix minima and maxima.
+            inf = np.full((1, self.d), np.inf)
+            pmin = np.vstack([inf, np.minimum.accumulate(sub, 0)[:-1]])
+            pmax = np.vstack([-inf, np.maximum.accumulate(sub, 0)[:-1]])
+            smin = np.vstack([np.minimum.accumulate(sub[::-1], 0)[::-1][1:], inf])
+            smax = np.vstack([np.maximum.accumulate(sub[::-1], 0)[::-1][1:], -inf])
+            lo, hi = np.minimum(pmin, smin), np.maximum(pmax, smax)
+            rest = n - w
+            s = None if self.s is None else self.s[leaf]
+            ok = np.zeros(len(leaf), dtype=bool)
+            for t in range(len(leaf)):
+                keep = np.ones(len(leaf), dtype=bool)
+                keep[t] = False
+                stats = _group_stats(np.zeros(len(leaf) - 1, dtype=np.int64), 1, w[keep], None if s is None else s[keep])
+                ok[t] = self.valid(stats)[0] and w[t] <= budget_left[0]
+            if not ok.any():
+                return None
+            after = cost_matrix(self.h, lo, hi).sum(axis=1) * rest + self.d * w
+            gain = np.where(ok, before - after, -np.inf)
+            t = int(np.argmax(gain / w))
+            if gain[t] <= 1e-12:
+                return None
+            return gain[t] / w[t], t
+
+        budget_left = [float(budget)]
+        heap = []
+        for i, leaf in enumerate(leaves):
+            found = best_removal(leaf)
+            if found:
+                heapq.heappush(heap, (-found[0], i, found[1], len(leaf)))
+        while heap and budget_left[0] >= 1:
+            _, i, t, size = heapq.heappop(heap)
+            leaf = leaves[i]
+            if len(leaf) != size:  # stale entry: this class already changed
+                continue
+            if self.w[leaf[t]] > budget_left[0]:
+                found = best_removal(leaf)
+                if found:
+                    heapq.heappush(heap, (-found[0], i, found[1], len(leaf)))
+                continue
+            budget_left[0] -= self.w[leaf[t]]
+            suppressed[leaf[t]] = True
+            leaves[i] = np.delete(leaf, t)
+            found = best_removal(leaves[i])
+            if found:
+                heapq.heappush(heap, (-found[0], i, found[1], len(leaves[i])))
+        return leaves, suppressed
+
+
+def partition_tuples(codes: np.ndarray, weights: np.ndarray, hierarchies: Sequence[Hierarchy],
+                     models: Sequence[PrivacyModel], sensitive: np.ndarray | None = None,
+                     max_suppressed: float = 0) -> np.ndarray:
+    """Mondrian on distinct tuples in memory: class index per tuple, -1 for a suppressed tuple.
+
+    ``codes`` [m, d] are ``hierarchy.encode`` outputs, ``weights`` the number of rows per tuple,
+    ``sensitive`` dense integer codes of the sensitive attribute (for l-diversity)."""
+    local = _LocalMondrian(codes, weights, hierarchies, models, sensitive)
+    leaves = local.partition()
+    labels = np.full(len(local.w), -1, dtype=np.int64)
+    if len(leaves) == 1 and len(leaves[0]) and not local.valid(
+            _group_stats(np.zeros(len(leaves[0]), dtype=np.int64), 1, local.w, local.s))[0]:
+        return labels  # the whole partition violates the models: suppressed
+    leaves, _ = local.suppress(leaves, max_suppressed)
+    for i, leaf in enumerate(leaves):
+        labels[leaf] = i
+    return labels
+
+
+def generalize_classes(codes: np.ndarray, labels: np.ndarray, hierarchies: Sequence[Hierarchy]) -> list[np.ndarray]:
+    """Released strings per attribute for every tuple, from its class's min/max codes."""
+    out = [np.full(len(labels), SUPPRESSED, dtype=object) for _ in hierarchies]
+    kept = np.nonzero(labels >= 0)[0]
+    if len(kept) == 0:
+        return out
+    order = kept[np.argsort(labels[kept], kind="stable")]
+    sorted_labels = labels[order]
+    starts = np.r_[0, np.nonzero(sorted_labels[1:] != sorted_labels[:-1])[0] + 1]
+    lo = np.minimum.reduceat(codes[order], starts, axis=0)
+    hi = np.maximum.reduceat(codes[order], starts, axis=0)
+    class_of = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
+    for j, h in enumerate(hierarchies):
+        if h.kind == "categorical":
+            names = h.labels(lo[:, j].astype(np.int64), hi[:, j].astype(np.int64))
+        else:
+            names = h.labels(lo[:, j], hi[:, j])
+        out[j][order] = names[class_of]
+    return out
+
+
+# =================================================================================================
+# Distributed phase: split decisions from per-partition histograms
+# =================================================================================================
+@dataclass
+class _Split:
+    attribute: int
+    child_of_code: dict[int, int]  # code -> child slot (0..n_children-1)
+    sizes: list[float]
+
+
+def _split_from_histogram(j: int, h: Hierarchy, codes: np.ndarray, counts: np.ndarray,
+                          vmin: np.ndarray, vmax: np.ndarray, k: int) -> tuple[float, _Split] | None:
+    """Best split of one attribute of one partition from its histogram (codes sorted): a balanced
+    binary cut, or for a taxonomy the children of the current node. Scored by own-attribute loss
+    reduction (the only loss a marginal histogram can measure)."""
+    n = counts.sum()
+    if len(codes) < 2:
+        return None
+
+    def cost(lo, hi):
+        lo_, hi_ = np.atleast_1d(lo), np.atleast_1d(hi)
+        if h.kind == "categorical":
+            return h.cost(lo_.astype(np.int64), hi_.astype(np.int64))
+        return h.cost(lo_, hi_)
+
+    before = float(cost(vmin.min(), vmax.max())[0]) * n
+    best = None
+    cum = np.cumsum(counts)[:-1]
+    ok = np.nonzero((cum >= k) & (n - cum >= k))[0]
+    if len(ok):
+        c = int(ok[np.argmin(np.abs(cum[ok] - n / 2))])  # Mondrian's median cut
+        after = (float(cost(vmin[: c + 1].min(), vmax[: c + 1].max())[0]) * cum[c]
+                 + float(cost(vmin[c + 1:].min(), vmax[c + 1:].max())[0]) * (n - cum[c]))
+        slots = (np.arange(len(codes)) > c).astype(int)
+        best = (before - after, _Split(j, dict(zip(codes.tolist(), slots.tolist())), [cum[c], n - cum[c]]))
+    if h.kind == "categorical":
+        groups = h.child_groups(codes.astype(np.int64), int(codes.min()), int(codes.max()))
+        labels = merge_invalid_groups(groups, counts.astype(np.float64), None, [KAnonymity(k)])
+        if labels is not None:
+            sizes = np.bincount(labels, weights=counts)
+            after = sum(float(cost(codes[labels == g].min(), codes[labels == g].max())[0]) * sizes[g]
+                        for g in range(len(sizes)))
+            if best is None or before - after > best[0]:
+                best = (before - after, _Split(j, dict(zip(codes.tolist(), labels.tolist())), sizes.tolist()))
+    return best
+
+
+def _choose_splits(summary: pd.DataFrame, hierarchies: Sequence[Hierarchy], k: int) -> dict[int, _Split]:
+    """summary columns: pid, attr, code, n, vmin, vmax (one row per partition/attribute/code)."""
+    chosen: dict[int, _Split] = {}
+    for pid, part in summary.groupby("pid", sort=True):
+        best = None
+        for j, hist in part.groupby("attr", sort=True):
+            hist = hist.sort_values("code")
+            found = _split_from_histogram(int(j), hierarchies[int(j)], hist["code"].to_numpy(),
+                                          hist["n"].to_numpy(dtype=np.float64),
+                                          hist["vmin"].to_numpy(dtype=np.float64),
+                                          hist["vmax"].to_numpy(dtype=np.float64), k)
+            if found and found[0] > 0 and (best is None or found[0] > best[0]):
+                best = found
+        if best is not None:
+            chosen[int(pid)] = best[1]
+    return chosen
+
+
+# =================================================================================================
+# Spark entry point
+# =================================================================================================
+def _bind_domains(df: DataFrame, qis: Sequence[str], hierarchies: Mapping[str, Hierarchy],
+                  sensitive: str | None) -> tuple[list[Hierarchy], int]:
+    """Validate the QIs in one aggregation (no nulls, categorical values known to the hierarchy)
+    and give interval hierarchies their domain bounds. Returns (hierarchies, row count)."""
+    aggs = [F.count(F.lit(1)).alias("rows")]
+    float_types = (T.FloatType, T.DoubleType)
+    for i, q in enumerate(qis):
+        h = hierarchies[q]
+        bad = F.col(q).isNull()
+        if isinstance(df.schema[q].dataType, float_types):
+            bad = bad | F.isnan(F.col(q))
+        if h.kind == "categorical":
+            bad = bad | ~F.col(q).cast("string").isin(h.leaves)
+        else:
+            aggs += [F.min(F.col(q).cast("double")).alias(f"min{i}"), F.max(F.col(q).cast("double")).alias(f"max{i}")]
+        aggs.append(F.sum(F.when(bad, 1).otherwise(0)).alias(f"bad{i}"))
+    row = df.agg(*aggs).collect()[0]
+    bound: list[Hierarchy] = []
+    for i, q in enumerate(qis):
+        if row[f"bad{i}"]:
+            what = "null or not in its hierarchy" if hierarchies[q].kind == "categorical" else "null or NaN"
+            raise AnonymizationError(f"quasi-identifier {q!r}: {row[f'bad{i}']} values are {what}")
+        h = hierarchies[q]
+        if isinstance(h, IntervalHierarchy):
+            h = h.with_domain(row[f"min{i}"] if row[f"min{i}"] is not None else 0.0,
+                              row[f"max{i}"] if row[f"max{i}"] is not None else 0.0)
+        bound.append(h)
+    return bound, int(row["rows"])
+
+
+def _partition_stats(tuples: DataFrame, pid_col, sensitive: str | None) -> pd.DataFrame:
+    """Per partition: size, and distinct / entropy of the sensitive attribute (small: collected)."""
+    if sensitive is None:
+        rows = tuples.groupBy(pid_col.alias("pid")).agg(F.sum(_W).alias("size")).collect()
+        return pd.DataFrame([r.asDict() for r in rows], columns=["pid", "size"])
+    per_value = tuples.groupBy(pid_col.alias("pid"), F.col(sensitive)).agg(F.sum(_W).alias("_n"))
+    rows = per_value.groupBy("pid").agg(
+        F.sum("_n").alias("size"), F.count(F.lit(1)).alias("distinct"),
+        F.sum(F.col("_n") * F.log("_n")).alias("nlogn")).collect()
+    out = pd.DataFrame([r.asDict() for r in rows], columns=["pid", "size", "distinct", "nlogn"])
+    out["entropy"] = np.log(out["size"].astype(float)) - out["nlogn"].astype(float) / out["size"].astype(float)
+    return out
+
+
+def _stats_ok(stats: pd.DataFrame, models: Sequence[PrivacyModel], sensitive: str | None) -> np.ndarray:
+    return holds_all(models, ClassStats(
+        stats["size"].to_numpy(dtype=np.float64),
+        stats["distinct"].to_numpy(dtype=np.float64) if sensitive else None,
+        stats["entropy"].to_numpy(dtype=np.float64) if sensitive else None))
+
+
+def _code_columns(df: DataFrame, tuples: DataFrame, qis: Sequence[str], hierarchies: Sequence[Hierarchy]):
+    """Array column of per-attribute codes for the distributed phase: the leaf index for a
+    taxonomy, an approximate-quantile bucket for a numeric attribute (exact for <= 256 values)."""
+    numeric = [q for q, h in zip(qis, hierarchies) if h.kind == "numeric"]
+    cuts = {}
+    if numeric:
+        probs = [i / NUMERIC_BUCKETS for i in range(NUMERIC_BUCKETS + 1)]
+        quantiles = df.approxQuantile(numeric, probs, 1.0 / (4 * NUMERIC_BUCKETS))
+        cuts = {q: sorted(set(values)) for q, values in zip(numeric, quantiles)}
+    exprs = []
+    for q, h in zip(qis, hierarchies):
+        if h.kind == "categorical":
+            mapping = F.create_map(*[F.lit(x) for pair in ((leaf, code) for code, leaf in enumerate(h.leaves)) for x in pair])
+            exprs.append(mapping[F.col(q).cast("string")].cast("int"))
+        else:
+            bounds = F.array(*[F.lit(float(c)) for c in cuts[q]])
+            # bucket = number of cut points <= value (the minimum is a cut point, so >= 1)
+            exprs.append(F.size(F.filter(bounds, lambda c: c <= F.col(q).cast("double"))).cast("int"))
+    return tuples.withColumn(_CODES, F.array(*exprs))
+
+
+def _apply_splits(tuples: DataFrame, split_tables: list[DataFrame]) -> DataFrame:
+    for table in split_tables:
+        joined = tuples.join(F.broadcast(table), on=_PID, how="left")
+        code = F.try_element_at(F.col(_CODES), (F.col("__attr") + 1).cast("int"))
+        tuples = joined.withColumn(_PID, F.coalesce(F.try_element_at(F.col("__children"), code), F.col(_PID))) \
+            .drop("__attr", "__children")
+    return tuples
+
+
+def _distributed_phase(df: DataFrame, tuples: DataFrame, qis: Sequence[str], hierarchies: Sequence[Hierarchy],
+                       models: Sequence[PrivacyModel], sensitive: str | None, k: int, n_rows: int,
+                       threshold: int) -> tuple[DataFrame, list[DataFrame]]:
+    """Split partitions larger than ``threshold`` from summaries; returns the coded tuples and the
+    split tables to apply in order (the pid of a tuple is a function of its QI values)."""
+    spark = df.sparkSession
+    tuples = _code_columns(df, tuples, qis, hierarchies).withColumn(_PID, F.lit(0).cast("long"))
+    split_schema = T.StructType([
+        T.StructField(_PID, T.LongType()), T.StructField("__attr", T.IntegerType()),
+        T.StructField("__children", T.MapType(T.IntegerType(), T.LongType()))])
+    tables: list[DataFrame] = []
+    active = {0: n_rows}
+    next_pid = 1
+    round_no = 0
+    while active:
+        round_no += 1
+        current = _apply_splits(tuples, tables)
+        active_df = spark.createDataFrame([(p,) for p in active], T.StructType([T.StructField(_PID, T.LongType())]))
+        current = current.join(F.broadcast(active_df), on=_PID, how="left_semi")
+        numeric_value = [F.col(q).cast("double") if h.kind == "numeric" else F.col(_CODES)[j].cast("double")
+                         for j, (q, h) in enumerate(zip(qis, hierarchies))]
+        exploded = current.select(
+            F.col(_PID), F.col(_W),
+            F.explode(F.array(*[F.struct(F.lit(j).alias("attr"), F.col(_CODES)[j].alias("code"), v.alias("v"))
+                                for j, v in enumerate(numeric_value)])).alias("e"))
+        summary_rows = exploded.groupBy(F.col(_PID).alias("pid"), F.col("e.attr").alias("attr"),
+                                        F.col("e.code").alias("code")) \
+            .agg(F.sum(_W).alias("n"), F.min("e.v").alias("vmin"), F.max("e.v").alias("vmax")).collect()
+        summary = pd.DataFrame([r.asDict() for r in summary_rows], columns=["pid", "attr", "code", "n", "vmin", "vmax"])
+        splits = _choose_splits(summary, hierarchies, k)
+        if not splits:
+            break
+        children: dict[int, list[tuple[int, float]]] = {}
+        rows = []
+        for pid, split in sorted(splits.items()):
+            ids = list(range(next_pid, next_pid + len(split.sizes)))
+            next_pid += len(ids)
+            children[pid] = list(zip(ids, split.sizes))
+            rows.append((pid, split.attribute, {int(c): ids[slot] for c, slot in split.child_of_code.items()}))
+        table = spark.createDataFrame(rows, split_schema)
+        if sensitive is not None:
+            # l-diversity cannot be read off marginal histograms: check the children, undo bad splits.
+            stats = _partition_stats(_apply_splits(current, [table]), F.col(_PID), sensitive)
+            ok = dict(zip(stats["pid"].astype(int), _stats_ok(stats, models, sensitive)))
+            rejected = {pid for pid, kids in children.items() if not all(ok.get(c, False) for c, _ in kids)}
+            if rejected:
+                rows = [r for r in rows if r[0] not in rejected]
+                for pid in rejected:
+                    del children[pid]
+                table = spark.createDataFrame(rows, split_schema) if rows else None
+        if table is None:
+            break
+        tables.append(table)
+        active = {c: n for kids in children.values() for c, n in kids if n > threshold}
+        log.info("mondrian round %d: %d partitions split, %d still above %d rows",
+                 round_no, len(children), len(active), threshold)
+    return tuples, tables
+
+
+def mondrian_anonymize(
+    df: DataFrame,
+    quasi_identifiers: Sequence[str],
+    hierarchies: Mapping[str, Hierarchy],
+    k: int,
+    *,
+    l_diversity: LDiversity | None = None,
+    suppression: float = 0.0,
+    local_threshold: int = DEFAULT_LOCAL_THRESHOLD,
+    class_column: str = "eq_class",
+) -> DataFrame:
+    """Release ``df`` with its quasi-identifiers generalized so that every equivalence class holds
+    at least ``k`` rows (and satisfies ``l_diversity`` on its sensitive attribute).
+
+    Output: the input columns in their order, each QI replaced by a string (``[25-29]`` interval,
+    taxonomy node, or the original value), plus ``class_column`` (a 64-bit hash of the released QI
+    values: equal ids <=> same equivalence class). Rows suppressed within the budget
+    (``suppression`` is a fraction of the input rows) are removed from the output.
+    Raises ``AnonymizationError`` when the whole input cannot satisfy the models.
+    Lazy: the result is computed when used; persist it if it is used more than once.
+    """
+    qis = list(quasi_identifiers)
+    if not qis:
+        raise ValueError("at least one quasi-identifier is required")
+    missing = [c for c in qis if c not in df.columns] + [q for q in qis if q not in hierarchies]
+    if missing:
+        raise ValueError(f"quasi-identifiers without a column or a hierarchy: {sorted(set(missing))}")
+    if not 0 <= suppression < 1:
+        raise ValueError(f"suppression must be a fraction in [0, 1), got {suppression}")
+    models: list[PrivacyModel] = [KAnonymity(int(k))]
+    sensitive = None
+    if l_diversity is not None:
+        sensitive = l_diversity.sensitive
+        if sensitive not in df.columns or sensitive in qis:
+            raise ValueError(f"sensitive attribute {sensitive!r} must be a column that is not a QI")
+        models.append(l_diversity)
+    threshold = max(int(local_threshold), 4 * int(k))
+
+    bound, n_rows = _bind_domains(df, qis, hierarchies, sensitive)
+    keys = qis + ([sensitive] if sensitive else [])
+    tuples = df.groupBy(*keys).agg(F.count(F.lit(1)).cast("double").alias(_W))
+    root = _partition_stats(tuples, F.lit(0), sensitive)
+    if root.empty or not _stats_ok(root, models, sensitive)[0]:
+        raise AnonymizationError(
+            f"the whole input ({n_rows} rows) does not satisfy {models}: no generalization can")
+
+    tables: list[DataFrame] = []
+    if n_rows > threshold:
+        tuples = tuples.persist()  # every round re-reads the tuples through the split tables
+        tuples, tables = _distributed_phase(df, tuples, qis, bound, models, sensitive, int(k), n_rows, threshold)
+    else:
+        tuples = tuples.withColumn(_PID, F.lit(0).cast("long"))
+    assigned = _apply_splits(tuples, tables).select(_PID, *keys, _W)
+
+    key_fields = [df.schema[c] for c in keys]
+    gen_names = [f"__wasure_gen{j}" for j in range(len(qis))]
+    out_schema = T.StructType(
+        [T.StructField(f"__wasure_key{i}", f.dataType, True) for i, f in enumerate(key_fields)]
+        + [T.StructField(g, T.StringType(), False) for g in gen_names]
+        + [T.StructField(_SUPP, T.BooleanType(), False)])
+    local = _local_function(qis, keys, bound, models, sensitive, float(suppression), out_schema)
+    generalized = assigned.groupBy(_PID).applyInPandas(local, out_schema)
+
+    condition = [df[c].eqNullSafe(generalized[f"__wasure_key{i}"]) for i, c in enumerate(keys)]
+    joined = df.join(generalized, on=condition, how="inner").filter(~F.col(_SUPP))
+    gen_of = dict(zip(qis, gen_names))
+    columns = [F.col(gen_of[c]).alias(c) if c in gen_of else df[c] for c in df.columns]
+    return joined.select(*columns, F.xxhash64(*[F.col(g) for g in gen_names]).alias(class_column))
+
+
+def _local_function(qis, keys, hierarchies, models, sensitive, suppression, out_schema):
+    """The pandas function of the local phase (a closure: pickled to the executors)."""
+    names = [f.name for f in out_schema.fields]
+
+    def run(pdf: pd.DataFrame) -> pd.DataFrame:
+        # Deterministic order: the same input always yields the same classes, whatever the
+        # order Spark delivers the group's rows in (the output may be recomputed per action).
+        pdf = pdf.sort_values(keys, kind="mergesort").reset_index(drop=True)
+        codes = np.column_stack([h.encode(pdf[q]) for q, h in zip(qis, hierarchies)]).astype(np.float64)
+        weights = pdf[_W].to_numpy(dtype=np.float64)
+        s_codes = None
+        if sensitive is not None:
+            s_codes = pd.factorize(pdf[sensitive], sort=True, use_na_sentinel=False)[0]
+        budget = math.floor(suppression * weights.sum() + 1e-9)
+        labels = partition_tuples(codes, weights, hierarchies, models, s_codes, budget)
+        released = generalize_classes(codes, labels, hierarchies)
+        out = {f"__wasure_key{i}": pdf[c] for i, c in enumerate(keys)}
+        out.update({f"__wasure_gen{j}": values for j, values in enumerate(released)})
+        out[_SUPP] = labels < 0
+        return pd.DataFrame(out, columns=names)
+
+    return run

@@ -1,0 +1,133 @@
+"""Lake layout and the Delta read/write helpers every job uses.
+
+    <root>/raw/<table>                      personal data, partitioned by region and subject bucket
+    <root>/pseudonymized/<purpose>/<table>  仮名加工情報
+    <root>/anonymized/<release>/<table>     匿名加工情報 (promoted releases only)
+    <root>/staging/...                      outputs waiting for their gate
+    <root>/quarantine/...                   failed outputs and files awaiting physical purge
+    <root>/audit/<name>                     audit tables (no personal values)
+    <root>/backups/YYYY-MM-DD/...           dated snapshots
+    <root>/docs/                            Great Expectations Data Docs
+    <root>/receipts/                        erasure receipts (JSON)
+
+Keys (削除情報等) never live under the root: see jobs/keys.py.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.policy import Policy, Table
+
+SUBJECT_BUCKET = "subject_bucket"
+STATS_TYPES = {"string", "integer", "long", "short", "byte", "double", "float", "decimal", "date", "timestamp"}
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path | None = None) -> "Lake":
+        return cls(Path(root or os.environ.get("WASURE_LAKE", "lake")).resolve())
+
+    def table_path(self, table: Table) -> str:
+        return str(self.root / table.path)
+
+    def pseudonymized(self, purpose: str, table: str) -> str:
+        return str(self.root / "pseudonymized" / purpose / table)
+
+    def anonymized(self, release: str, table: str = "data") -> str:
+        return str(self.root / "anonymized" / release / table)
+
+    def staging(self, *parts: str) -> str:
+        return str(self.root.joinpath("staging", *parts))
+
+    def quarantine(self, *parts: str) -> str:
+        return str(self.root.joinpath("quarantine", *parts))
+
+    def audit(self, name: str) -> str:
+        return str(self.root / "audit" / name)
+
+    def state(self, name: str) -> str:
+        return str(self.root / "state" / name)
+
+    @property
+    def docs(self) -> Path:
+        return self.root / "docs"
+
+    @property
+    def receipts(self) -> Path:
+        return self.root / "receipts"
+
+    @property
+    def backups(self) -> Path:
+        return self.root / "backups"
+
+
+def subject_bucket(subject: Column, buckets: int) -> Column:
+    """Stable bucket of a subject id: a purge of a few subjects touches only their buckets' files."""
+    return F.pmod(F.xxhash64(subject), F.lit(buckets)).cast("int")
+
+
+def is_delta(path: str | Path) -> bool:
+    return (Path(path) / "_delta_log").is_dir()
+
+
+def read_current(spark: SparkSession, path: str) -> DataFrame:
+    """The read path of jobs and analysts: the current version only, never time travel."""
+    return spark.read.format("delta").load(path)
+
+
+def create_table(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str],
+                 stats_columns: list[str] | None = None, change_data_feed: bool = False) -> None:
+    """Create the Delta table with the properties wasure relies on (idempotent).
+
+    stats_columns: the only columns whose min/max go into ``_delta_log`` (personal columns never
+    do, or the values outlive a delete there). ``None`` keeps Delta's default (tables without
+    personal data: audit, ledgers).
+    """
+    from delta.tables import DeltaTable
+
+    builder = (DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
+               .property("delta.enableDeletionVectors", "true")
+               .property("delta.enableChangeDataFeed", str(change_data_feed).lower()))
+    if partition_by:
+        builder = builder.partitionedBy(*partition_by)
+    if stats_columns is not None:
+        # Delta collects min/max only for orderable types (not booleans, maps, arrays).
+        types = {f.name: f.dataType.typeName() for f in df.schema.fields}
+        usable = [c for c in stats_columns if c not in partition_by and types.get(c) in STATS_TYPES]
+        if usable:
+            builder = builder.property("delta.dataSkippingStatsColumns", ",".join(f"`{c}`" for c in usable))
+        else:
+            builder = builder.property("delta.dataSkippingNumIndexedCols", "0")
+    builder.execute()
+
+
+def write_policy_table(spark: SparkSession, lake: Lake, table: Table, df: DataFrame, mode: str = "overwrite") -> None:
+    """Write a policy table laid out by region and subject bucket, with personal columns kept out of stats."""
+    df = df.withColumn(SUBJECT_BUCKET, subject_bucket(F.col(table.subject_key), table.subject_buckets))
+    partition_by = [table.region_column, SUBJECT_BUCKET]
+    path = lake.table_path(table)
+    create_table(spark, path, df, partition_by, stats_columns=table.stats_columns())
+    # One file per (region, bucket): few files per purge, no small-file storm.
+    (df.repartition(*[F.col(c) for c in partition_by]).write.format("delta").mode(mode)
+       .option("overwriteSchema", "false").save(path))
+
+
+def append_rows(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str] | None = None) -> None:
+    """Append to a small bookkeeping table (audit, ledger, state), creating it on first use."""
+    create_table(spark, path, df, partition_by or [])
+    df.coalesce(1).write.format("delta").mode("append").save(path)
+
+
+def table_summary(spark: SparkSession, path: str) -> dict:
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select("numFiles", "sizeInBytes").first()
+    version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").select("version").first()[0]
+    rows = read_current(spark, path).count()
+    return {"version": int(version), "files": int(detail.numFiles), "bytes": int(detail.sizeInBytes), "rows": int(rows)}
