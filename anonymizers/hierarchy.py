@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 SUPPRESSED = "*"
+_LCA_TABLE_MAX_LEAVES = 1024
 
 
 class HierarchyError(ValueError):
@@ -109,6 +110,12 @@ class CategoricalHierarchy:
         self.node_leaf_count = self.node_hi - self.node_lo + 1
         denominator = max(self.n_leaves - 1, 1)
         self.node_cost = (self.node_leaf_count - 1) / denominator
+        # Mondrian asks for millions of LCAs of small domains: a lookup table when it fits (8 MB).
+        self._lca_table = None
+        if self.n_leaves <= _LCA_TABLE_MAX_LEAVES:
+            grid_lo, grid_hi = np.meshgrid(np.arange(self.n_leaves), np.arange(self.n_leaves), indexing="ij")
+            self._lca_table = self._lca_by_levels(grid_lo.ravel(), grid_hi.ravel()).reshape(
+                self.n_leaves, self.n_leaves).astype(np.int32)
         self._label_cost: dict[str, float] = {}
         for node in range(len(labels)):  # an ambiguous label keeps its largest (safest) cost
             label = labels[node]
@@ -177,13 +184,19 @@ class CategoricalHierarchy:
             raise HierarchyError(f"values {unknown} are not in hierarchy {self.name!r}")
         return codes.to_numpy(dtype=np.int64)
 
+    def _lca_by_levels(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        anc_lo = self.ancestors[lo]
+        same = anc_lo == self.ancestors[hi]
+        level = np.argmax(same, axis=-1)  # the root level is always equal, so argmax is defined
+        return anc_lo[np.arange(len(lo)), level]
+
     def lca(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Node id of the lowest common ancestor of leaf codes ``lo`` and ``hi`` (vectorized)."""
-        lo = np.asarray(lo, dtype=np.int64)
-        hi = np.asarray(hi, dtype=np.int64)
-        same = self.ancestors[lo] == self.ancestors[hi]
-        level = np.argmax(same, axis=-1)  # the root level is always equal, so argmax is defined
-        return np.take_along_axis(self.ancestors[lo], level[..., None], axis=-1)[..., 0]
+        lo = np.asarray(lo, dtype=np.int64).ravel()
+        hi = np.asarray(hi, dtype=np.int64).ravel()
+        if self._lca_table is not None:
+            return self._lca_table[lo, hi]
+        return self._lca_by_levels(lo, hi)
 
     def cost(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         return self.node_cost[self.lca(lo, hi)]

@@ -381,6 +381,10 @@ class _Split:
     child_of_code: dict[int, int]  # code -> child slot (0..n_children-1)
     sizes: list[float]
 
+    @property
+    def sizes_total(self) -> float:
+        return float(sum(self.sizes))
+
 
 def _split_from_histogram(j: int, h: Hierarchy, codes: np.ndarray, counts: np.ndarray,
                           vmin: np.ndarray, vmax: np.ndarray, k: int) -> tuple[float, _Split] | None:
@@ -430,8 +434,13 @@ def _choose_splits(summary: pd.DataFrame, hierarchies: Sequence[Hierarchy], k: i
                                           hist["n"].to_numpy(dtype=np.float64),
                                           hist["vmin"].to_numpy(dtype=np.float64),
                                           hist["vmax"].to_numpy(dtype=np.float64), k)
-            if found and found[0] > 0 and (best is None or found[0] > best[0]):
-                best = found
+            if found is None or found[0] <= 0:
+                continue
+            # Own-attribute gain per row, discounted by imbalance: a split that peels off a small
+            # child leaves a partition almost as large, and each round is a pass over the data.
+            score = found[0] / found[1].sizes_total * (1 - max(found[1].sizes) / found[1].sizes_total)
+            if best is None or score > best[0]:
+                best = (score, found[1])
         if best is not None:
             chosen[int(pid)] = best[1]
     return chosen

@@ -36,7 +36,7 @@ def generated_lake(spark, policy, tmp_path_factory):
 
     lake = Lake.at(tmp_path_factory.mktemp("lake") / "lake")
     counts = generate_lake(spark, policy, lake, GenerateOptions(subjects=400, events_per_subject=10))
-    lake.counts = counts  # type: ignore[attr-defined]
+    object.__setattr__(lake, "counts", counts)  # frozen dataclass; counts are test metadata
     return lake
 
 
