@@ -253,9 +253,6 @@ def assert_adult_release(released, report, risk, k, gcp_bound):
 def test_adult_k5(adult, adult_hierarchies):
     released, report, risk = anonymize_adult(adult, adult_hierarchies, 5)
     assert_adult_release(released, report, risk, 5, ADULT_K5_GCP_BOUND)
-    original = pd.read_csv(ADULT / "adult.csv", sep=";")
-    # the release keeps the input's row multiset per original value of a kept attribute
-    assert released["race"].isin(original["race"].unique().tolist() + ["*"]).all()
 
 
 def test_adult_k100(adult, adult_hierarchies):
