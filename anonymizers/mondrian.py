@@ -450,9 +450,11 @@ def _choose_splits(summary: pd.DataFrame, hierarchies: Sequence[Hierarchy], k: i
 # Spark entry point
 # =================================================================================================
 def _bind_domains(df: DataFrame, qis: Sequence[str], hierarchies: Mapping[str, Hierarchy],
-                  sensitive: str | None) -> tuple[list[Hierarchy], int]:
-    """Validate the QIs in one aggregation (no nulls, categorical values known to the hierarchy)
-    and give interval hierarchies their domain bounds. Returns (hierarchies, row count)."""
+                  ) -> tuple[list[Hierarchy], int, dict[str, list[float]]]:
+    """Validate the QIs in one aggregation (no nulls, categorical values known to the hierarchy),
+    give interval hierarchies their domain bounds and compute the numeric bucket cut points of the
+    distributed phase in the same pass. Returns (hierarchies, row count, cut points per numeric QI)."""
+    probs = [i / NUMERIC_BUCKETS for i in range(NUMERIC_BUCKETS + 1)]
     aggs = [F.count(F.lit(1)).alias("rows")]
     float_types = (T.FloatType, T.DoubleType)
     for i, q in enumerate(qis):
@@ -463,10 +465,13 @@ def _bind_domains(df: DataFrame, qis: Sequence[str], hierarchies: Mapping[str, H
         if h.kind == "categorical":
             bad = bad | ~F.col(q).cast("string").isin(h.leaves)
         else:
-            aggs += [F.min(F.col(q).cast("double")).alias(f"min{i}"), F.max(F.col(q).cast("double")).alias(f"max{i}")]
+            value = F.col(q).cast("double")
+            aggs += [F.min(value).alias(f"min{i}"), F.max(value).alias(f"max{i}"),
+                     F.percentile_approx(value, probs, 4 * NUMERIC_BUCKETS).alias(f"cuts{i}")]
         aggs.append(F.sum(F.when(bad, 1).otherwise(0)).alias(f"bad{i}"))
     row = df.agg(*aggs).collect()[0]
     bound: list[Hierarchy] = []
+    cuts: dict[str, list[float]] = {}
     for i, q in enumerate(qis):
         if row[f"bad{i}"]:
             what = "null or not in its hierarchy" if hierarchies[q].kind == "categorical" else "null or NaN"
@@ -475,8 +480,9 @@ def _bind_domains(df: DataFrame, qis: Sequence[str], hierarchies: Mapping[str, H
         if isinstance(h, IntervalHierarchy):
             h = h.with_domain(row[f"min{i}"] if row[f"min{i}"] is not None else 0.0,
                               row[f"max{i}"] if row[f"max{i}"] is not None else 0.0)
+            cuts[q] = sorted(set(row[f"cuts{i}"] or [0.0]))
         bound.append(h)
-    return bound, int(row["rows"])
+    return bound, int(row["rows"]), cuts
 
 
 def _partition_stats(tuples: DataFrame, pid_col, sensitive: str | None) -> pd.DataFrame:
@@ -500,15 +506,10 @@ def _stats_ok(stats: pd.DataFrame, models: Sequence[PrivacyModel], sensitive: st
         stats["entropy"].to_numpy(dtype=np.float64) if sensitive else None))
 
 
-def _code_columns(df: DataFrame, tuples: DataFrame, qis: Sequence[str], hierarchies: Sequence[Hierarchy]):
+def _code_columns(tuples: DataFrame, qis: Sequence[str], hierarchies: Sequence[Hierarchy],
+                  cuts: Mapping[str, list[float]]) -> DataFrame:
     """Array column of per-attribute codes for the distributed phase: the leaf index for a
     taxonomy, an approximate-quantile bucket for a numeric attribute (exact for <= 256 values)."""
-    numeric = [q for q, h in zip(qis, hierarchies) if h.kind == "numeric"]
-    cuts = {}
-    if numeric:
-        probs = [i / NUMERIC_BUCKETS for i in range(NUMERIC_BUCKETS + 1)]
-        quantiles = df.approxQuantile(numeric, probs, 1.0 / (4 * NUMERIC_BUCKETS))
-        cuts = {q: sorted(set(values)) for q, values in zip(numeric, quantiles)}
     exprs = []
     for q, h in zip(qis, hierarchies):
         if h.kind == "categorical":
@@ -530,13 +531,14 @@ def _apply_splits(tuples: DataFrame, split_tables: list[DataFrame]) -> DataFrame
     return tuples
 
 
-def _distributed_phase(df: DataFrame, tuples: DataFrame, qis: Sequence[str], hierarchies: Sequence[Hierarchy],
-                       models: Sequence[PrivacyModel], sensitive: str | None, k: int, n_rows: int,
-                       threshold: int) -> tuple[DataFrame, list[DataFrame]]:
+def _distributed_phase(tuples: DataFrame, qis: Sequence[str], hierarchies: Sequence[Hierarchy],
+                       cuts: Mapping[str, list[float]], models: Sequence[PrivacyModel], sensitive: str | None,
+                       k: int, n_rows: int, threshold: int) -> tuple[DataFrame, list[DataFrame]]:
     """Split partitions larger than ``threshold`` from summaries; returns the coded tuples and the
     split tables to apply in order (the pid of a tuple is a function of its QI values)."""
-    spark = df.sparkSession
-    tuples = _code_columns(df, tuples, qis, hierarchies).withColumn(_PID, F.lit(0).cast("long"))
+    spark = tuples.sparkSession
+    # Cached: every round re-reads the tuples through the split tables chosen so far.
+    tuples = _code_columns(tuples, qis, hierarchies, cuts).withColumn(_PID, F.lit(0).cast("long")).persist()
     split_schema = T.StructType([
         T.StructField(_PID, T.LongType()), T.StructField("__attr", T.IntegerType()),
         T.StructField("__children", T.MapType(T.IntegerType(), T.LongType()))])
@@ -627,18 +629,23 @@ def mondrian_anonymize(
         models.append(l_diversity)
     threshold = max(int(local_threshold), 4 * int(k))
 
-    bound, n_rows = _bind_domains(df, qis, hierarchies, sensitive)
+    bound, n_rows, cuts = _bind_domains(df, qis, hierarchies)
     keys = qis + ([sensitive] if sensitive else [])
     tuples = df.groupBy(*keys).agg(F.count(F.lit(1)).cast("double").alias(_W))
-    root = _partition_stats(tuples, F.lit(0), sensitive)
+    if sensitive is None:  # the row count is the only statistic k needs: no extra job
+        root = pd.DataFrame({"pid": [0], "size": [n_rows]})
+    else:
+        root = _partition_stats(tuples, F.lit(0), sensitive)
     if root.empty or not _stats_ok(root, models, sensitive)[0]:
         raise AnonymizationError(
             f"the whole input ({n_rows} rows) does not satisfy {models}: no generalization can")
 
     tables: list[DataFrame] = []
     if n_rows > threshold:
-        tuples = tuples.persist()  # every round re-reads the tuples through the split tables
-        tuples, tables = _distributed_phase(df, tuples, qis, bound, models, sensitive, int(k), n_rows, threshold)
+        tuples, tables = _distributed_phase(tuples, qis, bound, cuts, models, sensitive, int(k), n_rows, threshold)
+        # Cached only for the rounds: the released DataFrame is lazy and may live long; it
+        # recomputes the tuples (one groupBy) and re-applies the split tables (broadcast joins).
+        tuples.unpersist()
     else:
         tuples = tuples.withColumn(_PID, F.lit(0).cast("long"))
     assigned = _apply_splits(tuples, tables).select(_PID, *keys, _W)

@@ -142,6 +142,107 @@ def status(policy: Optional[Path] = PolicyOpt, lake: Optional[Path] = LakeOpt):
     summary_table(f"lake {where.root}", ["table", "version", "files", "size", "rows"], rows)
 
 
+def _as_of(value: Optional[str]):
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"--as-of must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+@app.command()
+@handles_errors
+def retention(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Change nothing; print what would be removed, held, rewritten."),
+    force: bool = typer.Option(False, help="Allow removing more than defaults.max_delete_share of a table."),
+    as_of: Optional[str] = typer.Option(None, help="Business date of the run (YYYY-MM-DD, default today UTC)."),
+    no_purge: bool = typer.Option(False, "--no-purge", help="Skip the physical purge of files past their grace."),
+    policy: Optional[Path] = PolicyOpt,
+    lake: Optional[Path] = LakeOpt,
+):
+    """Remove what has expired (date, closure, minors without consent, withdrawn consent), except legal holds.
+
+    One Delta transaction per table; superseded files are purged physically after the grace period
+    (REORG ... APPLY (PURGE) + VACUUM). Example: `wasure retention --dry-run`
+    """
+    from jobs.retention import run as run_retention
+    from jobs.runtime import get_spark
+
+    loaded, where, day = _policy(policy), _lake(lake), _as_of(as_of)
+    with step("starting Spark"):
+        spark = get_spark("wasure-retention")
+    with console.status("retention") as status:
+        report = run_retention(spark, loaded, where, day, dry_run=dry_run, force=force, purge=not no_purge,
+                               progress=lambda msg: status.update(msg))
+    print_retention(report)
+
+
+def print_retention(report) -> None:
+    title = f"retention {'DRY RUN ' if report.dry_run else ''}as of {report.as_of} (policy sha256 {report.policy_sha256[:12]}…)"
+    rows = []
+    for plan in report.plans:
+        result = report.results.get(plan.table, {})
+        holds = ", ".join(f"{h}: {n}" for h, n in sorted(plan.held_by.items())) or "-"
+        reasons = ", ".join(f"{r}: {n}" for r, n in sorted(plan.reasons.items())) or "-"
+        rows.append((plan.table, plan.action, plan.rows_before, plan.to_remove, reasons, holds,
+                     f"{plan.files} / {human_bytes(plan.bytes)}", result.get("purge_due", "")))
+    summary_table(title, ["table", "action", "rows", "remove", "why (rows)", "held by (rows)", "files / bytes touched", "purge due"], rows)
+    if report.policy_changes:
+        console.print("policy changes since the last run:\n  " + "\n  ".join(report.policy_changes))
+    for purged in report.purged:
+        console.print(f"physically purged {purged['table']} (superseded files up to version {purged['up_to_version']})")
+    console.print(f"run id {report.run_id}" + ("  [yellow]nothing was changed (dry run)[/]" if report.dry_run else ""))
+
+
+@app.command()
+@handles_errors
+def pseudonymize(
+    purpose: Optional[list[str]] = typer.Option(None, help="Only these purposes (repeatable; default: all)."),
+    full: bool = typer.Option(False, help="Rewrite every table even if its source did not change."),
+    policy: Optional[Path] = PolicyOpt,
+    lake: Optional[Path] = LakeOpt,
+):
+    """Write 仮名加工情報 per purpose to pseudonymized/<purpose>/<table> (APPI rule 31), gated.
+
+    Keys come from $WASURE_KEY_<ID> or the key file ($WASURE_KEYS, mode 0600, outside the lake).
+    Example: `wasure keys init && wasure pseudonymize --purpose analytics`
+    """
+    from jobs.pseudonymize import run as run_pseudonymize
+    from jobs.runtime import get_spark
+
+    loaded, where = _policy(policy), _lake(lake)
+    from jobs.keys import load_purpose_keys
+
+    load_purpose_keys(loaded, purpose or list(loaded.purposes), where)   # exit 2 before Spark starts
+    with step("starting Spark"):
+        spark = get_spark("wasure-pseudonymize")
+    with console.status("pseudonymizing") as status:
+        result = run_pseudonymize(spark, loaded, where, purpose, full, progress=lambda msg: status.update(msg))
+    summary_table("pseudonymized (仮名加工情報)", ["purpose", "table", "status", "rows"],
+                  [(t["purpose"], t["table"], t["status"], t["rows"]) for t in result["tables"]])
+
+
+keys_app = typer.Typer(help="Pseudonymization keys (削除情報等), stored apart from the lake.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("init")
+@handles_errors
+def keys_init(policy: Optional[Path] = PolicyOpt, lake: Optional[Path] = LakeOpt):
+    """Create the missing key of every purpose in the key file (32 random bytes, mode 0600).
+
+    Example: `WASURE_KEYS=~/.config/wasure/keys.json wasure keys init`
+    """
+    from jobs.keys import init_keys, key_file_path
+
+    loaded = _policy(policy)
+    created = init_keys([p.key_id for p in loaded.purposes.values()], _lake(lake))
+    console.print(f"key file {key_file_path()}: " + (f"created {', '.join(created)}" if created else "every key already exists"))
+
+
 @app.command()
 @handles_errors
 def demo(

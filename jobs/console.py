@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from typing import Iterable, Iterator
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=False, highlight=False)
+# Piped output (CI logs, Airflow task logs) gets a wide console so summary tables stay readable.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 

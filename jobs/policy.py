@@ -84,6 +84,9 @@ class Table(Strict):
     purposes: list[str] = Field(default_factory=list)
     columns: dict[str, Union[ColumnClass, ColumnSpec]]
     retention: Retention | None = None
+    # A register (consents, provision records, holds) is evidence: subject-level rules (minors,
+    # withdrawn consent) never delete it; only its own retention rule and erasure apply.
+    record_keeping: bool = False
     description: str | None = None
 
     @field_validator("path")
@@ -145,6 +148,11 @@ class Subject(Strict):
     birth_date_column: str | None = None
     guardian_consent_column: str | None = None
     adult_age: int = Field(default=18, ge=1, le=30)
+    # Registers the jobs read: consents (<key>, purpose, status), restrictions (<key>, scope),
+    # legal holds (hold_id, <key>, table_name, reason, until).
+    consents_table: str | None = None
+    restrictions_table: str | None = None
+    legal_holds_table: str | None = None
 
     @field_validator("id_pattern")
     @classmethod
@@ -210,6 +218,10 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
         problems.append(("subject.table", f"unknown table {policy.subject.table!r}"))
     else:
         home = tables[policy.subject.table]
+        for key in ("consents_table", "restrictions_table", "legal_holds_table"):
+            name = getattr(policy.subject, key)
+            if name is not None and name not in tables:
+                problems.append((f"subject.{key}", f"unknown table {name!r}"))
         for key in ("closure_column", "birth_date_column", "guardian_consent_column"):
             column = getattr(policy.subject, key)
             if column is not None and column not in home.columns:

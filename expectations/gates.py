@@ -1,0 +1,219 @@
+"""Run a named gate: validate Spark DataFrames against expectation lists, write Data Docs.
+
+Context choice: every ``run_gate`` call uses its own **ephemeral** GE context (nothing read from
+or written to a GE project on disk, so concurrent jobs cannot corrupt each other's config) with a
+single filesystem Data Docs site whose root *is* ``docs_dir``: ``docs_dir/index.html`` lists this
+run's validations, one page per checked table under ``docs_dir/validations/``. Use one
+``docs_dir`` per gate run (e.g. ``<lake>/_gates/<run id>/<gate>/``); a second run into the same
+directory rewrites ``index.html`` to list only its own validations.
+
+Privacy of what is written: results use a SUMMARY format with unexpected values excluded (GE's
+built-in column expectations would otherwise list offending cell values), and exception messages
+are reduced to the exception type and Spark error class before Data Docs are rendered (Spark can
+quote a value in e.g. a failed cast). wasure's own expectations only ever report counts.
+
+GE's Spark query metrics register the batch as the temp view ``tmp_view``; do not run two gates
+concurrently in one SparkSession.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Tuple
+
+SITE_NAME = "wasure_gate"
+
+# SUMMARY keeps counts; partial_unexpected_count=0 + exclude_unexpected_values keep GE's built-in
+# map expectations from copying unexpected cell values into results and Data Docs.
+SAFE_RESULT_FORMAT = {
+    "result_format": "SUMMARY",
+    "partial_unexpected_count": 0,
+    "exclude_unexpected_values": True,
+    "include_unexpected_rows": False,
+    "return_unexpected_index_query": False,
+}
+
+_SPARK_ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9_.]+)\]")
+_WITHHELD = "(message withheld: it may quote data values)"
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+Check = Tuple[str, Any, Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed (or crashed) expectation: never carries a data value."""
+
+    expectation: str  # class name, e.g. ExpectQuasiIdentifierClassesToHaveAtLeastK
+    table: str  # the check's table label
+    column: str  # the column(s) concerned, comma-separated; "" for a table-level finding
+    message: str
+
+
+@dataclass
+class GateResult:
+    name: str
+    success: bool
+    failures: list[Failure]
+    docs_index: str  # path of the Data Docs index.html
+    results: list = field(default_factory=list, repr=False)  # GE suite results, one per check
+
+    def report(self) -> str:
+        """Human-readable lines for logs and CLI output."""
+        head = f"gate {self.name}: {'PASSED' if self.success else 'FAILED'} (Data Docs: {self.docs_index})"
+        return "\n".join([head] + [f"  - {f.message}" for f in self.failures])
+
+
+def run_gate(name: str, checks: Iterable[Check], docs_dir: str) -> GateResult:
+    """Validate each ``(table_label, df, expectations)`` and render Data Docs into ``docs_dir``.
+
+    Expectations are copied into one suite per table, so the same instances may be reused across
+    checks and gates. The gate fails if any expectation fails or cannot run.
+    """
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    checks = list(checks)
+    labels = [label for label, _, _ in checks]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"gate {name!r}: table labels must be unique, got {labels}")
+    docs_path = Path(docs_dir).resolve()
+    docs_path.mkdir(parents=True, exist_ok=True)
+
+    context = _context(gx, docs_path)
+    gate_id = _safe(name) or "gate"
+    datasource = context.data_sources.add_spark(name=gate_id)
+    run_id = RunIdentifier(run_name=name, run_time=_dt.datetime.now(_dt.timezone.utc))
+
+    results, failures = [], []
+    for label, df, expectations in checks:
+        asset = datasource.add_dataframe_asset(name=label)
+        batch_definition = asset.add_batch_definition_whole_dataframe("whole dataframe")
+        suite = context.suites.add(
+            gx.ExpectationSuite(
+                name=f"{gate_id}.{_safe(label)}",
+                expectations=[copy.copy(e) for e in expectations],
+            )
+        )
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{gate_id}.{_safe(label)}", data=batch_definition, suite=suite)
+        )
+        result = validation.run(
+            batch_parameters={"dataframe": df}, result_format=dict(SAFE_RESULT_FORMAT), run_id=run_id
+        )
+        _scrub(result)
+        results.append(result)
+        failures.extend(_failures(label, result))
+
+    # vd.run() stored the unscrubbed result; overwrite before Data Docs read the store.
+    store = context.validation_results_store
+    for key in store.list_keys():
+        stored = store.get(key)
+        _scrub(stored)
+        store.set(key, stored)
+    context.build_data_docs(site_names=[SITE_NAME])
+
+    return GateResult(
+        name=name,
+        success=all(r.success for r in results) and not failures,
+        failures=failures,
+        docs_index=str(docs_path / "index.html"),
+        results=results,
+    )
+
+
+def _context(gx: Any, docs_path: Path):
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    # The ephemeral context's default site writes to a temp dir; only ours is built.
+    for site in list(context.list_data_docs_sites()):
+        context.delete_data_docs_site(site)
+    context.add_data_docs_site(
+        SITE_NAME,
+        {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_path)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    # Batch jobs log to files: no tqdm bars per validation.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE_NAME.sub("_", str(text)).strip("_")
+
+
+def _class_name(expectation_type: str) -> str:
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    try:
+        return get_expectation_impl(expectation_type).__name__
+    except Exception:  # noqa: BLE001 - an unregistered type still has its snake_case name
+        return expectation_type
+
+
+def _withheld(info: dict) -> str:
+    # Keep the Spark error class (e.g. UNRESOLVED_COLUMN.WITH_SUGGESTION): enough to act on.
+    match = _SPARK_ERROR_CLASS.search(str(info.get("exception_message") or ""))
+    label = match.group(1) if match else "error"
+    return f"{label} {_WITHHELD}"
+
+
+def _scrub(suite_result: Any) -> None:
+    """Replace exception messages and tracebacks with the Spark error class only."""
+    for evr in getattr(suite_result, "results", []) or []:
+        info = evr.exception_info
+        if not info:
+            continue
+        for entry in [info] + [v for v in info.values() if isinstance(v, dict)]:
+            if isinstance(entry, dict) and entry.get("raised_exception") and not str(
+                entry.get("exception_message") or ""
+            ).endswith(_WITHHELD):
+                entry["exception_message"] = _withheld(entry)
+                entry["exception_traceback"] = None
+
+
+def _exception_text(info: Optional[dict]) -> Optional[str]:
+    if not info:
+        return None
+    entries = [info] + [v for v in info.values() if isinstance(v, dict)]
+    raised = [e for e in entries if isinstance(e, dict) and e.get("raised_exception")]
+    return raised[0].get("exception_message") if raised else None
+
+
+def _failures(label: str, suite_result: Any) -> list[Failure]:
+    failures = []
+    for evr in suite_result.results:
+        if evr.success:
+            continue
+        config = evr.expectation_config
+        name = _class_name(config.type)
+        body = evr.result or {}
+        details = body.get("details") if isinstance(body.get("details"), dict) else {}
+        kwargs = config.kwargs or {}
+        columns = details.get("columns") or (
+            [kwargs["column"]] if kwargs.get("column") else list(kwargs.get("column_list") or [])
+        )
+        column = ", ".join(str(c) for c in columns)
+        crashed = _exception_text(evr.exception_info)
+        if crashed:
+            message = f"{name} on table '{label}' could not run: {crashed}"
+        elif details.get("message"):
+            message = details["message"]
+        else:
+            # A GE built-in expectation: report its counts, never its observed value (which for
+            # e.g. a column max *is* a data value).
+            counts = ", ".join(
+                f"{k}={body[k]}" for k in ("unexpected_count", "element_count", "missing_count") if k in body
+            )
+            where = f"table '{label}'" + (f", column {column}" if column else "")
+            message = f"{name} on {where}: failed" + (f" ({counts})" if counts else "")
+        failures.append(Failure(expectation=name, table=label, column=column, message=message))
+    return failures

@@ -1,0 +1,99 @@
+"""Key store for pseudonymization keys (削除情報等): kept apart from the lake, never printed.
+
+Lookup order for a key id:
+1. environment variable ``WASURE_KEY_<KEY_ID>`` (key id upper-cased, non-alphanumerics as ``_``),
+   base64 — how a secrets backend or an Airflow connection hands keys to a task in production;
+2. the key file ``$WASURE_KEYS`` (default ``~/.config/wasure/keys.json``): ``{"keys": {"<key id>":
+   "<base64>"}}``, which must be mode 0600 and must not lie under the lake root.
+
+Errors name the key id and the store, never key material.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+
+from jobs.console import InputError
+from jobs.lake import Lake
+
+MIN_KEY_BYTES = 32
+
+
+def key_file_path() -> Path:
+    default = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "wasure" / "keys.json"
+    return Path(os.environ.get("WASURE_KEYS", default)).expanduser().resolve()
+
+
+def _env_name(key_id: str) -> str:
+    return "WASURE_KEY_" + re.sub(r"[^A-Za-z0-9]", "_", key_id).upper()
+
+
+def _check_location(path: Path, lake: Lake | None) -> None:
+    if lake is not None and (path == lake.root or lake.root in path.parents):
+        raise InputError(f"the key file {path} lies under the lake root {lake.root}: keys must be stored apart from the data")
+
+
+def _read_file(path: Path) -> dict[str, str]:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise InputError(f"the key file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")
+    try:
+        data = json.loads(path.read_text())
+        keys = data["keys"]
+        if not isinstance(keys, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"the key file {path} is not of the form {{\"keys\": {{\"<key id>\": \"<base64>\"}}}}") from None
+    return keys
+
+
+def load_key(key_id: str, lake: Lake | None = None) -> bytes:
+    env = os.environ.get(_env_name(key_id))
+    source = f"environment variable {_env_name(key_id)}"
+    if env is None:
+        path = key_file_path()
+        _check_location(path, lake)
+        if not path.is_file():
+            raise InputError(f"key {key_id!r} not found: no {_env_name(key_id)} and no key file at {path} "
+                             f"(create one with `wasure keys init`)")
+        keys = _read_file(path)
+        if key_id not in keys:
+            raise InputError(f"key {key_id!r} not found in the key file {path} (add it with `wasure keys init`)")
+        env, source = keys[key_id], f"key file {path}"
+    try:
+        key = base64.b64decode(env, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"key {key_id!r} in the {source} is not valid base64") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise InputError(f"key {key_id!r} in the {source} is {len(key)} bytes; at least {MIN_KEY_BYTES} are required")
+    return key
+
+
+def load_purpose_keys(policy, purposes: list[str], lake: Lake | None = None) -> dict[str, tuple[str, bytes]]:
+    """purpose -> (key id, key); every key is checked before any job writes."""
+    return {p: (policy.purposes[p].key_id, load_key(policy.purposes[p].key_id, lake)) for p in purposes}
+
+
+def init_keys(key_ids: list[str], lake: Lake | None = None) -> list[str]:
+    """Create the missing keys (32 random bytes each) in the key file, mode 0600. Returns the new ids."""
+    path = key_file_path()
+    _check_location(path, lake)
+    keys = _read_file(path) if path.is_file() else {}
+    created = [k for k in key_ids if k not in keys and _env_name(k) not in os.environ]
+    if not created:
+        return []
+    for key_id in created:
+        keys[key_id] = base64.b64encode(secrets.token_bytes(MIN_KEY_BYTES)).decode()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"keys": keys}, handle, indent=2)
+    os.replace(tmp, path)
+    return created

@@ -1,0 +1,265 @@
+"""仮名加工情報 (`wasure pseudonymize`): APPI Enforcement Rules art. 31, per purpose.
+
+For every purpose and every table that serves it, writes ``pseudonymized/<purpose>/<table>``:
+- identifying descriptions -> keyed pseudonym (HMAC-SHA256, the purpose's key) or dropped;
+- 個人識別符号 and property-damage columns -> always dropped (the policy cannot keep them);
+- linking codes (member / device ids) -> keyed pseudonym, so tables of one purpose still join and
+  tables of two purposes do not (one key per purpose);
+- free text -> scrubbed or dropped; other classes as the policy says.
+Restricted subjects and subjects who withdrew consent for the purpose are left out (S11).
+
+Output goes to staging first; it is promoted only after the gate (no source identifier in the
+output, no unkeyed hash of one, no dropped class present, one pseudonym per subject).
+A table is skipped when neither its source version nor the purpose's key id changed since the last
+run (the increment is the table: Delta does not tell which rows an overwrite changed without the
+change feed, which we keep off for personal tables). A new key id re-pseudonymizes the purpose.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from anonymizers.drop import drop
+from anonymizers.pseudonym import keyed_pseudonym
+from anonymizers.scrub import scrub
+from jobs.console import CheckFailed, InputError
+from jobs.keys import load_purpose_keys
+from jobs.lake import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current
+from jobs.policy import ColumnClass, Policy, Table
+from jobs.subjects import Registers
+
+KEY_ID_COLUMN = "pseudonym_key_id"
+ALWAYS_DROPPED = (ColumnClass.individual_code, ColumnClass.property_damage)
+
+
+@dataclass
+class Rule31Plan:
+    """What the APPI rule 31 profile does to each column of one table."""
+    pseudonymize: list[str] = field(default_factory=list)
+    drop: list[str] = field(default_factory=list)
+    scrub: list[str] = field(default_factory=list)
+    keep: list[str] = field(default_factory=list)
+
+
+def rule31_plan(table: Table) -> Rule31Plan:
+    plan = Rule31Plan()
+    for name in table.columns:
+        spec = table.column(name)
+        if spec.class_ in ALWAYS_DROPPED:
+            plan.drop.append(name)          # no option to keep (validated in the policy too)
+        elif spec.class_ in (ColumnClass.identifying, ColumnClass.linking_code):
+            (plan.drop if spec.treatment == "drop" else plan.pseudonymize).append(name)
+        elif spec.class_ == ColumnClass.free_text:
+            (plan.drop if spec.treatment == "drop" else plan.scrub).append(name)
+        elif spec.treatment == "drop":
+            plan.drop.append(name)
+        else:
+            plan.keep.append(name)
+    return plan
+
+
+def apply_rule31(df: DataFrame, table: Table, key: bytes, key_id: str) -> DataFrame:
+    plan = rule31_plan(table)
+    df = drop(df, [c for c in plan.drop + [SUBJECT_BUCKET] if c in df.columns])
+    if plan.scrub:
+        df = scrub(df, plan.scrub)
+    return keyed_pseudonym(df, plan.pseudonymize, key=key, key_id=key_id, key_id_column=KEY_ID_COLUMN)
+
+
+def eligible_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, purpose: str,
+                  registers: Registers) -> DataFrame:
+    """Source rows minus restricted subjects and, for consent-based purposes, withdrawn consents."""
+    table = policy.tables[table_name]
+    df = read_current(spark, lake.table_path(table))
+    excluded = registers.restricted(purpose)
+    if policy.purposes[purpose].requires_consent:
+        excluded = excluded.unionByName(registers.withdrawn([purpose]))
+    return df.join(excluded.distinct(), df[table.subject_key] == excluded["subject"], "left_anti")
+
+
+# ------------------------------------------------------------------ gate
+
+def gate_checks(spark: SparkSession, policy: Policy, table_name: str, source: DataFrame, output: DataFrame) -> list[str]:
+    """Plain Spark checks (joins, no collect of data): returns failure messages without values."""
+    table = policy.tables[table_name]
+    plan = rule31_plan(table)
+    failures = []
+    present = [c for c in plan.drop if c in output.columns]
+    if present:
+        failures.append(f"{table_name}: dropped-class column(s) present: {', '.join(present)}")
+    identifiers = plan.pseudonymize + [c for c in plan.drop if c in source.columns]
+    source_values = None
+    for column in identifiers:
+        values = source.select(F.col(column).cast("string").alias("value")).where(F.col("value").isNotNull() & (F.length("value") > 3))
+        source_values = values if source_values is None else source_values.unionByName(values)
+    if source_values is None:
+        return failures
+    source_values = source_values.distinct()
+    string_columns = [f.name for f in output.schema.fields if f.dataType.typeName() == "string" and f.name != KEY_ID_COLUMN]
+    output_values = None
+    for column in string_columns:
+        values = output.select(F.col(column).alias("value"), F.lit(column).alias("column"))
+        output_values = values if output_values is None else output_values.unionByName(values)
+    if output_values is not None:
+        leaks = output_values.join(source_values, "value").groupBy("column").count().collect()
+        failures += [f"{table_name}.{r.column}: {r['count']} value(s) equal a raw source identifier" for r in leaks]
+        normalized = F.lower(F.trim(F.col("value")))
+        hashes = source_values.select(F.explode(F.array(
+            F.md5("value"), F.sha1("value"), F.sha2("value", 256),
+            F.md5(normalized), F.sha1(normalized), F.sha2(normalized, 256))).alias("value"))
+        pseudonym_values = output_values.where(F.col("column").isin(plan.pseudonymize))
+        hashed = pseudonym_values.join(hashes.distinct(), "value").groupBy("column").count().collect()
+        failures += [f"{table_name}.{r.column}: {r['count']} pseudonym(s) equal an unkeyed hash of a source identifier" for r in hashed]
+    key = table.subject_key
+    if key in plan.pseudonymize:
+        distinct_out = output.select(key).distinct().count()
+        distinct_in = source.select(key).distinct().count()
+        if distinct_out != distinct_in:
+            failures.append(f"{table_name}.{key}: {distinct_out} distinct pseudonyms for {distinct_in} distinct subjects")
+    return failures
+
+
+# ------------------------------------------------------------------ writing
+
+def _state_path(lake: Lake) -> Path:
+    return lake.root / "state" / "pseudonymize.json"
+
+
+def _load_state(lake: Lake) -> dict:
+    path = _state_path(lake)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_state(lake: Lake, state: dict) -> None:
+    path = _state_path(lake)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def _promote(staging: str, final: str) -> None:
+    """Swap the gated staging table into place (directory renames; the old copy is removed)."""
+    final_path, old = Path(final), Path(final + ".old")
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    if old.exists():
+        shutil.rmtree(old)
+    if final_path.exists():
+        final_path.rename(old)
+    Path(staging).rename(final_path)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _quarantine(staging: str, lake: Lake, purpose: str, table: str) -> str:
+    target = Path(lake.quarantine("pseudonymized", purpose, table, dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Path(staging).rename(target)
+    return str(target)
+
+
+def source_version(spark: SparkSession, path: str) -> int:
+    return int(spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").select("version").first()[0])
+
+
+def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | None = None, full: bool = False,
+        progress=lambda _msg: None) -> dict:
+    purposes = purposes or list(policy.purposes)
+    unknown = [p for p in purposes if p not in policy.purposes]
+    if unknown:
+        raise InputError(f"unknown purpose(s): {', '.join(unknown)} (the policy has {', '.join(policy.purposes)})")
+    keys = load_purpose_keys(policy, purposes, lake)      # missing / short key: exit 2 before any write
+    missing = [n for n, t in policy.tables.items() if not is_delta(lake.table_path(t))]
+    if missing:
+        raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
+    registers = Registers(spark, policy, lake)
+    state = _load_state(lake)
+    results: dict = {"tables": [], "failures": []}
+    for purpose in purposes:
+        key_id, key = keys[purpose]
+        for name, table in policy.tables.items():
+            if purpose not in table.purposes:
+                continue
+            source_path = lake.table_path(table)
+            version = source_version(spark, source_path)
+            final = lake.pseudonymized(purpose, name)
+            marker = f"{purpose}/{name}"
+            if not full and state.get(marker) == {"source_version": version, "key_id": key_id} and is_delta(final):
+                results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})
+                continue
+            progress(f"pseudonymizing {name} for {purpose}")
+            source = eligible_rows(spark, policy, lake, name, purpose, registers)
+            output = apply_rule31(source, table, key, key_id)
+            staging = lake.staging("pseudonymized", purpose, name)
+            if Path(staging).exists():
+                shutil.rmtree(staging)
+            create_table(spark, staging, output, [table.region_column], stats_columns=table.stats_columns())
+            output.repartition(table.region_column).write.format("delta").mode("overwrite").save(staging)
+            written = read_current(spark, staging)
+            failures = gate_checks(spark, policy, name, source, written)
+            if failures:
+                where = _quarantine(staging, lake, purpose, name)
+                results["failures"] += failures
+                results["tables"].append({"purpose": purpose, "table": name, "status": f"quarantined: {where}", "rows": None})
+                continue
+            rows = written.count()
+            _promote(staging, final)
+            state[marker] = {"source_version": version, "key_id": key_id}
+            _save_state(lake, state)
+            results["tables"].append({"purpose": purpose, "table": name, "status": "published", "rows": rows, "key_id": key_id})
+    if results["failures"]:
+        raise CheckFailed("pseudonymization gate failed (outputs quarantined): " + "; ".join(results["failures"]))
+    return results
+
+
+def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, keys: DataFrame,
+                         cutoff: dt.date | None) -> int:
+    """Before rows are deleted, keep their 仮名加工情報 (S5: after closure only pseudonymized data stays).
+
+    Writes to ``pseudonymized/<purpose>/retained/<table>``, which regular pseudonymize runs never
+    overwrite; inserts are keyed on a hash of the pseudonymized row, so a re-run adds nothing twice.
+    """
+    from delta.tables import DeltaTable
+
+    table = policy.tables[table_name]
+    purpose = (table.retention.purpose if table.retention and table.retention.purpose else table.purposes[0])
+    key_id, key = load_purpose_keys(policy, [purpose], lake)[purpose]
+    source = read_current(spark, lake.table_path(table))
+    doomed = source.join(keys.select(F.col("subject").alias(table.subject_key), F.col("bucket").alias(SUBJECT_BUCKET), "all_rows"),
+                         [table.subject_key, SUBJECT_BUCKET])
+    if cutoff is not None and table.date_column:
+        doomed = doomed.where(F.col("all_rows") | (F.col(table.date_column) < F.lit(cutoff)))
+    output = apply_rule31(doomed.drop("all_rows"), table, key, key_id)
+    output = output.withColumn("_row_hash", F.sha2(F.to_json(F.struct(*[F.col(c) for c in output.columns])), 256))
+    path = str(Path(lake.pseudonymized(purpose, "retained")) / table_name)
+    create_table(spark, path, output, [table.region_column], stats_columns=table.stats_columns())
+    (DeltaTable.forPath(spark, path).alias("t").merge(output.alias("s"), "t._row_hash = s._row_hash")
+        .whenNotMatchedInsertAll().execute())
+    return output.count()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """spark-submit entry point: `python -m jobs.pseudonymize --policy P --lake L [--purpose X] [--full]`."""
+    import argparse
+
+    from jobs.policy import load_policy
+    from jobs.runtime import get_spark
+
+    parser = argparse.ArgumentParser(prog="jobs.pseudonymize")
+    parser.add_argument("--policy", required=True)
+    parser.add_argument("--lake", required=True)
+    parser.add_argument("--purpose", action="append")
+    parser.add_argument("--full", action="store_true")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(get_spark("wasure-pseudonymize"), load_policy(args.policy), Lake.at(args.lake), args.purpose, args.full), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,406 @@
+"""Retention enforcement (`wasure retention`): remove what has expired, then purge it physically.
+
+Per table, a row has expired when (REQUIREMENTS S1/S10/S11):
+- its business date is older than the table's retention period (basis business_date);
+- its subject's account was closed longer ago than the period (basis account_closure);
+- its subject is a minor without guardian consent (every table except record-keeping registers);
+- its subject withdrew consent for every consent-based purpose the table serves (idem).
+Rows under an active legal hold (policy holds and the legal_holds register; per subject and/or
+table) are kept and counted per hold (S13).
+
+Each table changes in ONE Delta transaction (a MERGE ... WHEN MATCHED THEN DELETE keyed on the
+subject and its bucket, so only the files that hold expired subjects are touched). The commit
+carries the run's bookkeeping (no personal value) in its userMetadata, so the audit rows and the
+quarantine ledger can always be rebuilt from the table history: a run killed between any two steps
+finishes correctly when run again. After the grace period, the physical purge rewrites the files
+(REORG ... APPLY (PURGE)) and VACUUMs the superseded ones.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from jobs.console import CheckFailed, InputError
+from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, is_delta, read_current
+from jobs.policy import Policy
+from jobs.subjects import Registers
+
+JOB = "retention"
+AVAILABLE_ACTIONS = {"delete", "pseudonymize"}
+
+
+@dataclass
+class TablePlan:
+    table: str
+    action: str
+    rows_before: int = 0
+    to_remove: int = 0
+    held: int = 0
+    held_by: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    files: int = 0
+    bytes: int = 0
+    table_level_hold: str | None = None
+
+    @property
+    def share(self) -> float:
+        return self.to_remove / self.rows_before if self.rows_before else 0.0
+
+
+@dataclass
+class RetentionReport:
+    run_id: str
+    as_of: dt.date
+    policy_sha256: str
+    dry_run: bool
+    plans: list[TablePlan]
+    policy_changes: list[str]
+    results: dict[str, dict] = field(default_factory=dict)
+    purged: list[dict] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ finding expired rows
+
+def _flag_column() -> str:
+    return "_wasure_subject_rule"
+
+
+def expired_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, as_of: dt.date,
+                 registers: Registers | None = None) -> DataFrame:
+    """Rows of the table past retention, with `_wasure_subject_rule` (null when only the date expired)
+    and `_wasure_date_expired`. Holds are NOT subtracted here."""
+    registers = registers or Registers(spark, policy, lake)
+    table = policy.tables[table_name]
+    key = table.subject_key
+    df = read_current(spark, lake.table_path(table))
+    retention = table.retention
+    date_expired = F.lit(False)
+    subject_rules: list[DataFrame] = []
+    if retention is not None:
+        cutoff = as_of - dt.timedelta(days=retention.period_days)
+        if retention.basis == "business_date":
+            date_expired = F.col(table.date_column) < F.lit(cutoff)
+        else:
+            subject_rules.append(registers.closed_before(cutoff).withColumn("rule", F.lit("account_closure")))
+    if not table.record_keeping:
+        subject_rules.append(registers.minors_without_guardian_consent(as_of).withColumn("rule", F.lit("minor_without_consent")))
+        consent_purposes = [p for p in table.purposes if policy.purposes[p].requires_consent]
+        if consent_purposes and len(consent_purposes) == len(table.purposes):
+            withdrawn = (registers.withdrawn(consent_purposes).groupBy("subject").count()
+                         .where(F.col("count") == len(set(consent_purposes))).select("subject"))
+            subject_rules.append(withdrawn.withColumn("rule", F.lit("consent_withdrawn")))
+    flags = None
+    for rule in subject_rules:
+        flags = rule if flags is None else flags.unionByName(rule)
+    if flags is not None:
+        flags = flags.groupBy("subject").agg(F.min("rule").alias(_flag_column()))
+        df = df.join(flags, df[key] == flags["subject"], "left").drop("subject")
+    else:
+        df = df.withColumn(_flag_column(), F.lit(None).cast("string"))
+    return (df.withColumn("_wasure_date_expired", date_expired)
+              .where(F.col("_wasure_date_expired") | F.col(_flag_column()).isNotNull()))
+
+
+def _with_holds(expired: DataFrame, holds: DataFrame, key: str) -> DataFrame:
+    """Add `_wasure_hold` (the first hold id that covers the row, or null)."""
+    per_subject = holds.where(F.col("subject").isNotNull()).groupBy("subject").agg(F.min("hold_id").alias("_wasure_hold"))
+    return expired.join(per_subject, expired[key] == per_subject["subject"], "left").drop("subject")
+
+
+def plan_table(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, as_of: dt.date,
+               registers: Registers) -> tuple[TablePlan, DataFrame]:
+    """What a run would do to one table, and the (subject, bucket, all_rows) keys it would delete."""
+    table = policy.tables[table_name]
+    action = table.retention.action if table.retention else "delete"
+    plan = TablePlan(table=table_name, action=action)
+    path = lake.table_path(table)
+    plan.rows_before = read_current(spark, path).count()
+    holds = registers.holds_for(table_name, as_of)
+    whole_table = holds.where(F.col("subject").isNull()).select("hold_id").orderBy("hold_id").limit(1).collect()
+    expired = _with_holds(expired_rows(spark, policy, lake, table_name, as_of, registers), holds, table.subject_key)
+    if whole_table:
+        expired = expired.withColumn("_wasure_hold", F.lit(whole_table[0].hold_id))
+        plan.table_level_hold = whole_table[0].hold_id
+    expired = expired.withColumn("_file_path", F.col("_metadata.file_path")).withColumn("_file_size", F.col("_metadata.file_size")).cache()
+    # Small per-table summaries only reach the driver: counts per hold, per rule, per file.
+    for row in expired.groupBy("_wasure_hold", F.coalesce(F.col(_flag_column()), F.lit("business_date")).alias("rule")).count().collect():
+        if row["_wasure_hold"] is None:
+            plan.to_remove += row["count"]
+            plan.reasons[row.rule] = plan.reasons.get(row.rule, 0) + row["count"]
+        else:
+            plan.held += row["count"]
+            plan.held_by[row["_wasure_hold"]] = plan.held_by.get(row["_wasure_hold"], 0) + row["count"]
+    removable = expired.where(F.col("_wasure_hold").isNull())
+    files = removable.select("_file_path", "_file_size").distinct().agg(F.count("*").alias("n"), F.sum("_file_size").alias("b")).first()
+    plan.files, plan.bytes = int(files.n or 0), int(files.b or 0)
+    keys = (removable.groupBy(F.col(table.subject_key).alias("subject"), F.col(SUBJECT_BUCKET).alias("bucket"))
+            .agg(F.max(F.col(_flag_column()).isNotNull()).alias("all_rows")))
+    return plan, keys
+
+
+# ------------------------------------------------------------------ applying a plan
+
+@contextlib.contextmanager
+def commit_metadata(spark: SparkSession, metadata: dict):
+    """Attach bookkeeping (no personal value) to the Delta commits made inside the block."""
+    key = "spark.databricks.delta.commitInfo.userMetadata"
+    spark.conf.set(key, json.dumps(metadata, sort_keys=True, default=str))
+    try:
+        yield
+    finally:
+        spark.conf.unset(key)
+
+
+def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFrame,
+                date_column: str | None, cutoff: dt.date | None) -> None:
+    """One MERGE: delete every row of the listed subjects, or only their rows older than cutoff."""
+    from delta.tables import DeltaTable
+
+    date_condition = f"t.`{date_column}` < DATE'{cutoff.isoformat()}'" if date_column and cutoff else "false"
+    (DeltaTable.forPath(spark, path).alias("t")
+        .merge(keys.alias("s"), f"t.`{subject_key}` = s.subject AND t.`{SUBJECT_BUCKET}` = s.bucket "
+                                f"AND (s.all_rows OR {date_condition})")
+        .whenMatchedDelete().execute())
+
+
+def current_version(spark: SparkSession, path: str) -> int:
+    from delta.tables import DeltaTable
+
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+
+
+def _pseudonymize_before_delete(spark, policy, lake, table_name, keys, as_of, cutoff):
+    try:
+        from jobs.pseudonymize import retain_pseudonymized
+    except ImportError:  # until the 仮名加工 job exists: never a silent delete
+        raise InputError(f"tables.{table_name}.retention.action: 'pseudonymize' is not available yet") from None
+    retain_pseudonymized(spark, policy, lake, table_name, keys, cutoff)
+
+
+# ------------------------------------------------------------------ ledger and audit (rebuilt from history)
+
+LEDGER_SCHEMA = T.StructType([
+    T.StructField("table", T.StringType()), T.StructField("path", T.StringType()),
+    T.StructField("version", T.LongType()), T.StructField("job", T.StringType()),
+    T.StructField("run_id", T.StringType()), T.StructField("deleted_at", T.TimestampType()),
+    T.StructField("purge_due", T.DateType()), T.StructField("status", T.StringType()),
+])
+
+AUDIT_SCHEMA = T.StructType([
+    T.StructField("run_id", T.StringType()), T.StructField("run_at", T.TimestampType()),
+    T.StructField("as_of", T.DateType()), T.StructField("policy_sha256", T.StringType()),
+    T.StructField("table", T.StringType()), T.StructField("action", T.StringType()),
+    T.StructField("rows_before", T.LongType()), T.StructField("rows_removed", T.LongType()),
+    T.StructField("rows_held", T.LongType()), T.StructField("rows_after", T.LongType()),
+    T.StructField("files_touched", T.LongType()), T.StructField("bytes_touched", T.LongType()),
+    T.StructField("version_before", T.LongType()), T.StructField("version_after", T.LongType()),
+    T.StructField("purge_due", T.DateType()), T.StructField("recovered", T.BooleanType()),
+])
+
+
+def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = JOB) -> int:
+    """Record every deleting commit of `job` that the ledger/audit do not know yet (crash-safe)."""
+    ledger_path, audit_path = lake.state("quarantine_ledger"), lake.audit(job)
+    known = set()
+    if is_delta(ledger_path):
+        known = {(r.table, r.version) for r in read_current(spark, ledger_path).select("table", "version").collect()}
+    audited = set()
+    if is_delta(audit_path):
+        audited = {(r.run_id, r.table) for r in read_current(spark, audit_path).select("run_id", "table").collect()}
+    ledger_rows, audit_rows = [], []
+    for name, table in policy.tables.items():
+        path = lake.table_path(table)
+        if not is_delta(path):
+            continue
+        history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").where(F.col("userMetadata").isNotNull())
+        for commit in history.select("version", "timestamp", "userMetadata", "operationMetrics").collect():
+            meta = json.loads(commit.userMetadata)
+            if meta.get("job") != job or meta.get("table") != name:
+                continue
+            due = dt.date.fromisoformat(meta["purge_due"])
+            if (name, commit.version) not in known:
+                ledger_rows.append((name, table.path, int(commit.version), job, meta["run_id"], commit.timestamp, due, "pending"))
+            if (meta["run_id"], name) not in audited:
+                removed = int((commit.operationMetrics or {}).get("numTargetRowsDeleted", 0))
+                audit_rows.append((meta["run_id"], commit.timestamp, dt.date.fromisoformat(meta["as_of"]), meta["policy_sha256"],
+                                   name, meta["action"], meta["rows_before"], removed, meta["rows_held"],
+                                   meta["rows_before"] - removed, meta["files"], meta["bytes"],
+                                   meta["version_before"], int(commit.version), due, meta["run_id"] != meta.get("current_run")))
+    if ledger_rows:
+        append_rows(spark, ledger_path, spark.createDataFrame(ledger_rows, LEDGER_SCHEMA))
+    if audit_rows:
+        append_rows(spark, audit_path, spark.createDataFrame(audit_rows, AUDIT_SCHEMA))
+    return len(ledger_rows)
+
+
+def physical_purge(spark: SparkSession, policy: Policy, lake: Lake, today: dt.date) -> list[dict]:
+    """After the grace: REORG ... APPLY (PURGE) and VACUUM, for every table with a ledger entry due."""
+    from delta.tables import DeltaTable
+
+    ledger_path = lake.state("quarantine_ledger")
+    if not is_delta(ledger_path):
+        return []
+    due = (read_current(spark, ledger_path).where((F.col("status") == "pending") & (F.col("purge_due") <= F.lit(today)))
+           .groupBy("table", "path").agg(F.max("version").alias("version")).collect())
+    purged = []
+    for entry in due:
+        path = str(lake.root / entry.path)
+        spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+        # VACUUM must reach the files superseded just now by REORG: retention 0 hours, with the
+        # safety check lifted for this call only. Every superseded file goes (a later delete still
+        # inside its grace loses the rest of it: earlier erasure, never later).
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+        try:
+            spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
+        finally:
+            spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+        (DeltaTable.forPath(spark, ledger_path).update(
+            (F.col("table") == entry.table) & (F.col("status") == "pending") & (F.col("version") <= entry.version),
+            {"status": F.lit("purged")}))
+        purged.append({"table": entry.table, "up_to_version": int(entry.version)})
+    return purged
+
+
+# ------------------------------------------------------------------ policy snapshots
+
+def _flatten(value, prefix="") -> dict[str, str]:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: json.dumps(value, default=str, ensure_ascii=False)}
+
+
+def policy_changes(lake: Lake, policy: Policy) -> list[str]:
+    """Key paths changed since the policy of the last run (snapshots under state/policies)."""
+    snapshots = lake.root / "state" / "policies"
+    snapshots.mkdir(parents=True, exist_ok=True)
+    current = policy.model_dump(mode="json", by_alias=True)
+    last_file = snapshots / "last.txt"
+    (snapshots / f"{policy.sha256}.json").write_text(json.dumps(current, ensure_ascii=False, sort_keys=True))
+    if not last_file.exists():
+        last_file.write_text(policy.sha256)
+        return ["first run: no earlier policy"]
+    last_sha = last_file.read_text().strip()
+    last_file.write_text(policy.sha256)
+    if last_sha == policy.sha256:
+        return []
+    before = _flatten(json.loads((snapshots / f"{last_sha}.json").read_text()))
+    after = _flatten(current)
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            # Hold subjects are ids: name the path, not the values.
+            shown = "" if key.startswith("legal_holds") else f": {before.get(key, '-')} -> {after.get(key, '-')}"
+            changes.append(f"{key}{shown}")
+    return changes
+
+
+# ------------------------------------------------------------------ the job
+
+def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None, dry_run: bool = False,
+        force: bool = False, purge: bool = True, progress=lambda _msg: None) -> RetentionReport:
+    as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
+    run_id = f"ret-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    missing = [n for n, t in policy.tables.items() if not is_delta(lake.table_path(t))]
+    if missing:
+        raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
+    registers = Registers(spark, policy, lake)
+    plans: list[tuple[TablePlan, DataFrame]] = []
+    for name in policy.tables:
+        progress(f"planning {name}")
+        plans.append(plan_table(spark, policy, lake, name, as_of, registers))
+    report = RetentionReport(run_id, as_of, policy.sha256, dry_run, [p for p, _ in plans],
+                             policy_changes(lake, policy) if not dry_run else [])
+    # Everything is checked before the first write.
+    for plan, _ in plans:
+        if plan.to_remove and plan.action not in AVAILABLE_ACTIONS:
+            raise InputError(f"tables.{plan.table}.retention.action: {plan.action!r} is not available yet")
+    too_much = [p for p, _ in plans if p.share > policy.defaults.max_delete_share]
+    if too_much and not force and not dry_run:
+        names = ", ".join(f"{p.table} ({p.share:.0%})" for p in too_much)
+        raise CheckFailed(f"refusing to remove more than {policy.defaults.max_delete_share:.0%} of a table in one run: "
+                          f"{names}; check the policy, then re-run with --force. Nothing was written.")
+    if dry_run:
+        return report
+    for plan, keys in plans:
+        table = policy.tables[plan.table]
+        path = lake.table_path(table)
+        before_version = current_version(spark, path)
+        due = as_of + dt.timedelta(days=policy.grace_days(plan.table))
+        cutoff = (as_of - dt.timedelta(days=table.retention.period_days)
+                  if table.retention and table.retention.basis == "business_date" else None)
+        if plan.to_remove:
+            progress(f"{plan.action} {plan.table}")
+            if plan.action == "pseudonymize":
+                _pseudonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff)
+            metadata = {"job": JOB, "run_id": run_id, "current_run": run_id, "table": plan.table, "action": plan.action,
+                        "as_of": as_of.isoformat(), "policy_sha256": policy.sha256, "rows_before": plan.rows_before,
+                        "rows_held": plan.held, "files": plan.files, "bytes": plan.bytes,
+                        "version_before": before_version, "purge_due": due.isoformat()}
+            with commit_metadata(spark, metadata):
+                delete_keys(spark, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff)
+        else:
+            append_rows(spark, lake.audit(JOB), spark.createDataFrame([(
+                run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), as_of, policy.sha256, plan.table, plan.action,
+                plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version, None, False)], AUDIT_SCHEMA))
+        after = read_current(spark, path).count()
+        report.results[plan.table] = {"rows_after": after, "version_before": before_version,
+                                      "version_after": current_version(spark, path), "purge_due": due if plan.to_remove else None}
+    reconcile(spark, policy, lake)
+    _gate(spark, policy, lake, report, registers)
+    if purge:
+        progress("physical purge of files past their grace")
+        report.purged = physical_purge(spark, policy, lake, as_of)
+    return report
+
+
+def _gate(spark: SparkSession, policy: Policy, lake: Lake, report: RetentionReport, registers: Registers) -> None:
+    """No row past retention remains except held ones; before - removed = after for every table."""
+    problems = []
+    for plan in report.plans:
+        after_plan, _ = plan_table(spark, policy, lake, plan.table, report.as_of, registers)
+        if after_plan.to_remove:
+            problems.append(f"{plan.table}: {after_plan.to_remove} row(s) past retention remain")
+        if plan.rows_before - plan.to_remove != report.results[plan.table]["rows_after"]:
+            problems.append(f"{plan.table}: rows before ({plan.rows_before}) - removed ({plan.to_remove}) "
+                            f"!= rows after ({report.results[plan.table]['rows_after']})")
+    if problems:
+        raise CheckFailed("retention gate failed: " + "; ".join(problems))
+
+
+def report_dict(report: RetentionReport) -> dict:
+    return {"run_id": report.run_id, "as_of": report.as_of.isoformat(), "policy_sha256": report.policy_sha256,
+            "dry_run": report.dry_run, "policy_changes": report.policy_changes,
+            "tables": [asdict(p) for p in report.plans], "results": report.results, "purged": report.purged}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for spark-submit: `python -m jobs.retention --policy P --lake L [--dry-run]`."""
+    import argparse
+
+    from jobs.policy import load_policy
+    from jobs.runtime import get_spark
+
+    parser = argparse.ArgumentParser(prog="jobs.retention")
+    parser.add_argument("--policy", required=True)
+    parser.add_argument("--lake", required=True)
+    parser.add_argument("--as-of", type=dt.date.fromisoformat)
+    parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    report = run(get_spark("wasure-retention"), load_policy(args.policy), Lake.at(args.lake), args.as_of, args.dry_run, args.force)
+    print(json.dumps(report_dict(report), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,430 @@
+"""Negative tests of the re-identification gates: each expectation catches a deliberately broken
+tiny dataset, accepts a clean one, and never echoes a planted personal value.
+
+Per-expectation tests validate with result_format COMPLETE, the most verbose GE has (it includes
+the rows the SQL metric fetched), so "no value in the result" is checked at its worst case.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import hmac
+import itertools
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+PLANTED = "taro@example.jp"  # a personal value that must never appear in any message or result
+PLANTED_NAME = "山田太郎"
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def gx_validate(spark):
+    """validate(df, expectation, table) -> ExpectationValidationResult on an ephemeral context."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    counter = itertools.count()
+
+    def validate(df, expectation, table="people"):
+        datasource = context.data_sources.add_spark(name=f"test_{next(counter)}")
+        batch_definition = datasource.add_dataframe_asset(name=table).add_batch_definition_whole_dataframe("all")
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
+        return batch.validate(expectation, result_format="COMPLETE")
+
+    return validate
+
+
+def _text(evr) -> str:
+    return json.dumps(evr.to_json_dict(), ensure_ascii=False, default=str)
+
+
+def _assert_caught(evr, *fragments):
+    text = _text(evr)
+    assert evr.success is False, text
+    assert not evr.exception_info.get("raised_exception"), text
+    message = evr.result["details"]["message"]
+    for fragment in fragments:
+        assert fragment in message, message
+    for planted in (PLANTED, PLANTED.upper(), PLANTED_NAME):
+        assert planted not in text
+    return message
+
+
+def _assert_passed(evr):
+    assert evr.success is True, _text(evr)
+    assert "passed" in evr.result["details"]["message"]
+
+
+# --------------------------------------------------------------------------------------------
+# k-anonymity and l-diversity
+# --------------------------------------------------------------------------------------------
+
+
+def test_k_anonymity(spark, gx_validate):
+    from expectations import ExpectQuasiIdentifierClassesToHaveAtLeastK
+
+    expectation = ExpectQuasiIdentifierClassesToHaveAtLeastK(quasi_identifiers=["age_band", "pref"], k=2)
+    # The singleton class's QI value is the planted address: its class must be reported by size only.
+    bad = spark.createDataFrame(
+        [("30-34", "Tokyo"), ("30-34", "Tokyo"), ("30-34", "Tokyo"), ("35-39", PLANTED)], "age_band string, pref string"
+    )
+    message = _assert_caught(
+        gx_validate(bad, expectation, "release_health"),
+        "ExpectQuasiIdentifierClassesToHaveAtLeastK",
+        "table 'release_health'",
+        "age_band, pref",
+        "1 equivalence class has fewer than k=2 rows",
+    )
+    assert "smallest class 1" in message
+    good = spark.createDataFrame([("30-34", "Tokyo")] * 2 + [("35-39", "Osaka")] * 2, "age_band string, pref string")
+    _assert_passed(gx_validate(good, expectation))
+
+
+def test_l_diversity_distinct_and_entropy(spark, gx_validate):
+    from expectations import ExpectSensitiveAttributeToBeLDiverse
+
+    def expectation(variant):
+        return ExpectSensitiveAttributeToBeLDiverse(
+            quasi_identifiers=["age_band"], sensitive_column="diagnosis", l=2, variant=variant
+        )
+
+    schema = "age_band string, diagnosis string"
+    # Class 35-39 holds one sensitive value only (the planted one): homogeneity attack.
+    bad = spark.createDataFrame(
+        [("30-34", "flu"), ("30-34", "cold"), ("35-39", PLANTED), ("35-39", PLANTED)], schema
+    )
+    _assert_caught(
+        gx_validate(bad, expectation("distinct")),
+        "ExpectSensitiveAttributeToBeLDiverse",
+        "column diagnosis",
+        "1 equivalence class over (age_band) has fewer than l=2 distinct values (lowest 1)",
+    )
+    # Two distinct values but skewed 3:1: distinct 2-diverse, yet entropy exp(H)=1.75 < 2.
+    skewed = spark.createDataFrame([("30-34", "flu")] * 3 + [("30-34", "cold")], schema)
+    _assert_passed(gx_validate(skewed, expectation("distinct")))
+    message = _assert_caught(gx_validate(skewed, expectation("entropy")), "entropy below log(l=2)")
+    assert "1.755" in message
+    # Exactly balanced: H == ln 2, which must pass despite floating point.
+    balanced = spark.createDataFrame([("30-34", "flu"), ("30-34", "cold"), ("35-39", "flu"), ("35-39", None), ("35-39", "cold")], schema)
+    _assert_passed(gx_validate(balanced, expectation("entropy")))
+
+
+# --------------------------------------------------------------------------------------------
+# Release content: forbidden columns, copied values, unkeyed hashes, rare values
+# --------------------------------------------------------------------------------------------
+
+
+def test_no_forbidden_columns(spark, gx_validate):
+    from expectations import ExpectNoForbiddenColumns
+
+    expectation = ExpectNoForbiddenColumns(forbidden_columns={"email": "identifying", "my_number": "individual_code"})
+    bad = spark.createDataFrame([(PLANTED, "123456789018", "30-34")], "email string, My_Number string, age_band string")
+    _assert_caught(
+        gx_validate(bad, expectation, "release_health"),
+        "ExpectNoForbiddenColumns",
+        "2 forbidden columns present: email (identifying), My_Number (individual_code)",
+    )
+    good = spark.createDataFrame([("30-34",)], "age_band string")
+    _assert_passed(gx_validate(good, ExpectNoForbiddenColumns(forbidden_columns=["email", "my_number"])))
+
+
+@pytest.fixture(scope="module")
+def source_identifiers(spark):
+    return spark.createDataFrame(
+        [(PLANTED, PLANTED_NAME), ("hanako@example.jp", "佐藤花子"), (None, "  ")], "email string, name_kanji string"
+    )
+
+
+def test_no_source_values_in_columns(spark, gx_validate, source_identifiers):
+    from expectations import ExpectNoSourceValuesInColumns
+
+    expectation = ExpectNoSourceValuesInColumns(
+        output_columns=["contact", "note"], source=source_identifiers, source_columns=["email", "name_kanji"]
+    )
+    # The view name, not the DataFrame, is what the expectation stores and serializes.
+    assert expectation.source.startswith("wasure_source_")
+    bad = spark.createDataFrame(
+        [(f" {PLANTED.upper()}", "fine"), ("p-1", PLANTED_NAME), ("p-2", "")], "contact string, note string"
+    )
+    _assert_caught(
+        gx_validate(bad, expectation, "release_health"),
+        "ExpectNoSourceValuesInColumns",
+        "columns contact, note",
+        "2 columns contain raw identifying values of the source: contact (1 row), note (1 row)",
+    )
+    # A temp view name works too, and blank source values do not match blank output values.
+    source_identifiers.createOrReplaceTempView("test_source_ids")
+    by_view = ExpectNoSourceValuesInColumns(output_columns=["contact", "note"], source="test_source_ids")
+    assert by_view.source_columns == ["email", "name_kanji"]
+    good = spark.createDataFrame([("p-1", "  "), ("p-2", None)], "contact string, note string")
+    _assert_passed(gx_validate(good, by_view))
+
+
+def test_pseudonyms_not_unkeyed_hashes(spark, gx_validate):
+    from expectations import ExpectPseudonymsNotUnkeyedHashes
+
+    # Full-width, padded with an ideographic space: only NFKC + strip + lowercase reach PLANTED.
+    messy = "\u3000ＴＡＲＯ＠ｅｘａｍｐｌｅ．ｊｐ "
+    source = spark.createDataFrame([(messy, "A000000001"), ("hanako@example.jp", "A000000002")], "email string, account_id string")
+    expectation = ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["email_pseudonym", "account_pseudonym"], source=source)
+    bad = spark.createDataFrame(
+        [
+            (hashlib.sha256(PLANTED.encode()).hexdigest(), "k1"),  # normalized form, sha256
+            (hashlib.md5(b"hanako@example.jp").hexdigest().upper(), "k2"),  # raw, md5, upper-case hex
+            ("k3", hashlib.sha1(b"A000000001").hexdigest()),  # linking code, sha1
+            ("k4", "k5"),
+        ],
+        "email_pseudonym string, account_pseudonym string",
+    )
+    evr = gx_validate(bad, expectation, "pseudonymized_accounts")
+    message = _assert_caught(
+        evr,
+        "ExpectPseudonymsNotUnkeyedHashes",
+        "2 pseudonym columns hold unkeyed hashes of source identifiers",
+        "email_pseudonym (2 rows)",
+        "account_pseudonym (1 row)",
+    )
+    assert hashlib.sha256(PLANTED.encode()).hexdigest() not in _text(evr) + message
+    key = b"purpose-key-svc-2026-11"
+    good = spark.createDataFrame(
+        [
+            (hmac.new(key, PLANTED.encode(), hashlib.sha256).hexdigest(), hmac.new(key, b"A000000001", hashlib.sha256).hexdigest()),
+        ],
+        "email_pseudonym string, account_pseudonym string",
+    )
+    _assert_passed(gx_validate(good, expectation))
+
+
+def test_no_rare_values(spark, gx_validate):
+    from expectations import ExpectNoRareValues
+
+    expectation = ExpectNoRareValues(numeric_bounds={"age": (0, 89)}, category_min_counts={"occupation": 2})
+    schema = "age int, occupation string"
+    bad = spark.createDataFrame([(30, "clerk"), (31, "clerk"), (104, "clerk"), (40, PLANTED)], schema)
+    _assert_caught(
+        gx_validate(bad, expectation, "release_health"),
+        "ExpectNoRareValues",
+        "columns age, occupation",
+        "age: 1 row outside [0.0, 89.0]",
+        "occupation: 1 value seen in fewer than 2 rows (1 row)",
+    )
+    good = spark.createDataFrame([(30, "clerk"), (89, "clerk"), (0, None)], schema)
+    _assert_passed(gx_validate(good, expectation))
+
+
+# --------------------------------------------------------------------------------------------
+# Lake tables: retention, erasure, region
+# --------------------------------------------------------------------------------------------
+
+
+def test_no_rows_past_retention_with_holds(spark, gx_validate):
+    from expectations import ExpectNoRowsPastRetention
+
+    held = spark.createDataFrame([("A000000007",)], "account_id string")
+    expectation = ExpectNoRowsPastRetention(
+        date_column="created_at", cutoff=date(2020, 1, 1), subject_column="account_id", held_subjects=held
+    )
+    schema = "account_id string, email string, created_at date"
+    rows = [
+        ("A000000007", "held@example.jp", date(2019, 1, 1)),  # expired but under legal hold
+        ("A000000002", PLANTED, date(2019, 12, 31)),  # expired
+        ("A000000003", "new@example.jp", date(2020, 1, 1)),  # on the cutoff: kept
+    ]
+    _assert_caught(
+        gx_validate(spark.createDataFrame(rows, schema), expectation, "accounts"),
+        "ExpectNoRowsPastRetention",
+        "column created_at",
+        "1 row older than the cutoff 2020-01-01 (1 older row kept for held subjects)",
+    )
+    _assert_passed(gx_validate(spark.createDataFrame([rows[0], rows[2]], schema), expectation))
+
+
+def test_no_erased_subjects(spark, gx_validate):
+    from expectations import ExpectNoErasedSubjects
+
+    key = b"erasure-ledger-key"
+
+    def keyed(subject):
+        return hmac.new(key, subject.encode(), hashlib.sha256).hexdigest()
+
+    ledger = spark.createDataFrame([(keyed("A000000002"),)], "subject_hash string")
+    expectation = ExpectNoErasedSubjects(hash_column="subject_hash", ledger=ledger)
+    schema = "subject_hash string, email string"
+    bad = spark.createDataFrame([(keyed("A000000002"), PLANTED), (keyed("A000000002"), PLANTED), (keyed("A000000003"), "x")], schema)
+    _assert_caught(
+        gx_validate(bad, expectation, "events"),
+        "ExpectNoErasedSubjects",
+        "column subject_hash",
+        "2 rows of 1 erased subject still present",
+    )
+    _assert_passed(gx_validate(spark.createDataFrame([(keyed("A000000003"), "x")], schema), expectation))
+
+
+def test_region_column_to_equal(spark, gx_validate):
+    from expectations import ExpectRegionColumnToEqual
+
+    expectation = ExpectRegionColumnToEqual(region_column="region", region="JP")
+    schema = "email string, region string"
+    bad = spark.createDataFrame([(PLANTED, "JP"), ("a", "US"), ("b", None), ("c", "EU")], schema)
+    _assert_caught(
+        gx_validate(bad, expectation, "accounts_jp"),
+        "ExpectRegionColumnToEqual",
+        "3 rows not of region JP (2 other regions, 1 null)",
+    )
+    _assert_passed(gx_validate(spark.createDataFrame([("a", "JP")], schema), expectation))
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters, serialization, package boundaries (no Spark job)
+# --------------------------------------------------------------------------------------------
+
+
+def test_expectations_are_registered_and_round_trip():
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    import expectations as ex
+
+    samples = [
+        ex.ExpectQuasiIdentifierClassesToHaveAtLeastK(quasi_identifiers=["a", "b"], k=5),
+        ex.ExpectSensitiveAttributeToBeLDiverse(quasi_identifiers=["a"], sensitive_column="s", l=3, variant="entropy"),
+        ex.ExpectNoForbiddenColumns(forbidden_columns=["email"]),
+        ex.ExpectNoSourceValuesInColumns(output_columns=["x"], source="src", source_columns=["email"]),
+        ex.ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["p"], source="src", source_columns=["email"]),
+        ex.ExpectNoRareValues(numeric_bounds={"age": (None, 90)}),
+        ex.ExpectNoRowsPastRetention(date_column="d", cutoff="2026-01-31 12:00:00"),
+        ex.ExpectNoErasedSubjects(hash_column="h", ledger="ledger"),
+        ex.ExpectRegionColumnToEqual(region_column="region", region="JP"),
+    ]
+    assert {type(s) for s in samples} == set(ex.WASURE_EXPECTATIONS)
+    for sample in samples:
+        assert get_expectation_impl(sample.expectation_type) is type(sample)
+        config = sample.configuration
+        json.dumps(config.to_json_dict())  # parameters serialize: no DataFrame inside
+        assert config.to_domain_obj() == sample
+        assert sample.description
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda ex: ex.ExpectRegionColumnToEqual(region_column="region", region="JP' OR '1'='1"),
+        lambda ex: ex.ExpectNoErasedSubjects(hash_column="h", ledger="ledger; DROP TABLE x"),
+        lambda ex: ex.ExpectNoRowsPastRetention(date_column="d", cutoff="last tuesday"),
+        lambda ex: ex.ExpectNoRowsPastRetention(date_column="d", cutoff="2026-01-01", held_subjects="holds"),
+        lambda ex: ex.ExpectNoRareValues(),
+        lambda ex: ex.ExpectNoRareValues(numeric_bounds={"age": (90, 10)}),
+        lambda ex: ex.ExpectSensitiveAttributeToBeLDiverse(quasi_identifiers=["a"], sensitive_column="a", l=2),
+        lambda ex: ex.ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["p"], source="s", source_columns=["e"], algorithms=["crc32"]),
+        lambda ex: ex.ExpectQuasiIdentifierClassesToHaveAtLeastK(quasi_identifiers=[], k=2),
+    ],
+)
+def test_bad_parameters_are_rejected(build):
+    import expectations as ex
+    from great_expectations.compatibility.pydantic import ValidationError
+
+    with pytest.raises((ValueError, ValidationError)):
+        build(ex)
+
+
+def test_suite_builders_and_forbidden_classes():
+    import expectations as ex
+
+    classes = {"email": "identifying", "my_number": "individual_code", "card_number": "property_damage",
+               "account_id": "linking_code", "birth_date": "quasi_identifier", "body_temp_c": "sensitive"}
+    release = ex.release_suite(
+        ["birth_date", "gender"], 5, ["body_temp_c"], 2,
+        ex.columns_of_classes(classes, ex.RELEASE_FORBIDDEN_CLASSES),
+        {"numeric_bounds": {"body_temp_c": (34.0, 42.0)}},
+    )
+    assert [type(e).__name__ for e in release] == [
+        "ExpectNoForbiddenColumns",
+        "ExpectQuasiIdentifierClassesToHaveAtLeastK",
+        "ExpectSensitiveAttributeToBeLDiverse",
+        "ExpectNoRareValues",
+    ]
+    assert set(release[0].forbidden_columns) == {"email", "my_number", "card_number", "account_id"}
+    pseudo = ex.pseudonymized_suite(["email"], "accounts_view", ["email"],
+                                    ex.columns_of_classes(classes, ex.PSEUDONYMIZED_FORBIDDEN_CLASSES),
+                                    output_columns=["email"], region_column="region", region="JP")
+    assert [type(e).__name__ for e in pseudo] == [
+        "ExpectNoForbiddenColumns", "ExpectPseudonymsNotUnkeyedHashes",
+        "ExpectNoSourceValuesInColumns", "ExpectRegionColumnToEqual",
+    ]
+    retention = ex.retention_suite("created_at", "2026-01-01", "account_id", "holds",
+                                   hash_column="subject_hash", deletion_ledger="ledger", region_column="region", region="JP")
+    assert [type(e).__name__ for e in retention] == [
+        "ExpectNoRowsPastRetention", "ExpectNoErasedSubjects", "ExpectRegionColumnToEqual"]
+    assert ex.retention_suite(None, None) == []
+
+
+def test_expectations_package_does_not_import_jobs():
+    package = Path(__file__).resolve().parent.parent / "expectations"
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(n == "jobs" or n.startswith("jobs.") for n in names), f"{path.name} imports {names}"
+
+
+# --------------------------------------------------------------------------------------------
+# run_gate: Data Docs, failure report, no values on disk
+# --------------------------------------------------------------------------------------------
+
+
+def test_run_gate_reports_failures_and_writes_data_docs(spark, tmp_path):
+    import great_expectations as gx
+
+    from expectations import ExpectRegionColumnToEqual, release_suite, retention_suite, run_gate
+
+    release = spark.createDataFrame(
+        [("30-34", "Tokyo", "flu"), ("30-34", "Tokyo", "cold"), ("35-39", PLANTED, "flu")],
+        "age_band string, pref string, diagnosis string",
+    )
+    accounts = spark.createDataFrame(
+        [("A000000001", PLANTED, date(2026, 1, 5), "JP")], "account_id string, email string, created_at date, region string"
+    )
+    checks = [
+        ("release_health_k5", release, release_suite(["age_band", "pref"], 2, ["diagnosis"], 2, ["email"])
+         # a GE built-in expectation in the same gate: its unexpected values must not be written
+         + [gx.expectations.ExpectColumnValuesToBeInSet(column="pref", value_set=["Tokyo", "Osaka"])]),
+        ("accounts_jp", accounts, retention_suite("created_at", "2020-01-01", region_column="region", region="JP")
+         + [ExpectRegionColumnToEqual(region_column="no_such_column", region="JP")]),
+    ]
+    docs_dir = tmp_path / "gate-docs"
+    result = run_gate("release_health", checks, str(docs_dir))
+
+    assert result.success is False
+    assert Path(result.docs_index) == docs_dir.resolve() / "index.html"
+    assert Path(result.docs_index).is_file()
+    pages = list((docs_dir / "validations").rglob("*.html"))
+    assert len(pages) == 2  # one page per checked table
+
+    found = {(f.expectation, f.table, f.column) for f in result.failures}
+    assert ("ExpectQuasiIdentifierClassesToHaveAtLeastK", "release_health_k5", "age_band, pref") in found
+    assert ("ExpectSensitiveAttributeToBeLDiverse", "release_health_k5", "diagnosis") in found
+    assert ("ExpectColumnValuesToBeInSet", "release_health_k5", "pref") in found
+    crashed = [f for f in result.failures if f.table == "accounts_jp"]
+    assert [f.expectation for f in crashed] == ["ExpectRegionColumnToEqual"]
+    assert "could not run: UNRESOLVED_COLUMN" in crashed[0].message
+    assert len(result.failures) == 4  # retention and the real region check passed
+    assert "gate release_health: FAILED" in result.report()
+
+    # The planted value is in the data, never in the report, the results or the Data Docs.
+    everything = result.report() + "".join(json.dumps(r.to_json_dict(), default=str, ensure_ascii=False) for r in result.results)
+    for path in docs_dir.rglob("*"):
+        if path.is_file():
+            everything += path.read_text(encoding="utf-8", errors="replace")
+    assert PLANTED not in everything
+    # ...while the Data Docs do show the failure messages (counts only).
+    page_text = "".join(p.read_text(encoding="utf-8") for p in pages)
+    assert "1 equivalence class has fewer than k=2 rows" in page_text
