@@ -11,7 +11,7 @@ import math
 import re
 import uuid
 from datetime import date, datetime
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 _VIEW_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 _REGION = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
@@ -137,7 +137,3 @@ def union_of_columns(view_name: str, columns: Iterable[str], expression: str) ->
         f"SELECT {expression.replace('{col}', ident(column))} AS v FROM {source}" for column in columns
     ]
     return " UNION ALL ".join(selects)
-
-
-def optional_int(value: Any) -> Optional[int]:
-    return None if value is None else int(value)

@@ -122,7 +122,14 @@ class _WasureResultMixin:
 
 
 class _WasureRowsExpectation(_WasureResultMixin, UnexpectedRowsExpectation):
-    """Base of the SQL-backed expectations: subclasses say how to build and how to summarize."""
+    """Base of the SQL-backed expectations: subclasses say how to build and how to summarize.
+
+    Only GE's ``unexpected_rows_query.table`` metric is requested (the base class also runs the
+    query a second time for ``row_count``): every query here returns at most one row per checked
+    column, or carries its exact totals in window columns, so the fetched rows (<= 200) suffice.
+    """
+
+    metric_dependencies: ClassVar[Tuple[str, ...]] = ("unexpected_rows_query.table",)
 
     @pydantic.root_validator(pre=True)
     def _build_query(cls, values: Dict[str, Any]) -> Dict[str, Any]:
@@ -144,15 +151,14 @@ class _WasureRowsExpectation(_WasureResultMixin, UnexpectedRowsExpectation):
         """What the expectation proves, for Data Docs (parameters only)."""
 
     @abstractmethod
-    def _summarize(self, rows: List[dict], row_count: int) -> Tuple[int, str, List[str], Dict[str, Any]]:
+    def _summarize(self, rows: List[dict]) -> Tuple[int, str, List[str], Dict[str, Any]]:
         """(observed count, summary sentence, columns concerned, counts) of a failed check."""
 
     def _validate(self, metrics: dict, runtime_configuration: Optional[dict] = None, execution_engine=None):
         rows = metrics["unexpected_rows_query.table"] or []
-        row_count = int(metrics["unexpected_rows_query.row_count"])
-        if row_count == 0:
+        if not rows:
             return self._wasure_result(True, 0, "", self._columns(), {}, execution_engine)
-        observed, summary, columns, counts = self._summarize(rows, row_count)
+        observed, summary, columns, counts = self._summarize(rows)
         return self._wasure_result(False, observed, summary, columns, counts, execution_engine)
 
     def _columns(self) -> List[str]:
@@ -182,8 +188,8 @@ class ExpectQuasiIdentifierClassesToHaveAtLeastK(_WasureRowsExpectation):
         group = ", ".join(_sql.ident(c) for c in qis)
         # The QI values stay inside the aggregation; the outer select keeps only sizes.
         return (
-            "SELECT class_size, SUM(class_size) OVER () AS rows_in_small_classes, "
-            "MIN(class_size) OVER () AS smallest_class "
+            "SELECT class_size, COUNT(*) OVER () AS small_classes, "
+            "SUM(class_size) OVER () AS rows_in_small_classes, MIN(class_size) OVER () AS smallest_class "
             f"FROM (SELECT COUNT(*) AS class_size FROM {{batch}} GROUP BY {group} HAVING COUNT(*) < {k}) small"
         )
 
@@ -197,8 +203,9 @@ class ExpectQuasiIdentifierClassesToHaveAtLeastK(_WasureRowsExpectation):
     def _columns(self):
         return list(self.quasi_identifiers)
 
-    def _summarize(self, rows, row_count):
-        first = rows[0] if rows else {}
+    def _summarize(self, rows):
+        first = rows[0]
+        row_count = int(first["small_classes"])
         counts = {
             "violating_classes": row_count,
             "rows_in_violating_classes": first.get("rows_in_small_classes"),
@@ -207,7 +214,7 @@ class ExpectQuasiIdentifierClassesToHaveAtLeastK(_WasureRowsExpectation):
         summary = (
             f"{_plural(row_count, 'equivalence class', 'equivalence classes')} "
             f"{'has' if row_count == 1 else 'have'} fewer than k={self.k} rows "
-            f"({counts['rows_in_violating_classes']} rows in them; smallest class "
+            f"({_plural(int(counts['rows_in_violating_classes'] or 0), 'row')} in them; smallest class "
             f"{counts['smallest_class']})"
         )
         return row_count, summary, self._columns(), counts
@@ -260,24 +267,28 @@ class ExpectSensitiveAttributeToBeLDiverse(_WasureRowsExpectation):
         else:
             raise ValueError("variant must be 'distinct' or 'entropy'")
         return (
-            "SELECT class_size, diversity, SUM(class_size) OVER () AS rows_in_classes, "
+            "SELECT class_size, diversity, COUNT(*) OVER () AS low_classes, SUM(class_size) OVER () AS rows_in_classes, "
             f"MIN(diversity) OVER () AS lowest_diversity FROM ({inner}) low"
         )
 
     @classmethod
     def _describe(cls, values):
-        what = "distinct values" if values.get("variant", "distinct") == "distinct" else "entropy-effective values"
+        level = int(values["l"])
+        if values.get("variant", "distinct") == "distinct":
+            what = f"at least l={level} distinct values"
+        else:
+            what = f"an entropy of at least log(l={level})"
         return (
             f"l-diversity ({values.get('variant', 'distinct')}): in every class over "
-            f"({', '.join(values['quasi_identifiers'])}) '{values['sensitive_column']}' has at least "
-            f"l={int(values['l'])} {what}"
+            f"({', '.join(values['quasi_identifiers'])}) '{values['sensitive_column']}' has {what}"
         )
 
     def _columns(self):
         return [self.sensitive_column]
 
-    def _summarize(self, rows, row_count):
-        first = rows[0] if rows else {}
+    def _summarize(self, rows):
+        first = rows[0]
+        row_count = int(first["low_classes"])
         lowest = first.get("lowest_diversity")
         counts = {
             "violating_classes": row_count,
@@ -291,7 +302,7 @@ class ExpectSensitiveAttributeToBeLDiverse(_WasureRowsExpectation):
         summary = (
             f"{_plural(row_count, 'equivalence class', 'equivalence classes')} over "
             f"({', '.join(self.quasi_identifiers)}) {'has' if row_count == 1 else 'have'} {detail}; "
-            f"{counts['rows_in_violating_classes']} rows in them"
+            f"{_plural(int(counts['rows_in_violating_classes'] or 0), 'row')} in them"
         )
         return row_count, summary, self._columns(), counts
 
@@ -363,7 +374,7 @@ class ExpectNoRareValues(_WasureRowsExpectation):
     def _columns(self):
         return list(dict.fromkeys(c for _, c in self._checks(self.__dict__)))
 
-    def _summarize(self, rows, row_count):
+    def _summarize(self, rows):
         checks = self._checks(self.__dict__)
         findings, columns, per_column = [], [], {}
         for row in sorted(rows, key=lambda r: r["column_index"]):
@@ -412,10 +423,8 @@ class ExpectNoForbiddenColumns(_WasureResultMixin, BatchExpectation):
         names = list(forbidden) if forbidden is not None else []
         _sql.column_list(names, "forbidden_columns", allow_empty=True)
         if not values.get("description"):
-            values["description"] = (
-                f"None of the {len(names)} forbidden columns (identifying, individual_code, "
-                "property_damage, linking_code) is present"
-            )
+            shown = ", ".join(str(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
+            values["description"] = f"None of the {len(names)} forbidden columns is present ({shown})"
         return values
 
     def _validate(self, metrics: dict, runtime_configuration: Optional[dict] = None, execution_engine=None):
@@ -459,7 +468,7 @@ class _SourceJoinExpectation(_WasureRowsExpectation):
     def _columns(self):
         return list(getattr(self, self._checked_field))
 
-    def _summarize(self, rows, row_count):
+    def _summarize(self, rows):
         checked = getattr(self, self._checked_field)
         ordered = sorted(rows, key=lambda r: int(r["column_index"]))
         per_column = {checked[int(r["column_index"])]: int(r["matching_rows"]) for r in ordered}
@@ -641,7 +650,7 @@ class ExpectNoRowsPastRetention(_WasureRowsExpectation):
     def _columns(self):
         return [self.date_column]
 
-    def _summarize(self, rows, row_count):
+    def _summarize(self, rows):
         row = rows[0]
         expired, held = int(row["expired_rows"]), int(row["held_rows"])
         summary = f"{_plural(expired, 'row')} older than the cutoff {self.cutoff}"
@@ -685,7 +694,7 @@ class ExpectNoErasedSubjects(_WasureRowsExpectation):
     def _columns(self):
         return [self.hash_column]
 
-    def _summarize(self, rows, row_count):
+    def _summarize(self, rows):
         row = rows[0]
         erased_rows, subjects = int(row["erased_rows"]), int(row["erased_subjects"])
         summary = f"{_plural(erased_rows, 'row')} of {_plural(subjects, 'erased subject')} still present"
@@ -721,7 +730,7 @@ class ExpectRegionColumnToEqual(_WasureRowsExpectation):
     def _columns(self):
         return [self.region_column]
 
-    def _summarize(self, rows, row_count):
+    def _summarize(self, rows):
         row = rows[0]
         other, nulls, regions = int(row["other_rows"]), int(row["null_rows"]), int(row["other_regions"])
         summary = (

@@ -78,7 +78,8 @@ def run_gate(name: str, checks: Iterable[Check], docs_dir: str) -> GateResult:
 
     checks = list(checks)
     labels = [label for label, _, _ in checks]
-    if len(set(labels)) != len(labels):
+    # Labels name assets, suites and Data Docs paths (where unsafe characters become "_").
+    if len({_safe(label) for label in labels}) != len(labels):
         raise ValueError(f"gate {name!r}: table labels must be unique, got {labels}")
     docs_path = Path(docs_dir).resolve()
     docs_path.mkdir(parents=True, exist_ok=True)
@@ -101,9 +102,16 @@ def run_gate(name: str, checks: Iterable[Check], docs_dir: str) -> GateResult:
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{gate_id}.{_safe(label)}", data=batch_definition, suite=suite)
         )
-        result = validation.run(
-            batch_parameters={"dataframe": df}, result_format=dict(SAFE_RESULT_FORMAT), run_id=run_id
-        )
+        # GE's Spark engine persists each batch (its queries rescan it); release that cache
+        # afterwards unless the caller had cached the DataFrame already.
+        was_cached = getattr(df, "is_cached", True)
+        try:
+            result = validation.run(
+                batch_parameters={"dataframe": df}, result_format=dict(SAFE_RESULT_FORMAT), run_id=run_id
+            )
+        finally:
+            if not was_cached:
+                df.unpersist()
         _scrub(result)
         results.append(result)
         failures.extend(_failures(label, result))
@@ -167,17 +175,29 @@ def _withheld(info: dict) -> str:
 
 
 def _scrub(suite_result: Any) -> None:
-    """Replace exception messages and tracebacks with the Spark error class only."""
+    """Reduce exception info to the Spark error class, in GE's flat shape.
+
+    A failed metric leaves ``exception_info`` keyed by metric id (with full Spark messages and
+    tracebacks); GE's own Data Docs renderer expects the flat ``{raised_exception,
+    exception_message, exception_traceback}`` shape and breaks on the nested one, so it is
+    flattened here as well as withheld.
+    """
     for evr in getattr(suite_result, "results", []) or []:
         info = evr.exception_info
         if not info:
             continue
-        for entry in [info] + [v for v in info.values() if isinstance(v, dict)]:
-            if isinstance(entry, dict) and entry.get("raised_exception") and not str(
-                entry.get("exception_message") or ""
-            ).endswith(_WITHHELD):
-                entry["exception_message"] = _withheld(entry)
-                entry["exception_traceback"] = None
+        entries = [info] + [v for v in info.values() if isinstance(v, dict)]
+        raised = [e for e in entries if e.get("raised_exception")]
+        if not raised:
+            evr.exception_info = {"raised_exception": False, "exception_message": None, "exception_traceback": None}
+            continue
+        message = str(raised[0].get("exception_message") or "")
+        evr.exception_info = {
+            "raised_exception": True,
+            "exception_message": message if message.endswith(_WITHHELD) else _withheld(raised[0]),
+            # GE renders the traceback as a collapsible template: it must be a string.
+            "exception_traceback": "traceback withheld",
+        }
 
 
 def _exception_text(info: Optional[dict]) -> Optional[str]:
