@@ -51,14 +51,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from anonymizers.hierarchy import SUPPRESSED, CategoricalHierarchy, Hierarchy, IntervalHierarchy
+from anonymizers.hierarchy import SUPPRESSED, Hierarchy, IntervalHierarchy
 from anonymizers.privacy_models import (
     ClassStats,
     KAnonymity,
     LDiversity,
     PrivacyModel,
     holds_all,
-    sensitive_stats,
 )
 
 log = logging.getLogger(__name__)
@@ -121,6 +120,10 @@ def _prefix_stats(w: np.ndarray, s: np.ndarray | None) -> ClassStats:
     nlogn = np.cumsum(_xlogx(incl) - _xlogx(incl - w))
     entropy = np.log(size) - nlogn / size
     return ClassStats(size, distinct, entropy)
+
+
+def _select(stats: ClassStats, positions: np.ndarray) -> ClassStats:
+    return ClassStats(*(None if a is None else a[positions] for a in (stats.size, stats.distinct, stats.entropy)))
 
 
 def _group_stats(labels: np.ndarray, n_groups: int, w: np.ndarray, s: np.ndarray | None) -> ClassStats:
@@ -208,10 +211,7 @@ class _LocalMondrian:
             right = _prefix_stats(ws[::-1], None if ss is None else ss[::-1])
             # right stats for the suffix starting at i+1 live at reversed position m-2-i.
             ri = len(ws) - 2 - boundary
-            ok = self.valid(ClassStats(*(None if a is None else a[boundary] for a in
-                                         (left.size, left.distinct, left.entropy))))
-            ok &= self.valid(ClassStats(*(None if a is None else a[ri] for a in
-                                          (right.size, right.distinct, right.entropy))))
+            ok = self.valid(_select(left, boundary)) & self.valid(_select(right, ri))
             cand = boundary[ok]
             if len(cand) == 0:
                 continue
@@ -244,14 +244,16 @@ class _LocalMondrian:
                 best = (total, parts)
         return best
 
+    def class_valid(self, idx: np.ndarray) -> bool:
+        stats = _group_stats(np.zeros(len(idx), dtype=np.int64), 1, self.w[idx],
+                             None if self.s is None else self.s[idx])
+        return bool(self.valid(stats)[0])
+
     def partition(self) -> list[np.ndarray]:
         """Leaves of the greedy top-down specialization: lists of tuple indices."""
         root = np.arange(len(self.w))
-        if len(root) == 0:
-            return []
-        root_stats = _group_stats(np.zeros(len(root), dtype=np.int64), 1, self.w, self.s)
-        if not self.valid(root_stats)[0]:
-            return [root]  # caller suppresses it: no generalization can make it valid
+        if len(root) == 0 or not self.class_valid(root):
+            return []  # no generalization can make this partition valid
         leaves: list[np.ndarray] = []
         stack = [root]
         while stack:
@@ -276,8 +278,10 @@ class _LocalMondrian:
         if budget < 1:
             return leaves, suppressed
         leaves = [np.array(leaf) for leaf in leaves]
+        budget_left = [float(budget)]
 
         def best_removal(leaf: np.ndarray):
+            """(gain per suppressed row, position) of the best single-tuple removal, or None."""
             if len(leaf) < 2:
                 return None
             sub, w = self.X[leaf], self.w[leaf]
@@ -291,13 +295,8 @@ class _LocalMondrian:
             smax = np.vstack([np.maximum.accumulate(sub[::-1], 0)[::-1][1:], -inf])
             lo, hi = np.minimum(pmin, smin), np.maximum(pmax, smax)
             rest = n - w
-            s = None if self.s is None else self.s[leaf]
-            ok = np.zeros(len(leaf), dtype=bool)
-            for t in range(len(leaf)):
-                keep = np.ones(len(leaf), dtype=bool)
-                keep[t] = False
-                stats = _group_stats(np.zeros(len(leaf) - 1, dtype=np.int64), 1, w[keep], None if s is None else s[keep])
-                ok[t] = self.valid(stats)[0] and w[t] <= budget_left[0]
+            ok = np.array([w[t] <= budget_left[0] and self.class_valid(np.delete(leaf, t))
+                           for t in range(len(leaf))])
             if not ok.any():
                 return None
             after = cost_matrix(self.h, lo, hi).sum(axis=1) * rest + self.d * w
@@ -307,7 +306,6 @@ class _LocalMondrian:
                 return None
             return gain[t] / w[t], t
 
-        budget_left = [float(budget)]
         heap = []
         for i, leaf in enumerate(leaves):
             found = best_removal(leaf)
@@ -340,11 +338,8 @@ def partition_tuples(codes: np.ndarray, weights: np.ndarray, hierarchies: Sequen
     ``codes`` [m, d] are ``hierarchy.encode`` outputs, ``weights`` the number of rows per tuple,
     ``sensitive`` dense integer codes of the sensitive attribute (for l-diversity)."""
     local = _LocalMondrian(codes, weights, hierarchies, models, sensitive)
-    leaves = local.partition()
+    leaves = local.partition()  # empty if the whole partition violates the models: suppressed
     labels = np.full(len(local.w), -1, dtype=np.int64)
-    if len(leaves) == 1 and len(leaves[0]) and not local.valid(
-            _group_stats(np.zeros(len(leaves[0]), dtype=np.int64), 1, local.w, local.s))[0]:
-        return labels  # the whole partition violates the models: suppressed
     leaves, _ = local.suppress(leaves, max_suppressed)
     for i, leaf in enumerate(leaves):
         labels[leaf] = i
@@ -465,7 +460,8 @@ def _bind_domains(df: DataFrame, qis: Sequence[str], hierarchies: Mapping[str, H
         if h.kind == "categorical":
             bad = bad | ~F.col(q).cast("string").isin(h.leaves)
         else:
-            value = F.col(q).cast("double")
+            value = F.col(q).try_cast("double")  # a non-numeric value counts as bad, not a crash
+            bad = bad | value.isNull()
             aggs += [F.min(value).alias(f"min{i}"), F.max(value).alias(f"max{i}"),
                      F.percentile_approx(value, probs, 4 * NUMERIC_BUCKETS).alias(f"cuts{i}")]
         aggs.append(F.sum(F.when(bad, 1).otherwise(0)).alias(f"bad{i}"))
@@ -474,7 +470,7 @@ def _bind_domains(df: DataFrame, qis: Sequence[str], hierarchies: Mapping[str, H
     cuts: dict[str, list[float]] = {}
     for i, q in enumerate(qis):
         if row[f"bad{i}"]:
-            what = "null or not in its hierarchy" if hierarchies[q].kind == "categorical" else "null or NaN"
+            what = "null or not in its hierarchy" if hierarchies[q].kind == "categorical" else "null, NaN or not numeric"
             raise AnonymizationError(f"quasi-identifier {q!r}: {row[f'bad{i}']} values are {what}")
         h = hierarchies[q]
         if isinstance(h, IntervalHierarchy):
@@ -537,58 +533,68 @@ def _distributed_phase(tuples: DataFrame, qis: Sequence[str], hierarchies: Seque
     """Split partitions larger than ``threshold`` from summaries; returns the coded tuples and the
     split tables to apply in order (the pid of a tuple is a function of its QI values)."""
     spark = tuples.sparkSession
-    # Cached: every round re-reads the tuples through the split tables chosen so far.
-    tuples = _code_columns(tuples, qis, hierarchies, cuts).withColumn(_PID, F.lit(0).cast("long")).persist()
+    coded = _code_columns(tuples, qis, hierarchies, cuts).withColumn(_PID, F.lit(0).cast("long"))
     split_schema = T.StructType([
         T.StructField(_PID, T.LongType()), T.StructField("__attr", T.IntegerType()),
         T.StructField("__children", T.MapType(T.IntegerType(), T.LongType()))])
+    numeric_value = [F.col(q).cast("double") if h.kind == "numeric" else F.col(_CODES)[j].cast("double")
+                     for j, (q, h) in enumerate(zip(qis, hierarchies))]
     tables: list[DataFrame] = []
+    # The tuples with their current partition id, cached per round so that a round reads the
+    # previous round's result instead of re-running every earlier split join.
+    assigned = coded.persist()
+    cached = [assigned]
     active = {0: n_rows}
     next_pid = 1
     round_no = 0
-    while active:
-        round_no += 1
-        current = _apply_splits(tuples, tables)
-        active_df = spark.createDataFrame([(p,) for p in active], T.StructType([T.StructField(_PID, T.LongType())]))
-        current = current.join(F.broadcast(active_df), on=_PID, how="left_semi")
-        numeric_value = [F.col(q).cast("double") if h.kind == "numeric" else F.col(_CODES)[j].cast("double")
-                         for j, (q, h) in enumerate(zip(qis, hierarchies))]
-        exploded = current.select(
-            F.col(_PID), F.col(_W),
-            F.explode(F.array(*[F.struct(F.lit(j).alias("attr"), F.col(_CODES)[j].alias("code"), v.alias("v"))
-                                for j, v in enumerate(numeric_value)])).alias("e"))
-        summary_rows = exploded.groupBy(F.col(_PID).alias("pid"), F.col("e.attr").alias("attr"),
-                                        F.col("e.code").alias("code")) \
-            .agg(F.sum(_W).alias("n"), F.min("e.v").alias("vmin"), F.max("e.v").alias("vmax")).collect()
-        summary = pd.DataFrame([r.asDict() for r in summary_rows], columns=["pid", "attr", "code", "n", "vmin", "vmax"])
-        splits = _choose_splits(summary, hierarchies, k)
-        if not splits:
-            break
-        children: dict[int, list[tuple[int, float]]] = {}
-        rows = []
-        for pid, split in sorted(splits.items()):
-            ids = list(range(next_pid, next_pid + len(split.sizes)))
-            next_pid += len(ids)
-            children[pid] = list(zip(ids, split.sizes))
-            rows.append((pid, split.attribute, {int(c): ids[slot] for c, slot in split.child_of_code.items()}))
-        table = spark.createDataFrame(rows, split_schema)
-        if sensitive is not None:
-            # l-diversity cannot be read off marginal histograms: check the children, undo bad splits.
-            stats = _partition_stats(_apply_splits(current, [table]), F.col(_PID), sensitive)
-            ok = dict(zip(stats["pid"].astype(int), _stats_ok(stats, models, sensitive)))
-            rejected = {pid for pid, kids in children.items() if not all(ok.get(c, False) for c, _ in kids)}
-            if rejected:
+    try:
+        while active:
+            round_no += 1
+            # isin() of many literals becomes a hash-set lookup (InSet): no join needed.
+            current = assigned.filter(F.col(_PID).isin(sorted(active)))
+            exploded = current.select(
+                F.col(_PID), F.col(_W),
+                F.explode(F.array(*[F.struct(F.lit(j).alias("attr"), F.col(_CODES)[j].alias("code"), v.alias("v"))
+                                    for j, v in enumerate(numeric_value)])).alias("e"))
+            summary_rows = exploded.groupBy(F.col(_PID).alias("pid"), F.col("e.attr").alias("attr"),
+                                            F.col("e.code").alias("code")) \
+                .agg(F.sum(_W).alias("n"), F.min("e.v").alias("vmin"), F.max("e.v").alias("vmax")).collect()
+            while len(cached) > 1:  # `assigned` is materialized now: its parent can go
+                cached.pop(0).unpersist()
+            summary = pd.DataFrame([r.asDict() for r in summary_rows],
+                                   columns=["pid", "attr", "code", "n", "vmin", "vmax"])
+            splits = _choose_splits(summary, hierarchies, k)
+            children: dict[int, list[tuple[int, float]]] = {}
+            rows = []
+            for pid, split in sorted(splits.items()):
+                ids = list(range(next_pid, next_pid + len(split.sizes)))
+                next_pid += len(ids)
+                children[pid] = list(zip(ids, split.sizes))
+                rows.append((pid, split.attribute, {int(c): ids[slot] for c, slot in split.child_of_code.items()}))
+            if rows and sensitive is not None:
+                # l-diversity cannot be read off marginal histograms: check the children and
+                # cancel the splits that would break it.
+                proposed = _apply_splits(current, [spark.createDataFrame(rows, split_schema)])
+                stats = _partition_stats(proposed, F.col(_PID), sensitive)
+                ok = dict(zip(stats["pid"].astype(int), _stats_ok(stats, models, sensitive)))
+                rejected = {pid for pid, kids in children.items() if not all(ok.get(c, False) for c, _ in kids)}
                 rows = [r for r in rows if r[0] not in rejected]
-                for pid in rejected:
-                    del children[pid]
-                table = spark.createDataFrame(rows, split_schema) if rows else None
-        if table is None:
-            break
-        tables.append(table)
-        active = {c: n for kids in children.values() for c, n in kids if n > threshold}
-        log.info("mondrian round %d: %d partitions split, %d still above %d rows",
-                 round_no, len(children), len(active), threshold)
-    return tuples, tables
+                children = {pid: kids for pid, kids in children.items() if pid not in rejected}
+            if not rows:
+                break
+            table = spark.createDataFrame(rows, split_schema)
+            tables.append(table)
+            assigned = _apply_splits(assigned, [table]).persist()
+            cached.append(assigned)
+            active = {c: n for kids in children.values() for c, n in kids if n > threshold}
+            log.info("mondrian round %d: %d partitions split, %d still above %d rows",
+                     round_no, len(children), len(active), threshold)
+    finally:
+        # The released DataFrame is lazy and may outlive this call: it re-derives the partition
+        # ids from `coded` and the split tables instead of pinning cached data.
+        for frame in cached:
+            frame.unpersist()
+    return coded, tables
 
 
 def mondrian_anonymize(
@@ -618,6 +624,8 @@ def mondrian_anonymize(
     missing = [c for c in qis if c not in df.columns] + [q for q in qis if q not in hierarchies]
     if missing:
         raise ValueError(f"quasi-identifiers without a column or a hierarchy: {sorted(set(missing))}")
+    if class_column in df.columns:
+        raise ValueError(f"class_column {class_column!r} already exists in the input")
     if not 0 <= suppression < 1:
         raise ValueError(f"suppression must be a fraction in [0, 1), got {suppression}")
     models: list[PrivacyModel] = [KAnonymity(int(k))]
@@ -643,9 +651,6 @@ def mondrian_anonymize(
     tables: list[DataFrame] = []
     if n_rows > threshold:
         tuples, tables = _distributed_phase(tuples, qis, bound, cuts, models, sensitive, int(k), n_rows, threshold)
-        # Cached only for the rounds: the released DataFrame is lazy and may live long; it
-        # recomputes the tuples (one groupBy) and re-applies the split tables (broadcast joins).
-        tuples.unpersist()
     else:
         tuples = tuples.withColumn(_PID, F.lit(0).cast("long"))
     assigned = _apply_splits(tuples, tables).select(_PID, *keys, _W)

@@ -239,8 +239,24 @@ def keys_init(policy: Optional[Path] = PolicyOpt, lake: Optional[Path] = LakeOpt
     from jobs.keys import init_keys, key_file_path
 
     loaded = _policy(policy)
-    created = init_keys([p.key_id for p in loaded.purposes.values()], _lake(lake))
+    created = init_keys([p.key_id for p in loaded.purposes.values()] + [loaded.defaults.ledger_key_id], _lake(lake))
     console.print(f"key file {key_file_path()}: " + (f"created {', '.join(created)}" if created else "every key already exists"))
+
+
+@app.command()
+@handles_errors
+def docs(lake: Optional[Path] = LakeOpt):
+    """Print where the Great Expectations Data Docs of every gate run are (HTML to open in a browser).
+
+    Example: `wasure docs` then open the newest index.html
+    """
+    where = _lake(lake)
+    indexes = sorted((where.docs).rglob("index.html"), key=lambda p: p.stat().st_mtime) if where.docs.exists() else []
+    if not indexes:
+        console.print(f"no Data Docs yet under {where.docs}: run `wasure demo` or a publishing job first")
+        return
+    summary_table(f"Data Docs under {where.docs}", ["gate run", "open"],
+                  [(str(p.parent.relative_to(where.docs)), f"file://{p}") for p in indexes])
 
 
 @app.command()
@@ -257,6 +273,15 @@ def demo(
     from jobs.demo import run_demo
 
     run_demo(_policy(policy), _lake(lake), subjects=subjects)
+
+
+# Commands contributed by job modules that own their CLI (kept out of this file).
+for _module in ("jobs.cli_erasure",):
+    try:
+        __import__(_module)
+    except ModuleNotFoundError as _exc:
+        if _exc.name != _module:
+            raise
 
 
 def main() -> None:

@@ -169,6 +169,8 @@ class Defaults(Strict):
     max_delete_share: float = Field(default=0.5, gt=0.0, le=1.0)
     backup_retention_days: int = Field(default=35, ge=1)
     erasure_deadline_days: int = Field(default=45, ge=1)
+    # Key of the deletion ledger's keyed hashes of erased subject ids (never plain ids).
+    ledger_key_id: str = Field(default="deletion-ledger", min_length=1)
 
 
 class Policy(Strict):

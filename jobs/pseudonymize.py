@@ -85,44 +85,31 @@ def eligible_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: s
 
 # ------------------------------------------------------------------ gate
 
-def gate_checks(spark: SparkSession, policy: Policy, table_name: str, source: DataFrame, output: DataFrame) -> list[str]:
-    """Plain Spark checks (joins, no collect of data): returns failure messages without values."""
+def gate_checks(policy: Policy, table_name: str, source: DataFrame, output: DataFrame) -> list:
+    """The Great Expectations suite of one pseudonymized table (see expectations.suites)."""
+    from expectations.suites import PSEUDONYMIZED_FORBIDDEN_CLASSES, columns_of_classes, pseudonymized_suite
+
     table = policy.tables[table_name]
     plan = rule31_plan(table)
-    failures = []
-    present = [c for c in plan.drop if c in output.columns]
-    if present:
-        failures.append(f"{table_name}: dropped-class column(s) present: {', '.join(present)}")
-    identifiers = plan.pseudonymize + [c for c in plan.drop if c in source.columns]
-    source_values = None
-    for column in identifiers:
-        values = source.select(F.col(column).cast("string").alias("value")).where(F.col("value").isNotNull() & (F.length("value") > 3))
-        source_values = values if source_values is None else source_values.unionByName(values)
-    if source_values is None:
-        return failures
-    source_values = source_values.distinct()
-    string_columns = [f.name for f in output.schema.fields if f.dataType.typeName() == "string" and f.name != KEY_ID_COLUMN]
-    output_values = None
-    for column in string_columns:
-        values = output.select(F.col(column).alias("value"), F.lit(column).alias("column"))
-        output_values = values if output_values is None else output_values.unionByName(values)
-    if output_values is not None:
-        leaks = output_values.join(source_values, "value").groupBy("column").count().collect()
-        failures += [f"{table_name}.{r.column}: {r['count']} value(s) equal a raw source identifier" for r in leaks]
-        normalized = F.lower(F.trim(F.col("value")))
-        hashes = source_values.select(F.explode(F.array(
-            F.md5("value"), F.sha1("value"), F.sha2("value", 256),
-            F.md5(normalized), F.sha1(normalized), F.sha2(normalized, 256))).alias("value"))
-        pseudonym_values = output_values.where(F.col("column").isin(plan.pseudonymize))
-        hashed = pseudonym_values.join(hashes.distinct(), "value").groupBy("column").count().collect()
-        failures += [f"{table_name}.{r.column}: {r['count']} pseudonym(s) equal an unkeyed hash of a source identifier" for r in hashed]
+    classes = {name: table.column(name).class_.value for name in table.columns}
+    # Every column the profile transformed or dropped is an identifier the output must not reveal.
+    identifiers = [c for c in plan.pseudonymize + plan.drop if c in source.columns]
+    strings = [f.name for f in output.schema.fields if f.dataType.typeName() == "string" and f.name != KEY_ID_COLUMN]
+    return pseudonymized_suite(
+        pseudonym_columns=[c for c in plan.pseudonymize if c in output.columns],
+        source=source.select(*identifiers), source_columns=identifiers,
+        forbidden_columns=columns_of_classes(classes, PSEUDONYMIZED_FORBIDDEN_CLASSES)
+        | {c: classes[c] for c in plan.drop},
+        output_columns=strings)
+
+
+def one_pseudonym_per_subject(table: Table, source: DataFrame, output: DataFrame) -> str | None:
+    """Distinct pseudonyms = distinct subjects (a collision or a split would break joins)."""
     key = table.subject_key
-    if key in plan.pseudonymize:
-        distinct_out = output.select(key).distinct().count()
-        distinct_in = source.select(key).distinct().count()
-        if distinct_out != distinct_in:
-            failures.append(f"{table_name}.{key}: {distinct_out} distinct pseudonyms for {distinct_in} distinct subjects")
-    return failures
+    pseudonyms, subjects = output.select(key).distinct().count(), source.select(key).distinct().count()
+    if pseudonyms != subjects:
+        return f"{pseudonyms} distinct pseudonyms for {subjects} distinct subjects in column {key}"
+    return None
 
 
 # ------------------------------------------------------------------ writing
@@ -180,41 +167,53 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
         raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
     registers = Registers(spark, policy, lake)
     state = _load_state(lake)
-    results: dict = {"tables": [], "failures": []}
+    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    results: dict = {"tables": [], "failures": [], "docs": []}
     for purpose in purposes:
         key_id, key = keys[purpose]
+        staged = []
         for name, table in policy.tables.items():
             if purpose not in table.purposes:
                 continue
-            source_path = lake.table_path(table)
-            version = source_version(spark, source_path)
-            final = lake.pseudonymized(purpose, name)
+            version = source_version(spark, lake.table_path(table))
             marker = f"{purpose}/{name}"
-            if not full and state.get(marker) == {"source_version": version, "key_id": key_id} and is_delta(final):
+            if not full and state.get(marker) == {"source_version": version, "key_id": key_id} and is_delta(lake.pseudonymized(purpose, name)):
                 results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})
                 continue
             progress(f"pseudonymizing {name} for {purpose}")
             source = eligible_rows(spark, policy, lake, name, purpose, registers)
-            output = apply_rule31(source, table, key, key_id)
             staging = lake.staging("pseudonymized", purpose, name)
             if Path(staging).exists():
                 shutil.rmtree(staging)
+            output = apply_rule31(source, table, key, key_id)
             create_table(spark, staging, output, [table.region_column], stats_columns=table.stats_columns())
             output.repartition(table.region_column).write.format("delta").mode("overwrite").save(staging)
-            written = read_current(spark, staging)
-            failures = gate_checks(spark, policy, name, source, written)
-            if failures:
+            staged.append((name, table, source, staging, version))
+        if not staged:
+            continue
+        progress(f"gate for {purpose}")
+        from expectations.gates import run_gate
+
+        checks = [(name, read_current(spark, staging), gate_checks(policy, name, source, read_current(spark, staging)))
+                  for name, table, source, staging, _ in staged]
+        gate = run_gate(f"pseudonymize-{purpose}", checks, str(lake.docs / "pseudonymize" / run_id / purpose))
+        results["docs"].append(gate.docs_index)
+        failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
+        for name, table, source, staging, version in staged:
+            problem = failed.get(name) or one_pseudonym_per_subject(table, source, read_current(spark, staging))
+            if problem:
                 where = _quarantine(staging, lake, purpose, name)
-                results["failures"] += failures
+                results["failures"].append(f"{purpose}/{name}: {problem}")
                 results["tables"].append({"purpose": purpose, "table": name, "status": f"quarantined: {where}", "rows": None})
                 continue
-            rows = written.count()
-            _promote(staging, final)
-            state[marker] = {"source_version": version, "key_id": key_id}
+            rows = read_current(spark, staging).count()
+            _promote(staging, lake.pseudonymized(purpose, name))
+            state[f"{purpose}/{name}"] = {"source_version": version, "key_id": key_id}
             _save_state(lake, state)
             results["tables"].append({"purpose": purpose, "table": name, "status": "published", "rows": rows, "key_id": key_id})
     if results["failures"]:
-        raise CheckFailed("pseudonymization gate failed (outputs quarantined): " + "; ".join(results["failures"]))
+        raise CheckFailed("pseudonymization gate failed (outputs quarantined, Data Docs: "
+                          f"{', '.join(results['docs'])}): " + "; ".join(results["failures"]))
     return results
 
 

@@ -68,14 +68,10 @@ class RetentionReport:
 
 # ------------------------------------------------------------------ finding expired rows
 
-def _flag_column() -> str:
-    return "_wasure_subject_rule"
-
-
-def expired_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, as_of: dt.date,
-                 registers: Registers | None = None) -> DataFrame:
-    """Rows of the table past retention, with `_wasure_subject_rule` (null when only the date expired)
-    and `_wasure_date_expired`. Holds are NOT subtracted here."""
+def flag_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, as_of: dt.date,
+              registers: Registers | None = None) -> DataFrame:
+    """Every row of the table with `_wasure_rule`: why it has expired (business_date,
+    account_closure, minor_without_consent, consent_withdrawn) or null. Holds are NOT applied here."""
     registers = registers or Registers(spark, policy, lake)
     table = policy.tables[table_name]
     key = table.subject_key
@@ -91,21 +87,19 @@ def expired_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: st
             subject_rules.append(registers.closed_before(cutoff).withColumn("rule", F.lit("account_closure")))
     if not table.record_keeping:
         subject_rules.append(registers.minors_without_guardian_consent(as_of).withColumn("rule", F.lit("minor_without_consent")))
-        consent_purposes = [p for p in table.purposes if policy.purposes[p].requires_consent]
-        if consent_purposes and len(consent_purposes) == len(table.purposes):
-            withdrawn = (registers.withdrawn(consent_purposes).groupBy("subject").count()
-                         .where(F.col("count") == len(set(consent_purposes))).select("subject"))
-            subject_rules.append(withdrawn.withColumn("rule", F.lit("consent_withdrawn")))
-    flags = None
-    for rule in subject_rules:
-        flags = rule if flags is None else flags.unionByName(rule)
-    if flags is not None:
-        flags = flags.groupBy("subject").agg(F.min("rule").alias(_flag_column()))
+        consent_purposes = sorted({p for p in table.purposes if policy.purposes[p].requires_consent})
+        if consent_purposes and len(consent_purposes) == len(set(table.purposes)):
+            subject_rules.append(registers.withdrawn_all(consent_purposes).withColumn("rule", F.lit("consent_withdrawn")))
+    subject_rule = F.lit(None).cast("string")
+    if subject_rules:
+        flags = subject_rules[0]
+        for rule in subject_rules[1:]:
+            flags = flags.unionByName(rule)
+        flags = flags.groupBy("subject").agg(F.min("rule").alias("_subject_rule"))
         df = df.join(flags, df[key] == flags["subject"], "left").drop("subject")
-    else:
-        df = df.withColumn(_flag_column(), F.lit(None).cast("string"))
-    return (df.withColumn("_wasure_date_expired", date_expired)
-              .where(F.col("_wasure_date_expired") | F.col(_flag_column()).isNotNull()))
+        subject_rule = F.col("_subject_rule")
+    return (df.withColumn("_wasure_rule", F.coalesce(subject_rule, F.when(date_expired, F.lit("business_date"))))
+              .drop("_subject_rule"))
 
 
 def _with_holds(expired: DataFrame, holds: DataFrame, key: str) -> DataFrame:
@@ -114,35 +108,55 @@ def _with_holds(expired: DataFrame, holds: DataFrame, key: str) -> DataFrame:
     return expired.join(per_subject, expired[key] == per_subject["subject"], "left").drop("subject")
 
 
+def _rows_with_status(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, as_of: dt.date,
+                      registers: Registers) -> tuple[DataFrame, str | None]:
+    """Every row of the table with `_wasure_rule` (null = not expired) and `_wasure_hold`."""
+    table = policy.tables[table_name]
+    holds = registers.holds_for(table_name, as_of)
+    whole_table = registers.table_level_hold(table_name, as_of)
+    df = flag_rows(spark, policy, lake, table_name, as_of, registers)
+    if whole_table:
+        df = df.withColumn("_wasure_hold", F.lit(whole_table))
+    else:
+        df = _with_holds(df, holds, table.subject_key)
+    return df, whole_table
+
+
 def plan_table(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, as_of: dt.date,
                registers: Registers) -> tuple[TablePlan, DataFrame]:
-    """What a run would do to one table, and the (subject, bucket, all_rows) keys it would delete."""
+    """What a run would do to one table, and the (subject, bucket, all_rows) keys it would delete.
+
+    One pass over the table: only a per-file summary (rule, hold, file, size, count) reaches the driver.
+    """
     table = policy.tables[table_name]
-    action = table.retention.action if table.retention else "delete"
-    plan = TablePlan(table=table_name, action=action)
-    path = lake.table_path(table)
-    plan.rows_before = read_current(spark, path).count()
-    holds = registers.holds_for(table_name, as_of)
-    whole_table = holds.where(F.col("subject").isNull()).select("hold_id").orderBy("hold_id").limit(1).collect()
-    expired = _with_holds(expired_rows(spark, policy, lake, table_name, as_of, registers), holds, table.subject_key)
-    if whole_table:
-        expired = expired.withColumn("_wasure_hold", F.lit(whole_table[0].hold_id))
-        plan.table_level_hold = whole_table[0].hold_id
-    expired = expired.withColumn("_file_path", F.col("_metadata.file_path")).withColumn("_file_size", F.col("_metadata.file_size")).cache()
-    # Small per-table summaries only reach the driver: counts per hold, per rule, per file.
-    for row in expired.groupBy("_wasure_hold", F.coalesce(F.col(_flag_column()), F.lit("business_date")).alias("rule")).count().collect():
+    plan = TablePlan(table=table_name, action=table.retention.action if table.retention else "delete")
+    df, plan.table_level_hold = _rows_with_status(spark, policy, lake, table_name, as_of, registers)
+    summary = (df.groupBy("_wasure_rule", "_wasure_hold", F.col("_metadata.file_path").alias("file"),
+                          F.col("_metadata.file_size").alias("size")).count().collect())
+    files: dict[str, int] = {}
+    for row in summary:
+        plan.rows_before += row["count"]
+        if row["_wasure_rule"] is None:
+            continue
         if row["_wasure_hold"] is None:
             plan.to_remove += row["count"]
-            plan.reasons[row.rule] = plan.reasons.get(row.rule, 0) + row["count"]
+            plan.reasons[row["_wasure_rule"]] = plan.reasons.get(row["_wasure_rule"], 0) + row["count"]
+            files[row.file] = row.size
         else:
             plan.held += row["count"]
             plan.held_by[row["_wasure_hold"]] = plan.held_by.get(row["_wasure_hold"], 0) + row["count"]
-    removable = expired.where(F.col("_wasure_hold").isNull())
-    files = removable.select("_file_path", "_file_size").distinct().agg(F.count("*").alias("n"), F.sum("_file_size").alias("b")).first()
-    plan.files, plan.bytes = int(files.n or 0), int(files.b or 0)
+    plan.files, plan.bytes = len(files), sum(files.values())
+    removable = df.where(F.col("_wasure_rule").isNotNull() & F.col("_wasure_hold").isNull())
     keys = (removable.groupBy(F.col(table.subject_key).alias("subject"), F.col(SUBJECT_BUCKET).alias("bucket"))
-            .agg(F.max(F.col(_flag_column()).isNotNull()).alias("all_rows")))
+            .agg(F.max(F.col("_wasure_rule") != "business_date").alias("all_rows")))
     return plan, keys
+
+
+def remaining_expired(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, as_of: dt.date,
+                      registers: Registers) -> int:
+    """Rows past retention that no hold covers (0 after a complete run)."""
+    df, _ = _rows_with_status(spark, policy, lake, table_name, as_of, registers)
+    return df.where(F.col("_wasure_rule").isNotNull() & F.col("_wasure_hold").isNull()).count()
 
 
 # ------------------------------------------------------------------ applying a plan
@@ -205,7 +219,7 @@ AUDIT_SCHEMA = T.StructType([
 ])
 
 
-def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = JOB) -> int:
+def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = JOB, current_run: str | None = None) -> int:
     """Record every deleting commit of `job` that the ledger/audit do not know yet (crash-safe)."""
     ledger_path, audit_path = lake.state("quarantine_ledger"), lake.audit(job)
     known = set()
@@ -232,7 +246,7 @@ def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = JOB) -
                 audit_rows.append((meta["run_id"], commit.timestamp, dt.date.fromisoformat(meta["as_of"]), meta["policy_sha256"],
                                    name, meta["action"], meta["rows_before"], removed, meta["rows_held"],
                                    meta["rows_before"] - removed, meta["files"], meta["bytes"],
-                                   meta["version_before"], int(commit.version), due, meta["run_id"] != meta.get("current_run")))
+                                   meta["version_before"], int(commit.version), due, meta["run_id"] != current_run))
     if ledger_rows:
         append_rows(spark, ledger_path, spark.createDataFrame(ledger_rows, LEDGER_SCHEMA))
     if audit_rows:
@@ -317,7 +331,9 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
     plans: list[tuple[TablePlan, DataFrame]] = []
     for name in policy.tables:
         progress(f"planning {name}")
-        plans.append(plan_table(spark, policy, lake, name, as_of, registers))
+        plan, keys = plan_table(spark, policy, lake, name, as_of, registers)
+        # Fixed before the first write: deleting accounts must not change what devices lose.
+        plans.append((plan, keys if dry_run else keys.localCheckpoint(eager=True)))
     report = RetentionReport(run_id, as_of, policy.sha256, dry_run, [p for p, _ in plans],
                              policy_changes(lake, policy) if not dry_run else [])
     # Everything is checked before the first write.
@@ -342,7 +358,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
             progress(f"{plan.action} {plan.table}")
             if plan.action == "pseudonymize":
                 _pseudonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff)
-            metadata = {"job": JOB, "run_id": run_id, "current_run": run_id, "table": plan.table, "action": plan.action,
+            metadata = {"job": JOB, "run_id": run_id, "table": plan.table, "action": plan.action,
                         "as_of": as_of.isoformat(), "policy_sha256": policy.sha256, "rows_before": plan.rows_before,
                         "rows_held": plan.held, "files": plan.files, "bytes": plan.bytes,
                         "version_before": before_version, "purge_due": due.isoformat()}
@@ -355,7 +371,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
         after = read_current(spark, path).count()
         report.results[plan.table] = {"rows_after": after, "version_before": before_version,
                                       "version_after": current_version(spark, path), "purge_due": due if plan.to_remove else None}
-    reconcile(spark, policy, lake)
+    reconcile(spark, policy, lake, current_run=run_id)
     _gate(spark, policy, lake, report, registers)
     if purge:
         progress("physical purge of files past their grace")
@@ -367,9 +383,9 @@ def _gate(spark: SparkSession, policy: Policy, lake: Lake, report: RetentionRepo
     """No row past retention remains except held ones; before - removed = after for every table."""
     problems = []
     for plan in report.plans:
-        after_plan, _ = plan_table(spark, policy, lake, plan.table, report.as_of, registers)
-        if after_plan.to_remove:
-            problems.append(f"{plan.table}: {after_plan.to_remove} row(s) past retention remain")
+        remaining = remaining_expired(spark, policy, lake, plan.table, report.as_of, registers)
+        if remaining:
+            problems.append(f"{plan.table}: {remaining} row(s) past retention remain")
         if plan.rows_before - plan.to_remove != report.results[plan.table]["rows_after"]:
             problems.append(f"{plan.table}: rows before ({plan.rows_before}) - removed ({plan.to_remove}) "
                             f"!= rows after ({report.results[plan.table]['rows_after']})")

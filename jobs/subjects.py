@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -24,9 +24,17 @@ HOLD_SCHEMA = T.StructType([
 
 @dataclass
 class Registers:
+    """The registers of one run. Subject sets are materialized once (local checkpoint): every table
+    of the run reuses them, and deleting from the subject table mid-run cannot change them."""
     spark: SparkSession
     policy: Policy
     lake: Lake
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def _memo(self, key, build):
+        if key not in self._cache:
+            self._cache[key] = build().localCheckpoint(eager=True)
+        return self._cache[key]
 
     def _table(self, name: str | None) -> DataFrame | None:
         if name is None:
@@ -39,16 +47,25 @@ class Registers:
         return self.policy.subject.key
 
     def accounts(self) -> DataFrame:
+        return self._memo("accounts", self._accounts)
+
+    def _accounts(self) -> DataFrame:
         df = self._table(self.policy.subject.table)
         if df is None:
             raise FileNotFoundError(f"the subject table {self.policy.subject.table!r} is missing from the lake")
         return df
 
     def closed_before(self, cutoff: dt.date) -> DataFrame:
+        return self._memo(("closed", cutoff), lambda: self._closed_before(cutoff))
+
+    def _closed_before(self, cutoff: dt.date) -> DataFrame:
         column = F.col(self.policy.subject.closure_column)
         return self.accounts().where(column.isNotNull() & (F.to_date(column) < F.lit(cutoff))).select(F.col(self.key).alias("subject"))
 
     def minors_without_guardian_consent(self, as_of: dt.date) -> DataFrame:
+        return self._memo(("minors", as_of), lambda: self._minors(as_of))
+
+    def _minors(self, as_of: dt.date) -> DataFrame:
         subject = self.policy.subject
         if subject.birth_date_column is None:
             return self._empty()
@@ -63,6 +80,18 @@ class Registers:
             return self._empty()
         return (consents.where(F.col("purpose").isin(purposes) & (F.col("status") == "withdrawn"))
                 .select(F.col(self.key).alias("subject")).distinct())
+
+    def withdrawn_all(self, purposes: list[str]) -> DataFrame:
+        """Subjects who withdrew consent for every one of `purposes`."""
+        def build():
+            return (self._consents_withdrawn_pairs(purposes).groupBy("subject").agg(F.countDistinct("purpose").alias("n"))
+                    .where(F.col("n") == len(set(purposes))).select("subject"))
+        return self._memo(("withdrawn_all", tuple(purposes)), build)
+
+    def _consents_withdrawn_pairs(self, purposes: list[str]) -> DataFrame:
+        consents = self._table(self.policy.subject.consents_table)
+        return (consents.where(F.col("purpose").isin(purposes) & (F.col("status") == "withdrawn"))
+                .select(F.col(self.key).alias("subject"), "purpose").distinct())
 
     def restricted(self, purpose: str | None = None) -> DataFrame:
         restrictions = self._table(self.policy.subject.restrictions_table)
@@ -89,8 +118,19 @@ class Registers:
         return held
 
     def holds_for(self, table: str, as_of: dt.date) -> DataFrame:
-        holds = self.holds(as_of)
+        holds = self._memo(("holds", as_of), lambda: self.holds(as_of))
         return holds.where(F.col("table_name").isNull() | (F.col("table_name") == table))
+
+    def table_level_hold(self, table: str, as_of: dt.date) -> str | None:
+        """The id of a hold that covers the whole table (no subjects), if any (holds are few)."""
+        if ("table_holds", as_of) not in self._cache:
+            holds = self._memo(("holds", as_of), lambda: self.holds(as_of))
+            rows = holds.where(F.col("subject").isNull()).select("hold_id", "table_name").collect()
+            self._cache[("table_holds", as_of)] = rows
+        for row in sorted(self._cache[("table_holds", as_of)], key=lambda r: r.hold_id):
+            if row.table_name in (None, table):
+                return row.hold_id
+        return None
 
     def _empty(self) -> DataFrame:
         return self.spark.createDataFrame([], T.StructType([T.StructField("subject", T.StringType())]))

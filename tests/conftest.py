@@ -50,3 +50,19 @@ def lake_copy(generated_lake, tmp_path):
     target = tmp_path / "lake"
     shutil.copytree(generated_lake.root, target)
     return Lake.at(target)
+
+
+@pytest.fixture(scope="session")
+def keys_env(tmp_path_factory, policy):
+    """A key file (mode 0600) outside every lake, with a key for each purpose and the ledger."""
+    from jobs.keys import init_keys
+
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    old = os.environ.get("WASURE_KEYS")
+    os.environ["WASURE_KEYS"] = str(path)
+    init_keys([p.key_id for p in policy.purposes.values()] + [policy.defaults.ledger_key_id])
+    yield path
+    if old is None:
+        os.environ.pop("WASURE_KEYS", None)
+    else:
+        os.environ["WASURE_KEYS"] = old

@@ -1,0 +1,369 @@
+"""Backups with a deletion ledger (`wasure backup`, `wasure backup --expire`, `wasure restore`), REQUIREMENTS S3.
+
+    <root>/backups/YYYY-MM-DD/raw/<table>       one Delta table per policy table (current version only)
+    <root>/backups/YYYY-MM-DD/_manifest.json    written last: a backup without it is incomplete
+    <root>/state/deletion_ledger                 keyed hashes of erased subjects and the backups holding them
+
+A backup is a *read + write* of each table's current version (a deep-clone-like copy), not a copy of
+the table directory: the directory also holds superseded Parquet files, deletion vectors and
+`_delta_log` history, i.e. rows that were already erased. Written with the same layout and the same
+Delta properties as the lake (region / subject-bucket partitions, personal columns kept out of the
+statistics), into a temporary directory renamed into place when complete.
+
+Backups are kept `policy.defaults.backup_retention_days` days (a backup of day D expires on
+D + retention days; `backup --expire` deletes every backup that has expired). A subject erased while
+unexpired backups still hold them gets a row in the deletion ledger (HMAC-SHA256 of the subject id
+with the ledger key `policy.defaults.ledger_key_id`, the request id, when, the tables erased and the
+backups holding them): those backups are quarantined for that subject. Only `restore` reads a
+backup, and it re-applies the whole ledger (plus the subjects of erasure requests still in flight)
+before any restored row becomes readable: the backup is read, ledgered subjects are removed
+(matched by the keyed hash of each restored row's subject id), the result is written to staging and
+only then swapped into raw/. A subject's quarantine ends when the last backup holding them is gone.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.functions import pandas_udf
+
+from jobs.console import CheckFailed, InputError
+from jobs.keys import load_key
+from jobs.lake import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current, subject_bucket, write_policy_table
+from jobs.policy import Policy
+
+MANIFEST = "_manifest.json"
+LEDGER = "deletion_ledger"
+STATE = "erasure_state"          # written by jobs.erasure; read here for requests in flight
+OPEN_STATES = ("received", "retained_copy", "deleted")   # not in the deletion ledger yet
+
+LEDGER_SCHEMA = T.StructType([
+    T.StructField("subject_hash", T.StringType()), T.StructField("request_id", T.StringType()),
+    T.StructField("erased_at", T.TimestampType()), T.StructField("tables", T.ArrayType(T.StringType())),
+    T.StructField("backups", T.ArrayType(T.StringType())), T.StructField("quarantine_until", T.DateType()),
+    T.StructField("status", T.StringType()), T.StructField("released_at", T.TimestampType()),
+    T.StructField("key_id", T.StringType()),
+])
+
+
+# ------------------------------------------------------------------ keyed hashes (ledger key)
+
+def ledger_key(policy: Policy, lake: Lake | None = None) -> tuple[str, bytes]:
+    """(key id, key) of the deletion ledger; a missing or short key is bad input (exit 2, nothing written)."""
+    key_id = policy.defaults.ledger_key_id
+    return key_id, load_key(key_id, lake)
+
+
+def subject_hash(key: bytes, subject: str) -> str:
+    """HMAC-SHA256(ledger key, subject id), hex: the only form of a subject id the ledger, state,
+    audit and receipts hold. Without the key nobody can test a guessed id against it."""
+    return hmac.new(key, subject.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def hash_column(column: Column, key: bytes) -> Column:
+    """The same keyed hash as a Spark Column (Arrow UDF: the key stays in the closure, never in a plan)."""
+    key = bytes(key)
+
+    @pandas_udf("string")
+    def keyed_subject_hash(values: pd.Series) -> pd.Series:
+        return values.map(lambda v: hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest(), na_action="ignore")
+
+    return keyed_subject_hash(column.cast("string"))
+
+
+# ------------------------------------------------------------------ backups on disk
+
+def backup_dir(lake: Lake, day: dt.date) -> Path:
+    return lake.backups / day.isoformat()
+
+
+def expires_on(policy: Policy, day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=policy.defaults.backup_retention_days)
+
+
+def list_backups(lake: Lake) -> list[dt.date]:
+    """Dates of complete backups (those with a manifest), oldest first."""
+    if not lake.backups.is_dir():
+        return []
+    days = []
+    for child in lake.backups.iterdir():
+        try:
+            day = dt.date.fromisoformat(child.name)
+        except ValueError:
+            continue
+        if (child / MANIFEST).is_file():
+            days.append(day)
+    return sorted(days)
+
+
+def unexpired_backups(policy: Policy, lake: Lake, as_of: dt.date) -> list[dt.date]:
+    return [d for d in list_backups(lake) if expires_on(policy, d) > as_of]
+
+
+def read_manifest(lake: Lake, day: dt.date) -> dict:
+    return json.loads((backup_dir(lake, day) / MANIFEST).read_text())
+
+
+def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | None = None,
+               progress: Callable[[str], None] = lambda _m: None) -> dict:
+    """Copy the current version of every policy table into backups/<day>/ (idempotent per day)."""
+    day = day or dt.datetime.now(dt.timezone.utc).date()
+    missing = [n for n, t in policy.tables.items() if not is_delta(lake.table_path(t))]
+    if missing:
+        raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
+    final = backup_dir(lake, day)
+    if (final / MANIFEST).is_file():
+        manifest = read_manifest(lake, day)
+        manifest["status"] = "exists"
+        return manifest
+    if final.exists():
+        raise CheckFailed(f"{final} exists but has no {MANIFEST}: an incomplete backup; remove it, then run again")
+    tmp = lake.backups / f".tmp-{day.isoformat()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)                      # a killed earlier attempt
+    target = Lake(tmp)
+    tables = {}
+    for name, table in policy.tables.items():
+        progress(f"backing up {name}")
+        source = lake.table_path(table)
+        version = int(spark.sql(f"DESCRIBE HISTORY delta.`{source}` LIMIT 1").select("version").first()[0])
+        # Time travel to the version read: the copy is one consistent version even if a job writes meanwhile.
+        df = spark.read.format("delta").option("versionAsOf", version).load(source)
+        write_policy_table(spark, target, table, df.drop(SUBJECT_BUCKET))
+        tables[name] = {"path": table.path, "source_version": version, "rows": read_current(spark, target.table_path(table)).count()}
+    manifest = {"date": day.isoformat(), "taken_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "expires": expires_on(policy, day).isoformat(), "policy_sha256": policy.sha256, "tables": tables}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(final)
+    manifest["status"] = "created"
+    return manifest
+
+
+def expire_backups(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None) -> dict:
+    """Delete every backup that has expired, then end the quarantine of subjects no backup holds any more."""
+    as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
+    expired = [d for d in list_backups(lake) if expires_on(policy, d) <= as_of]
+    for day in expired:
+        shutil.rmtree(backup_dir(lake, day))
+    if lake.backups.is_dir():
+        for stale in lake.backups.glob(".tmp-*"):       # killed backups never became readable
+            shutil.rmtree(stale)
+    released = sync_ledger(spark, lake)
+    return {"as_of": as_of.isoformat(), "deleted": [d.isoformat() for d in expired],
+            "kept": [d.isoformat() for d in list_backups(lake)], "subjects_released": released}
+
+
+# ------------------------------------------------------------------ the deletion ledger
+
+def ledger_path(lake: Lake) -> str:
+    return lake.state(LEDGER)
+
+
+def read_ledger(spark: SparkSession, lake: Lake) -> DataFrame | None:
+    path = ledger_path(lake)
+    return read_current(spark, path) if is_delta(path) else None
+
+
+def add_to_ledger(spark: SparkSession, lake: Lake, rows: list[tuple]) -> None:
+    """Insert ledger rows (LEDGER_SCHEMA) not there yet, keyed on (subject_hash, request_id): re-runs add nothing."""
+    from delta.tables import DeltaTable
+
+    if not rows:
+        return
+    df = spark.createDataFrame(rows, LEDGER_SCHEMA)
+    path = ledger_path(lake)
+    create_table(spark, path, df, [])
+    (DeltaTable.forPath(spark, path).alias("t")
+        .merge(df.alias("s"), "t.subject_hash = s.subject_hash AND t.request_id = s.request_id")
+        .whenNotMatchedInsertAll().execute())
+
+
+def sync_ledger(spark: SparkSession, lake: Lake) -> int:
+    """Drop backups that no longer exist from every ledger row; a row left with none is released.
+
+    Derived from what is on disk, so a `--expire` killed between deleting a backup and updating
+    the ledger is healed by the next run. Returns the number of rows released now."""
+    from delta.tables import DeltaTable
+
+    path = ledger_path(lake)
+    if not is_delta(path):
+        return 0
+    existing = {d.isoformat() for d in list_backups(lake)}
+    changes = []
+    for row in read_current(spark, path).where(F.col("status") == "quarantined").select("subject_hash", "request_id", "backups").collect():
+        still = sorted(d for d in (row.backups or []) if d in existing)
+        if still != sorted(row.backups or []):
+            changes.append((row.subject_hash, row.request_id, still, "quarantined" if still else "released"))
+    if not changes:
+        return 0
+    updates = spark.createDataFrame(changes, "subject_hash string, request_id string, backups array<string>, status string")
+    (DeltaTable.forPath(spark, path).alias("t")
+        .merge(updates.alias("s"), "t.subject_hash = s.subject_hash AND t.request_id = s.request_id")
+        .whenMatchedUpdate(set={"backups": "s.backups", "status": "s.status",
+                                "released_at": "CASE WHEN s.status = 'released' THEN current_timestamp() ELSE t.released_at END"})
+        .execute())
+    return sum(1 for c in changes if c[3] == "released")
+
+
+def subjects_in_backups(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str],
+                        days: Iterable[dt.date]) -> dict[str, list[str]]:
+    """subject id -> dates (ISO) of the given backups that hold any row of them (ids stay in memory)."""
+    found: dict[str, set[str]] = {}
+    if not subjects:
+        return {}
+    wanted = spark.createDataFrame([(s,) for s in subjects], "subject string")
+    for day in days:
+        target = Lake(backup_dir(lake, day))
+        for name, table in policy.tables.items():
+            path = target.table_path(table)
+            if not is_delta(path):
+                continue
+            keys = F.broadcast(wanted.withColumn("bucket", subject_bucket(F.col("subject"), table.subject_buckets)))
+            df = read_current(spark, path).select(table.subject_key, SUBJECT_BUCKET)
+            hits = (df.join(keys, (df[table.subject_key] == keys["subject"]) & (df[SUBJECT_BUCKET] == keys["bucket"]))
+                      .select("subject").distinct().collect())
+            for row in hits:
+                found.setdefault(row.subject, set()).add(day.isoformat())
+    return {s: sorted(d) for s, d in found.items()}
+
+
+# ------------------------------------------------------------------ restore
+
+def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date) -> tuple[dict[str, set[str]], set[str]]:
+    """(table -> subject hashes the ledger removes from it, hashes of requests in flight)."""
+    per_table: dict[str, set[str]] = {name: set() for name in policy.tables}
+    ledger = read_ledger(spark, lake)
+    if ledger is not None:
+        for row in ledger.select("subject_hash", "tables").collect():
+            for name in row.tables or []:
+                if name in per_table:
+                    per_table[name].add(row.subject_hash)
+    in_flight: set[str] = set()
+    state_path = lake.state(STATE)
+    if is_delta(state_path):
+        states = read_current(spark, state_path)
+        latest = states.groupBy("request_id").agg(F.max("state_order").alias("order"))
+        received = states.where(F.col("state") == "received").select("request_id", "subject_hashes")
+        for row in latest.where(F.col("order") < len(OPEN_STATES)).join(received, "request_id").collect():
+            in_flight.update(row.subject_hashes or [])
+    return per_table, in_flight
+
+
+def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, as_of: dt.date | None = None,
+                progress: Callable[[str], None] = lambda _m: None) -> dict:
+    """Restore backups/<day> into raw/, re-applying the whole deletion ledger before any table is readable."""
+    from jobs.erasure import HoldBook     # erasure imports this module: imported here, not at the top
+
+    as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
+    if not (backup_dir(lake, day) / MANIFEST).is_file():
+        available = ", ".join(d.isoformat() for d in list_backups(lake)) or "none"
+        raise InputError(f"no complete backup of {day.isoformat()} under {lake.backups} (available: {available})")
+    _key_id, key = ledger_key(policy, lake)                 # exit 2 before any write
+    manifest = read_manifest(lake, day)
+    missing = [n for n in policy.tables if n not in manifest["tables"]]
+    if missing:
+        raise InputError(f"the backup of {day.isoformat()} has no table(s) {', '.join(missing)}")
+    per_table, in_flight = _hashes_to_remove(spark, policy, lake, as_of)
+    holds = HoldBook.load(spark, policy, lake, as_of) if in_flight else None
+    source = Lake(backup_dir(lake, day))
+    staging = Lake(Path(lake.staging("restore", day.isoformat())))
+    if staging.root.exists():
+        shutil.rmtree(staging.root)
+    report: dict = {"date": day.isoformat(), "tables": {}}
+    for name, table in policy.tables.items():
+        progress(f"restoring {name} to staging")
+        df = read_current(spark, source.table_path(table))
+        key_col = table.subject_key
+        subjects = df.select(F.col(key_col).alias("subject")).distinct().withColumn("subject_hash", hash_column(F.col("subject"), key))
+        doomed_hashes = per_table[name] | in_flight
+        removed: list[str] = []
+        if doomed_hashes:
+            wanted = spark.createDataFrame([(h,) for h in sorted(doomed_hashes)], "subject_hash string")
+            matched = subjects.join(F.broadcast(wanted), "subject_hash").select("subject", "subject_hash").collect()
+            for row in matched:
+                if row.subject_hash in per_table[name] or holds.hold_for(row.subject, name) is None:
+                    removed.append(row.subject)   # plain ids stay in driver memory, never written
+        kept = df
+        if removed:
+            doomed = F.broadcast(spark.createDataFrame([(s,) for s in removed], "subject string"))
+            kept = df.join(doomed, df[key_col] == doomed["subject"], "left_anti")
+        write_policy_table(spark, staging, table, kept.drop(SUBJECT_BUCKET))
+        report["tables"][name] = {"rows_in_backup": manifest["tables"][name]["rows"],
+                                  "subjects_withheld": len(removed),
+                                  "rows_restored": read_current(spark, staging.table_path(table)).count()}
+    # Gate: no staged table holds a ledgered subject (computed again from what was written).
+    for name, table in policy.tables.items():
+        if not per_table[name]:
+            continue
+        staged = read_current(spark, staging.table_path(table)).select(F.col(table.subject_key).alias("subject")).distinct()
+        wanted = spark.createDataFrame([(h,) for h in sorted(per_table[name])], "subject_hash string")
+        leaks = staged.withColumn("subject_hash", hash_column(F.col("subject"), key)).join(F.broadcast(wanted), "subject_hash").count()
+        if leaks:
+            raise CheckFailed(f"restore gate: {leaks} ledgered subject(s) still in staged {name}; nothing was swapped into raw/")
+    replaced = Path(lake.staging("restore", f"{day.isoformat()}-replaced"))
+    for name, table in policy.tables.items():
+        progress(f"swapping {name} into place")
+        final, staged, old = Path(lake.table_path(table)), Path(staging.table_path(table)), replaced / table.path
+        old.parent.mkdir(parents=True, exist_ok=True)
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            final.rename(old)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staged.rename(final)
+    shutil.rmtree(replaced, ignore_errors=True)
+    shutil.rmtree(staging.root, ignore_errors=True)
+    report["ledger_subjects"] = len(set().union(*per_table.values())) if per_table else 0
+    report["requests_in_flight_subjects"] = len(in_flight)
+    return report
+
+
+# ------------------------------------------------------------------ spark-submit entry point
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jobs.backup {backup,expire,restore} --policy P --lake L [--date D] [--as-of D]`."""
+    import argparse
+
+    from jobs.policy import load_policy
+    from jobs.runtime import get_spark
+
+    parser = argparse.ArgumentParser(prog="jobs.backup")
+    parser.add_argument("action", choices=["backup", "expire", "restore"])
+    parser.add_argument("--policy", required=True)
+    parser.add_argument("--lake", required=True)
+    parser.add_argument("--date", type=dt.date.fromisoformat)
+    parser.add_argument("--as-of", type=dt.date.fromisoformat)
+    args = parser.parse_args(argv)
+    policy, lake = load_policy(args.policy), Lake.at(args.lake)
+    try:
+        spark = get_spark(f"wasure-{args.action}")
+        if args.action == "backup":
+            result = run_backup(spark, policy, lake, args.date)
+        elif args.action == "expire":
+            result = expire_backups(spark, policy, lake, args.as_of or args.date)
+        else:
+            if args.date is None:
+                raise InputError("restore needs --date YYYY-MM-DD")
+            result = run_restore(spark, policy, lake, args.date, args.as_of)
+    except InputError as exc:
+        print(f"error: {exc}")
+        return 2
+    except CheckFailed as exc:
+        print(f"check failed: {exc}")
+        return 1
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1186 @@
+"""Erasure on request (`wasure erase`, `wasure verify-erasure`): REQUIREMENTS S3, S4, S5, S13, S14.
+
+One run takes a batch of requests (each: a request id, one or more subject ids, a source among
+account_closure / ccpa / appi / gdpr, the date it was received) and moves every request through a
+resumable state machine stored in the Delta table ``state/erasure_state`` (append-only, one commit
+per transition of the batch):
+
+    received -> retained_copy -> deleted -> backups_quarantined -> purged -> verified -> closed
+
+- received: the subject ids are checked; their identifying values (the unique values of columns of
+  class identifying / individual_code / property_damage, and the subject id itself) are captured
+  into an encrypted per-request vault (AES-GCM under a key derived from the ledger key) so that a
+  run killed later can still verify, and their keyed hashes into ``state/erasure_values`` so that
+  an auditor can verify after the vault is destroyed.
+- retained_copy: for account closures (and APPI requests), the tables whose retention action is
+  ``pseudonymize`` keep their 仮名加工情報 (``jobs.pseudonymize.retain_pseudonymized``, S5).
+- deleted: ONE Delta MERGE per table for the whole batch (``retention.delete_keys``), keyed on the
+  subject and its bucket; the commit's userMetadata (job "erasure", the request ids, no personal
+  value) lets ``retention.reconcile(job="erasure")`` rebuild the quarantine ledger and the per-table
+  audit, and lets a re-run tell which tables are done. Legal holds keep the held rows (S13).
+- backups_quarantined: every unexpired backup holding a subject is recorded in the deletion ledger
+  (``jobs.backup``), which a restore re-applies.
+- purged: after the grace period the superseded files are rewritten and vacuumed
+  (``retention.physical_purge``: REORG ... APPLY (PURGE) + VACUUM); until then requests wait here.
+- verified: ``verify.scan_for_values`` over every file under the lake root except the backups
+  quarantined for these subjects finds none of their identifying values.
+- closed: receipt JSON (``receipts/<request id>.json``) and a row in ``audit/erasure``; the vault is
+  destroyed.
+
+Every state, ledger, audit and receipt row names a subject only by HMAC-SHA256 with the ledger key
+(``policy.defaults.ledger_key_id``). Plain ids and values live in memory and, encrypted, in the vault.
+A run killed anywhere finishes when any later `wasure erase` runs (every open request is resumed),
+with no double effect: each step is idempotent or recognizes its own earlier commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.functions import pandas_udf
+
+from jobs.backup import (
+    add_to_ledger, expires_on, hash_column, ledger_key, list_backups, read_ledger, subject_hash,
+    subjects_in_backups, unexpired_backups,
+)
+from jobs.console import CheckFailed, InputError
+from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, create_table, is_delta, read_current, subject_bucket
+from jobs.policy import ColumnClass, Policy
+from jobs.retention import commit_metadata, current_version, delete_keys, physical_purge, reconcile
+from jobs.verify import FULL_WIDTH, HALF_WIDTH, TOKEN_SPLIT, Finding, list_files, scan_for_values
+
+JOB = "erasure"
+STATES = ("received", "retained_copy", "deleted", "backups_quarantined", "purged", "verified", "closed")
+SOURCES = ("account_closure", "ccpa", "appi", "gdpr")
+# Sources after which 仮名加工情報 is kept (S5, APPI 仮名加工情報). A GDPR / CCPA deletion request also
+# covers pseudonymized data (still personal data there), so no copy is retained for them.
+KEEPS_PSEUDONYMIZED = ("account_closure", "appi")
+VALUE_CLASSES = (ColumnClass.identifying, ColumnClass.individual_code, ColumnClass.property_damage)
+MIN_VALUE_LENGTH = 6            # shorter values would match noise in a byte scan
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+TOKEN = re.compile(r"[0-9A-Za-z@._+\-]+")   # values a keyed-hash scan can find (see scan_for_hashes)
+
+STATE_TABLE, ROWS_TABLE, VALUES_TABLE, REQUESTS_TABLE = "erasure_state", "erasure_rows", "erasure_values", "erasure_requests"
+
+STATE_SCHEMA = T.StructType([
+    T.StructField("request_id", T.StringType()), T.StructField("state", T.StringType()),
+    T.StructField("state_order", T.IntegerType()), T.StructField("at", T.TimestampType()),
+    T.StructField("as_of", T.DateType()), T.StructField("batch_id", T.StringType()),
+    T.StructField("source", T.StringType()), T.StructField("received_at", T.TimestampType()),
+    T.StructField("deadline", T.DateType()), T.StructField("subject_hashes", T.ArrayType(T.StringType())),
+    T.StructField("detail", T.StringType()),
+])
+
+ROWS_SCHEMA = T.StructType([
+    T.StructField("plan_id", T.StringType()), T.StructField("batch_id", T.StringType()),
+    T.StructField("request_id", T.StringType()), T.StructField("table", T.StringType()),
+    T.StructField("subject_hash", T.StringType()), T.StructField("rows_removed", T.LongType()),
+    T.StructField("rows_held", T.LongType()), T.StructField("hold_id", T.StringType()),
+    T.StructField("hold_reason", T.StringType()), T.StructField("hold_until", T.DateType()),
+    T.StructField("empty_plan", T.BooleanType()), T.StructField("planned_at", T.TimestampType()),
+])
+
+VALUES_SCHEMA = T.StructType([T.StructField("request_id", T.StringType()), T.StructField("value_hash", T.StringType())])
+
+REQUESTS_SCHEMA = T.StructType([
+    T.StructField("request_id", T.StringType()), T.StructField("subject_id", T.StringType()),
+    T.StructField("received_at", T.TimestampType()), T.StructField("source", T.StringType()),
+])
+
+AUDIT_SCHEMA = T.StructType([
+    T.StructField("request_id", T.StringType()), T.StructField("source", T.StringType()),
+    T.StructField("received_at", T.TimestampType()), T.StructField("deadline", T.DateType()),
+    T.StructField("closed_at", T.TimestampType()), T.StructField("subject_hashes", T.ArrayType(T.StringType())),
+    T.StructField("subjects", T.IntegerType()), T.StructField("subjects_found", T.IntegerType()),
+    T.StructField("rows_removed", T.LongType()), T.StructField("rows_removed_by_table", T.StringType()),
+    T.StructField("held", T.StringType()), T.StructField("backups_holding", T.ArrayType(T.StringType())),
+    T.StructField("purged_on", T.DateType()), T.StructField("last_byte_gone", T.DateType()),
+    T.StructField("deadline_met", T.BooleanType()), T.StructField("policy_sha256", T.StringType()),
+    T.StructField("batch_id", T.StringType()), T.StructField("receipt", T.StringType()),
+])
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+# ------------------------------------------------------------------ input (checked before any write)
+
+@dataclass
+class RequestInput:
+    """A request as given: plain subject ids live only in memory."""
+    request_id: str
+    subjects: list[str]
+    source: str = "account_closure"
+    received_at: dt.datetime | None = None
+
+
+def check_subject_ids(policy: Policy, entries: Iterable[tuple[str, str | None]]) -> list[str]:
+    """entries: (position, raw id). Returns the ids; raises InputError naming positions, never an id."""
+    regex = policy.subject_id_regex()
+    problems, seen = [], {}
+    for where, raw in entries:
+        value = (raw or "").strip().lstrip("\ufeff").strip()
+        if not value:
+            problems.append(f"{where}: empty subject id")
+        elif not regex.fullmatch(value):
+            problems.append(f"{where}: not a valid subject id (subject.id_pattern {policy.subject.id_pattern})")
+        elif value in seen:
+            problems.append(f"{where}: duplicate of {seen[value]}")
+        else:
+            seen[value] = where
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise InputError(f"{len(problems)} bad subject id(s) (ids are not echoed):\n  " + "\n  ".join(shown))
+    return list(seen)
+
+
+def read_id_file(path: Path) -> list[tuple[str, str]]:
+    """(position, raw id) per line of a file of subject ids, one per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--file {path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"--file {path}: not UTF-8 text") from None
+    return [(f"--file line {number}", line) for number, line in enumerate(text.splitlines(), 1)]
+
+
+def check_request_id(request_id: str, where: str = "--request-id") -> str:
+    if not REQUEST_ID.fullmatch(request_id or ""):
+        raise InputError(f"{where}: a request id is 1-80 characters of letters, digits, '.', '_' or '-' "
+                         "(it names the receipt file), starting with a letter or digit")
+    return request_id
+
+
+def check_source(source: str, where: str = "--source") -> str:
+    if source not in SOURCES:
+        raise InputError(f"{where}: must be one of {', '.join(SOURCES)}")
+    return source
+
+
+def parse_received_at(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError("--received-at must be a date or date-time (YYYY-MM-DD[THH:MM[:SS]])") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+def default_request_id(key: bytes, subjects: list[str], source: str) -> str:
+    """Deterministic: re-running the same command continues the same request (keyed, so not an id hash)."""
+    digest = hmac.new(key, ("request\0" + source + "\0" + "\n".join(sorted(subjects))).encode(), hashlib.sha256).hexdigest()
+    return f"er-{digest[:16]}"
+
+
+def submit_requests(spark: SparkSession, lake: Lake, rows: list[tuple[str, str, dt.datetime, str]]) -> None:
+    """Append (request_id, subject_id, received_at, source) rows to the ``state/erasure_requests`` inbox.
+
+    The inbox is created with the subject id kept out of the Delta statistics: its min/max would
+    otherwise outlive the row in ``_delta_log``. Processed requests are deleted from the inbox and
+    purged with the data."""
+    df = spark.createDataFrame(rows, REQUESTS_SCHEMA)
+    path = lake.state(REQUESTS_TABLE)
+    create_table(spark, path, df, [], stats_columns=["request_id", "received_at", "source"])
+    df.coalesce(1).write.format("delta").mode("append").save(path)
+
+
+def requests_from_inbox(spark: SparkSession, policy: Policy, lake: Lake) -> list[RequestInput]:
+    """Requests of the inbox, checked like command-line input (positions, never ids, in errors)."""
+    path = lake.state(REQUESTS_TABLE)
+    if not is_delta(path):
+        raise InputError(f"--from-requests: no erasure_requests table at {path}")
+    df = read_current(spark, path)
+    missing = [c for c in ("request_id", "subject_id", "received_at", "source") if c not in df.columns]
+    if missing:
+        raise InputError(f"--from-requests: {path} lacks column(s) {', '.join(missing)}")
+    rows = (df.select("request_id", "subject_id", F.col("received_at").cast("timestamp").alias("received_at"), "source")
+              .orderBy("request_id", "received_at", "subject_id").collect())
+    grouped: dict[str, list] = {}
+    problems = []
+    for number, row in enumerate(rows, 1):
+        if row.request_id is None or not REQUEST_ID.fullmatch(row.request_id):
+            problems.append(f"erasure_requests row {number}: invalid request_id")
+            continue
+        grouped.setdefault(row.request_id, []).append(row)
+    requests = []
+    for request_id, group in grouped.items():
+        where = f"erasure_requests request {request_id}"
+        sources = {r.source for r in group}
+        received = {r.received_at for r in group}
+        if len(sources) != 1 or next(iter(sources)) not in SOURCES:
+            problems.append(f"{where}: source must be one value among {', '.join(SOURCES)}")
+        if len(received) != 1 or None in received:
+            problems.append(f"{where}: received_at must be one non-null value")
+        try:
+            subjects = check_subject_ids(policy, [(f"{where} entry {i}", r.subject_id) for i, r in enumerate(group, 1)])
+        except InputError as exc:
+            problems.append(str(exc).split("\n", 1)[1].strip().replace("\n  ", "\n"))
+            continue
+        if not problems:
+            requests.append(RequestInput(request_id, subjects, group[0].source, group[0].received_at))
+    if problems:
+        raise InputError("bad erasure request(s) (ids are not echoed):\n  " + "\n  ".join(problems[:20]))
+    return requests
+
+
+# ------------------------------------------------------------------ vault (plain ids and values, encrypted)
+
+def _vault_key(key: bytes) -> bytes:
+    return hmac.new(key, b"wasure erasure vault v1", hashlib.sha256).digest()
+
+
+def vault_path(lake: Lake, request_id: str) -> Path:
+    return lake.root / "state" / "erasure_vault" / f"{request_id}.bin"
+
+
+def write_vault(lake: Lake, key: bytes, request_id: str, payload: dict) -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    path = vault_path(lake, request_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nonce = os.urandom(12)
+    blob = nonce + AESGCM(_vault_key(key)).encrypt(nonce, json.dumps(payload).encode(), request_id.encode())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+
+
+def read_vault(lake: Lake, key: bytes, request_id: str) -> dict | None:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    path = vault_path(lake, request_id)
+    if not path.is_file():
+        return None
+    blob = path.read_bytes()
+    try:
+        return json.loads(AESGCM(_vault_key(key)).decrypt(blob[:12], blob[12:], request_id.encode()))
+    except InvalidTag:
+        raise InputError(f"the erasure vault of request {request_id} does not open with ledger key "
+                         f"(was the key rotated?)") from None
+
+
+def destroy_vault(lake: Lake, request_id: str) -> None:
+    vault_path(lake, request_id).unlink(missing_ok=True)
+
+
+def value_hash(key: bytes, value: str) -> str:
+    return hmac.new(key, ("value\0" + value).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _value_hash_column(column: Column, key: bytes) -> Column:
+    key = bytes(key)
+
+    @pandas_udf("string")
+    def keyed_value_hash(values: pd.Series) -> pd.Series:
+        return values.map(lambda v: value_hash(key, v), na_action="ignore")
+
+    return keyed_value_hash(column)
+
+
+# ------------------------------------------------------------------ state
+
+@dataclass
+class Request:
+    request_id: str
+    source: str
+    received_at: dt.datetime
+    deadline: dt.date
+    subject_hashes: list[str]
+    subjects: list[str] = field(default_factory=list)          # plain, memory only
+    values: list[str] = field(default_factory=list)            # plain, memory only
+    states: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str | None:
+        done = [s for s in STATES if s in self.states]
+        return done[-1] if done else None
+
+    @property
+    def order(self) -> int:
+        return STATES.index(self.state) if self.state else -1
+
+
+def load_states(spark: SparkSession, lake: Lake) -> dict[str, Request]:
+    path = lake.state(STATE_TABLE)
+    if not is_delta(path):
+        return {}
+    requests: dict[str, Request] = {}
+    for row in read_current(spark, path).orderBy("state_order", "at").collect():
+        if row.state == "received":
+            requests[row.request_id] = Request(row.request_id, row.source, row.received_at, row.deadline, list(row.subject_hashes or []))
+        request = requests.get(row.request_id)
+        if request is not None and row.state not in request.states:
+            request.states[row.state] = {"at": row.at, "as_of": row.as_of, "batch_id": row.batch_id,
+                                         "detail": json.loads(row.detail or "{}")}
+    return requests
+
+
+def _append_states(spark: SparkSession, lake: Lake, state: str, requests: list[Request], batch_id: str,
+                   as_of: dt.date, details: dict[str, dict] | None = None) -> None:
+    at = _now()
+    rows = []
+    for r in requests:
+        detail = (details or {}).get(r.request_id, {})
+        rows.append((r.request_id, state, STATES.index(state), at, as_of, batch_id, r.source, r.received_at, r.deadline,
+                     r.subject_hashes if state == "received" else None, json.dumps(detail, sort_keys=True, default=str)))
+        r.states[state] = {"at": at, "as_of": as_of, "batch_id": batch_id, "detail": detail}
+    append_rows(spark, lake.state(STATE_TABLE), spark.createDataFrame(rows, STATE_SCHEMA))
+
+
+# ------------------------------------------------------------------ holds (S13)
+
+@dataclass(frozen=True)
+class Hold:
+    hold_id: str
+    reason: str
+    until: dt.date | None
+
+
+class HoldBook:
+    """Which (subject, table) pairs an erasure keeps, and why.
+
+    - a legal hold (policy or legal_holds register, via ``Registers.holds``) on the subject and/or table;
+    - the legal_holds register's own rows of a subject under an active hold (deleting them would
+      lift the hold);
+    - statutory record keeping: a ``record_keeping`` table with its own retention period (provision
+      records, APPI art. 29/30: kept 3 years, "never purged early") keeps its rows until its
+      retention removes them.
+    """
+
+    def __init__(self, policy: Policy, rows: list):
+        self.policy = policy
+        self.per_subject: dict[str, list[tuple[str | None, Hold]]] = {}
+        self.everyone: list[tuple[str | None, Hold]] = []
+        for row in sorted(rows, key=lambda r: r.hold_id):
+            hold = Hold(row.hold_id, row.reason, row.until)
+            if row.subject is None:
+                self.everyone.append((row.table_name, hold))
+            else:
+                self.per_subject.setdefault(row.subject, []).append((row.table_name, hold))
+
+    @classmethod
+    def load(cls, spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date) -> "HoldBook":
+        from jobs.subjects import Registers
+
+        return cls(policy, Registers(spark, policy, lake).holds(as_of).collect())
+
+    def hold_for(self, subject: str, table: str) -> Hold | None:
+        own = self.per_subject.get(subject, [])
+        for table_name, hold in self.everyone + own:
+            if table_name is None or table_name == table:
+                return hold
+        if own and table == self.policy.subject.legal_holds_table:
+            return own[0][1]
+        spec = self.policy.tables[table]
+        if spec.record_keeping and spec.retention is not None:
+            return Hold(f"statutory:{table}", f"record keeping: tables.{table} is kept {spec.retention.period_days} days "
+                        "by its own retention (never purged early)", None)
+        return None
+
+
+# ------------------------------------------------------------------ planning (counts, files; nothing written)
+
+def _subjects_frame(spark: SparkSession, subjects: list[str], buckets: int) -> DataFrame:
+    return (spark.createDataFrame([(s,) for s in subjects], "subject string")
+            .withColumn("bucket", subject_bucket(F.col("subject"), buckets)))
+
+
+def table_hits(spark: SparkSession, lake: Lake, policy: Policy, table_name: str, subjects: list[str]) -> dict[str, dict[tuple[str, int], int]]:
+    """subject -> {(file path, file size): rows} for the current version (only the subjects' buckets are read)."""
+    if not subjects:
+        return {}
+    table = policy.tables[table_name]
+    df = read_current(spark, lake.table_path(table)).select(
+        F.col(table.subject_key).alias("_s"), F.col(SUBJECT_BUCKET).alias("_b"),
+        F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_size").alias("size"))
+    keys = F.broadcast(_subjects_frame(spark, subjects, table.subject_buckets))
+    joined = df.join(keys, (df["_s"] == keys["subject"]) & (df["_b"] == keys["bucket"]))
+    hits: dict[str, dict[tuple[str, int], int]] = {}
+    for row in joined.groupBy("subject", "file", "size").count().collect():
+        hits.setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["count"])
+    return hits
+
+
+def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str], holds: HoldBook) -> dict[str, list[str]]:
+    """subject -> the identifying values the verification scan looks for.
+
+    Candidates: values of the subject's rows that will be erased, in columns of class identifying /
+    individual_code / property_damage and the subject key. Dropped: values shorter than
+    MIN_VALUE_LENGTH, and any value that also occurs (as a cell or a token of a string cell) in a
+    row that stays: another subject's row, or a held row of the same subject. What is left is unique
+    to erased rows, so finding it anywhere later is residue."""
+    if not subjects:
+        return {}
+    candidates: DataFrame | None = None
+    blockers: DataFrame | None = None
+    for name, table in policy.tables.items():
+        erasable = [s for s in subjects if holds.hold_for(s, name) is None]
+        df = read_current(spark, lake.table_path(table))
+        key = table.subject_key
+        if erasable:
+            marks = F.broadcast(spark.createDataFrame([(s, True) for s in erasable], "_subject string, _erase boolean"))
+            df = df.join(marks, df[key] == marks["_subject"], "left")
+        else:
+            df = df.withColumn("_subject", F.lit(None).cast("string")).withColumn("_erase", F.lit(None).cast("boolean"))
+        value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
+        for column in value_columns:
+            part = df.where(F.col("_erase")).select(F.col("_subject").alias("subject"), F.col(column).cast("string").alias("value"))
+            candidates = part if candidates is None else candidates.unionByName(part)
+        strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string" and not f.name.startswith("_")]
+        if strings:
+            cells = df.where(F.col("_erase").isNull()).select(F.explode(F.array(*[F.col(c) for c in strings])).alias("cell"))
+            folded = F.translate(F.col("cell"), FULL_WIDTH, HALF_WIDTH)
+            part = cells.select(F.explode(F.array_union(F.array(F.col("cell")), F.split(folded, TOKEN_SPLIT))).alias("value"))
+            blockers = part if blockers is None else blockers.unionByName(part)
+    values = candidates.where(F.col("value").isNotNull() & (F.length("value") >= MIN_VALUE_LENGTH)).distinct()
+    if blockers is not None:
+        values = values.join(blockers.where(F.col("value").isNotNull()).distinct(), "value", "left_anti")
+    out: dict[str, list[str]] = {}
+    for row in values.collect():
+        out.setdefault(row.subject, []).append(row.value)
+    return {s: sorted(v) for s, v in out.items()}
+
+
+# ------------------------------------------------------------------ history of erasure commits
+
+def erasure_commits(spark: SparkSession, path: str) -> list[tuple[int, dict, dict]]:
+    """(version, userMetadata, operationMetrics) of the table's erasure commits."""
+    from delta.tables import DeltaTable
+
+    history = (DeltaTable.forPath(spark, path).history().where(F.col("userMetadata").contains(f'"job": "{JOB}"'))
+               .select("version", "userMetadata", "operationMetrics").collect())
+    out = []
+    for row in history:
+        meta = json.loads(row.userMetadata)
+        if meta.get("job") == JOB:
+            out.append((int(row.version), meta, dict(row.operationMetrics or {})))
+    return sorted(out, key=lambda c: c[0])
+
+
+def _plan_rows(spark: SparkSession, lake: Lake, request_ids: list[str] | None = None) -> list:
+    path = lake.state(ROWS_TABLE)
+    if not is_delta(path):
+        return []
+    df = read_current(spark, path)
+    if request_ids is not None:
+        df = df.where(F.col("request_id").isin(request_ids))
+    return df.collect()
+
+
+@dataclass(frozen=True)
+class _CommitAuditLake(Lake):
+    """The lake as `retention.reconcile` sees it for erasure: its per-commit audit goes to
+    ``audit/erasure_commits`` so that ``audit/erasure`` stays one row per request (receipts)."""
+
+    def audit(self, name: str) -> str:
+        return super().audit(f"{name}_commits")
+
+
+# ------------------------------------------------------------------ the report
+
+@dataclass
+class ErasureReport:
+    batch_id: str
+    as_of: dt.date
+    dry_run: bool
+    receipts: list[dict] = field(default_factory=list)
+    plans: list[dict] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ the job
+
+class _Batch:
+    """One run: the requests, the keys, the holds, and the per-step actions."""
+
+    def __init__(self, spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state):
+        self.spark, self.policy, self.lake, self.as_of = spark, policy, lake, as_of
+        self.key_id, self.key, self.batch_id = key_id, key, batch_id
+        self.progress, self.on_state = progress, on_state
+        self._holds: HoldBook | None = None
+
+    @property
+    def holds(self) -> HoldBook:
+        if self._holds is None:
+            self._holds = HoldBook.load(self.spark, self.policy, self.lake, self.as_of)
+        return self._holds
+
+    def _advance(self, state: str, requests: list[Request], details: dict[str, dict] | None = None) -> None:
+        if not requests:
+            return
+        _append_states(self.spark, self.lake, state, requests, self.batch_id, self.as_of, details)
+        self.on_state(state, [r.request_id for r in requests])
+
+    # -- received
+    def receive(self, requests: list[Request]) -> None:
+        self.progress("capturing identifying values for verification")
+        subjects = sorted({s for r in requests for s in r.subjects})
+        values = capture_values(self.spark, self.policy, self.lake, subjects, self.holds)
+        hashed = []
+        details = {}
+        for r in requests:
+            r.values = sorted({v for s in r.subjects for v in values.get(s, [])})
+            write_vault(self.lake, self.key, r.request_id, {"subjects": r.subjects, "values": r.values})
+            hashed += [(r.request_id, value_hash(self.key, v)) for v in r.values if TOKEN.fullmatch(v)]
+            details[r.request_id] = {"subjects": len(r.subjects), "values_for_verification": len(r.values)}
+        if hashed:
+            from delta.tables import DeltaTable
+
+            df = self.spark.createDataFrame(hashed, VALUES_SCHEMA)
+            path = self.lake.state(VALUES_TABLE)
+            create_table(self.spark, path, df, [])
+            (DeltaTable.forPath(self.spark, path).alias("t")
+                .merge(df.alias("s"), "t.request_id = s.request_id AND t.value_hash = s.value_hash")
+                .whenNotMatchedInsertAll().execute())
+        self._advance("received", requests, details)
+
+    # -- retained_copy
+    def retain(self, requests: list[Request]) -> None:
+        from jobs.pseudonymize import retain_pseudonymized
+
+        keeping = [r for r in requests if r.source in KEEPS_PSEUDONYMIZED]
+        details = {r.request_id: {"tables": []} for r in requests}
+        for name in pseudonymize_tables(self.policy):
+            subjects = sorted({s for r in keeping for s in r.subjects if self.holds.hold_for(s, name) is None})
+            if not subjects:
+                continue
+            self.progress(f"keeping 仮名加工情報 of {name}")
+            table = self.policy.tables[name]
+            keys = _subjects_frame(self.spark, subjects, table.subject_buckets).withColumn("all_rows", F.lit(True))
+            retain_pseudonymized(self.spark, self.policy, self.lake, name, keys, None)
+            for r in keeping:
+                details[r.request_id]["tables"].append(name)
+        for r in requests:
+            if r.source not in KEEPS_PSEUDONYMIZED:
+                details[r.request_id]["why_none"] = f"source {r.source}: pseudonymized data is erased too"
+        self._advance("retained_copy", requests, details)
+
+    # -- deleted
+    def delete(self, requests: list[Request]) -> None:
+        rows_path = self.lake.state(ROWS_TABLE)
+        empty_done: dict[str, set[str]] = {}
+        for row in _plan_rows(self.spark, self.lake, [r.request_id for r in requests]):
+            if row.empty_plan:
+                empty_done.setdefault(row.table, set()).add(row.request_id)
+        for name, table in self.policy.tables.items():
+            path = self.lake.table_path(table)
+            covered = set(empty_done.get(name, set()))
+            for _version, meta, _metrics in erasure_commits(self.spark, path):
+                covered.update(meta.get("requests", []))
+            todo = [r for r in requests if r.request_id not in covered]
+            if not todo:
+                continue                                   # done by an earlier (killed) run
+            self.progress(f"erasing from {name}")
+            subjects = sorted({s for r in todo for s in r.subjects})
+            hits = table_hits(self.spark, self.lake, self.policy, name, subjects)
+            plan_id, planned_at = uuid.uuid4().hex, _now()
+            erasable = sorted(s for s in subjects if hits.get(s) and self.holds.hold_for(s, name) is None)
+            plan = []
+            for r in todo:
+                for s in r.subjects:
+                    hold = self.holds.hold_for(s, name)
+                    rows = sum(hits.get(s, {}).values())
+                    plan.append((plan_id, self.batch_id, r.request_id, name, subject_hash(self.key, s),
+                                 0 if hold else rows, rows if hold else 0, hold.hold_id if hold else None,
+                                 hold.reason if hold else None, hold.until if hold else None, not erasable, planned_at))
+            append_rows(self.spark, rows_path, self.spark.createDataFrame(plan, ROWS_SCHEMA))
+            if not erasable:
+                continue
+            files = {f for s in erasable for f in hits[s]}
+            held_rows = sum(p[6] for p in plan)
+            before = current_version(self.spark, path)
+            due = self.as_of + dt.timedelta(days=self.policy.grace_days(name))
+            metadata = {"job": JOB, "run_id": self.batch_id, "plan_id": plan_id, "table": name, "action": "erase",
+                        "requests": sorted(r.request_id for r in todo), "subjects": len(erasable),
+                        "as_of": self.as_of.isoformat(), "policy_sha256": self.policy.sha256,
+                        "rows_before": read_current(self.spark, path).count(), "rows_held": held_rows,
+                        "files": len(files), "bytes": sum(size for _f, size in files),
+                        "version_before": before, "purge_due": due.isoformat()}
+            keys = _subjects_frame(self.spark, erasable, table.subject_buckets).withColumn("all_rows", F.lit(True))
+            with commit_metadata(self.spark, metadata):
+                delete_keys(self.spark, path, table.subject_key, keys, None, None)
+        inbox = self.lake.state(REQUESTS_TABLE)
+        if is_delta(inbox):
+            from delta.tables import DeltaTable
+
+            ids = ", ".join(f"'{r.request_id}'" for r in requests)   # request ids are checked: [A-Za-z0-9._-]
+            DeltaTable.forPath(self.spark, inbox).delete(f"request_id IN ({ids})")
+        self._advance("deleted", requests)
+
+    # -- backups_quarantined
+    def quarantine_backups(self, requests: list[Request]) -> None:
+        days = unexpired_backups(self.policy, self.lake, self.as_of)
+        subjects = sorted({s for r in requests for s in r.subjects})
+        self.progress(f"looking for the subjects in {len(days)} unexpired backup(s)")
+        holding = subjects_in_backups(self.spark, self.policy, self.lake, subjects, days)
+        plan = _effective_plan(self.spark, self.policy, self.lake, [r.request_id for r in requests])
+        erased_at = _now()
+        rows, details = [], {}
+        for r in requests:
+            held_backups: set[str] = set()
+            for s in r.subjects:
+                h = subject_hash(self.key, s)
+                entries = plan.get((r.request_id, h), {})
+                removed = sum(e.rows_removed for e in entries.values())
+                tables = sorted(t for t in self.policy.tables if not (entries.get(t) and entries[t].hold_id))
+                backups = holding.get(s, [])
+                held_backups.update(backups)
+                if tables and (removed or backups):
+                    until = max(expires_on(self.policy, dt.date.fromisoformat(d)) for d in backups) if backups else None
+                    rows.append((h, r.request_id, erased_at, tables, backups, until,
+                                 "quarantined" if backups else "released", None if backups else erased_at, self.key_id))
+            details[r.request_id] = {"backups": sorted(held_backups)}
+        add_to_ledger(self.spark, self.lake, rows)
+        self._advance("backups_quarantined", requests, details)
+
+    # -- purged
+    def purge(self, requests: list[Request], report: ErasureReport) -> list[Request]:
+        self.progress("physical purge of files past their grace (REORG ... APPLY (PURGE) + VACUUM)")
+        reconcile(self.spark, self.policy, _CommitAuditLake(self.lake.root), job=JOB, current_run=self.batch_id)
+        physical_purge(self.spark, self.policy, self.lake, self.as_of)
+        statuses = {(r.table, r.version): (r.status, r.purge_due)
+                    for r in read_current(self.spark, self.lake.state("quarantine_ledger")).where(F.col("job") == JOB)
+                    .select("table", "version", "status", "purge_due").collect()} if is_delta(self.lake.state("quarantine_ledger")) else {}
+        commits = _commits_by_request(self.spark, self.policy, self.lake)
+        done, details = [], {}
+        for r in requests:
+            mine = commits.get(r.request_id, {})
+            pending = {t: statuses.get((t, v), ("pending", None)) for t, v in mine.items()}
+            not_yet = {t: s for t, s in pending.items() if s[0] != "purged"}
+            if not_yet:
+                due = max((s[1] for s in not_yet.values() if s[1] is not None), default=None)
+                report.waiting[r.request_id] = f"waiting for the physical purge (due {due})"
+                continue
+            done.append(r)
+            details[r.request_id] = {"purged_on": self.as_of.isoformat(), "tables": sorted(mine)}
+        if done:
+            inbox = self.lake.state(REQUESTS_TABLE)
+            if is_delta(inbox):
+                _purge_table(self.spark, inbox)
+        self._advance("purged", done, details)
+        return done
+
+    # -- verified
+    def verify(self, requests: list[Request]) -> None:
+        values = sorted({v for r in requests for v in r.values})
+        excluded = _quarantined_backups(self.spark, self.lake, [r.request_id for r in requests])
+        findings: list[Finding] = []
+        if values:
+            self.progress(f"scanning every file under the lake for {len(values)} identifying value(s)")
+            frame = self.spark.createDataFrame([(v,) for v in values], "value string")
+            findings = scan_for_values(self.spark, str(self.lake.root), frame,
+                                       exclude=tuple(f"backups/{d}" for d in excluded))
+        if findings:
+            raise CheckFailed("erasure verification found residue of the batch's identifying values in "
+                              f"{len(findings)} file(s) (values not shown):\n  " + "\n  ".join(_relative(self.lake, f) for f in findings))
+        details = {r.request_id: {"values_checked": len(r.values), "backups_excluded": excluded} for r in requests}
+        self._advance("verified", requests, details)
+
+    # -- closed
+    def close(self, requests: list[Request], report: ErasureReport) -> None:
+        receipts = build_receipts(self.spark, self.policy, self.lake, requests, self.as_of, closing=True)
+        audit_path = self.lake.audit(JOB)
+        known = set()
+        if is_delta(audit_path):
+            known = {row.request_id for row in read_current(self.spark, audit_path).select("request_id").collect()}
+        rows = [_audit_row(rc, self.batch_id) for rc in receipts if rc["request_id"] not in known]
+        if rows:
+            append_rows(self.spark, audit_path, self.spark.createDataFrame(rows, AUDIT_SCHEMA))
+        self._advance("closed", requests)
+        for r in requests:
+            destroy_vault(self.lake, r.request_id)
+        report.receipts += receipts
+
+
+def pseudonymize_tables(policy: Policy) -> list[str]:
+    """Tables whose rows are kept as 仮名加工情報 after closure: retention action ``pseudonymize``."""
+    return [n for n, t in policy.tables.items() if t.retention is not None and t.retention.action == "pseudonymize"]
+
+
+def _relative(lake: Lake, finding: Finding) -> str:
+    path = finding.path.removeprefix("file:")
+    try:
+        shown = str(Path(path).relative_to(lake.root))
+    except ValueError:
+        shown = path
+    return f"{shown} ({finding.kind}, {finding.matches} match(es))"
+
+
+def _purge_table(spark: SparkSession, path: str) -> None:
+    spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    try:
+        spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
+    finally:
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+
+
+def _commits_by_request(spark: SparkSession, policy: Policy, lake: Lake) -> dict[str, dict[str, int]]:
+    """request id -> {table: version of the erasure commit that removed its rows}."""
+    out: dict[str, dict[str, int]] = {}
+    for name, table in policy.tables.items():
+        for version, meta, _metrics in erasure_commits(spark, lake.table_path(table)):
+            for request_id in meta.get("requests", []):
+                out.setdefault(request_id, {})[name] = version
+    return out
+
+
+def _effective_plan(spark: SparkSession, policy: Policy, lake: Lake, request_ids: list[str]) -> dict[tuple[str, str], dict]:
+    """(request id, subject hash) -> {table: plan row} for plans that took effect (committed, or empty)."""
+    committed = set()
+    for table in policy.tables.values():
+        for _version, meta, _metrics in erasure_commits(spark, lake.table_path(table)):
+            committed.add(meta.get("plan_id"))
+    out: dict[tuple[str, str], dict] = {}
+    for row in _plan_rows(spark, lake, request_ids):
+        if row.empty_plan or row.plan_id in committed:
+            out.setdefault((row.request_id, row.subject_hash), {})[row.table] = row
+    return out
+
+
+def _quarantined_backups(spark: SparkSession, lake: Lake, request_ids: list[str]) -> list[str]:
+    ledger = read_ledger(spark, lake)
+    if ledger is None or not request_ids:
+        return []
+    existing = {d.isoformat() for d in list_backups(lake)}
+    days = set()
+    for row in ledger.where(F.col("request_id").isin(request_ids)).select("backups").collect():
+        days.update(d for d in (row.backups or []) if d in existing)
+    return sorted(days)
+
+
+# ------------------------------------------------------------------ receipts and audit
+
+def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: list[Request], as_of: dt.date,
+                   closing: bool = False) -> list[dict]:
+    """Receipt per request, rebuilt from what is persisted (state, plans, commits, ledger): no personal value."""
+    ids = [r.request_id for r in requests]
+    plan = _effective_plan(spark, policy, lake, ids)
+    commits: dict[str, dict[int, dict]] = {}
+    for name, table in policy.tables.items():
+        commits[name] = {v: m for v, m, _x in erasure_commits(spark, lake.table_path(table))}
+    ledger_rows: dict[tuple[str, str], object] = {}
+    ledger = read_ledger(spark, lake)
+    if ledger is not None:
+        for row in ledger.where(F.col("request_id").isin(ids)).collect():
+            ledger_rows[(row.request_id, row.subject_hash)] = row
+    existing = {d.isoformat() for d in list_backups(lake)}
+    lake.receipts.mkdir(parents=True, exist_ok=True)
+    receipts = []
+    for r in requests:
+        table_versions = {}
+        purge_due = None
+        for name, by_version in commits.items():
+            for version, meta in by_version.items():
+                if r.request_id in meta.get("requests", []):
+                    table_versions[name] = {"before": meta["version_before"], "erasure_commit": version, "purge_due": meta["purge_due"]}
+                    due = dt.date.fromisoformat(meta["purge_due"])
+                    purge_due = max(purge_due, due) if purge_due else due
+        purged = r.states.get("purged")
+        purged_on = dt.date.fromisoformat(str(purged["as_of"])) if purged else None
+        subjects, totals = [], {}
+        last_gone_all = None
+        for h in r.subject_hashes:
+            entries = plan.get((r.request_id, h), {})
+            removed = {t: int(e.rows_removed) for t, e in sorted(entries.items()) if e.rows_removed}
+            held = [{"table": t, "hold_id": e.hold_id, "reason": e.hold_reason,
+                     "until": e.hold_until.isoformat() if e.hold_until else None, "rows_kept": int(e.rows_held)}
+                    for t, e in sorted(entries.items()) if e.hold_id and e.rows_held]
+            for t, n in removed.items():
+                totals[t] = totals.get(t, 0) + n
+            ledger_row = ledger_rows.get((r.request_id, h))
+            backups = [{"date": d, "expires": expires_on(policy, dt.date.fromisoformat(d)).isoformat(),
+                        "still_exists": d in existing} for d in (ledger_row.backups if ledger_row else [])]
+            ends = []
+            if removed:
+                ends.append(purged_on or purge_due)
+            ends += [dt.date.fromisoformat(b["expires"]) for b in backups]
+            ends = [e for e in ends if e is not None]
+            last_gone = max(ends) if ends else None
+            if last_gone and (last_gone_all is None or last_gone > last_gone_all):
+                last_gone_all = last_gone
+            found = bool(entries) and any((e.rows_removed or e.rows_held) for e in entries.values())
+            subject_table = entries.get(policy.subject.table)
+            subjects.append({
+                "subject_hash": h,
+                "found": found,
+                "in_subject_table": bool(subject_table and (subject_table.rows_removed or subject_table.rows_held)),
+                "message": None if found else "no data found for this subject in the lake",
+                "rows_removed": removed,
+                "held": held,
+                "backups_holding": backups,
+                "last_byte_gone": last_gone.isoformat() if last_gone else None,
+            })
+        retained = r.states.get("retained_copy", {}).get("detail", {}).get("tables", [])
+        met = None
+        if purged_on is not None:
+            met = purged_on <= r.deadline
+        elif as_of > r.deadline:
+            met = False
+        receipt = {
+            "request_id": r.request_id,
+            "source": r.source,
+            "received_at": r.received_at.isoformat(sep=" "),
+            "deadline": r.deadline.isoformat(),
+            "deadline_basis": f"received + defaults.erasure_deadline_days ({policy.defaults.erasure_deadline_days} days; "
+                              "CCPA: 45 days), met when the lake's last copy is physically purged",
+            "deadline_met": met,
+            "state": "closed" if closing else r.state,
+            "states": {s: str(v["at"]) for s, v in r.states.items()} | ({"closed": str(_now())} if closing else {}),
+            "subject_id_hash": f"HMAC-SHA256 with key {policy.defaults.ledger_key_id}",
+            "subjects": subjects,
+            "rows_removed": dict(sorted(totals.items())),
+            "table_versions": table_versions,
+            "retained_pseudonymized": [f"pseudonymized/{_purpose(policy, t)}/retained/{t}" for t in retained],
+            "purge_due": purge_due.isoformat() if purge_due else None,
+            "purged_on": purged_on.isoformat() if purged_on else None,
+            "verification": r.states.get("verified", {}).get("detail") or None,
+            "last_byte_gone": last_gone_all.isoformat() if last_gone_all else None,
+            "policy_sha256": policy.sha256,
+        }
+        path = lake.receipts / f"{r.request_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(receipt, indent=2, ensure_ascii=False, sort_keys=False))
+        os.replace(tmp, path)
+        receipts.append(receipt)
+    return receipts
+
+
+def _purpose(policy: Policy, table: str) -> str:
+    spec = policy.tables[table]
+    return spec.retention.purpose if spec.retention and spec.retention.purpose else spec.purposes[0]
+
+
+def _audit_row(receipt: dict, batch_id: str) -> tuple:
+    held = [{"table": h["table"], "hold_id": h["hold_id"], "reason": h["reason"]} for s in receipt["subjects"] for h in s["held"]]
+    backups = sorted({b["date"] for s in receipt["subjects"] for b in s["backups_holding"]})
+    return (receipt["request_id"], receipt["source"], dt.datetime.fromisoformat(receipt["received_at"]),
+            dt.date.fromisoformat(receipt["deadline"]), _now(), [s["subject_hash"] for s in receipt["subjects"]],
+            len(receipt["subjects"]), sum(1 for s in receipt["subjects"] if s["found"]),
+            sum(receipt["rows_removed"].values()), json.dumps(receipt["rows_removed"], sort_keys=True),
+            json.dumps(held, sort_keys=True, ensure_ascii=False), backups,
+            dt.date.fromisoformat(receipt["purged_on"]) if receipt["purged_on"] else None,
+            dt.date.fromisoformat(receipt["last_byte_gone"]) if receipt["last_byte_gone"] else None,
+            receipt["deadline_met"], receipt["policy_sha256"], batch_id, f"receipts/{receipt['request_id']}.json")
+
+
+# ------------------------------------------------------------------ run
+
+def _new_request(policy: Policy, key: bytes, given: RequestInput, now: dt.datetime) -> Request:
+    received = given.received_at or now
+    return Request(given.request_id, given.source, received,
+                   received.date() + dt.timedelta(days=policy.defaults.erasure_deadline_days),
+                   [subject_hash(key, s) for s in given.subjects], subjects=list(given.subjects))
+
+
+def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestInput] | None = None, *,
+        as_of: dt.date | None = None, dry_run: bool = False, resume: bool = True,
+        progress: Callable[[str], None] = lambda _m: None,
+        on_state: Callable[[str, list[str]], None] = lambda _s, _ids: None) -> ErasureReport:
+    """Erase the given requests' subjects; with ``resume`` also continue every open request.
+
+    ``on_state(state, request_ids)`` is called after each transition is committed (tests kill runs there)."""
+    requests = list(requests or [])
+    today = dt.datetime.now(dt.timezone.utc).date()
+    as_of = as_of or today
+    now = _now() if as_of == today else dt.datetime.combine(as_of, dt.time())
+    key_id, key = ledger_key(policy, lake)                 # exit 2 before any write
+    missing = [n for n, t in policy.tables.items() if not is_delta(lake.table_path(t))]
+    if missing:
+        raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
+    for given in requests:
+        check_request_id(given.request_id)
+        check_source(given.source)
+    ids = [g.request_id for g in requests]
+    if len(set(ids)) != len(ids):
+        raise InputError("the same request id was given twice")
+    if any(g.source in KEEPS_PSEUDONYMIZED for g in requests) and pseudonymize_tables(policy):
+        from jobs.keys import load_purpose_keys
+
+        load_purpose_keys(policy, sorted({_purpose(policy, t) for t in pseudonymize_tables(policy)}), lake)
+    known = load_states(spark, lake)
+    batch_id = f"era-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    report = ErasureReport(batch_id, as_of, dry_run)
+    batch: list[Request] = []
+    new: list[Request] = []
+    for given in requests:
+        request = _new_request(policy, key, given, now)
+        existing = known.get(given.request_id)
+        if existing is None:
+            new.append(request)
+            continue
+        if sorted(existing.subject_hashes) != sorted(request.subject_hashes):
+            raise InputError(f"request {given.request_id} was received earlier for other subject(s); use a new --request-id")
+        existing.subjects = list(given.subjects)
+        if existing.state == "closed":
+            report.notes.append(f"request {given.request_id} is already closed (receipt receipts/{given.request_id}.json)")
+            continue
+        batch.append(existing)
+    if dry_run:
+        report.plans = _dry_run(spark, policy, lake, new + batch, as_of, key)
+        return report
+    if resume:
+        for request in known.values():
+            if request.state != "closed" and request.request_id not in ids:
+                batch.append(request)
+    for request in batch:                                   # plain ids and values of resumed requests
+        vault = read_vault(lake, key, request.request_id)
+        if vault is None:
+            report.notes.append(f"request {request.request_id} cannot continue: its vault is missing")
+            continue
+        request.subjects, request.values = vault["subjects"], vault["values"]
+    batch = [r for r in batch if r.subjects or not r.subject_hashes]
+    # Closed requests whose vault survived a kill between `closed` and its destruction.
+    for request in known.values():
+        if request.state == "closed":
+            destroy_vault(lake, request.request_id)
+    work = _Batch(spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state)
+    if new:
+        work.receive(new)
+    everyone = batch + new
+    steps = [("retained_copy", work.retain), ("deleted", work.delete), ("backups_quarantined", work.quarantine_backups)]
+    for state, action in steps:
+        todo = [r for r in everyone if r.order == STATES.index(state) - 1]
+        if todo:
+            action(todo)
+    todo = [r for r in everyone if r.state == "backups_quarantined"]
+    if todo:
+        work.purge(todo, report)
+    todo = [r for r in everyone if r.state == "purged"]
+    if todo:
+        work.verify(todo)
+    todo = [r for r in everyone if r.state == "verified"]
+    if todo:
+        work.close(todo, report)
+    still_open = [r for r in everyone if r.state != "closed"]
+    if still_open:
+        report.receipts += build_receipts(spark, policy, lake, still_open, as_of)
+    return report
+
+
+def _dry_run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[Request], as_of: dt.date, key: bytes) -> list[dict]:
+    """What a run would remove, keep (and why) and find in backups, per request; nothing is written."""
+    holds = HoldBook.load(spark, policy, lake, as_of)
+    subjects = sorted({s for r in requests for s in r.subjects})
+    hits = {name: table_hits(spark, lake, policy, name, subjects) for name in policy.tables}
+    holding = subjects_in_backups(spark, policy, lake, subjects, unexpired_backups(policy, lake, as_of))
+    plans = []
+    for r in requests:
+        rows, held, files = {}, [], set()
+        for name in policy.tables:
+            for s in r.subjects:
+                n = sum(hits[name].get(s, {}).values())
+                if not n:
+                    continue
+                hold = holds.hold_for(s, name)
+                if hold:
+                    held.append({"table": name, "hold_id": hold.hold_id, "reason": hold.reason, "rows_kept": n})
+                else:
+                    rows[name] = rows.get(name, 0) + n
+                    files.update((name, f) for f in hits[name][s])
+        plans.append({"request_id": r.request_id, "source": r.source, "state": r.state, "subjects": len(r.subjects),
+                      "subjects_found": sum(1 for s in r.subjects if any(hits[t].get(s) for t in policy.tables)),
+                      "rows_to_remove": rows, "held": held, "files": len(files), "bytes": sum(f[1][1] for f in files),
+                      "backups_holding": sorted({d for s in r.subjects for d in holding.get(s, [])}),
+                      "retained_pseudonymized": pseudonymize_tables(policy) if r.source in KEEPS_PSEUDONYMIZED else []})
+    return plans
+
+
+# ------------------------------------------------------------------ verify-erasure (auditors)
+
+def scan_for_hashes(spark: SparkSession, root: str, hashes: DataFrame, key: bytes, exclude: tuple[str, ...] = ()) -> list[Finding]:
+    """Like ``verify.scan_for_values`` but for keyed hashes of values (after the vault is destroyed):
+    every token of every file (Parquet string cells and their tokens, checkpoint rows, raw bytes as
+    text) is hashed with the ledger key and joined with ``hashes`` (column ``value_hash``). Finds
+    values made of token characters (emails, phones, numbers, card / passport / licence numbers,
+    subject ids), not values with spaces or CJK text (names): those only the vault-based scan covers."""
+    from collections import defaultdict
+
+    from jobs.verify import _table_root
+
+    files = [p for p in list_files(spark, root) if not any(f"/{e}/" in p for e in exclude)]
+    groups: dict[str, list[str]] = defaultdict(list)
+    checkpoints, others = [], []
+    for path in files:
+        if path.endswith(".parquet") and "/_delta_log/" in path:
+            checkpoints.append(path)
+        elif path.endswith(".parquet"):
+            groups[_table_root(path)].append(path)
+        else:
+            others.append(path)
+    parts: list[tuple[DataFrame, str]] = []
+    for group in groups.values():
+        df = spark.read.option("mergeSchema", "true").parquet(*group)
+        strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string"]
+        if strings:
+            cells = df.select(F.input_file_name().alias("path"), F.explode(F.array(*[F.col(c) for c in strings])).alias("text"))
+            parts.append((cells, "parquet"))
+    if checkpoints:
+        parts.append((spark.read.parquet(*checkpoints).select(F.input_file_name().alias("path"), F.to_json(F.struct("*")).alias("text")), "checkpoint"))
+    if others:
+        parts.append((spark.read.format("binaryFile").load(others).select("path", F.col("content").cast("string").alias("text")), "file"))
+    wanted = F.broadcast(hashes.select("value_hash").distinct())
+    findings = []
+    for df, kind in parts:
+        folded = F.translate(F.col("text"), FULL_WIDTH, HALF_WIDTH)
+        tokens = (df.select("path", F.explode(F.array_union(F.array(F.col("text")), F.split(folded, TOKEN_SPLIT))).alias("value"))
+                    .where(F.col("value").isNotNull() & (F.length("value") >= MIN_VALUE_LENGTH) & (F.length("value") <= 128))
+                    .distinct())
+        hashed = tokens.select("value").distinct().withColumn("value_hash", _value_hash_column(F.col("value"), key))
+        hits = tokens.join(hashed.join(wanted, "value_hash").select("value"), "value").groupBy("path").count().collect()
+        findings += [Finding(r.path, kind, r["count"]) for r in hits]
+    return sorted(findings, key=lambda f: f.path)
+
+
+@dataclass
+class VerifyReport:
+    requests: list[str]
+    method: dict[str, str]
+    excluded_backups: list[str]
+    findings: list[str]
+
+
+def verify(spark: SparkSession, policy: Policy, lake: Lake, request_ids: list[str] | None = None,
+           progress: Callable[[str], None] = lambda _m: None) -> VerifyReport:
+    """The verification scan as its own job: raises CheckFailed naming files (never values) on residue."""
+    _key_id, key = ledger_key(policy, lake)
+    known = load_states(spark, lake)
+    if request_ids:
+        for request_id in request_ids:
+            check_request_id(request_id)
+            if request_id not in known:
+                raise InputError(f"--request-id {request_id}: no such erasure request in {lake.state(STATE_TABLE)}")
+            if known[request_id].order < STATES.index("purged"):
+                raise InputError(f"--request-id {request_id}: state {known[request_id].state}; residue is expected "
+                                 "until its physical purge (run `wasure erase` after the grace period)")
+        chosen = [known[i] for i in request_ids]
+    else:
+        chosen = [r for r in known.values() if r.order >= STATES.index("purged")]
+    method: dict[str, str] = {}
+    plain: set[str] = set()
+    hashed_ids: list[str] = []
+    for r in chosen:
+        vault = read_vault(lake, key, r.request_id)
+        if vault is not None:
+            plain.update(vault["values"])
+            method[r.request_id] = f"exact scan of {len(vault['values'])} value(s) (vault)"
+        else:
+            hashed_ids.append(r.request_id)
+            method[r.request_id] = "keyed-hash scan (vault destroyed at closure)"
+    excluded = _quarantined_backups(spark, lake, [r.request_id for r in chosen])
+    exclude = tuple(f"backups/{d}" for d in excluded)
+    findings: list[Finding] = []
+    if plain:
+        progress(f"scanning for {len(plain)} value(s)")
+        findings += scan_for_values(spark, str(lake.root), spark.createDataFrame([(v,) for v in sorted(plain)], "value string"), exclude)
+    values_path = lake.state(VALUES_TABLE)
+    if hashed_ids and is_delta(values_path):
+        hashes = read_current(spark, values_path).where(F.col("request_id").isin(hashed_ids))
+        if hashes.limit(1).count():
+            progress(f"keyed-hash scan for {len(hashed_ids)} closed request(s)")
+            findings += scan_for_hashes(spark, str(lake.root), hashes, key, exclude)
+    paths = sorted({_relative(lake, f) for f in findings})
+    report = VerifyReport([r.request_id for r in chosen], method, excluded, paths)
+    if paths:
+        raise CheckFailed(f"residue of erased subjects found in {len(paths)} file(s) (values not shown):\n  " + "\n  ".join(paths))
+    return report
+
+
+# ------------------------------------------------------------------ spark-submit entry point
+
+def report_dict(report: ErasureReport) -> dict:
+    return {"batch_id": report.batch_id, "as_of": report.as_of.isoformat(), "dry_run": report.dry_run,
+            "receipts": report.receipts, "plans": report.plans, "waiting": report.waiting, "notes": report.notes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jobs.erasure erase --policy P --lake L [--subject ID ...] [--file F] [--from-requests] ...`
+    or `python -m jobs.erasure verify --policy P --lake L [--request-id R ...]`. Exit 0 / 1 / 2 like the CLI."""
+    import argparse
+
+    from jobs.policy import load_policy
+    from jobs.runtime import get_spark
+
+    parser = argparse.ArgumentParser(prog="jobs.erasure")
+    parser.add_argument("action", choices=["erase", "verify"])
+    parser.add_argument("--policy", required=True)
+    parser.add_argument("--lake", required=True)
+    parser.add_argument("--subject", action="append", default=[])
+    parser.add_argument("--file")
+    parser.add_argument("--from-requests", action="store_true")
+    parser.add_argument("--request-id", action="append", default=[])
+    parser.add_argument("--source", default="account_closure")
+    parser.add_argument("--received-at")
+    parser.add_argument("--as-of", type=dt.date.fromisoformat)
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+    policy, lake = load_policy(args.policy), Lake.at(args.lake)
+    try:
+        if args.action == "verify":
+            result = asdict(verify(get_spark("wasure-verify-erasure"), policy, lake, args.request_id or None))
+        else:
+            spark_holder: dict = {}
+            requests = prepare_requests(policy, lake, subjects=args.subject, file=args.file,
+                                        from_requests=args.from_requests,
+                                        request_id=args.request_id[0] if args.request_id else None,
+                                        source=args.source, received_at=args.received_at,
+                                        spark=lambda: spark_holder.setdefault("s", get_spark("wasure-erasure")))
+            spark = spark_holder.get("s") or get_spark("wasure-erasure")
+            result = report_dict(run(spark, policy, lake, requests, as_of=args.as_of, dry_run=args.dry_run))
+    except InputError as exc:
+        print(f"error: {exc}\nNothing was written.")
+        return 2
+    except CheckFailed as exc:
+        print(f"check failed: {exc}")
+        return 1
+    print(json.dumps(result, default=str, ensure_ascii=False))
+    return 0
+
+
+def prepare_requests(policy: Policy, lake: Lake, *, subjects: list[str] | None, file: str | Path | None,
+                     from_requests: bool, request_id: str | None, source: str, received_at: str | None,
+                     spark: Callable[[], SparkSession]) -> list[RequestInput]:
+    """Command-line input -> requests, every check done before Spark starts (except the inbox's)."""
+    check_source(source)
+    received = parse_received_at(received_at)
+    if request_id is not None:
+        check_request_id(request_id)
+    if from_requests and (subjects or file):
+        raise InputError("--from-requests cannot be combined with --subject or --file")
+    if from_requests:
+        if request_id or received_at:
+            raise InputError("--request-id and --received-at come from the erasure_requests table with --from-requests")
+        ledger_key(policy, lake)
+        return requests_from_inbox(spark(), policy, lake)
+    entries = [(f"--subject #{i}", s) for i, s in enumerate(subjects or [], 1)]
+    if file is not None:
+        entries += read_id_file(Path(file))
+    if not entries:
+        return []
+    ids = check_subject_ids(policy, entries)
+    _key_id, key = ledger_key(policy, lake)
+    return [RequestInput(request_id or default_request_id(key, ids, source), ids, source, received)]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

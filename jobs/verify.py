@@ -1,0 +1,103 @@
+"""Residue scan: does any file under a directory still hold one of a set of identifying values?
+
+Used by the retention tests and by erasure verification (`wasure verify-erasure`). It looks at
+every file, not at what Delta considers current:
+- data Parquet files (any version, superseded or not): every top-level string column, exact match
+  of the cell and of its tokens (identifiers quoted inside free text);
+- `_delta_log` checkpoints (Parquet): the whole row as JSON, substring match (statistics live there);
+- everything else (`_delta_log/*.json` commits, `.crc`, deletion-vector `.bin`, `_change_data`
+  text, receipts): raw bytes as text, substring match.
+All matching is distributed (joins against the value set); only file paths and counts reach the
+driver, never a value.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+
+FULL_WIDTH = "０１２３４５６７８９－＋＠．"
+HALF_WIDTH = "0123456789-+@."
+TOKEN_SPLIT = r"[^0-9A-Za-z@._+\-]+"
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    kind: str
+    matches: int
+
+
+def identifier_values(df: DataFrame, columns: list[str], min_length: int = 5) -> DataFrame:
+    """One column `value`: the distinct non-trivial values of `columns` (short values would match noise)."""
+    values = None
+    for column in columns:
+        part = df.select(F.col(column).cast("string").alias("value"))
+        values = part if values is None else values.unionByName(part)
+    return values.where(F.col("value").isNotNull() & (F.length("value") >= min_length)).distinct()
+
+
+def list_files(spark: SparkSession, root: str) -> list[str]:
+    """Every file under root through Hadoop's FileSystem (Spark's readers skip `_`/`.` names)."""
+    jvm = spark._jvm
+    path = jvm.org.apache.hadoop.fs.Path(root)
+    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        return []
+    iterator = fs.listFiles(path, True)
+    files = []
+    while iterator.hasNext():
+        files.append(iterator.next().getPath().toString())
+    return files
+
+
+def _table_root(path: str) -> str:
+    parts = PurePosixPath(path).parts
+    for i, part in enumerate(parts):
+        if "=" in part or part == "_change_data":
+            return str(PurePosixPath(*parts[:i]))
+    return str(PurePosixPath(path).parent)
+
+
+def scan_for_values(spark: SparkSession, root: str, values: DataFrame, exclude: tuple[str, ...] = ()) -> list[Finding]:
+    files = [p for p in list_files(spark, root) if not any(f"/{e}/" in p for e in exclude)]
+    values = F.broadcast(values.select("value").distinct().cache()) if values.count() < 200_000 else values
+    findings: list[Finding] = []
+    data_groups: dict[str, list[str]] = defaultdict(list)
+    checkpoints, others = [], []
+    for path in files:
+        if path.endswith(".parquet") and "/_delta_log/" in path:
+            checkpoints.append(path)
+        elif path.endswith(".parquet"):
+            data_groups[_table_root(path)].append(path)
+        else:
+            others.append(path)
+    for group in data_groups.values():
+        df = spark.read.option("mergeSchema", "true").parquet(*group)
+        strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string"]
+        if not strings:
+            continue
+        cells = df.select(F.input_file_name().alias("path"), F.explode(F.array(*[F.col(c) for c in strings])).alias("cell"))
+        # Free text quotes identifiers inside sentences: match whole cells and their tokens
+        # (full-width digits folded to ASCII first).
+        folded = F.translate(F.col("cell"), FULL_WIDTH, HALF_WIDTH)
+        cells = cells.select("path", F.explode(F.array_union(F.array(F.col("cell")), F.split(folded, TOKEN_SPLIT))).alias("value"))
+        for row in cells.join(values, "value").groupBy("path").count().collect():
+            findings.append(Finding(row.path, "parquet", row["count"]))
+    if checkpoints:
+        text = spark.read.parquet(*checkpoints).select(F.input_file_name().alias("path"), F.to_json(F.struct("*")).alias("text"))
+        findings += _substring_matches(text, values, "checkpoint")
+    if others:
+        text = (spark.read.format("binaryFile").load(others)
+                .select("path", F.col("content").cast("string").alias("text")))
+        findings += _substring_matches(text, values, "file")
+    return sorted(findings, key=lambda f: f.path)
+
+
+def _substring_matches(text: DataFrame, values: DataFrame, kind: str) -> list[Finding]:
+    joined = text.join(values, F.col("text").contains(F.col("value")))
+    return [Finding(r.path, kind, r["count"]) for r in joined.groupBy("path").count().collect()]

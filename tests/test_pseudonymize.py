@@ -1,0 +1,155 @@
+"""仮名加工情報 job on a generated lake: rule-31 profile, per-purpose keys, exclusions, rotation,
+incremental runs, keys kept apart, gate that quarantines a leaking table, scrubber recall."""
+import base64
+import copy
+import json
+import os
+
+import pytest
+import yaml
+from pyspark.sql import functions as F
+from typer.testing import CliRunner
+
+from jobs.cli import app
+from jobs.console import CheckFailed
+from jobs.lake import read_current
+from jobs.policy import ColumnClass, parse_policy
+from jobs.pseudonymize import rule31_plan, run
+from jobs.verify import scan_for_values
+
+from conftest import EXAMPLE_POLICY
+
+BASE = yaml.safe_load(open(EXAMPLE_POLICY))
+
+
+@pytest.fixture(scope="module")
+def published(spark, generated_lake, keys_env, tmp_path_factory):
+    import shutil
+
+    from jobs.lake import Lake
+
+    policy = parse_policy(copy.deepcopy(BASE), "test-policy.yaml")
+    lake = Lake.at(tmp_path_factory.mktemp("pseudo") / "lake")
+    shutil.copytree(generated_lake.root, lake.root)
+    first = run(spark, policy, lake)
+    second = run(spark, policy, lake)
+    return {"policy": policy, "lake": lake, "first": first, "second": second}
+
+
+def _out(spark, published, purpose, table):
+    return read_current(spark, published["lake"].pseudonymized(purpose, table))
+
+
+def test_profile_drops_every_individual_code_and_property_damage_column(spark, published):
+    policy = published["policy"]
+    for name, table in policy.tables.items():
+        for purpose in table.purposes:
+            columns = set(_out(spark, published, purpose, name).columns)
+            for column in table.columns_of(ColumnClass.individual_code, ColumnClass.property_damage):
+                assert column not in columns, (purpose, name, column)
+    assert set(rule31_plan(policy.tables["accounts"]).drop) >= {"my_number", "passport_no", "licence_no", "card_number", "address_line"}
+    accounts = _out(spark, published, "service", "accounts")
+    assert accounts.where(F.col("email").contains("@")).count() == 0
+    assert accounts.select("pseudonym_key_id").distinct().first()[0] == policy.purposes["service"].key_id
+
+
+def test_joins_within_a_purpose_and_not_across(spark, published):
+    accounts = _out(spark, published, "service", "accounts")
+    devices = _out(spark, published, "service", "devices")
+    assert devices.join(accounts, "account_id").count() == devices.count() > 0
+    analytics = _out(spark, published, "analytics", "accounts")
+    assert accounts.select("account_id").join(analytics.select("account_id"), "account_id").count() == 0
+    assert accounts.select("email").join(analytics.select("email"), "email").count() == 0
+
+
+def test_restricted_and_withdrawn_subjects_are_excluded(spark, published, generated_lake, policy):
+    raw = read_current(spark, generated_lake.table_path(policy.tables["accounts"]))
+    restrictions = read_current(spark, generated_lake.table_path(policy.tables["restrictions"]))
+    consents = read_current(spark, generated_lake.table_path(policy.tables["consents"]))
+    excluded = (restrictions.where(F.col("scope").isin("all_processing", "analytics")).select("account_id")
+                .union(consents.where((F.col("purpose") == "analytics") & (F.col("status") == "withdrawn")).select("account_id"))
+                .distinct().count())
+    assert excluded > 0
+    assert _out(spark, published, "analytics", "accounts").count() == raw.count() - excluded
+    service_excluded = restrictions.where(F.col("scope") == "all_processing").select("account_id").distinct().count()
+    assert _out(spark, published, "service", "accounts").count() == raw.count() - service_excluded
+
+
+def test_second_run_is_incremental(published):
+    assert all(t["status"] == "published" for t in published["first"]["tables"])
+    assert all(t["status"] == "unchanged" for t in published["second"]["tables"])
+    assert published["first"]["docs"] and all(os.path.exists(d) for d in published["first"]["docs"])
+
+
+def test_keys_never_reach_the_lake(spark, published, keys_env):
+    keys = json.loads(open(keys_env).read())["keys"]
+    material = [(v,) for v in keys.values()] + [(base64.b64decode(v).hex(),) for v in keys.values()]
+    values = spark.createDataFrame(material, ["value"])
+    assert scan_for_values(spark, str(published["lake"].root), values) == []
+    assert str(published["lake"].root) not in str(keys_env)
+
+
+def test_key_rotation_repseudonymizes_the_purpose(spark, published, keys_env):
+    from jobs.keys import init_keys
+
+    data = copy.deepcopy(BASE)
+    data["purposes"]["service"]["key_id"] = "svc-2026-12"
+    policy = parse_policy(data, "rotated.yaml")
+    init_keys(["svc-2026-12"])
+    before = {r.account_id for r in _out(spark, published, "service", "accounts").select("account_id").collect()}
+    result = run(spark, policy, published["lake"], purposes=["service"])
+    assert all(t["status"] == "published" for t in result["tables"])
+    rotated = _out(spark, published, "service", "accounts")
+    assert {r.pseudonym_key_id for r in rotated.select("pseudonym_key_id").distinct().collect()} == {"svc-2026-12"}
+    assert before.isdisjoint({r.account_id for r in rotated.select("account_id").collect()})
+    assert _out(spark, published, "service", "devices").join(rotated, "account_id").count() > 0
+
+
+def test_scrubber_recall_on_generated_tickets(spark, published, generated_lake, policy):
+    raw = read_current(spark, generated_lake.table_path(policy.tables["support_tickets"]))
+    accounts = read_current(spark, generated_lake.table_path(policy.tables["accounts"]))
+    scrubbed = _out(spark, published, "service", "support_tickets").select("ticket_id", F.col("body").alias("scrubbed"))
+    planted = raw.join(accounts.select("account_id", "email", "phone", "card_number", "my_number"), "account_id")
+    fullwidth_phone = F.translate(F.col("phone"), "0123456789-+", "０１２３４５６７８９－＋")
+    spaced_card = F.regexp_replace(F.col("card_number"), "(\\d{4})(?!$)", "$1 ")
+    has = lambda text: (text.contains(F.col("email")) | text.contains(F.col("phone")) | text.contains(fullwidth_phone)  # noqa: E731
+                        | text.contains(F.col("card_number")) | text.contains(spaced_card) | text.contains(F.col("my_number")))
+    planted = planted.where(has(F.col("body"))).join(scrubbed, "ticket_id")
+    total = planted.count()
+    missed = planted.where(has(F.col("scrubbed"))).count()
+    assert total >= 30
+    assert 1 - missed / total >= 0.99
+
+
+def test_gate_quarantines_a_leaking_table(spark, lake_copy, keys_env):
+    """A column classified 'other' that copies the subject id must be caught and not published."""
+    path = lake_copy.table_path(parse_policy(copy.deepcopy(BASE)).tables["support_tickets"])
+    tickets = read_current(spark, path).withColumn("agent_note", F.col("account_id"))
+    tickets.write.format("delta").mode("overwrite").option("mergeSchema", "true").save(path)
+    data = copy.deepcopy(BASE)
+    data["tables"]["support_tickets"]["columns"]["agent_note"] = "other"
+    policy = parse_policy(data, "leaky.yaml")
+    with pytest.raises(CheckFailed, match="support_tickets"):
+        run(spark, policy, lake_copy, purposes=["service"])
+    assert not os.path.exists(lake_copy.pseudonymized("service", "support_tickets"))
+    assert os.path.exists(lake_copy.pseudonymized("service", "accounts"))
+    assert any((lake_copy.root / "quarantine" / "pseudonymized" / "service" / "support_tickets").iterdir())
+
+
+def test_missing_or_short_key_exits_2_and_writes_nothing(tmp_path, generated_lake, monkeypatch):
+    monkeypatch.setenv("WASURE_KEYS", str(tmp_path / "no-keys.json"))
+    lake = tmp_path / "lake"
+    result = CliRunner().invoke(app, ["pseudonymize", "--lake", str(generated_lake.root)])
+    assert result.exit_code == 2 and "svc-2026-11" in result.output and "not found" in result.output
+    monkeypatch.setenv("WASURE_KEY_SVC_2026_11", base64.b64encode(b"short-key").decode())
+    result = CliRunner().invoke(app, ["pseudonymize", "--purpose", "service", "--lake", str(lake)])
+    assert result.exit_code == 2 and "at least 32" in result.output
+    assert "short-key" not in result.output
+    assert not lake.exists() and not (generated_lake.root / "pseudonymized").exists()
+
+
+def test_key_file_under_the_lake_is_refused(tmp_path, generated_lake, monkeypatch):
+    monkeypatch.setenv("WASURE_KEYS", str(generated_lake.root / "keys.json"))
+    result = CliRunner().invoke(app, ["keys", "init", "--lake", str(generated_lake.root)])
+    assert result.exit_code == 2 and "under the lake root" in result.output
+    assert not (generated_lake.root / "keys.json").exists()

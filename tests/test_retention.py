@@ -1,0 +1,197 @@
+"""Retention on a generated lake with real Delta: every rule, holds, dry run, safety, no-op rerun,
+kill-and-rerun, audit without personal values, and no residue after the physical purge."""
+import copy
+import datetime as dt
+import shutil
+
+import pytest
+import yaml
+from pyspark.sql import functions as F
+
+from jobs.console import CheckFailed
+from jobs.lake import Lake, read_current
+from jobs.policy import parse_policy
+from jobs.retention import current_version, run
+from jobs.verify import identifier_values, scan_for_values
+
+from conftest import EXAMPLE_POLICY
+
+AS_OF = dt.date(2026, 11, 22)
+IDENTIFIERS = ["email", "phone", "my_number", "card_number", "passport_no", "licence_no"]
+
+
+def _policy(**defaults):
+    data = yaml.safe_load(open(EXAMPLE_POLICY))
+    data["defaults"].update(defaults)
+    return parse_policy(data, "test-policy.yaml")
+
+
+def _versions(spark, policy, lake):
+    return {n: current_version(spark, lake.table_path(t)) for n, t in policy.tables.items()}
+
+
+def _counts(spark, policy, lake):
+    return {n: read_current(spark, lake.table_path(t)).count() for n, t in policy.tables.items()}
+
+
+@pytest.fixture(scope="module")
+def retention_run(spark, generated_lake, keys_env, tmp_path_factory):
+    """Dry run, then a real run with grace 0 (purge at once), then the same run again."""
+    policy = _policy(grace_days=0)
+    lake = Lake.at(tmp_path_factory.mktemp("retention") / "lake")
+    shutil.copytree(generated_lake.root, lake.root)
+    accounts = read_current(spark, lake.table_path(policy.tables["accounts"]))
+    age = F.floor(F.months_between(F.lit(AS_OF), F.col("birth_date")) / 12)
+    minors = accounts.where((age < 18) & ~F.coalesce(F.col("guardian_consent"), F.lit(False)) & (F.col("account_id") != "A000000007"))
+    held_ids = {r.account_id for r in read_current(spark, lake.table_path(policy.tables["legal_holds"])).collect()}
+    minors = minors.where(~F.col("account_id").isin(list(held_ids)))
+    residue_dir = str(lake.root.parent / "expired_identifiers")        # outside the lake
+    identifier_values(minors, IDENTIFIERS).write.parquet(residue_dir)
+    state = {"policy": policy, "lake": lake, "residue_dir": residue_dir, "minor_ids": [r.account_id for r in minors.collect()]}
+    state["versions_before"] = _versions(spark, policy, lake)
+    state["counts_before"] = _counts(spark, policy, lake)
+    state["dry"] = run(spark, policy, lake, AS_OF, dry_run=True)
+    state["versions_after_dry"] = _versions(spark, policy, lake)
+    state["report"] = run(spark, policy, lake, AS_OF)
+    state["counts_after"] = _counts(spark, policy, lake)
+    state["versions_after"] = _versions(spark, policy, lake)
+    state["second"] = run(spark, policy, lake, AS_OF)
+    state["versions_after_second"] = _versions(spark, policy, lake)
+    return state
+
+
+def test_dry_run_changes_nothing_and_reports_blast_radius(retention_run):
+    assert retention_run["versions_after_dry"] == retention_run["versions_before"]
+    plans = {p.table: p for p in retention_run["dry"].plans}
+    events = plans["network_events"]
+    assert events.to_remove > 0 and events.files > 0 and events.bytes > 0
+    assert "business_date" in events.reasons
+    assert plans["accounts"].reasons.get("account_closure", 0) > 0
+    assert plans["health_measurements"].reasons.get("consent_withdrawn", 0) > 0
+    assert any(p.reasons.get("minor_without_consent") for p in plans.values())
+    # Record-keeping registers are never touched by subject-level rules.
+    assert plans["consents"].to_remove == 0
+    assert sum(p.held for p in plans.values()) > 0
+    assert "LH-2026-001" in plans["network_events"].held_by
+
+
+def test_run_removes_exactly_the_plan(retention_run):
+    before, after = retention_run["counts_before"], retention_run["counts_after"]
+    for plan in retention_run["report"].plans:
+        assert after[plan.table] == before[plan.table] - plan.to_remove, plan.table
+    assert retention_run["report"].plans[0].to_remove > 0
+
+
+def test_each_rule_is_enforced(spark, retention_run):
+    policy, lake = retention_run["policy"], retention_run["lake"]
+    held = {"A000000007"} | {r.account_id for r in read_current(spark, lake.table_path(policy.tables["legal_holds"])).collect()}
+    events = read_current(spark, lake.table_path(policy.tables["network_events"])).where(~F.col("account_id").isin(list(held)))
+    cutoff = AS_OF - dt.timedelta(days=540)
+    assert events.where(F.col("event_ts") < F.lit(cutoff)).count() == 0                      # business date
+    accounts = read_current(spark, lake.table_path(policy.tables["accounts"]))
+    closed_long_ago = accounts.where(F.col("closed_at") < F.lit(AS_OF - dt.timedelta(days=30))).where(~F.col("account_id").isin(list(held)))
+    assert closed_long_ago.count() == 0                                                         # account closure
+    minors = retention_run["minor_ids"]
+    assert minors
+    for table in ("accounts", "devices", "network_events", "health_measurements", "support_tickets"):
+        df = read_current(spark, lake.table_path(policy.tables[table]))
+        assert df.where(F.col("account_id").isin(minors)).count() == 0, table                 # minors
+    consents = read_current(spark, lake.table_path(policy.tables["consents"]))
+    assert consents.where(F.col("account_id").isin(minors)).count() > 0                        # registers kept
+    withdrawn = [r.account_id for r in consents.where((F.col("purpose") == "research") & (F.col("status") == "withdrawn")).collect()]
+    health = read_current(spark, lake.table_path(policy.tables["health_measurements"]))
+    assert health.where(F.col("account_id").isin([w for w in withdrawn if w not in held])).count() == 0  # withdrawn consent
+    analytics_withdrawn = [r.account_id for r in consents.where((F.col("purpose") == "analytics") & (F.col("status") == "withdrawn")).collect()]
+    assert events.where(F.col("account_id").isin(analytics_withdrawn)).count() > 0             # service purpose remains
+
+
+def test_legal_hold_keeps_rows_and_says_why(spark, retention_run):
+    policy, lake = retention_run["policy"], retention_run["lake"]
+    events = read_current(spark, lake.table_path(policy.tables["network_events"]))
+    cutoff = AS_OF - dt.timedelta(days=540)
+    kept = events.where((F.col("account_id") == "A000000007") & (F.col("event_ts") < F.lit(cutoff))).count()
+    assert kept == retention_run["dry"].plans[2].held_by["LH-2026-001"]
+    assert kept > 0
+
+
+def test_region_stays_in_place(spark, retention_run):
+    policy, lake = retention_run["policy"], retention_run["lake"]
+    for name, table in policy.tables.items():
+        df = read_current(spark, lake.table_path(table)).withColumn("file", F.col("_metadata.file_path"))
+        wrong = df.where(~F.col("file").contains(F.concat(F.lit("/region="), F.col("region"), F.lit("/")))).count()
+        assert wrong == 0, name
+    retained = read_current(spark, str(lake.root / "pseudonymized" / "service" / "retained" / "accounts"))
+    assert retained.count() == retention_run["report"].plans[0].to_remove
+    assert "email" not in retained.columns or retained.where(F.col("email").contains("@")).count() == 0
+    assert "my_number" not in retained.columns and "card_number" not in retained.columns
+
+
+def test_second_run_is_a_no_op(retention_run):
+    assert all(p.to_remove == 0 for p in retention_run["second"].plans)
+    assert retention_run["versions_after_second"] == retention_run["versions_after"]
+
+
+def test_audit_rows_and_ledger_hold_no_personal_values(spark, retention_run):
+    lake = retention_run["lake"]
+    audit = read_current(spark, lake.audit("retention"))
+    run_rows = audit.where(F.col("run_id") == retention_run["report"].run_id).collect()
+    assert {r.table for r in run_rows} == set(retention_run["policy"].tables)
+    events_row = next(r for r in run_rows if r.table == "network_events")
+    assert events_row.rows_removed == retention_run["report"].plans[2].to_remove
+    assert events_row.version_after > events_row.version_before
+    assert events_row.policy_sha256 == retention_run["policy"].sha256
+    values = spark.read.parquet(retention_run["residue_dir"])
+    findings = scan_for_values(spark, str(lake.root / "audit"), values) + scan_for_values(spark, str(lake.root / "state"), values)
+    assert findings == []
+    ledger = read_current(spark, lake.state("quarantine_ledger"))
+    assert ledger.where(F.col("status") == "purged").count() >= 1
+
+
+def test_no_residue_after_physical_purge(spark, retention_run):
+    """No Parquet file, deletion vector or _delta_log file under raw/ holds an expired subject's identifiers."""
+    lake = retention_run["lake"]
+    values = spark.read.parquet(retention_run["residue_dir"])
+    assert values.count() > 10
+    assert scan_for_values(spark, str(lake.root / "raw"), values) == []
+    # The scan can fail: the untouched copy of the lake still holds them.
+
+
+def test_residue_scan_finds_planted_residue(spark, retention_run, generated_lake):
+    values = spark.read.parquet(retention_run["residue_dir"])
+    findings = scan_for_values(spark, str(generated_lake.root / "raw" / "accounts"), values)
+    assert findings and all(f.kind == "parquet" for f in findings)
+
+
+def test_safety_limit_refuses_and_writes_nothing(spark, lake_copy, keys_env):
+    policy = _policy(max_delete_share=0.01)
+    before = _versions(spark, policy, lake_copy)
+    with pytest.raises(CheckFailed, match="refusing to remove more than 1%"):
+        run(spark, policy, lake_copy, AS_OF)
+    assert _versions(spark, policy, lake_copy) == before
+
+
+def test_killed_run_finishes_when_run_again(spark, lake_copy, keys_env):
+    policy = _policy(grace_days=7)
+    before = _counts(spark, policy, lake_copy)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_events(message):
+        if message.startswith("delete network_events"):
+            raise Killed()
+
+    with pytest.raises(Killed):
+        run(spark, policy, lake_copy, AS_OF, progress=kill_at_events)
+    after_kill = _counts(spark, policy, lake_copy)
+    assert after_kill["accounts"] < before["accounts"] and after_kill["network_events"] == before["network_events"]
+    report = run(spark, policy, lake_copy, AS_OF)
+    assert report.plans[0].to_remove == 0                      # accounts were done by the killed run
+    dry = run(spark, policy, lake_copy, AS_OF, dry_run=True)
+    assert all(p.to_remove == 0 for p in dry.plans)
+    audit = read_current(spark, lake_copy.audit("retention"))
+    recovered = audit.where(F.col("recovered")).select("table").distinct().collect()
+    assert {"accounts", "devices"} <= {r.table for r in recovered}
+    ledger = read_current(spark, lake_copy.state("quarantine_ledger"))
+    assert ledger.where(F.col("status") == "pending").select("table").distinct().count() >= 3
+    assert ledger.where(F.col("purge_due") == F.lit(AS_OF + dt.timedelta(days=7))).count() == ledger.count()
