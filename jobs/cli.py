@@ -245,6 +245,59 @@ def keys_init(policy: Optional[Path] = PolicyOpt, lake: Optional[Path] = LakeOpt
 
 @app.command()
 @handles_errors
+def anonymize(
+    release: Optional[list[str]] = typer.Option(None, help="Release name from the policy (repeatable; default: every release)."),
+    as_of: Optional[str] = typer.Option(None, help="Date ages are computed at (YYYY-MM-DD, default today UTC)."),
+    policy: Optional[Path] = PolicyOpt,
+    lake: Optional[Path] = LakeOpt,
+):
+    """Publish 匿名加工情報 (APPI rule 34): k-anonymous, l-diverse releases with a manifest, gated.
+
+    Distributed Mondrian on Spark; staged, checked by Great Expectations, promoted to
+    anonymized/<release>/ and registered as `anonymized.<release>_data`. Example: `wasure anonymize --release health_k5`
+    """
+    from jobs.anonymize import run as run_anonymize
+    from jobs.runtime import get_spark
+
+    loaded, where, day = _policy(policy), _lake(lake), _as_of(as_of)
+    names = release or list(loaded.releases)
+    unknown = [n for n in names if n not in loaded.releases]
+    if unknown:
+        raise InputError(f"unknown release(s) {', '.join(unknown)}; the policy has {', '.join(loaded.releases) or 'none'}")
+    with step("starting Spark"):
+        spark = get_spark("wasure-anonymize")
+    rows = []
+    for name in names:
+        with console.status(f"release {name}") as status:
+            result = run_anonymize(spark, loaded, where, name, day, progress=lambda msg: status.update(f"{name}: {msg}"))
+        m = result["metrics"]
+        rows.append((name, result["table"], result["rows"], result["suppressed"], m.get("gcp"), m.get("avg_class_size"),
+                     m.get("max_prosecutor_risk"), result["manifest"]))
+    summary_table("匿名加工情報 releases", ["release", "catalog table", "rows", "suppressed", "GCP", "avg class", "max risk", "manifest"], rows)
+
+
+@app.command()
+@handles_errors
+def releases(lake: Optional[Path] = LakeOpt):
+    """List promoted releases with their manifests (what data scientists may read).
+
+    Example: `wasure releases`, then in Python: `from jobs.catalog import analyst_session;
+    analyst_session().table('anonymized.health_k5_data')`
+    """
+    from jobs.catalog import releases as list_releases, table_name
+
+    docs = list_releases(_lake(lake))
+    if not docs:
+        console.print("no release has been published yet: run `wasure anonymize`")
+        return
+    summary_table("releases (匿名加工情報)", ["release", "catalog table", "created", "region", "rows", "k", "l", "categories", "manifest"],
+                  [(d["release"], table_name(d["release"]), d["created"], d["region"], d["rows"], d["method"]["k"], d["method"]["l"],
+                    ", ".join(c["released_as"] for c in d["categories_of_personal_information"]), d["path"] + "/manifest.md")
+                   for d in docs])
+
+
+@app.command()
+@handles_errors
 def docs(lake: Optional[Path] = LakeOpt):
     """Print where the Great Expectations Data Docs of every gate run are (HTML to open in a browser).
 
@@ -276,7 +329,7 @@ def demo(
 
 
 # Commands contributed by job modules that own their CLI (kept out of this file).
-for _module in ("jobs.cli_erasure",):
+for _module in ("jobs.cli_erasure", "jobs.cli_statistics"):
     try:
         __import__(_module)
     except ModuleNotFoundError as _exc:

@@ -44,6 +44,10 @@ PERSONAL_CLASSES = {
 }
 
 
+RELEASE_FORBIDDEN = {ColumnClass.identifying, ColumnClass.individual_code, ColumnClass.property_damage,
+                     ColumnClass.linking_code, ColumnClass.free_text}
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -127,6 +131,8 @@ class Release(Strict):
     table: str
     quasi_identifiers: dict[str, str | None]
     sensitive: list[str] = Field(default_factory=list)
+    region: str | None = None
+    rare_values: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
     k: int = Field(ge=2)
     l: int | None = Field(default=None, ge=1)
     suppression_budget: float = Field(default=0.0, ge=0.0, le=0.5)
@@ -295,6 +301,17 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
                 for column, hierarchy in entry.quasi_identifiers.items():
                     if hierarchy is not None and hierarchy not in policy.hierarchies:
                         problems.append((f"{base}.quasi_identifiers.{column}", f"unknown hierarchy {hierarchy!r}"))
+                owner = tables[entry.table]
+                for column in list(entry.quasi_identifiers) + entry.sensitive:
+                    home = owner if column in owner.columns else tables.get(policy.subject.table)
+                    if home is not None and column in home.columns and home.column(column).class_ in RELEASE_FORBIDDEN:
+                        problems.append((f"{base}", f"column {column!r} is {home.column(column).class_.value}: "
+                                                    "it can never be part of 匿名加工情報 (APPI rule 34)"))
+                if entry.region is not None and entry.region not in policy.regions:
+                    problems.append((f"{base}.region", f"unknown region {entry.region!r}"))
+                for column in entry.rare_values:
+                    if column not in entry.sensitive and column not in entry.quasi_identifiers:
+                        problems.append((f"{base}.rare_values.{column}", "not a quasi-identifier or sensitive column of the release"))
                 if entry.l is not None and not entry.sensitive:
                     problems.append((f"{base}.l", "l-diversity needs at least one sensitive column"))
     return problems

@@ -123,3 +123,11 @@ def test_json_schema_for_editors(tmp_path):
     import json
 
     assert json.loads(shipped.read_text()) == json.loads(json.dumps(schema)), "run `make schema` to refresh policies/policy.schema.json"
+
+
+def test_release_cannot_include_a_linking_code(tmp_path):
+    data = copy.deepcopy(BASE)
+    data["releases"]["health_k5"]["sensitive"] = ["body_temp_c", "measurement_id"]
+    with pytest.raises(PolicyError) as info:
+        parse_policy(data)
+    assert any("measurement_id" in message and "rule 34" in message for _, message in info.value.problems)

@@ -1,0 +1,56 @@
+"""The data scientists' read path: promoted releases as tables of the catalog database `anonymized`.
+
+Only `anonymized/<release>/` (匿名加工情報) is ever registered; raw and pseudonymized zones never are.
+With a Hive metastore (a cluster's, or the embedded Derby one with WASURE_CATALOG=hive) the
+registration persists; with Spark's default in-memory catalog, `analyst_session()` registers every
+promoted release at session start, so `spark.table('anonymized.<release>_data')` works either way.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from jobs.lake import Lake, is_delta
+
+DATABASE = "anonymized"
+
+
+def table_name(release: str, table: str = "data") -> str:
+    return f"{DATABASE}.{re.sub(r'[^0-9A-Za-z_]', '_', release)}_{table}"
+
+
+def register_release(spark: SparkSession, lake: Lake, release: str, table: str = "data") -> str:
+    path = lake.anonymized(release, table)
+    name = table_name(release, table)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+    spark.sql(f"DROP TABLE IF EXISTS {name}")   # external table: dropping the entry keeps the files
+    spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{path}'")
+    return name
+
+
+def releases(lake: Lake) -> list[dict]:
+    """Promoted releases with their manifests (newest first)."""
+    root = lake.root / "anonymized"
+    found = []
+    for manifest in sorted(root.glob("*/manifest.json")) if root.exists() else []:
+        doc = json.loads(manifest.read_text())
+        doc["path"] = str(manifest.parent)
+        found.append(doc)
+    return sorted(found, key=lambda d: d["created"], reverse=True)
+
+
+def register_all(spark: SparkSession, lake: Lake) -> list[str]:
+    return [register_release(spark, lake, doc["release"]) for doc in releases(lake)
+            if is_delta(Path(doc["path"]) / "data")]
+
+
+def analyst_session(lake_root: str | None = None) -> SparkSession:
+    """A Spark session in which every promoted release of the lake is `anonymized.<release>_data`."""
+    from jobs.runtime import get_spark
+
+    spark = get_spark("wasure-analyst")
+    register_all(spark, Lake.at(lake_root))
+    return spark

@@ -1,0 +1,177 @@
+"""CLI commands of the erasure and backup jobs: `wasure erase`, `verify-erasure`, `backup`, `restore`.
+
+Imported by jobs/cli.py at its bottom; the commands register on the same Typer app.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from jobs.cli import LakeOpt, PolicyOpt, _lake, _policy, app, handles_errors
+from jobs.console import InputError, console, step, summary_table
+
+
+def _date(value: Optional[str], option: str) -> Optional[dt.date]:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{option} must be a date YYYY-MM-DD") from None
+
+
+@app.command()
+@handles_errors
+def erase(
+    subject: Optional[list[str]] = typer.Option(None, "--subject", "-s", help="Subject id to erase (repeatable)."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="File of subject ids, one per line."),
+    from_requests: bool = typer.Option(False, "--from-requests", help="Take requests from <lake>/state/erasure_requests."),
+    request_id: Optional[str] = typer.Option(None, "--request-id", help="Request id (default: derived from the ids); names the receipt."),
+    source: str = typer.Option("account_closure", "--source", help="account_closure, ccpa, appi or gdpr."),
+    received_at: Optional[str] = typer.Option(None, "--received-at", help="When the request was received (default: now)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Change nothing; show what would be removed, held and quarantined."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Business date of the run (YYYY-MM-DD, default today UTC)."),
+    policy: Optional[Path] = PolicyOpt,
+    lake: Optional[Path] = LakeOpt,
+):
+    """Erase subjects from every table, quarantine them in backups, purge, verify, and write receipts.
+
+    Every run also continues every open request (a killed run finishes on the next one; requests
+    wait for the physical purge until their grace period ends). Subject ids are checked before
+    anything is written and never echoed. Examples: `wasure erase --subject A000000042 --source ccpa`,
+    `wasure erase --file closures.txt --request-id closure-2026-11-22`, `wasure erase --from-requests`,
+    `wasure erase` (only continue open requests).
+    """
+    from jobs.erasure import prepare_requests, run
+    from jobs.runtime import get_spark
+
+    loaded, where, day = _policy(policy), _lake(lake), _date(as_of, "--as-of")
+    holder: dict = {}
+
+    def spark():
+        if "spark" not in holder:
+            with step("starting Spark"):
+                holder["spark"] = get_spark("wasure-erasure")
+        return holder["spark"]
+
+    requests = prepare_requests(loaded, where, subjects=subject, file=file, from_requests=from_requests,
+                                request_id=request_id, source=source, received_at=received_at, spark=spark)
+    with console.status("erasure") as status:
+        report = run(spark(), loaded, where, requests, as_of=day, dry_run=dry_run, progress=lambda m: status.update(m))
+    print_erasure(report)
+
+
+def print_erasure(report) -> None:
+    if report.dry_run:
+        summary_table(f"erasure DRY RUN as of {report.as_of}", ["request", "source", "subjects", "found", "rows to remove",
+                                                                "held (table: hold)", "files", "backups holding", "keeps 仮名加工情報"],
+                      [(p["request_id"], p["source"], p["subjects"], p["subjects_found"],
+                        ", ".join(f"{t}: {n}" for t, n in p["rows_to_remove"].items()) or "-",
+                        ", ".join(f"{h['table']}: {h['hold_id']}" for h in p["held"]) or "-", p["files"],
+                        ", ".join(p["backups_holding"]) or "-", ", ".join(p["retained_pseudonymized"]) or "-")
+                       for p in report.plans])
+        console.print("[yellow]nothing was changed (dry run)[/]")
+    else:
+        rows = []
+        for r in report.receipts:
+            held = sorted({f"{h['table']}: {h['hold_id']}" for s in r["subjects"] for h in s["held"]})
+            backups = sorted({f"{b['date']} (expires {b['expires']})" for s in r["subjects"] for b in s["backups_holding"]})
+            rows.append((r["request_id"], r["source"], r["state"], len(r["subjects"]), sum(1 for s in r["subjects"] if s["found"]),
+                         sum(r["rows_removed"].values()), ", ".join(held) or "-", ", ".join(backups) or "-",
+                         r["last_byte_gone"] or "-", r["deadline"], {True: "yes", False: "NO", None: "pending"}[r["deadline_met"]]))
+        summary_table(f"erasure as of {report.as_of} (batch {report.batch_id})",
+                      ["request", "source", "state", "subjects", "found", "rows removed", "held", "backups holding",
+                       "last byte gone", "deadline", "met"], rows)
+        for request_id, why in report.waiting.items():
+            console.print(f"{request_id}: {why}")
+        if report.receipts:
+            console.print("receipts: " + ", ".join(f"receipts/{r['request_id']}.json" for r in report.receipts))
+    for note in report.notes:
+        console.print(note)
+
+
+@app.command("verify-erasure")
+@handles_errors
+def verify_erasure(
+    request_id: Optional[list[str]] = typer.Option(None, "--request-id", help="Only these requests (repeatable; default: every purged one)."),
+    policy: Optional[Path] = PolicyOpt,
+    lake: Optional[Path] = LakeOpt,
+):
+    """Scan every file under the lake (except backups quarantined for the subjects) for erased values.
+
+    Exit 1 naming the files (never the values) if any residue is found. Example:
+    `wasure verify-erasure --request-id closure-2026-11-22`
+    """
+    from jobs.backup import ledger_key
+    from jobs.erasure import check_request_id, verify
+    from jobs.runtime import get_spark
+
+    loaded, where = _policy(policy), _lake(lake)
+    for value in request_id or []:
+        check_request_id(value)
+    ledger_key(loaded, where)
+    with step("starting Spark"):
+        spark = get_spark("wasure-verify-erasure")
+    with console.status("scanning") as status:
+        report = verify(spark, loaded, where, request_id or None, progress=lambda m: status.update(m))
+    summary_table("erasure verification", ["request", "method"], sorted(report.method.items()))
+    if report.excluded_backups:
+        console.print("quarantined backups not scanned: " + ", ".join(report.excluded_backups))
+    console.print(f"[green]no residue[/] of {len(report.requests)} request(s)")
+
+
+@app.command()
+@handles_errors
+def backup(
+    date: Optional[str] = typer.Option(None, "--date", help="Backup date (default today UTC); with --expire, the day to expire as of."),
+    expire: bool = typer.Option(False, "--expire", help="Delete expired backups and end quarantines no backup needs."),
+    policy: Optional[Path] = PolicyOpt,
+    lake: Optional[Path] = LakeOpt,
+):
+    """Copy the current version of every table to backups/YYYY-MM-DD/, or expire old backups.
+
+    Backups are kept defaults.backup_retention_days days. Examples: `wasure backup`,
+    `wasure backup --expire`.
+    """
+    from jobs.backup import expire_backups, run_backup
+    from jobs.runtime import get_spark
+
+    loaded, where, day = _policy(policy), _lake(lake), _date(date, "--date")
+    with step("starting Spark"):
+        spark = get_spark("wasure-backup")
+    if expire:
+        result = expire_backups(spark, loaded, where, day)
+        console.print(f"expired backups deleted: {', '.join(result['deleted']) or 'none'}; kept: {', '.join(result['kept']) or 'none'}; "
+                      f"subjects whose quarantine ended: {result['subjects_released']}")
+        return
+    with console.status("backup") as status:
+        manifest = run_backup(spark, loaded, where, day, progress=lambda m: status.update(m))
+    summary_table(f"backup {manifest['date']} ({manifest['status']}, expires {manifest['expires']})", ["table", "source version", "rows"],
+                  [(n, t["source_version"], t["rows"]) for n, t in manifest["tables"].items()])
+
+
+@app.command()
+@handles_errors
+def restore(
+    date: str = typer.Argument(..., help="Date of the backup to restore (YYYY-MM-DD)."),
+    policy: Optional[Path] = PolicyOpt,
+    lake: Optional[Path] = LakeOpt,
+):
+    """Restore backups/DATE into raw/, re-applying the deletion ledger before any table is readable.
+
+    Example: `wasure restore 2026-11-01`
+    """
+    from jobs.backup import ledger_key, run_restore
+    from jobs.runtime import get_spark
+
+    loaded, where, day = _policy(policy), _lake(lake), _date(date, "DATE")
+    ledger_key(loaded, where)
+    with step("starting Spark"):
+        spark = get_spark("wasure-restore")
+    with console.status("restore") as status:
+        report = run_restore(spark, loaded, where, day, progress=lambda m: status.update(m))
+    summary_table(f"restored backup {report['date']} (deletion ledger re-applied)", ["table", "rows in backup", "subjects withheld", "rows restored"],
+                  [(n, t["rows_in_backup"], t["subjects_withheld"], t["rows_restored"]) for n, t in report["tables"].items()])

@@ -1,0 +1,598 @@
+"""Pipeline steps for schedulers (the Airflow DAGs in dags/): thin, importable, JSON results.
+
+Every step takes a policy path, a lake root and a run date (plus a few step options), loads and
+validates the policy, calls the job entry points in-process (``retention.run``, ``pseudonymize.run``,
+``backup.run_backup``, ``erasure.run``, ...) and returns a small JSON-able dict for XCom: counts,
+versions, paths and ids of requests/runs, never a personal value (no subject id, no identifier).
+
+The same steps run in two ways:
+
+- in-process (Airflow "embedded" mode): ``run_step("retention", policy=..., lake=..., run_date=...)``;
+- under ``spark-submit`` (Airflow "cluster" mode): this file is the application,
+  ``spark-submit ... jobs/pipeline.py retention --policy P --lake L --date 2026-11-22 [--options JSON]``;
+  ``main`` prints the result as one JSON line and exits 0 ok, 1 a check failed, 2 bad input,
+  3 the step's job module is not deployed.
+
+Steps whose job module may not exist yet (``anonymize``, ``statistics``) raise ``StepUnavailable``
+naming the missing module; the DAGs turn that into a visible skip, never a silent success.
+"""
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and not __package__:          # run as a file by spark-submit
+    from pathlib import Path as _Path
+
+    sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
+
+import datetime as dt
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from jobs.console import CheckFailed, InputError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+CLOSURE_SOURCES = ("account_closure", "ccpa", "appi", "gdpr")
+DEFAULT_DEADLINE_WARN_DAYS = 14
+
+
+class StepUnavailable(RuntimeError):
+    """The job module a step needs is not part of this deployment: the step did not run."""
+
+
+class DeadlineAlert(CheckFailed):
+    """Erasure requests are close to (or past) their legal due date."""
+
+
+# ------------------------------------------------------------------ shared helpers
+
+def run_date(value: Any = None) -> dt.date:
+    """The business date of a run: a date, a datetime (its UTC date), 'YYYY-MM-DD', or None (today UTC)."""
+    if value is None or value == "":
+        return dt.datetime.now(dt.timezone.utc).date()
+    if isinstance(value, dt.datetime):
+        return (value.astimezone(dt.timezone.utc) if value.tzinfo else value).date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise InputError(f"run date must be YYYY-MM-DD, got {value!r}") from None
+
+
+def load(policy_path: str | os.PathLike | None, lake_root: str | os.PathLike | None):
+    """(policy, lake) from explicit values, else $WASURE_POLICY / $WASURE_LAKE (the CLI's defaults)."""
+    from jobs.lake import Lake
+    from jobs.policy import default_policy_path, load_policy
+
+    policy_path = policy_path or None
+    lake_root = lake_root or os.environ.get("WASURE_LAKE")
+    if not lake_root:
+        raise InputError("no lake root: pass the lake (DAG param `lake`) or set WASURE_LAKE")
+    return load_policy(policy_path or default_policy_path()), Lake.at(lake_root)
+
+
+def _spark(step: str):
+    from jobs.runtime import get_spark
+
+    return get_spark(f"wasure-{step}")
+
+
+def available(module: str) -> bool:
+    """Whether ``jobs.<module>`` is deployed (no import: safe at DAG parse time)."""
+    return importlib.util.find_spec(f"jobs.{module}") is not None
+
+
+def _optional(module: str, step: str):
+    if not available(module):
+        raise StepUnavailable(f"step {step!r} skipped: jobs/{module}.py is not part of this deployment yet "
+                              f"(the job was not run; nothing was produced)")
+    return importlib.import_module(f"jobs.{module}")
+
+
+def _call_job(func: Callable, spark, policy, lake, day: dt.date, **extra) -> Any:
+    """Call a job's run-style entry point, passing the run date under the name it uses."""
+    params = inspect.signature(func).parameters
+    kwargs = {k: v for k, v in extra.items() if k in params}
+    for name in ("as_of", "day", "run_date", "today"):
+        if name in params:
+            kwargs[name] = day
+            break
+    return func(spark, policy, lake, **kwargs)
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A result object as JSON-able data (dataclasses, dates); bounded so XComs stay small."""
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        items = list(value)
+        return [_jsonable(v, depth + 1) for v in items[:200]] + ([f"... {len(items) - 200} more"] if len(items) > 200 else [])
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _versions(spark, policy, lake) -> dict[str, int]:
+    from jobs.lake import is_delta
+    from jobs.retention import current_version
+
+    return {n: current_version(spark, lake.table_path(t)) for n, t in policy.tables.items() if is_delta(lake.table_path(t))}
+
+
+# ------------------------------------------------------------------ nightly steps
+
+def backup(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
+    """Today's backup (idempotent per day: a second run finds it and writes nothing)."""
+    from jobs.backup import run_backup
+
+    pol, lk = load(policy, lake)
+    day = run_date(run_date_)
+    manifest = run_backup(_spark("backup"), pol, lk, day)
+    return {"step": "backup", "date": manifest["date"], "status": manifest["status"], "expires": manifest["expires"],
+            "path": str(lk.backups / manifest["date"]),
+            "tables": {n: {"source_version": t["source_version"], "rows": t["rows"]} for n, t in manifest["tables"].items()}}
+
+
+def retention(policy: str | None, lake: str | None, run_date_: Any = None, force: bool = False, dry_run: bool = False) -> dict:
+    """Retention as of the run date. The physical purge is its own step (``physical_purge``)."""
+    from jobs.retention import run
+
+    pol, lk = load(policy, lake)
+    day = run_date(run_date_)
+    report = run(_spark("retention"), pol, lk, day, dry_run=bool(dry_run), force=bool(force), purge=False)
+    return {"step": "retention", "run_id": report.run_id, "as_of": day.isoformat(), "dry_run": report.dry_run,
+            "policy_sha256": report.policy_sha256, "policy_changes": len(report.policy_changes),
+            "tables": {p.table: {"action": p.action, "rows_before": p.rows_before, "removed": p.to_remove,
+                                 "held": p.held, "held_by": dict(p.held_by), "reasons": dict(p.reasons),
+                                 **{k: _jsonable(v) for k, v in report.results.get(p.table, {}).items()}}
+                       for p in report.plans},
+            "removed": sum(p.to_remove for p in report.plans)}
+
+
+def pseudonymize(policy: str | None, lake: str | None, run_date_: Any = None, purposes: list[str] | None = None,
+                 full: bool = False) -> dict:
+    """仮名加工情報 per purpose; tables whose source did not change are skipped (idempotent)."""
+    from jobs.pseudonymize import run
+
+    pol, lk = load(policy, lake)
+    result = run(_spark("pseudonymize"), pol, lk, list(purposes) if purposes else None, bool(full))
+    return {"step": "pseudonymize",
+            "tables": [{k: t.get(k) for k in ("purpose", "table", "status", "rows", "key_id")} for t in result["tables"]],
+            "published": sum(1 for t in result["tables"] if t["status"] == "published"),
+            "unchanged": sum(1 for t in result["tables"] if t["status"] == "unchanged")}
+
+
+def anonymize(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
+    """匿名加工情報 releases (jobs/anonymize.py), when deployed."""
+    module = _optional("anonymize", "anonymize")
+    pol, lk = load(policy, lake)
+    result = _call_job(module.run, _spark("anonymize"), pol, lk, run_date(run_date_))
+    return {"step": "anonymize", "result": _jsonable(result)}
+
+
+def statistics(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
+    """k-anonymous statistics tables (jobs/statistics.py), when deployed."""
+    module = _optional("statistics", "statistics")
+    pol, lk = load(policy, lake)
+    result = _call_job(module.run, _spark("statistics"), pol, lk, run_date(run_date_))
+    return {"step": "statistics", "result": _jsonable(result)}
+
+
+def _published_datasets(spark, policy, lake) -> list[dict]:
+    """Every dataset a consumer may read: pseudonymized/<purpose>/<table> and anonymized/<release>/<table>."""
+    from jobs.lake import is_delta
+    from jobs.retention import current_version
+
+    out = []
+    for kind in ("pseudonymized", "anonymized"):
+        base = lake.root / kind
+        if not base.is_dir():
+            continue
+        for path in sorted(p for p in base.glob("*/*") if p.is_dir() and is_delta(p)):
+            out.append({"kind": kind, "group": path.parent.name, "name": path.name,
+                        "path": str(path.relative_to(lake.root)), "version": current_version(spark, str(path))})
+    return out
+
+
+def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
+    """Great Expectations gate over what the night produced, before anything is published:
+
+    - every raw table with a business-date retention: no row older than its cutoff except rows of
+      subjects under legal hold (``ExpectNoRowsPastRetention``);
+    - every pseudonymized and anonymized dataset: no column of a class that must be gone
+      (``ExpectNoForbiddenColumns``: 個人識別符号, property-damage data, dropped columns; for
+      匿名加工情報 also identifying columns and linking codes).
+    Data Docs go to <lake>/docs/gates/nightly-<date>/. Raises CheckFailed (no value in the message).
+    """
+    from pyspark.sql import functions as F
+
+    from expectations import (
+        PSEUDONYMIZED_FORBIDDEN_CLASSES, RELEASE_FORBIDDEN_CLASSES, columns_of_classes, retention_suite, run_gate,
+    )
+    from expectations.custom import ExpectNoForbiddenColumns
+    from jobs.lake import is_delta, read_current
+    from jobs.pseudonymize import rule31_plan
+    from jobs.subjects import Registers
+
+    pol, lk = load(policy, lake)
+    day = run_date(run_date_)
+    spark = _spark("gates")
+    registers = Registers(spark, pol, lk)
+    checks = []
+    for name, table in pol.tables.items():
+        retention_rule = table.retention
+        if retention_rule is None or retention_rule.basis != "business_date" or not table.date_column:
+            continue
+        path = lk.table_path(table)
+        if not is_delta(path):
+            continue
+        holds = registers.holds_for(name, day)
+        if holds.where(F.col("subject").isNull()).limit(1).count():
+            continue                             # a hold on the whole table keeps every row (as retention does)
+        held = holds.where(F.col("subject").isNotNull()).select(F.col("subject").alias("held_subject"))
+        cutoff = day - dt.timedelta(days=retention_rule.period_days)
+        checks.append((f"raw.{name}", read_current(spark, path),
+                       retention_suite(table.date_column, cutoff.isoformat(), table.subject_key, held, "held_subject")))
+    classes_of = {name: {c: t.column(c).class_.value for c in t.columns} for name, t in pol.tables.items()}
+    for dataset in _published_datasets(spark, pol, lk):
+        source = dataset["name"] if dataset["name"] in pol.tables else None
+        if dataset["kind"] == "pseudonymized":
+            if source is None:                   # pseudonymized/<purpose>/retained/<table> is a group of tables
+                continue
+            forbidden = columns_of_classes(classes_of[source], PSEUDONYMIZED_FORBIDDEN_CLASSES)
+            forbidden.update({c: "dropped by policy" for c in rule31_plan(pol.tables[source]).drop})
+        else:
+            release = pol.releases.get(dataset["group"])
+            base = release.table if release else source
+            if base is None:
+                continue
+            forbidden = columns_of_classes({**classes_of.get(pol.subject.table, {}), **classes_of[base]},
+                                           RELEASE_FORBIDDEN_CLASSES)
+        checks.append((f"{dataset['kind']}.{dataset['group']}.{dataset['name']}", read_current(spark, str(lk.root / dataset["path"])),
+                       [ExpectNoForbiddenColumns(forbidden_columns=forbidden)]))
+    retained_root = lk.root / "pseudonymized"
+    for path in sorted(retained_root.glob("*/retained/*")) if retained_root.is_dir() else []:
+        if path.name in pol.tables and is_delta(path):
+            forbidden = columns_of_classes(classes_of[path.name], PSEUDONYMIZED_FORBIDDEN_CLASSES)
+            checks.append((f"pseudonymized.{path.parent.parent.name}.retained.{path.name}", read_current(spark, str(path)),
+                           [ExpectNoForbiddenColumns(forbidden_columns=forbidden)]))
+    docs = lk.docs / "gates" / f"nightly-{day.isoformat()}"
+    result = run_gate(f"nightly-{day.isoformat()}", checks, str(docs))
+    summary = {"step": "gates", "as_of": day.isoformat(), "success": result.success, "checks": len(checks),
+               "labels": [label for label, _df, _e in checks], "docs_index": result.docs_index,
+               "failures": [f.message for f in result.failures]}
+    if not result.success:
+        raise CheckFailed(result.report())
+    return summary
+
+
+def publish(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
+    """Write the day's release manifest: every pseudonymized / anonymized dataset that passed the
+    night's gate, with its Delta version and the policy hash, to <lake>/state/published/<date>.json
+    (and latest.json). Consumers read datasets at the versions listed there. Idempotent: the same
+    datasets at the same versions leave the manifest unchanged."""
+    pol, lk = load(policy, lake)
+    day = run_date(run_date_)
+    spark = _spark("publish")
+    docs = lk.docs / "gates" / f"nightly-{day.isoformat()}" / "index.html"
+    if not docs.is_file():
+        raise CheckFailed(f"no gate result for {day.isoformat()} ({docs} is missing): run the gates step first; nothing was published")
+    datasets = _published_datasets(spark, pol, lk)
+    manifest = {"date": day.isoformat(), "policy": pol.name, "policy_sha256": pol.sha256,
+                "gate_docs": str(docs.relative_to(lk.root)), "datasets": datasets}
+    folder = lk.root / "state" / "published"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{day.isoformat()}.json"
+    status = "unchanged"
+    text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False)
+    if not target.is_file() or target.read_text() != text:
+        for path in (target, folder / "latest.json"):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        status = "written"
+    return {"step": "publish", "date": day.isoformat(), "manifest": str(target), "status": status,
+            "datasets": len(datasets)}
+
+
+def physical_purge(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
+    """REORG ... APPLY (PURGE) + VACUUM of every table with a quarantine-ledger entry past its grace."""
+    from jobs.retention import physical_purge as purge
+
+    pol, lk = load(policy, lake)
+    day = run_date(run_date_)
+    purged = purge(_spark("purge"), pol, lk, day)
+    return {"step": "physical_purge", "as_of": day.isoformat(), "purged": _jsonable(purged)}
+
+
+# ------------------------------------------------------------------ closure (erasure on request)
+
+def validate_closure(policy: str | None, lake: str | None, subject_ids: Any, request_id: Any, source: Any,
+                     dry_run: Any) -> dict:
+    """Check a closure/erasure trigger before any data is touched (no Spark, nothing written).
+
+    subject_ids: a non-empty list of ids matching policy.subject.id_pattern, no duplicates;
+    request_id: 1-80 characters [A-Za-z0-9._-] (names the receipt), or empty to derive one from the
+    ids (keyed, deterministic); source: one of account_closure, ccpa, appi, gdpr; dry_run: a bool.
+    Also checks the lake has every policy table and the keys the erasure needs are available.
+    Raises InputError listing every problem (positions, never the ids)."""
+    from jobs.erasure import check_request_id, check_subject_ids, default_request_id
+    from jobs.keys import load_purpose_keys
+    from jobs.lake import is_delta
+
+    problems: list[str] = []
+    if not isinstance(subject_ids, (list, tuple)):
+        problems.append("subject_ids: must be a list of subject ids")
+        subject_ids = []
+    elif not subject_ids:
+        problems.append("subject_ids: at least one subject id is required")
+    if not isinstance(dry_run, bool):
+        problems.append("dry_run: must be true or false")
+    if source not in CLOSURE_SOURCES:
+        problems.append(f"source: must be one of {', '.join(CLOSURE_SOURCES)}")
+    if request_id not in (None, "") and not isinstance(request_id, str):
+        problems.append("request_id: must be a string")
+    try:
+        pol, lk = load(policy, lake)
+    except InputError as exc:
+        raise InputError("; ".join(problems + [str(exc)])) from None
+    ids: list[str] = []
+    if subject_ids:
+        non_strings = [i for i, s in enumerate(subject_ids, 1) if not isinstance(s, str)]
+        if non_strings:
+            problems.append(f"subject_ids: entries {', '.join(map(str, non_strings[:20]))} are not strings")
+        else:
+            try:
+                ids = check_subject_ids(pol, [(f"subject_ids[{i}]", s) for i, s in enumerate(subject_ids, 1)])
+            except InputError as exc:
+                problems.append(str(exc))
+    if isinstance(request_id, str) and request_id:
+        try:
+            check_request_id(request_id, "request_id")
+        except InputError as exc:
+            problems.append(str(exc))
+    missing = [n for n, t in pol.tables.items() if not is_delta(lk.table_path(t))]
+    if missing:
+        problems.append(f"lake {lk.root}: no table(s) {', '.join(missing)}")
+    if problems:
+        raise InputError("bad closure request (nothing was touched):\n  " + "\n  ".join(problems))
+    from jobs.backup import ledger_key
+
+    _key_id, key = ledger_key(pol, lk)                     # the erasure cannot run without it
+    from jobs.erasure import KEEPS_PSEUDONYMIZED, _purpose, pseudonymize_tables
+
+    if source in KEEPS_PSEUDONYMIZED and pseudonymize_tables(pol):
+        load_purpose_keys(pol, sorted({_purpose(pol, t) for t in pseudonymize_tables(pol)}), lk)
+    resolved = request_id or default_request_id(key, ids, source)
+    return {"step": "validate", "request_id": resolved, "source": source, "subjects": len(ids), "dry_run": dry_run,
+            "policy": pol.source, "lake": str(lk.root), "receipt": str(lk.receipts / f"{resolved}.json")}
+
+
+def _subjects_from_env() -> list[str]:
+    raw = os.environ.get("WASURE_ERASE_SUBJECTS", "")
+    return [s for s in re.split(r"[\s,]+", raw) if s]
+
+
+def closure(policy: str | None, lake: str | None, run_date_: Any = None, subject_ids: list[str] | None = None,
+            request_id: str | None = None, source: str = "account_closure", dry_run: bool = False) -> dict:
+    """Erase the subjects of one closure / erasure request (``jobs.erasure.run``): checks first, then
+    the state machine up to where the grace period lets it go; the receipt is written under
+    <lake>/receipts/<request id>.json. Also continues every other open request (erasure's resume).
+    Subject ids come from the argument or, under spark-submit, from $WASURE_ERASE_SUBJECTS."""
+    from jobs.erasure import RequestInput, run
+
+    subject_ids = list(subject_ids) if subject_ids else _subjects_from_env()
+    checked = validate_closure(policy, lake, subject_ids, request_id, source, bool(dry_run))
+    pol, lk = load(policy, lake)
+    day = run_date(run_date_)
+    ids = [s.strip() for s in subject_ids]
+    report = run(_spark("erasure"), pol, lk, [RequestInput(checked["request_id"], ids, source)], as_of=day, dry_run=bool(dry_run))
+    mine = [r for r in report.receipts if r["request_id"] == checked["request_id"]]
+    out = {"step": "closure", "request_id": checked["request_id"], "source": source, "dry_run": bool(dry_run),
+           "batch_id": report.batch_id, "as_of": day.isoformat(), "subjects": len(ids),
+           "waiting": report.waiting, "notes": report.notes,
+           "other_requests_advanced": sorted({r["request_id"] for r in report.receipts} - {checked["request_id"]})}
+    if dry_run:
+        out["plans"] = [{k: p[k] for k in ("request_id", "subjects", "subjects_found", "rows_to_remove", "files",
+                                           "backups_holding", "retained_pseudonymized")} | {"held": len(p["held"])}
+                        for p in report.plans]
+        out["receipt"] = None
+    else:
+        out.update(receipt_summary(lk, checked["request_id"], mine[0] if mine else None))
+    return out
+
+
+def receipt_summary(lake_or_root, request_id: str, receipt: dict | None = None) -> dict:
+    """Receipt path and its non-personal headline (state, deadline, rows removed) for XCom."""
+    from jobs.lake import Lake
+
+    lk = lake_or_root if isinstance(lake_or_root, Lake) else Lake.at(lake_or_root)
+    path = lk.receipts / f"{request_id}.json"
+    if receipt is None:
+        if not path.is_file():
+            raise CheckFailed(f"no receipt at {path}: the erasure of request {request_id} did not record one")
+        receipt = json.loads(path.read_text())
+    return {"receipt": str(path), "state": receipt["state"], "deadline": receipt["deadline"],
+            "deadline_met": receipt["deadline_met"], "purge_due": receipt["purge_due"],
+            "rows_removed": sum(receipt["rows_removed"].values()),
+            "held": sum(len(s["held"]) for s in receipt["subjects"]),
+            "subjects_found": sum(1 for s in receipt["subjects"] if s["found"]),
+            "last_byte_gone": receipt["last_byte_gone"]}
+
+
+# ------------------------------------------------------------------ backup lifecycle and deadlines
+
+def expire_backups(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
+    """Delete expired backups (and end the quarantines they held)."""
+    from jobs.backup import expire_backups as expire
+
+    pol, lk = load(policy, lake)
+    result = expire(_spark("backup-expire"), pol, lk, run_date(run_date_))
+    return {"step": "expire_backups", **_jsonable(result)}
+
+
+def end_quarantines(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
+    """Release deletion-ledger subjects whose last backup is gone (derived from the disk: heals killed runs)."""
+    from pyspark.sql import functions as F
+
+    from jobs.backup import read_ledger, sync_ledger
+
+    _pol, lk = load(policy, lake)
+    spark = _spark("backup-quarantine")
+    released = sync_ledger(spark, lk)
+    ledger = read_ledger(spark, lk)
+    counts = {r.status: r["count"] for r in ledger.groupBy("status").count().collect()} if ledger is not None else {}
+    return {"step": "end_quarantines", "released_now": released, "ledger": counts}
+
+
+def advance_erasures(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
+    """Continue every open erasure request: those whose grace has passed are purged, verified
+    (scan of every file for their identifying values) and closed with a receipt."""
+    from jobs.erasure import STATES, load_states, run
+
+    pol, lk = load(policy, lake)
+    day = run_date(run_date_)
+    spark = _spark("erasure-resume")
+    before = {r.request_id: r.state for r in load_states(spark, lk).values()}
+    report = run(spark, pol, lk, [], as_of=day)
+    after = {r.request_id: r.state for r in load_states(spark, lk).values()}
+    return {"step": "advance_erasures", "as_of": day.isoformat(),
+            "closed_now": sorted(i for i, s in after.items() if s == "closed" and before.get(i) != "closed"),
+            "open": {i: s for i, s in sorted(after.items()) if s != "closed"},
+            "waiting": report.waiting, "receipts": [f"receipts/{r['request_id']}.json" for r in report.receipts],
+            "states": {s: sum(1 for v in after.values() if v == s) for s in STATES if any(v == s for v in after.values())}}
+
+
+def reverify_erasures(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
+    """Re-run the residue scan for every erasure whose grace has passed (state purged or later):
+    a restore or a stray copy that brought data back fails this task (files named, never values)."""
+    from jobs.erasure import STATES, load_states, verify
+
+    pol, lk = load(policy, lake)
+    spark = _spark("verify-erasure")
+    done = sorted(r.request_id for r in load_states(spark, lk).values() if r.order >= STATES.index("purged"))
+    if not done:
+        return {"step": "reverify_erasures", "requests": [], "note": "no erasure past its grace yet: nothing to verify"}
+    report = verify(spark, pol, lk, done)
+    return {"step": "reverify_erasures", "requests": report.requests, "method": report.method,
+            "excluded_backups": report.excluded_backups, "findings": len(report.findings)}
+
+
+def erasure_deadlines(policy: str | None, lake: str | None, run_date_: Any = None, warn_days: int | None = None) -> dict:
+    """Erasure requests not yet physically purged whose due date (received + policy
+    defaults.erasure_deadline_days, 45 for CCPA) is within ``warn_days`` days (default
+    $WASURE_DEADLINE_WARN_DAYS or 14) or already past. Raises DeadlineAlert listing them."""
+    from jobs.erasure import STATES, load_states
+
+    pol, lk = load(policy, lake)
+    day = run_date(run_date_)
+    if warn_days in (None, ""):
+        warn_days = int(os.environ.get("WASURE_DEADLINE_WARN_DAYS", DEFAULT_DEADLINE_WARN_DAYS))
+    warn_days = int(warn_days)
+    if warn_days < 0:
+        raise InputError("warn_days must be >= 0")
+    requests = load_states(_spark("erasure-deadlines"), lk).values()
+    open_requests = [r for r in requests if r.order < STATES.index("purged")]
+    near = sorted(({"request_id": r.request_id, "source": r.source, "state": r.state,
+                    "received_at": r.received_at.isoformat(sep=" "), "due": r.deadline.isoformat(),
+                    "days_left": (r.deadline - day).days}
+                   for r in open_requests if (r.deadline - day).days <= warn_days), key=lambda x: x["days_left"])
+    result = {"step": "erasure_deadlines", "as_of": day.isoformat(), "warn_days": warn_days,
+              "deadline_days": pol.defaults.erasure_deadline_days, "open": len(open_requests), "approaching": near}
+    if near:
+        lines = [f"{n['request_id']} ({n['source']}, state {n['state']}): due {n['due']}, "
+                 + (f"{n['days_left']} day(s) left" if n['days_left'] >= 0 else f"OVERDUE by {-n['days_left']} day(s)")
+                 for n in near]
+        raise DeadlineAlert(f"{len(near)} erasure request(s) due within {warn_days} day(s) "
+                            f"(deadline {pol.defaults.erasure_deadline_days} days from receipt):\n  " + "\n  ".join(lines))
+    return result
+
+
+# ------------------------------------------------------------------ registry and spark-submit launcher
+
+STEPS: dict[str, Callable[..., dict]] = {
+    "backup": backup, "retention": retention, "pseudonymize": pseudonymize, "anonymize": anonymize,
+    "statistics": statistics, "gates": gates, "publish": publish, "physical_purge": physical_purge,
+    "closure": closure, "expire_backups": expire_backups, "end_quarantines": end_quarantines,
+    "advance_erasures": advance_erasures, "reverify_erasures": reverify_erasures,
+    "erasure_deadlines": erasure_deadlines,
+}
+# Job module each step needs beyond retention/pseudonymize (checked without importing).
+STEP_MODULES: dict[str, str] = {
+    "backup": "backup", "expire_backups": "backup", "end_quarantines": "backup", "anonymize": "anonymize",
+    "statistics": "statistics", "closure": "erasure", "advance_erasures": "erasure", "reverify_erasures": "erasure",
+    "erasure_deadlines": "erasure",
+}
+
+
+def step_available(step: str) -> bool:
+    module = STEP_MODULES.get(step)
+    return module is None or available(module)
+
+
+def unavailable_reason(step: str) -> str:
+    return (f"step {step!r} skipped: jobs/{STEP_MODULES[step]}.py is not part of this deployment yet "
+            "(the job was not run; nothing was produced)")
+
+
+def run_step(step: str, policy: str | None, lake: str | None, run_date_: Any = None, **options) -> dict:
+    if step not in STEPS:
+        raise InputError(f"unknown step {step!r} (steps: {', '.join(STEPS)})")
+    if not step_available(step):
+        raise StepUnavailable(unavailable_reason(step))
+    return STEPS[step](policy, lake, run_date_, **options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """spark-submit application: `pipeline.py STEP [--policy P] [--lake L] [--date D] [--options JSON]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="jobs.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=sorted(STEPS))
+    parser.add_argument("--policy", default="", help="policy YAML (default $WASURE_POLICY or policies/example.yaml)")
+    parser.add_argument("--lake", default="", help="lake root (default $WASURE_LAKE)")
+    parser.add_argument("--date", default="", help="run date YYYY-MM-DD (default today UTC)")
+    parser.add_argument("--options", default="{}", help="step options as a JSON object")
+    args = parser.parse_args(argv)
+    from jobs.policy import PolicyError
+
+    try:
+        options = json.loads(args.options or "{}")
+        if not isinstance(options, dict):
+            raise ValueError
+    except ValueError:
+        print("error: --options must be a JSON object", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        result = run_step(args.step, args.policy or None, args.lake or None, args.date or None, **options)
+    except StepUnavailable as exc:
+        print(f"unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except PolicyError as exc:
+        print(f"invalid policy {exc.source}: " + "; ".join(f"{p}: {m}" for p, m in exc.problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except InputError as exc:
+        print(f"error: {exc}\nNothing was written.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CheckFailed as exc:
+        print(f"check failed: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    print(json.dumps(result, default=str, ensure_ascii=False))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

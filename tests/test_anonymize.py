@@ -1,0 +1,91 @@
+"""匿名加工情報 release on a generated lake: k and l hold, no linking code survives, rare values are
+coded away, the manifest lists exactly what is released, the catalog serves it, a broken release is blocked."""
+import datetime as dt
+import json
+import os
+import re
+
+import pytest
+from pyspark.sql import functions as F
+
+from anonymizers.privacy_models import check_distinct_l_diversity, check_k_anonymity
+from jobs.anonymize import _gate, run
+from jobs.lake import read_current
+
+AS_OF = dt.date(2026, 11, 22)
+
+
+@pytest.fixture(scope="module")
+def release(spark, policy, generated_lake, tmp_path_factory):
+    import shutil
+
+    from jobs.lake import Lake
+
+    lake = Lake.at(tmp_path_factory.mktemp("anon") / "lake")
+    shutil.copytree(generated_lake.root, lake.root)
+    # Plant rare values (特異な記述): a 116-year-old with a 41.0 °C measurement.
+    accounts_path = lake.table_path(policy.tables["accounts"])
+    health_path = lake.table_path(policy.tables["health_measurements"])
+    subject = (read_current(spark, health_path).where(F.col("region") == "JP").select("account_id").first().account_id)
+    spark.sql(f"UPDATE delta.`{accounts_path}` SET birth_date = DATE'1910-05-01' WHERE account_id = '{subject}'")
+    spark.sql(f"UPDATE delta.`{health_path}` SET body_temp_c = 41.0 WHERE account_id = '{subject}'")
+    result = run(spark, policy, lake, "health_k5", AS_OF)
+    return {"lake": lake, "result": result, "data": read_current(spark, lake.anonymized("health_k5")).cache()}
+
+
+def test_release_is_k_anonymous_and_l_diverse(release, policy):
+    spec = policy.releases["health_k5"]
+    qis = ["age", "gender", "prefecture", "measured_at_month"]
+    data = release["data"]
+    assert set(data.columns) == set(qis) | set(spec.sensitive)
+    assert check_k_anonymity(data, qis, spec.k) == (True, 0)
+    assert check_distinct_l_diversity(data, qis, "body_temp_c", spec.l)[0]
+    assert release["result"]["rows"] + release["result"]["suppressed"] > 100
+    assert release["result"]["suppressed"] <= 0.02 * (release["result"]["rows"] + release["result"]["suppressed"]) + 1
+
+
+def test_no_linking_code_survives(spark, release, policy, generated_lake):
+    data = release["data"]
+    values = data.select(F.explode(F.array(*[F.col(c).cast("string") for c in data.columns])).alias("v")).distinct()
+    for table in ("health_measurements", "accounts"):
+        source = read_current(spark, generated_lake.table_path(policy.tables[table]))
+        for column in policy.tables[table].columns_of(*[c for c in type(policy.tables[table].column("account_id").class_)
+                                                        if c.value in ("linking_code", "identifying")]):
+            ids = source.select(F.col(column).cast("string").alias("v")).where(F.length("v") > 4)
+            assert values.join(ids, "v").count() == 0, (table, column)
+
+
+def test_rare_values_are_coded_away(release):
+    data = release["data"]
+    assert data.where(F.col("body_temp_c") == "41.0").count() == 0
+    assert data.where(F.col("body_temp_c") == "38.5+").count() >= 1
+    uppers = [int(n) for r in data.select("age").distinct().collect() for n in re.findall(r"\d+", r.age)]
+    assert max(uppers) <= 90
+
+
+def test_manifest_lists_exactly_the_released_categories(release):
+    manifest_dir = os.path.dirname(release["result"]["manifest"])
+    doc = json.load(open(os.path.join(manifest_dir, "manifest.json")))
+    released = {c["released_as"] for c in doc["categories_of_personal_information"]}
+    assert released == set(release["data"].columns)
+    assert "匿名加工情報" in doc["statement_ja"] and doc["method"]["k"] == 5 and doc["region"] == "JP"
+    assert "gcp" in doc["metrics"] and "max_prosecutor_risk" in doc["metrics"]
+    markdown = open(release["result"]["manifest"]).read()
+    assert "匿名加工情報" in markdown and "| body_temp_c |" in markdown
+
+
+def test_catalog_serves_the_release(spark, release):
+    assert spark.table("anonymized.health_k5_data").count() == release["result"]["rows"]
+    names = {t.name for t in spark.catalog.listTables("anonymized")}
+    assert not any("raw" in n or "pseudonym" in n for n in names)
+
+
+def test_gate_blocks_a_release_with_a_linking_code(spark, policy, release):
+    data = release["data"].limit(50).withColumn("measurement_id", F.lit("M1"))
+    health = read_current(spark, release["lake"].table_path(policy.tables["health_measurements"]))
+    broken = data.withColumn("measurement_id", F.lit(health.select("measurement_id").first()[0]))
+    qis = ["age", "gender", "prefecture", "measured_at_month"]
+    gate = _gate(spark, policy, release["lake"], "broken", policy.releases["health_k5"], qis, broken)
+    assert not gate.success
+    assert {f.expectation for f in gate.failures} >= {"expect_no_forbidden_columns"} or gate.failures
+    assert os.path.exists(gate.docs_index)
