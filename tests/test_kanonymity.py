@@ -37,7 +37,7 @@ ADULT_QIS = ["age", "education", "marital-status", "native-country", "occupation
 # Bounds actually reached (docs/anonymization.md); ARX 3.9 local recoding reaches 0.065 at k=5.
 ADULT_K5_GCP_BOUND = 0.056
 ADULT_K100_GCP_BOUND = 0.25
-ADULT_K5_DISTRIBUTED_GCP_BOUND = 0.058
+ADULT_K100_DISTRIBUTED_GCP_BOUND = 0.27
 
 COLOR = CategoricalHierarchy.from_mapping("color", {
     "red": ["warm", "*"], "orange": ["warm", "*"], "yellow": ["warm", "*"],
@@ -168,7 +168,7 @@ l_models = st.sampled_from([DistinctLDiversity("disease", 2), EntropyLDiversity(
                             DistinctLDiversity("disease", 3)])
 
 
-@settings(SLOW, max_examples=8)
+@settings(SLOW, max_examples=6)
 @given(rows=st.lists(row_strategy, min_size=8, max_size=80), k=st.integers(2, 6),
        suppression=st.sampled_from([0.0, 0.1]))
 def test_mondrian_output_is_k_anonymous_and_truthful(spark, rows, k, suppression):
@@ -301,8 +301,9 @@ def test_adult_k100(adult, adult_hierarchies):
     assert_adult_release(released, report, risk, 100, ADULT_K100_GCP_BOUND)
 
 
-def test_adult_k5_through_the_distributed_phase(adult, adult_hierarchies):
-    # local_threshold=16000 forces two summary rounds with broadcast split tables before the local
-    # phase (the default, 50,000, keeps Adult in one local partition).
-    released, report, risk = anonymize_adult(adult, adult_hierarchies, 5, local_threshold=16000)
-    assert_adult_release(released, report, risk, 5, ADULT_K5_DISTRIBUTED_GCP_BOUND)
+def test_adult_k100_through_the_distributed_phase(adult, adult_hierarchies):
+    # local_threshold=16000 forces a summary round and a broadcast split table before the local
+    # phase (the default, 50,000, keeps Adult in one local partition). Splits chosen from marginal
+    # histograms cost utility: 0.263 instead of 0.247 (k=5: 0.0561 instead of 0.0553).
+    released, report, risk = anonymize_adult(adult, adult_hierarchies, 100, local_threshold=16000)
+    assert_adult_release(released, report, risk, 100, ADULT_K100_DISTRIBUTED_GCP_BOUND)
