@@ -104,7 +104,7 @@ def prepare_source(spark: SparkSession, policy: Policy, lake: Lake, name: str, a
 
 def _month_label(column: str) -> F.Column:
     """'[311-313]' month offsets back to '2025-12..2026-02'; a single value to '2025-12'."""
-    numbers = F.regexp_extract_all(F.col(column), F.lit(r"(-?\d+)"), 1)
+    numbers = F.regexp_extract_all(F.col(column), F.lit(r"(\d+)"), 1)   # offsets are positive
 
     def as_month(n):
         total = n.cast("int") + MONTH_ORIGIN

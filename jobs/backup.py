@@ -139,7 +139,7 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
         # Time travel to the version read: the copy is one consistent version even if a job writes meanwhile.
         df = spark.read.format("delta").option("versionAsOf", version).load(source)
         write_policy_table(spark, target, table, df.drop(SUBJECT_BUCKET))
-        tables[name] = {"path": table.path, "source_version": version, "rows": read_current(spark, target.table_path(table)).count()}
+        tables[name] = {"path": table.path, "source_version": version, "rows": written_rows(spark, target.table_path(table))}
     manifest = {"date": day.isoformat(), "taken_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "expires": expires_on(policy, day).isoformat(), "policy_sha256": policy.sha256, "tables": tables}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -147,6 +147,14 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
     tmp.rename(final)
     manifest["status"] = "created"
     return manifest
+
+
+def written_rows(spark: SparkSession, path: str) -> int:
+    """Rows written by the table's last commit (from its metrics: no scan)."""
+    from delta.tables import DeltaTable
+
+    metrics = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()[0] or {}
+    return int(metrics.get("numOutputRows", 0))
 
 
 def expire_backups(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None) -> dict:
@@ -217,23 +225,27 @@ def sync_ledger(spark: SparkSession, lake: Lake) -> int:
 
 def subjects_in_backups(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str],
                         days: Iterable[dt.date]) -> dict[str, list[str]]:
-    """subject id -> dates (ISO) of the given backups that hold any row of them (ids stay in memory)."""
-    found: dict[str, set[str]] = {}
+    """subject id -> dates (ISO) of the given backups that hold any row of them, in ONE Spark job
+    (ids stay in driver memory; only the subjects' bucket partitions are read)."""
     if not subjects:
         return {}
     wanted = spark.createDataFrame([(s,) for s in subjects], "subject string")
+    parts = None
     for day in days:
         target = Lake(backup_dir(lake, day))
-        for name, table in policy.tables.items():
+        for table in policy.tables.values():
             path = target.table_path(table)
             if not is_delta(path):
                 continue
             keys = F.broadcast(wanted.withColumn("bucket", subject_bucket(F.col("subject"), table.subject_buckets)))
             df = read_current(spark, path).select(table.subject_key, SUBJECT_BUCKET)
-            hits = (df.join(keys, (df[table.subject_key] == keys["subject"]) & (df[SUBJECT_BUCKET] == keys["bucket"]))
-                      .select("subject").distinct().collect())
-            for row in hits:
-                found.setdefault(row.subject, set()).add(day.isoformat())
+            part = (df.join(keys, (df[table.subject_key] == keys["subject"]) & (df[SUBJECT_BUCKET] == keys["bucket"]))
+                      .select("subject", F.lit(day.isoformat()).alias("day")))
+            parts = part if parts is None else parts.unionByName(part)
+    found: dict[str, set[str]] = {}
+    if parts is not None:
+        for row in parts.distinct().collect():
+            found.setdefault(row.subject, set()).add(row.day)
     return {s: sorted(d) for s, d in found.items()}
 
 
@@ -280,36 +292,48 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
     if staging.root.exists():
         shutil.rmtree(staging.root)
     report: dict = {"date": day.isoformat(), "tables": {}}
+    frames = {name: read_current(spark, source.table_path(table)) for name, table in policy.tables.items()}
+    # Subjects of the backup whose keyed hash is ledgered for the table (or in flight): one Spark job;
+    # the matched plain ids stay in driver memory and are never written.
+    matches = None
+    for name, table in policy.tables.items():
+        doomed_hashes = per_table[name] | in_flight
+        if not doomed_hashes:
+            continue
+        wanted = F.broadcast(spark.createDataFrame([(h,) for h in sorted(doomed_hashes)], "subject_hash string"))
+        part = (frames[name].select(F.col(table.subject_key).alias("subject")).distinct()
+                .withColumn("subject_hash", hash_column(F.col("subject"), key)).join(wanted, "subject_hash")
+                .select(F.lit(name).alias("table"), "subject", "subject_hash"))
+        matches = part if matches is None else matches.unionByName(part)
+    removed: dict[str, list[str]] = {name: [] for name in policy.tables}
+    for row in (matches.collect() if matches is not None else []):
+        if row.subject_hash in per_table[row.table] or holds.hold_for(row.subject, row.table) is None:
+            removed[row.table].append(row.subject)
     for name, table in policy.tables.items():
         progress(f"restoring {name} to staging")
-        df = read_current(spark, source.table_path(table))
-        key_col = table.subject_key
-        subjects = df.select(F.col(key_col).alias("subject")).distinct().withColumn("subject_hash", hash_column(F.col("subject"), key))
-        doomed_hashes = per_table[name] | in_flight
-        removed: list[str] = []
-        if doomed_hashes:
-            wanted = spark.createDataFrame([(h,) for h in sorted(doomed_hashes)], "subject_hash string")
-            matched = subjects.join(F.broadcast(wanted), "subject_hash").select("subject", "subject_hash").collect()
-            for row in matched:
-                if row.subject_hash in per_table[name] or holds.hold_for(row.subject, name) is None:
-                    removed.append(row.subject)   # plain ids stay in driver memory, never written
+        df, key_col = frames[name], table.subject_key
         kept = df
-        if removed:
-            doomed = F.broadcast(spark.createDataFrame([(s,) for s in removed], "subject string"))
+        if removed[name]:
+            doomed = F.broadcast(spark.createDataFrame([(s,) for s in removed[name]], "subject string"))
             kept = df.join(doomed, df[key_col] == doomed["subject"], "left_anti")
         write_policy_table(spark, staging, table, kept.drop(SUBJECT_BUCKET))
         report["tables"][name] = {"rows_in_backup": manifest["tables"][name]["rows"],
-                                  "subjects_withheld": len(removed),
-                                  "rows_restored": read_current(spark, staging.table_path(table)).count()}
-    # Gate: no staged table holds a ledgered subject (computed again from what was written).
+                                  "subjects_withheld": len(removed[name]),
+                                  "rows_restored": written_rows(spark, staging.table_path(table))}
+    # Gate: no staged table holds a ledgered subject (computed again from what was written, one job).
+    leaks = None
     for name, table in policy.tables.items():
         if not per_table[name]:
             continue
         staged = read_current(spark, staging.table_path(table)).select(F.col(table.subject_key).alias("subject")).distinct()
-        wanted = spark.createDataFrame([(h,) for h in sorted(per_table[name])], "subject_hash string")
-        leaks = staged.withColumn("subject_hash", hash_column(F.col("subject"), key)).join(F.broadcast(wanted), "subject_hash").count()
-        if leaks:
-            raise CheckFailed(f"restore gate: {leaks} ledgered subject(s) still in staged {name}; nothing was swapped into raw/")
+        wanted = F.broadcast(spark.createDataFrame([(h,) for h in sorted(per_table[name])], "subject_hash string"))
+        part = (staged.withColumn("subject_hash", hash_column(F.col("subject"), key)).join(wanted, "subject_hash")
+                      .select(F.lit(name).alias("table")))
+        leaks = part if leaks is None else leaks.unionByName(part)
+    leaked = leaks.groupBy("table").count().collect() if leaks is not None else []
+    if leaked:
+        raise CheckFailed("restore gate: ledgered subject(s) still in staged " + ", ".join(f"{r.table} ({r['count']})" for r in leaked)
+                          + "; nothing was swapped into raw/")
     replaced = Path(lake.staging("restore", f"{day.isoformat()}-replaced"))
     for name, table in policy.tables.items():
         progress(f"swapping {name} into place")

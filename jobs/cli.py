@@ -205,7 +205,7 @@ def pseudonymize(
     policy: Optional[Path] = PolicyOpt,
     lake: Optional[Path] = LakeOpt,
 ):
-    """Write 仮名加工情報 per purpose to pseudonymized/<purpose>/<table> (APPI rule 31), gated.
+    """Write 仮名加工情報 per purpose to `pseudonymized/PURPOSE/TABLE` (APPI rule 31), gated.
 
     Keys come from $WASURE_KEY_<ID> or the key file ($WASURE_KEYS, mode 0600, outside the lake).
     Example: `wasure keys init && wasure pseudonymize --purpose analytics`
@@ -254,7 +254,7 @@ def anonymize(
     """Publish 匿名加工情報 (APPI rule 34): k-anonymous, l-diverse releases with a manifest, gated.
 
     Distributed Mondrian on Spark; staged, checked by Great Expectations, promoted to
-    anonymized/<release>/ and registered as `anonymized.<release>_data`. Example: `wasure anonymize --release health_k5`
+    `anonymized/RELEASE/` and registered as `anonymized.RELEASE_data`. Example: `wasure anonymize --release health_k5`
     """
     from jobs.anonymize import run as run_anonymize
     from jobs.runtime import get_spark

@@ -44,25 +44,37 @@ def run_demo(policy: Policy, lake: Lake, subjects: int = 300) -> dict:
         with step(title):
             return action()
 
-    report = run_step("retention: dry run", lambda: retention.run(spark, policy, lake, dry_run=True))
-    cli.print_retention(report)
-    report = run_step("retention: delete / pseudonymize what has expired", lambda: retention.run(spark, policy, lake))
-    cli.print_retention(report)
-    gates.append(("retention", "passed", "no row past retention except held ones; before - removed = after"))
-    results["retention"] = retention.report_dict(report)
+    def retention_step():
+        dry = retention.run(spark, policy, lake, dry_run=True)
+        cli.print_retention(dry)
+        done = retention.run(spark, policy, lake)
+        cli.print_retention(done)
+        return {"gate": "passed", "docs": "no row past retention except held ones; before - removed = after",
+                "report": retention.report_dict(done)}
 
-    published = run_step("pseudonymize (仮名加工情報, APPI rule 31)", lambda: pseudonymize.run(spark, policy, lake))
-    summary_table("pseudonymized", ["purpose", "table", "status", "rows"],
-                  [(t["purpose"], t["table"], t["status"], t["rows"]) for t in published["tables"]])
-    gates.append(("pseudonymize", "passed", ", ".join(published["docs"]) or "no table changed"))
-    results["pseudonymize"] = published
+    def pseudonymize_step():
+        published = pseudonymize.run(spark, policy, lake)
+        summary_table("pseudonymized (仮名加工情報)", ["purpose", "table", "status", "rows"],
+                      [(t["purpose"], t["table"], t["status"], t["rows"]) for t in published["tables"]])
+        return {"gate": "passed", "docs": ", ".join(published["docs"]) or "no table changed", "tables": published["tables"]}
 
+    steps: list[tuple[str, Callable[[], dict] | None]] = [
+        ("retention", retention_step), ("pseudonymize", pseudonymize_step)]
     for module, title in (("jobs.erasure", "erasure"), ("jobs.anonymize", "anonymize"), ("jobs.statistics", "statistics")):
         job = _optional(module)
-        if job is None or not hasattr(job, "demo_step"):
-            gates.append((title, "not available yet", f"{module} has not landed"))
+        steps.append((title, (lambda job=job: job.demo_step(spark, policy, lake)) if job and hasattr(job, "demo_step") else None))
+    failed = False
+    for title, action in steps:
+        if action is None:
+            gates.append((title, "not available yet", "the job module has not landed"))
             continue
-        outcome = run_step(title, lambda job=job: job.demo_step(spark, policy, lake))
+        try:
+            outcome = run_step(title, action)
+        except Exception as exc:  # noqa: BLE001 - the demo reports every step, then exits 1
+            failed = True
+            console.print(f"[red]✗ {title} failed:[/] {type(exc).__name__}: {str(exc)[:500]}")
+            gates.append((title, "FAILED", type(exc).__name__))
+            continue
         gates.append((title, outcome.get("gate", "passed"), outcome.get("docs", "")))
         results[title] = outcome
 
@@ -72,5 +84,9 @@ def run_demo(policy: Policy, lake: Lake, subjects: int = 300) -> dict:
                   [(n, i["version"], i["files"], human_bytes(i["bytes"]), i["rows"]) for n, i in results["tables"].items()])
     summary_table("gates", ["step", "result", "Data Docs / detail"], gates)
     console.print(f"Data Docs: {lake.docs}  (`wasure docs` prints the index to open)")
+    if failed:
+        from jobs.console import CheckFailed
+
+        raise CheckFailed("the demo ran every step, and at least one failed (see the gates table)")
     console.print("[green]demo finished[/]: `wasure status` shows the lake; `wasure --help` lists every step.")
     return results

@@ -404,20 +404,26 @@ def _subjects_frame(spark: SparkSession, subjects: list[str], buckets: int) -> D
             .withColumn("bucket", subject_bucket(F.col("subject"), buckets)))
 
 
-def table_hits(spark: SparkSession, lake: Lake, policy: Policy, table_name: str, subjects: list[str]) -> dict[str, dict[tuple[str, int], int]]:
-    """subject -> {(file path, file size): rows} for the current version (only the subjects' buckets are read)."""
-    if not subjects:
-        return {}
-    table = policy.tables[table_name]
-    df = read_current(spark, lake.table_path(table)).select(
-        F.col(table.subject_key).alias("_s"), F.col(SUBJECT_BUCKET).alias("_b"),
-        F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_size").alias("size"))
-    keys = F.broadcast(_subjects_frame(spark, subjects, table.subject_buckets))
-    joined = df.join(keys, (df["_s"] == keys["subject"]) & (df["_b"] == keys["bucket"]))
-    hits: dict[str, dict[tuple[str, int], int]] = {}
-    for row in joined.groupBy("subject", "file", "size").count().collect():
-        hits.setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["count"])
-    return hits
+def table_hits(spark: SparkSession, lake: Lake, policy: Policy, tables: list[str], subjects: list[str]
+               ) -> dict[str, dict[str, dict[tuple[str, int], int]]]:
+    """table -> subject -> {(file path, file size): rows} in the current versions, in ONE Spark job;
+    the join on (subject, bucket) reads only the subjects' bucket partitions."""
+    out: dict[str, dict[str, dict[tuple[str, int], int]]] = {name: {} for name in tables}
+    if not subjects or not tables:
+        return out
+    parts = None
+    for name in tables:
+        table = policy.tables[name]
+        df = read_current(spark, lake.table_path(table)).select(
+            F.col(table.subject_key).alias("_s"), F.col(SUBJECT_BUCKET).alias("_b"),
+            F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_size").alias("size"))
+        keys = F.broadcast(_subjects_frame(spark, subjects, table.subject_buckets))
+        part = (df.join(keys, (df["_s"] == keys["subject"]) & (df["_b"] == keys["bucket"]))
+                  .select(F.lit(name).alias("table"), "subject", "file", "size"))
+        parts = part if parts is None else parts.unionByName(part)
+    for row in parts.groupBy("table", "subject", "file", "size").count().collect():
+        out[row.table].setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["count"])
+    return out
 
 
 def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str], holds: HoldBook) -> dict[str, list[str]]:
@@ -427,11 +433,10 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
     individual_code / property_damage and the subject key. Dropped: values shorter than
     MIN_VALUE_LENGTH, and any value that also occurs (as a cell or a token of a string cell) in a
     row that stays: another subject's row, or a held row of the same subject. What is left is unique
-    to erased rows, so finding it anywhere later is residue."""
+    to erased rows, so finding it anywhere later is residue. One Spark job, one scan per table."""
     if not subjects:
         return {}
-    candidates: DataFrame | None = None
-    blockers: DataFrame | None = None
+    entries: DataFrame | None = None
     for name, table in policy.tables.items():
         erasable = [s for s in subjects if holds.hold_for(s, name) is None]
         df = read_current(spark, lake.table_path(table))
@@ -439,21 +444,25 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
         if erasable:
             marks = F.broadcast(spark.createDataFrame([(s, True) for s in erasable], "_subject string, _erase boolean"))
             df = df.join(marks, df[key] == marks["_subject"], "left")
+            erase = F.coalesce(F.col("_erase"), F.lit(False))
         else:
-            df = df.withColumn("_subject", F.lit(None).cast("string")).withColumn("_erase", F.lit(None).cast("boolean"))
+            erase = F.lit(False)
         value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
-        for column in value_columns:
-            part = df.where(F.col("_erase")).select(F.col("_subject").alias("subject"), F.col(column).cast("string").alias("value"))
-            candidates = part if candidates is None else candidates.unionByName(part)
         strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string" and not f.name.startswith("_")]
-        if strings:
-            cells = df.where(F.col("_erase").isNull()).select(F.explode(F.array(*[F.col(c) for c in strings])).alias("cell"))
-            folded = F.translate(F.col("cell"), FULL_WIDTH, HALF_WIDTH)
-            part = cells.select(F.explode(F.array_union(F.array(F.col("cell")), F.split(folded, TOKEN_SPLIT))).alias("value"))
-            blockers = part if blockers is None else blockers.unionByName(part)
-    values = candidates.where(F.col("value").isNotNull() & (F.length("value") >= MIN_VALUE_LENGTH)).distinct()
-    if blockers is not None:
-        values = values.join(blockers.where(F.col("value").isNotNull()).distinct(), "value", "left_anti")
+        # Erased rows give (subject, value) candidates; rows that stay give blockers (subject null):
+        # their string cells and the cells' tokens (as the residue scan tokenizes them).
+        candidates = F.array(*[F.col(c).cast("string") for c in value_columns])
+        cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
+        blockers = F.flatten(F.transform(cells, lambda c: F.array_union(
+            F.array(c), F.split(F.translate(c, FULL_WIDTH, HALF_WIDTH), TOKEN_SPLIT))))
+        part = df.select(F.when(erase, F.col(key)).alias("subject"),
+                         F.explode(F.when(erase, candidates).otherwise(blockers)).alias("value"))
+        entries = part if entries is None else entries.unionByName(part)
+    values = (entries.where(F.col("value").isNotNull())
+              .groupBy("value").agg(F.max(F.col("subject").isNull()).alias("stays"),
+                                    F.collect_set("subject").alias("subjects"))
+              .where(~F.col("stays") & (F.length("value") >= MIN_VALUE_LENGTH))
+              .select("value", F.explode("subjects").alias("subject")))
     out: dict[str, list[str]] = {}
     for row in values.collect():
         out.setdefault(row.subject, []).append(row.value)
@@ -518,6 +527,16 @@ class _Batch:
         self.key_id, self.key, self.batch_id = key_id, key, batch_id
         self.progress, self.on_state = progress, on_state
         self._holds: HoldBook | None = None
+        self._commits: dict[str, list] = {}
+
+    def commits(self, table: str) -> list[tuple[int, dict, dict]]:
+        """The table's erasure commits (cached for the run; dropped when this run commits to it)."""
+        if table not in self._commits:
+            self._commits[table] = erasure_commits(self.spark, self.lake.table_path(self.policy.tables[table]))
+        return self._commits[table]
+
+    def all_commits(self) -> dict[str, list[tuple[int, dict, dict]]]:
+        return {name: self.commits(name) for name in self.policy.tables}
 
     @property
     def holds(self) -> HoldBook:
@@ -577,48 +596,58 @@ class _Batch:
 
     # -- deleted
     def delete(self, requests: list[Request]) -> None:
-        rows_path = self.lake.state(ROWS_TABLE)
         empty_done: dict[str, set[str]] = {}
         for row in _plan_rows(self.spark, self.lake, [r.request_id for r in requests]):
             if row.empty_plan:
                 empty_done.setdefault(row.table, set()).add(row.request_id)
+        todo: dict[str, list[Request]] = {}
         for name, table in self.policy.tables.items():
-            path = self.lake.table_path(table)
             covered = set(empty_done.get(name, set()))
-            for _version, meta, _metrics in erasure_commits(self.spark, path):
+            for _version, meta, _metrics in self.commits(name):
                 covered.update(meta.get("requests", []))
-            todo = [r for r in requests if r.request_id not in covered]
-            if not todo:
-                continue                                   # done by an earlier (killed) run
-            self.progress(f"erasing from {name}")
-            subjects = sorted({s for r in todo for s in r.subjects})
-            hits = table_hits(self.spark, self.lake, self.policy, name, subjects)
-            plan_id, planned_at = uuid.uuid4().hex, _now()
-            erasable = sorted(s for s in subjects if hits.get(s) and self.holds.hold_for(s, name) is None)
-            plan = []
-            for r in todo:
+            pending = [r for r in requests if r.request_id not in covered]
+            if pending:                       # else done by an earlier (killed) run
+                todo[name] = pending
+        subjects = sorted({s for pending in todo.values() for r in pending for s in r.subjects})
+        self.progress("finding the subjects' rows and files")
+        hits = table_hits(self.spark, self.lake, self.policy, list(todo), subjects)
+        # Every table's plan is written BEFORE the first MERGE, in one commit; a plan counts only
+        # once its MERGE committed (its plan_id is in the commit metadata) or if it had nothing to do.
+        plans, planned_at = {}, _now()
+        rows = []
+        for name, pending in todo.items():
+            plan_id = uuid.uuid4().hex
+            names = sorted({s for r in pending for s in r.subjects})
+            erasable = [s for s in names if hits[name].get(s) and self.holds.hold_for(s, name) is None]
+            plans[name] = (plan_id, erasable)
+            for r in pending:
                 for s in r.subjects:
                     hold = self.holds.hold_for(s, name)
-                    rows = sum(hits.get(s, {}).values())
-                    plan.append((plan_id, self.batch_id, r.request_id, name, subject_hash(self.key, s),
-                                 0 if hold else rows, rows if hold else 0, hold.hold_id if hold else None,
+                    n = sum(hits[name].get(s, {}).values())
+                    rows.append((plan_id, self.batch_id, r.request_id, name, subject_hash(self.key, s),
+                                 0 if hold else n, n if hold else 0, hold.hold_id if hold else None,
                                  hold.reason if hold else None, hold.until if hold else None, not erasable, planned_at))
-            append_rows(self.spark, rows_path, self.spark.createDataFrame(plan, ROWS_SCHEMA))
+        if rows:
+            append_rows(self.spark, self.lake.state(ROWS_TABLE), self.spark.createDataFrame(rows, ROWS_SCHEMA))
+        for name, (plan_id, erasable) in plans.items():
             if not erasable:
                 continue
-            files = {f for s in erasable for f in hits[s]}
-            held_rows = sum(p[6] for p in plan)
-            before = current_version(self.spark, path)
+            self.progress(f"erasing from {name}")
+            table = self.policy.tables[name]
+            path = self.lake.table_path(table)
+            files = {f for s in erasable for f in hits[name][s]}
+            held_rows = sum(row[6] for row in rows if row[3] == name)
             due = self.as_of + dt.timedelta(days=self.policy.grace_days(name))
             metadata = {"job": JOB, "run_id": self.batch_id, "plan_id": plan_id, "table": name, "action": "erase",
-                        "requests": sorted(r.request_id for r in todo), "subjects": len(erasable),
+                        "requests": sorted(r.request_id for r in todo[name]), "subjects": len(erasable),
                         "as_of": self.as_of.isoformat(), "policy_sha256": self.policy.sha256,
                         "rows_before": read_current(self.spark, path).count(), "rows_held": held_rows,
                         "files": len(files), "bytes": sum(size for _f, size in files),
-                        "version_before": before, "purge_due": due.isoformat()}
+                        "version_before": current_version(self.spark, path), "purge_due": due.isoformat()}
             keys = _subjects_frame(self.spark, erasable, table.subject_buckets).withColumn("all_rows", F.lit(True))
             with commit_metadata(self.spark, metadata):
                 delete_keys(self.spark, path, table.subject_key, keys, None, None)
+            self._commits.pop(name, None)
         inbox = self.lake.state(REQUESTS_TABLE)
         if is_delta(inbox):
             from delta.tables import DeltaTable
@@ -633,7 +662,7 @@ class _Batch:
         subjects = sorted({s for r in requests for s in r.subjects})
         self.progress(f"looking for the subjects in {len(days)} unexpired backup(s)")
         holding = subjects_in_backups(self.spark, self.policy, self.lake, subjects, days)
-        plan = _effective_plan(self.spark, self.policy, self.lake, [r.request_id for r in requests])
+        plan = _effective_plan(self.spark, self.lake, self.all_commits(), [r.request_id for r in requests])
         erased_at = _now()
         rows, details = [], {}
         for r in requests:
@@ -661,7 +690,7 @@ class _Batch:
         statuses = {(r.table, r.version): (r.status, r.purge_due)
                     for r in read_current(self.spark, self.lake.state("quarantine_ledger")).where(F.col("job") == JOB)
                     .select("table", "version", "status", "purge_due").collect()} if is_delta(self.lake.state("quarantine_ledger")) else {}
-        commits = _commits_by_request(self.spark, self.policy, self.lake)
+        commits = _commits_by_request(self.all_commits())
         done, details = [], {}
         for r in requests:
             mine = commits.get(r.request_id, {})
@@ -698,7 +727,8 @@ class _Batch:
 
     # -- closed
     def close(self, requests: list[Request], report: ErasureReport) -> None:
-        receipts = build_receipts(self.spark, self.policy, self.lake, requests, self.as_of, closing=True)
+        receipts = build_receipts(self.spark, self.policy, self.lake, requests, self.as_of, closing=True,
+                                  table_commits=self.all_commits())
         audit_path = self.lake.audit(JOB)
         known = set()
         if is_delta(audit_path):
@@ -735,22 +765,23 @@ def _purge_table(spark: SparkSession, path: str) -> None:
         spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
 
 
-def _commits_by_request(spark: SparkSession, policy: Policy, lake: Lake) -> dict[str, dict[str, int]]:
+def all_commits(spark: SparkSession, policy: Policy, lake: Lake) -> dict[str, list[tuple[int, dict, dict]]]:
+    return {name: erasure_commits(spark, lake.table_path(table)) for name, table in policy.tables.items()}
+
+
+def _commits_by_request(commits: dict[str, list]) -> dict[str, dict[str, int]]:
     """request id -> {table: version of the erasure commit that removed its rows}."""
     out: dict[str, dict[str, int]] = {}
-    for name, table in policy.tables.items():
-        for version, meta, _metrics in erasure_commits(spark, lake.table_path(table)):
+    for name, table_commits in commits.items():
+        for version, meta, _metrics in table_commits:
             for request_id in meta.get("requests", []):
                 out.setdefault(request_id, {})[name] = version
     return out
 
 
-def _effective_plan(spark: SparkSession, policy: Policy, lake: Lake, request_ids: list[str]) -> dict[tuple[str, str], dict]:
+def _effective_plan(spark: SparkSession, lake: Lake, commits: dict[str, list], request_ids: list[str]) -> dict[tuple[str, str], dict]:
     """(request id, subject hash) -> {table: plan row} for plans that took effect (committed, or empty)."""
-    committed = set()
-    for table in policy.tables.values():
-        for _version, meta, _metrics in erasure_commits(spark, lake.table_path(table)):
-            committed.add(meta.get("plan_id"))
+    committed = {meta.get("plan_id") for table_commits in commits.values() for _v, meta, _m in table_commits}
     out: dict[tuple[str, str], dict] = {}
     for row in _plan_rows(spark, lake, request_ids):
         if row.empty_plan or row.plan_id in committed:
@@ -772,13 +803,12 @@ def _quarantined_backups(spark: SparkSession, lake: Lake, request_ids: list[str]
 # ------------------------------------------------------------------ receipts and audit
 
 def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: list[Request], as_of: dt.date,
-                   closing: bool = False) -> list[dict]:
+                   closing: bool = False, table_commits: dict[str, list] | None = None) -> list[dict]:
     """Receipt per request, rebuilt from what is persisted (state, plans, commits, ledger): no personal value."""
     ids = [r.request_id for r in requests]
-    plan = _effective_plan(spark, policy, lake, ids)
-    commits: dict[str, dict[int, dict]] = {}
-    for name, table in policy.tables.items():
-        commits[name] = {v: m for v, m, _x in erasure_commits(spark, lake.table_path(table))}
+    table_commits = table_commits if table_commits is not None else all_commits(spark, policy, lake)
+    plan = _effective_plan(spark, lake, table_commits, ids)
+    commits = {name: {v: m for v, m, _x in found} for name, found in table_commits.items()}
     ledger_rows: dict[tuple[str, str], object] = {}
     ledger = read_ledger(spark, lake)
     if ledger is not None:
@@ -974,7 +1004,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
         work.close(todo, report)
     still_open = [r for r in everyone if r.state != "closed"]
     if still_open:
-        report.receipts += build_receipts(spark, policy, lake, still_open, as_of)
+        report.receipts += build_receipts(spark, policy, lake, still_open, as_of, table_commits=work.all_commits())
     return report
 
 
@@ -982,7 +1012,7 @@ def _dry_run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[Req
     """What a run would remove, keep (and why) and find in backups, per request; nothing is written."""
     holds = HoldBook.load(spark, policy, lake, as_of)
     subjects = sorted({s for r in requests for s in r.subjects})
-    hits = {name: table_hits(spark, lake, policy, name, subjects) for name in policy.tables}
+    hits = table_hits(spark, lake, policy, list(policy.tables), subjects)
     holding = subjects_in_backups(spark, policy, lake, subjects, unexpired_backups(policy, lake, as_of))
     plans = []
     for r in requests:

@@ -28,7 +28,6 @@ if __name__ == "__main__" and not __package__:          # run as a file by spark
 import datetime as dt
 import importlib
 import importlib.util
-import inspect
 import json
 import os
 import re
@@ -94,17 +93,6 @@ def _optional(module: str, step: str):
         raise StepUnavailable(f"step {step!r} skipped: jobs/{module}.py is not part of this deployment yet "
                               f"(the job was not run; nothing was produced)")
     return importlib.import_module(f"jobs.{module}")
-
-
-def _call_job(func: Callable, spark, policy, lake, day: dt.date, **extra) -> Any:
-    """Call a job's run-style entry point, passing the run date under the name it uses."""
-    params = inspect.signature(func).parameters
-    kwargs = {k: v for k, v in extra.items() if k in params}
-    for name in ("as_of", "day", "run_date", "today"):
-        if name in params:
-            kwargs[name] = day
-            break
-    return func(spark, policy, lake, **kwargs)
 
 
 def _jsonable(value: Any, depth: int = 0) -> Any:
@@ -175,29 +163,92 @@ def pseudonymize(policy: str | None, lake: str | None, run_date_: Any = None, pu
             "unchanged": sum(1 for t in result["tables"] if t["status"] == "unchanged")}
 
 
-def anonymize(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
-    """匿名加工情報 releases (jobs/anonymize.py), when deployed."""
+def _pipeline_state(lake) -> Path:
+    return lake.root / "state" / "pipeline"
+
+
+def _fingerprint(spark, policy, lake, day: dt.date) -> dict:
+    """What a derived output depends on: the policy, the business date and every raw table's version."""
+    return {"policy_sha256": policy.sha256, "as_of": day.isoformat(), "sources": _versions(spark, policy, lake)}
+
+
+def _already_done(lake, step: str, key: str, fingerprint: dict) -> bool:
+    path = _pipeline_state(lake) / f"{step}.json"
+    return path.is_file() and json.loads(path.read_text()).get(key) == fingerprint
+
+
+def _record_done(lake, step: str, key: str, fingerprint: dict) -> None:
+    folder = _pipeline_state(lake)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{step}.json"
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    state[key] = fingerprint
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def anonymize(policy: str | None, lake: str | None, run_date_: Any = None, releases: list[str] | None = None) -> dict:
+    """匿名加工情報: every release of the policy (``jobs.anonymize.run``: Mondrian, its own GE gate,
+    promotion, manifest, catalog). A release whose inputs (raw table versions, policy, business
+    date) did not change since its last successful run is not rebuilt (a re-run of a day does no
+    double work)."""
+    from jobs.lake import is_delta
+
     module = _optional("anonymize", "anonymize")
     pol, lk = load(policy, lake)
-    result = _call_job(module.run, _spark("anonymize"), pol, lk, run_date(run_date_))
-    return {"step": "anonymize", "result": _jsonable(result)}
+    day = run_date(run_date_)
+    names = list(releases) if releases else list(pol.releases)
+    unknown = [n for n in names if n not in pol.releases]
+    if unknown:
+        raise InputError(f"unknown release(s): {', '.join(unknown)} (the policy has: {', '.join(pol.releases) or 'none'})")
+    spark = _spark("anonymize")
+    fingerprint = _fingerprint(spark, pol, lk, day)
+    out = []
+    for name in names:
+        if _already_done(lk, "anonymize", name, fingerprint) and is_delta(lk.anonymized(name)):
+            out.append({"release": name, "status": "unchanged", "path": lk.anonymized(name)})
+            continue
+        result = module.run(spark, pol, lk, name, as_of=day)
+        _record_done(lk, "anonymize", name, fingerprint)
+        out.append({"release": name, "status": "published", "path": lk.anonymized(name),
+                    **{k: _jsonable(result.get(k)) for k in ("rows", "suppressed", "table", "manifest", "docs", "gate")},
+                    "metrics": {k: v for k, v in (result.get("metrics") or {}).items() if isinstance(v, (int, float))}})
+    return {"step": "anonymize", "as_of": day.isoformat(), "releases": out,
+            **({} if names else {"note": "the policy defines no releases"})}
 
 
 def statistics(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
-    """k-anonymous statistics tables (jobs/statistics.py), when deployed."""
+    """k-anonymous statistics tables (``jobs.statistics.run``: cube, suppression, its own GE gate,
+    promotion), without differential privacy. Not recomputed when its inputs did not change since
+    the last successful run (so a re-run of a day does no double work)."""
     module = _optional("statistics", "statistics")
     pol, lk = load(policy, lake)
-    result = _call_job(module.run, _spark("statistics"), pol, lk, run_date(run_date_))
-    return {"step": "statistics", "result": _jsonable(result)}
+    day = run_date(run_date_)
+    if not pol.statistics:
+        return {"step": "statistics", "as_of": day.isoformat(), "statistics": [], "note": "the policy defines no statistics"}
+    spark = _spark("statistics")
+    fingerprint = _fingerprint(spark, pol, lk, day)
+    outputs = [lk.root / "statistics" / name for name in pol.statistics]
+    if _already_done(lk, "statistics", "all", fingerprint) and all(p.is_dir() for p in outputs):
+        return {"step": "statistics", "as_of": day.isoformat(), "status": "unchanged",
+                "statistics": [{"statistic": name, "status": "unchanged"} for name in pol.statistics]}
+    result = module.run(spark, pol, lk, as_of=day)
+    _record_done(lk, "statistics", "all", fingerprint)
+    keys = ("statistic", "region", "status", "cells", "published", "primary", "complementary", "path")
+    return {"step": "statistics", "as_of": day.isoformat(), "status": "published", "run_id": result.get("run_id"),
+            "statistics": [{k: s.get(k) for k in keys if k in s} for s in result.get("statistics", [])],
+            "docs": result.get("docs", [])}
 
 
 def _published_datasets(spark, policy, lake) -> list[dict]:
-    """Every dataset a consumer may read: pseudonymized/<purpose>/<table> and anonymized/<release>/<table>."""
+    """Every dataset a consumer may read: pseudonymized/<purpose>/<table>, anonymized/<release>/<table>
+    and statistics/<statistic>/region=<R>."""
     from jobs.lake import is_delta
     from jobs.retention import current_version
 
     out = []
-    for kind in ("pseudonymized", "anonymized"):
+    for kind in ("pseudonymized", "anonymized", "statistics"):
         base = lake.root / kind
         if not base.is_dir():
             continue
@@ -253,20 +304,23 @@ def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
             if source is None:                   # pseudonymized/<purpose>/retained/<table> is a group of tables
                 continue
             forbidden = columns_of_classes(classes_of[source], PSEUDONYMIZED_FORBIDDEN_CLASSES)
-            forbidden.update({c: "dropped by policy" for c in rule31_plan(pol.tables[source]).drop})
-        else:
+            forbidden.update({c: "dropped by policy" for c in rule31_plan(pol.tables[source]).drop if c not in forbidden})
+        elif dataset["kind"] == "anonymized":
             release = pol.releases.get(dataset["group"])
             base = release.table if release else source
             if base is None:
                 continue
             forbidden = columns_of_classes({**classes_of.get(pol.subject.table, {}), **classes_of[base]},
                                            RELEASE_FORBIDDEN_CLASSES)
+        else:
+            continue                             # statistics tables: gated by jobs.statistics before promotion
         checks.append((f"{dataset['kind']}.{dataset['group']}.{dataset['name']}", read_current(spark, str(lk.root / dataset["path"])),
                        [ExpectNoForbiddenColumns(forbidden_columns=forbidden)]))
     retained_root = lk.root / "pseudonymized"
     for path in sorted(retained_root.glob("*/retained/*")) if retained_root.is_dir() else []:
         if path.name in pol.tables and is_delta(path):
             forbidden = columns_of_classes(classes_of[path.name], PSEUDONYMIZED_FORBIDDEN_CLASSES)
+            forbidden.update({c: "dropped by policy" for c in rule31_plan(pol.tables[path.name]).drop if c not in forbidden})
             checks.append((f"pseudonymized.{path.parent.parent.name}.retained.{path.name}", read_current(spark, str(path)),
                            [ExpectNoForbiddenColumns(forbidden_columns=forbidden)]))
     docs = lk.docs / "gates" / f"nightly-{day.isoformat()}"

@@ -5,13 +5,14 @@ import datetime as dt
 import random
 from collections import defaultdict
 from itertools import product
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.console import CheckFailed, InputError
-from jobs.lake import Lake, is_delta, read_current, write_policy_table
+from jobs.lake import Lake, is_delta, read_current
 from jobs.policy import parse_policy
 from jobs import statistics as stats
 
@@ -90,7 +91,8 @@ def tiny_lake(spark, tiny_policy, tmp_path_factory):
     consents = spark.createDataFrame([(s, "analytics", "withdrawn", regions[s]) for s in WITHDRAWN],
                                      "account_id string, purpose string, status string, region string")
     for name, df in (("accounts", accounts), ("events", events), ("restrictions", restrictions), ("consents", consents)):
-        write_policy_table(spark, lake, tiny_policy.tables[name], df)
+        # Plain Delta writes (one commit each): the layout of write_policy_table is not under test.
+        df.coalesce(1).write.format("delta").partitionBy("region").save(lake.table_path(tiny_policy.tables[name]))
     return lake
 
 
@@ -242,57 +244,66 @@ def test_run_publishes_one_table_per_region_without_mixing(spark, published):
         rows_out = [r.asDict() for r in df.collect()]
         single, _ = attack(rows_out, ["prefecture", "gender", "age_band", "event_ts_month"])
         assert single == []
-    assert all(Path_exists(d) for d in result["docs"])
+    assert result["docs"] and all(Path(d).is_file() for d in result["docs"])
     assert read_current(spark, lake.audit("statistics")).count() == 2
     assert not is_delta(stats.ledger_path(lake))         # no DP: no budget spent
 
 
-def Path_exists(path):
-    from pathlib import Path
-
-    return Path(path).is_file()
-
-
-def test_restricted_and_withdrawn_subjects_left_out(spark, tiny_policy, tiny_lake):
-    from jobs.subjects import Registers
-
-    plan = stats.plan_statistic(spark, tiny_policy, tiny_lake, "usage")
-    excluded = stats.excluded_subjects(tiny_policy, Registers(spark, tiny_policy, tiny_lake), "events")
+def test_restricted_and_withdrawn_subjects_are_the_excluded_set(spark, tiny_policy, tiny_lake):
+    excluded = stats.excluded_subjects(spark, tiny_policy, tiny_lake, "events")
     assert {r[0] for r in excluded.collect()} == set(RESTRICTED) | WITHDRAWN
-    rows = stats.source_rows(spark, tiny_policy, tiny_lake, plan, "JP", AS_OF, excluded)
-    assert rows.where(F.col("_subject").isin(*RESTRICTED, *WITHDRAWN)).count() == 0
-    assert rows.where(F.col("_subject") == "A000000029").count() == 0    # a US subject never enters JP
 
 
-def test_dp_budget_ledger_refuses_over_budget_and_persists(spark, tiny_policy, tiny_copy, published):
-    dp = {"bounds": {"bytes_down": (0, 1000)}, "max_rows_per_subject": 5, "budget": 1.0}
-    first = stats.run(spark, tiny_policy, tiny_copy, epsilon=0.6, regions=["JP"], as_of=AS_OF, **dp)
-    assert first["statistics"][0]["epsilon_spent"] == pytest.approx(0.6)
-    ledger = read_current(spark, stats.ledger_path(tiny_copy))
-    version = read_current(spark, stats.output_path(tiny_copy, "usage", "JP")).inputFiles()
-    with pytest.raises(InputError, match="budget"):
-        stats.run(spark, tiny_policy, tiny_copy, epsilon=0.6, regions=["JP"], as_of=AS_OF, **dp)
-    # Raising the budget on the command line does not lift the one recorded.
-    with pytest.raises(InputError, match="budget"):
-        stats.run(spark, tiny_policy, tiny_copy, epsilon=0.6, regions=["JP"], as_of=AS_OF, **{**dp, "budget": 5.0})
-    assert read_current(spark, stats.output_path(tiny_copy, "usage", "JP")).inputFiles() == version   # nothing written
-    assert ledger.count() == 1
-    second = stats.run(spark, tiny_policy, tiny_copy, epsilon=0.4, regions=["JP"], as_of=AS_OF, **dp)
-    assert second["statistics"][0]["epsilon_spent"] == pytest.approx(1.0)
-    spent = stats.read_ledger(spark, tiny_copy)
-    assert spent[("usage", "JP")]["epsilon"] == pytest.approx(1.0) and spent[("usage", "JP")]["releases"] == 2
-    assert ("usage", "US") not in spent                    # per statistic and region
+def test_dp_noise_and_budget_ledger_across_runs_via_cli(spark, tiny_policy, tiny_copy, published, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
 
-    # DP noise changed published counts, but not which cells are suppressed.
-    plain = {(r["prefecture"], r["gender"], r["age_band"], r["event_ts_month"]): r
-             for r in read_current(spark, stats.output_path(published[0], "usage", "JP")).collect()}
-    noisy = {(r["prefecture"], r["gender"], r["age_band"], r["event_ts_month"]): r
-             for r in read_current(spark, stats.output_path(tiny_copy, "usage", "JP")).collect()}
+    import jobs.cli_statistics  # noqa: F401 - registers the command
+    from jobs.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["statistics", "--help"])
+    assert out.exit_code == 0 and "--epsilon" in out.output and "wasure statistics" in out.output
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(POLICY, allow_unicode=True))
+    args = ["statistics", "--policy", str(policy_file), "--lake", str(tiny_copy.root), "--region", "US",
+            "--as-of", "2026-11-01", "--epsilon", "0.6", "--budget", "1", "--bound", "bytes_down=0:1000",
+            "--max-rows-per-subject", "5"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "usage" in first.output and "0.6 of 1" in first.output
+    ledger = stats.read_ledger(spark, tiny_copy)
+    assert ledger == {("usage", "US"): {"epsilon": pytest.approx(0.6), "delta": 0.0, "budget": 1.0,
+                                        "delta_budget": stats.DEFAULT_DELTA_BUDGET, "releases": 1}}
+    files = read_current(spark, stats.output_path(tiny_copy, "usage", "US")).inputFiles()
+
+    # The ledger persists: the same release again would exceed the budget -> exit 2, nothing written.
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "budget" in again.output and "Nothing was written" in again.output
+    # Raising the budget does not lift the one recorded; what is left (0.4) is still allowed.
+    with pytest.raises(InputError, match="spent 0.6 of 1"):
+        stats.run(spark, tiny_policy, tiny_copy, epsilon=0.6, regions=["US"], budget=5.0,
+                  bounds={"bytes_down": (0, 1000)}, as_of=AS_OF)
+    dp = stats.dp_options(0.4, bounds={"bytes_down": (0, 1000)})
+    assert stats.check_budget(stats.read_ledger(spark, tiny_copy), dp, [("usage", "US"), ("usage", "JP")])
+    with pytest.raises(InputError):
+        stats.check_budget(stats.read_ledger(spark, tiny_copy), stats.dp_options(0.41, bounds={"bytes_down": (0, 1)}), [("usage", "US")])
+    assert read_current(spark, stats.output_path(tiny_copy, "usage", "US")).inputFiles() == files
+    assert read_current(spark, stats.ledger_path(tiny_copy)).count() == 1
+    assert "seed" not in read_current(spark, stats.ledger_path(tiny_copy)).first()["parameters"]
+
+    # DP noise changed published counts, but not which cells are suppressed (L=5 and the bounds
+    # keep every row and value of this lake).
+    def cells(lake):
+        return {(r["prefecture"], r["gender"], r["age_band"], r["event_ts_month"]): r
+                for r in read_current(spark, stats.output_path(lake, "usage", "US")).collect()}
+    plain, noisy = cells(published[0]), cells(tiny_copy)
     assert plain.keys() == noisy.keys()
     assert all(plain[key]["suppressed"] == noisy[key]["suppressed"] for key in plain)
     shown = [key for key in plain if not plain[key]["suppressed"]]
     assert shown and any(plain[key]["count"] != noisy[key]["count"] for key in shown)
-    assert all(noisy[key]["count"] is None for key in plain if plain[key]["suppressed"])
+    assert all(noisy[key]["count"] is None and noisy[key]["sum_bytes_down"] is None for key in plain if plain[key]["suppressed"])
+    assert all(noisy[key]["count"] >= 0 for key in shown)
 
 
 def test_gate_quarantines_when_complementary_suppression_is_missing(spark, tiny_policy, tiny_copy):
@@ -320,26 +331,3 @@ def test_laplace_noise_has_the_right_scale(spark):
     df = spark.range(20000).select(stats.laplace_noise(123, 2.0).alias("x"))
     row = df.select(F.avg("x").alias("m"), F.avg(F.abs("x")).alias("a")).first()
     assert abs(row["m"]) < 0.1 and row["a"] == pytest.approx(2.0, rel=0.05)    # E|X| = b
-
-
-def test_cli_help_and_budget_refusal_exit_code(spark, tiny_policy, tiny_copy, tmp_path):
-    import yaml
-    from typer.testing import CliRunner
-
-    import jobs.cli_statistics  # noqa: F401 - registers the command
-    from jobs.cli import app
-
-    runner = CliRunner()
-    out = runner.invoke(app, ["statistics", "--help"])
-    assert out.exit_code == 0 and "--epsilon" in out.output and "wasure statistics" in out.output
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump(POLICY, allow_unicode=True))
-    args = ["statistics", "--policy", str(policy_file), "--lake", str(tiny_copy.root), "--region", "US",
-            "--as-of", "2026-11-01", "--epsilon", "0.8", "--budget", "1", "--bound", "bytes_down=0:1000"]
-    first = runner.invoke(app, args)
-    assert first.exit_code == 0, first.output
-    assert "usage" in first.output and "US" in first.output
-    again = runner.invoke(app, args)
-    assert again.exit_code == 2 and "budget" in again.output
-    assert runner.invoke(app, ["statistics", "--policy", str(policy_file), "--lake", str(tiny_copy.root),
-                               "--bound", "nonsense"]).exit_code == 2

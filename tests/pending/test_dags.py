@@ -29,6 +29,10 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["WASURE_AIRFLOW_RETRIES"] = "0"          # a failing task fails the test run at once
 os.environ.pop("WASURE_AIRFLOW_MODE", None)
 
+# Several whole DAG runs share one small lake: allow more than the suite's per-test default when the
+# machine is busy (a hang still fails).
+pytestmark = pytest.mark.timeout(3600)
+
 DAG_IDS = {"wasure_nightly", "wasure_account_closure", "wasure_backup_lifecycle"}
 NIGHTLY_TASKS = ["backup", "retention", "pseudonymize", "anonymize", "statistics", "gates", "publish", "physical_purge"]
 RUN_DAY = dt.date(2026, 11, 22)
@@ -151,6 +155,30 @@ def test_cluster_mode_renders_spark_submit_command(monkeypatch):
     assert bag.dags["wasure_backup_lifecycle"].get_task("erasure_deadlines").trigger_rule == "all_done"
 
 
+def test_a_job_that_is_not_deployed_is_skipped_visibly(monkeypatch):
+    """A step whose job module is missing never reports success: embedded mode raises
+    AirflowSkipException naming the module, cluster mode builds a task that does the same, and the
+    spark-submit launcher exits 3."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    import jobs.pipeline as pipeline
+    from dags import _wasure
+
+    monkeypatch.setitem(pipeline.STEP_MODULES, "anonymize", "anonymize_not_deployed")
+    with pytest.raises(AirflowSkipException, match=r"jobs/anonymize_not_deployed\.py is not part of this deployment"):
+        _wasure.run_embedded("anonymize", {"policy": POLICY, "lake": "/nonexistent", "run_date": "2026-11-22", "options": "{}"})
+    assert pipeline.main(["anonymize", "--policy", POLICY, "--lake", "/nonexistent"]) == pipeline.EXIT_UNAVAILABLE
+    monkeypatch.setenv("WASURE_AIRFLOW_MODE", "cluster")
+    bag = DagBag(dag_folder=str(DAGS))
+    skipped = bag.dags["wasure_nightly"].get_task("anonymize")
+    assert type(skipped).__name__ == "_PythonDecoratedOperator" and "not part of this deployment" in skipped.doc_md
+    with pytest.raises(AirflowSkipException, match="anonymize_not_deployed"):
+        skipped.python_callable()
+    downstream = bag.dags["wasure_nightly"].get_task("statistics")
+    assert downstream.trigger_rule == "none_failed"              # the steps after a skip still run
+
+
 def test_launcher_rejects_bad_closure_input_before_spark(monkeypatch, tmp_path):
     """spark-submit side of a bad trigger: exit 2, nothing started or written."""
     from jobs.pipeline import EXIT_BAD_INPUT, main
@@ -172,16 +200,39 @@ def airflow_db():
     yield
 
 
+# The end-to-end runs use the example policy cut down to three tables (one of each retention kind:
+# closure -> pseudonymize, closure -> delete, business date -> delete) and one purpose, so that
+# several whole DAG runs stay affordable; the jobs themselves are tested on the full policy elsewhere.
+E2E_TABLES = ("accounts", "devices", "network_events")
+
+
 @pytest.fixture(scope="module")
-def keys_env(tmp_path_factory):
-    from jobs.keys import init_keys
+def e2e_policy(tmp_path_factory):
+    import yaml
+
     from jobs.policy import load_policy
+
+    data = yaml.safe_load(open(POLICY))
+    data["tables"] = {name: spec for name, spec in data["tables"].items() if name in E2E_TABLES}
+    data["purposes"] = {"service": data["purposes"]["service"]}
+    for spec in data["tables"].values():
+        spec["purposes"] = ["service"]
+    for register in ("consents_table", "restrictions_table", "legal_holds_table"):
+        data["subject"].pop(register, None)
+    data["releases"], data["statistics"] = {}, {}
+    path = tmp_path_factory.mktemp("dag-policy") / "policy.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    return load_policy(path)
+
+
+@pytest.fixture(scope="module")
+def keys_env(e2e_policy, tmp_path_factory):
+    from jobs.keys import init_keys
 
     path = tmp_path_factory.mktemp("dag-keys") / "keys.json"
     old = os.environ.get("WASURE_KEYS")
     os.environ["WASURE_KEYS"] = str(path)
-    policy = load_policy(POLICY)
-    init_keys([p.key_id for p in policy.purposes.values()] + [policy.defaults.ledger_key_id])
+    init_keys([p.key_id for p in e2e_policy.purposes.values()] + [e2e_policy.defaults.ledger_key_id])
     yield path
     if old is None:
         os.environ.pop("WASURE_KEYS", None)
@@ -190,12 +241,19 @@ def keys_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def small_lake(spark, policy, keys_env, tmp_path_factory):
-    from jobs.generate import GenerateOptions, generate_lake
-    from jobs.lake import Lake
+def small_lake(spark, e2e_policy, keys_env, tmp_path_factory):
+    """60 subjects, 4 events each, the three tables of the e2e policy (generator's table builders)."""
+    from jobs.generate import GenerateOptions, accounts, build_pools, devices, network_events
+    from jobs.lake import Lake, write_policy_table
+    from jobs.policy import check_table_schema
 
     lake = Lake.at(tmp_path_factory.mktemp("dag-lake") / "lake")
-    generate_lake(spark, policy, lake, GenerateOptions(subjects=60, events_per_subject=4))
+    options = GenerateOptions(subjects=60, events_per_subject=4)
+    pools = build_pools(options.seed)
+    for name, build in (("accounts", accounts), ("devices", devices), ("network_events", network_events)):
+        df = build(spark, options, pools)
+        check_table_schema(e2e_policy, name, df.columns)
+        write_policy_table(spark, lake, e2e_policy.tables[name], df)
     return lake
 
 
@@ -216,31 +274,28 @@ def _run(dag, conf: dict, logical_date=LOGICAL) -> tuple[dict, dict, str]:
 
 
 @pytest.fixture(scope="module")
-def nightly(dagbag, airflow_db, spark, policy, small_lake):
-    from jobs.pipeline import available
-
+def nightly(dagbag, airflow_db, spark, e2e_policy, small_lake):
     dag = dagbag.dags["wasure_nightly"]
-    conf = {"policy": POLICY, "lake": str(small_lake.root)}
+    policy = e2e_policy
+    conf = {"policy": policy.source, "lake": str(small_lake.root)}
     before = _versions(spark, policy, small_lake)
     first = _run(dag, conf)
     after_first = _versions(spark, policy, small_lake)
     second = _run(dag, conf)
     after_second = _versions(spark, policy, small_lake)
-    return {"first": first, "second": second, "before": before, "after_first": after_first, "after_second": after_second,
-            "optional": {name: available(name) for name in ("anonymize", "statistics")}}
+    return {"first": first, "second": second, "before": before, "after_first": after_first, "after_second": after_second}
 
 
 def test_nightly_runs_end_to_end(nightly, small_lake):
     states, values, run_state = nightly["first"]
-    for name in NIGHTLY_TASKS:
-        optional = name in nightly["optional"]
-        expected = ("success" if nightly["optional"][name] else "skipped") if optional else "success"
-        assert states[name] == expected, (name, states)
+    assert states == {name: "success" for name in NIGHTLY_TASKS}
     assert run_state == "success"
     assert values["backup"]["status"] == "created" and Path(values["backup"]["path"], "_manifest.json").is_file()
     assert values["retention"]["as_of"] == RUN_DAY.isoformat() and values["retention"]["removed"] > 0
-    assert values["pseudonymize"]["published"] > 0
-    assert Path(small_lake.pseudonymized("analytics", "devices"), "_delta_log").is_dir()
+    assert values["pseudonymize"]["published"] == 3
+    assert Path(small_lake.pseudonymized("service", "devices"), "_delta_log").is_dir()
+    assert values["anonymize"]["releases"] == [] and "no releases" in values["anonymize"]["note"]
+    assert values["statistics"]["statistics"] == [] and "no statistics" in values["statistics"]["note"]
     assert values["gates"]["success"] and values["gates"]["checks"] > 0 and Path(values["gates"]["docs_index"]).is_file()
     manifest = json.loads(Path(values["publish"]["manifest"]).read_text())
     assert manifest["date"] == RUN_DAY.isoformat() and manifest["datasets"]
@@ -261,7 +316,8 @@ def test_nightly_rerun_of_the_same_day_does_no_double_work(nightly):
 
 
 @pytest.fixture(scope="module")
-def closure_ids(spark, policy, small_lake, nightly):
+def closure_ids(spark, e2e_policy, small_lake, nightly):
+    policy = e2e_policy
     from pyspark.sql import functions as F
 
     from jobs.lake import read_current
@@ -271,14 +327,15 @@ def closure_ids(spark, policy, small_lake, nightly):
                   .orderBy("account_id").limit(2).collect())
 
 
-def test_closure_with_bad_params_fails_before_touching_data(dagbag, airflow_db, spark, policy, small_lake, nightly):
+def test_closure_with_bad_params_fails_before_touching_data(dagbag, airflow_db, spark, e2e_policy, small_lake, nightly):
+    policy = e2e_policy
     from airflow.sdk.exceptions import ParamValidationError
 
     dag = dagbag.dags["wasure_account_closure"]
     before = _versions(spark, policy, small_lake)
     states, _values, run_state = _run(dag, {"subject_ids": ["bob@example.com", "A12"], "request_id": "closure-bad",
                                             "source": "account_closure", "dry_run": False,
-                                            "policy": POLICY, "lake": str(small_lake.root)},
+                                            "policy": policy.source, "lake": str(small_lake.root)},
                                       logical_date=LOGICAL + dt.timedelta(hours=1))
     assert states["validate_request"] == "failed"
     assert states["erase"] == "upstream_failed" and states["receipt"] == "upstream_failed"
@@ -293,16 +350,17 @@ def test_closure_with_bad_params_fails_before_touching_data(dagbag, airflow_db, 
 
 
 @pytest.fixture(scope="module")
-def closure(dagbag, airflow_db, spark, policy, small_lake, closure_ids):
+def closure(dagbag, airflow_db, spark, e2e_policy, small_lake, closure_ids):
     dag = dagbag.dags["wasure_account_closure"]
+    policy = e2e_policy
     before = _versions(spark, policy, small_lake)
     result = _run(dag, {"subject_ids": closure_ids, "request_id": "closure-test-1", "source": "account_closure",
-                        "dry_run": False, "policy": POLICY, "lake": str(small_lake.root)},
+                        "dry_run": False, "policy": policy.source, "lake": str(small_lake.root)},
                   logical_date=LOGICAL + dt.timedelta(hours=3))
     return {"result": result, "before": before, "after": _versions(spark, policy, small_lake)}
 
 
-def test_closure_erases_and_returns_the_receipt_path(closure, spark, policy, small_lake, closure_ids):
+def test_closure_erases_and_returns_the_receipt_path(closure, spark, e2e_policy, small_lake, closure_ids):
     from pyspark.sql import functions as F
 
     from jobs.lake import read_current
@@ -315,17 +373,18 @@ def test_closure_erases_and_returns_the_receipt_path(closure, spark, policy, sma
     receipt = json.loads(receipt_path.read_text())
     assert receipt["state"] == "backups_quarantined"           # waits for the grace period
     assert values["receipt"]["rows_removed"] == sum(receipt["rows_removed"].values()) > 0
-    for name in ("accounts", "devices", "network_events"):
-        df = read_current(spark, small_lake.table_path(policy.tables[name]))
+    for name in E2E_TABLES:
+        df = read_current(spark, small_lake.table_path(e2e_policy.tables[name]))
         assert df.where(F.col("account_id").isin(closure_ids)).count() == 0, name
     assert closure["after"]["accounts"] > closure["before"]["accounts"]
     text = receipt_path.read_text() + json.dumps(values)
     assert not any(i in text for i in closure_ids)             # receipts and XComs hold no subject id
 
 
-def test_deadline_check_lists_requests_close_to_their_due_date(closure, small_lake):
+def test_deadline_check_lists_requests_close_to_their_due_date(closure, e2e_policy, small_lake):
     from jobs.pipeline import DeadlineAlert, erasure_deadlines
 
+    POLICY = e2e_policy.source
     quiet = erasure_deadlines(POLICY, str(small_lake.root), RUN_DAY, warn_days=10)
     assert quiet["open"] == 1 and quiet["approaching"] == [] and quiet["deadline_days"] == 45
     with pytest.raises(DeadlineAlert, match=r"closure-test-1 \(account_closure, state backups_quarantined\): due 2027-01-06, 5 day"):
@@ -334,10 +393,10 @@ def test_deadline_check_lists_requests_close_to_their_due_date(closure, small_la
         erasure_deadlines(POLICY, str(small_lake.root), RUN_DAY + dt.timedelta(days=48))
 
 
-def test_backup_lifecycle_finishes_erasures_past_their_grace(dagbag, airflow_db, closure, small_lake):
+def test_backup_lifecycle_finishes_erasures_past_their_grace(dagbag, airflow_db, closure, e2e_policy, small_lake):
     dag = dagbag.dags["wasure_backup_lifecycle"]
     day = RUN_DAY + dt.timedelta(days=8)                      # grace (7 days) is over
-    states, values, run_state = _run(dag, {"policy": POLICY, "lake": str(small_lake.root)},
+    states, values, run_state = _run(dag, {"policy": e2e_policy.source, "lake": str(small_lake.root)},
                                      logical_date=dt.datetime.combine(day, dt.time(4), tzinfo=dt.timezone.utc))
     assert run_state == "success", states
     assert values["backup"]["status"] == "created" and values["backup"]["date"] == day.isoformat()
