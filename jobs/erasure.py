@@ -984,6 +984,10 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
     for request in known.values():
         if request.state == "closed":
             destroy_vault(lake, request.request_id)
+    if not batch and not new:
+        if not report.notes:
+            report.notes.append("no open erasure request: nothing to do")
+        return report
     work = _Batch(spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state)
     if new:
         work.receive(new)
@@ -1058,28 +1062,30 @@ def scan_for_hashes(spark: SparkSession, root: str, hashes: DataFrame, key: byte
             groups[_table_root(path)].append(path)
         else:
             others.append(path)
-    parts: list[tuple[DataFrame, str]] = []
+    parts: list[DataFrame] = []
     for group in groups.values():
         df = spark.read.option("mergeSchema", "true").parquet(*group)
         strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string"]
         if strings:
-            cells = df.select(F.input_file_name().alias("path"), F.explode(F.array(*[F.col(c) for c in strings])).alias("text"))
-            parts.append((cells, "parquet"))
+            parts.append(df.select(F.input_file_name().alias("path"), F.lit("parquet").alias("kind"),
+                                   F.explode(F.array(*[F.col(c) for c in strings])).alias("text")))
     if checkpoints:
-        parts.append((spark.read.parquet(*checkpoints).select(F.input_file_name().alias("path"), F.to_json(F.struct("*")).alias("text")), "checkpoint"))
+        parts.append(spark.read.parquet(*checkpoints).select(F.input_file_name().alias("path"), F.lit("checkpoint").alias("kind"),
+                                                             F.to_json(F.struct("*")).alias("text")))
     if others:
-        parts.append((spark.read.format("binaryFile").load(others).select("path", F.col("content").cast("string").alias("text")), "file"))
-    wanted = F.broadcast(hashes.select("value_hash").distinct())
-    findings = []
-    for df, kind in parts:
-        folded = F.translate(F.col("text"), FULL_WIDTH, HALF_WIDTH)
-        tokens = (df.select("path", F.explode(F.array_union(F.array(F.col("text")), F.split(folded, TOKEN_SPLIT))).alias("value"))
-                    .where(F.col("value").isNotNull() & (F.length("value") >= MIN_VALUE_LENGTH) & (F.length("value") <= 128))
-                    .distinct())
-        hashed = tokens.select("value").distinct().withColumn("value_hash", _value_hash_column(F.col("value"), key))
-        hits = tokens.join(hashed.join(wanted, "value_hash").select("value"), "value").groupBy("path").count().collect()
-        findings += [Finding(r.path, kind, r["count"]) for r in hits]
-    return sorted(findings, key=lambda f: f.path)
+        parts.append(spark.read.format("binaryFile").load(others)
+                     .select("path", F.lit("file").alias("kind"), F.col("content").cast("string").alias("text")))
+    if not parts:
+        return []
+    text = parts[0]
+    for part in parts[1:]:
+        text = text.unionByName(part)
+    # One Spark job: tokens (as the value scan cuts them), hashed once per file, joined with the hashes.
+    tokens = (text.select("path", "kind", F.explode(F.split(F.translate(F.col("text"), FULL_WIDTH, HALF_WIDTH), TOKEN_SPLIT)).alias("value"))
+                  .where((F.length("value") >= MIN_VALUE_LENGTH) & (F.length("value") <= 128)))
+    hashed = tokens.distinct().withColumn("value_hash", _value_hash_column(F.col("value"), key))
+    hits = hashed.join(F.broadcast(hashes.select("value_hash").distinct()), "value_hash").groupBy("path", "kind").count().collect()
+    return sorted((Finding(r.path, r.kind, r["count"]) for r in hits), key=lambda f: f.path)
 
 
 @dataclass

@@ -49,7 +49,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.console import CheckFailed, InputError
-from jobs.lake import Lake, append_rows, is_delta, read_current
+from jobs.lake import Lake, is_delta, read_current
 from jobs.policy import ColumnClass, Policy, check_table_schema
 from jobs.subjects import Registers
 
@@ -623,10 +623,15 @@ def charge(spark: SparkSession, lake: Lake, policy: Policy, dp: DPOptions, relea
                       "scales": dp.scales(plans[name]), "groupings": 2 ** len(plans[name].dimensions)}
         rows.append((name, region, release_id, now, dp.mechanism, dp.epsilon, dp.delta, budget, delta_budget,
                      json.dumps(parameters, sort_keys=True), policy.sha256))
-    append_rows(spark, ledger_path(lake), spark.createDataFrame(rows, LEDGER_SCHEMA))
+    _append(spark.createDataFrame(rows, LEDGER_SCHEMA), ledger_path(lake))
 
 
 # ------------------------------------------------------------------ the job
+
+def _append(df: DataFrame, path: str) -> None:
+    """Append to a small bookkeeping table (ledger, audit): created by its first append, one commit."""
+    df.coalesce(1).write.format("delta").mode("append").save(path)
+
 
 def output_path(lake: Lake, name: str, region: str) -> str:
     return str(lake.root / "statistics" / name / f"region={region}")
@@ -750,7 +755,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None
                                info["complementary"], info["iterations"], dp.epsilon if dp else None,
                                "published" if region not in failed else "quarantined", policy.sha256))
     if audit_rows:
-        append_rows(spark, lake.audit("statistics"), spark.createDataFrame(audit_rows, AUDIT_SCHEMA))
+        _append(spark.createDataFrame(audit_rows, AUDIT_SCHEMA), lake.audit("statistics"))
     if results["failures"]:
         raise CheckFailed("statistics gate failed (outputs quarantined, Data Docs: "
                           f"{', '.join(results['docs'])}): " + " | ".join(results["failures"]))
