@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 
 from jobs import backup as backups
 from jobs import erasure
-from jobs.console import CheckFailed
 from jobs.lake import Lake, read_current
 from jobs.policy import parse_policy
 from jobs.verify import identifier_values, scan_for_values
@@ -94,8 +93,17 @@ def _plant(generated_root: Path, lake: Lake, spark) -> None:
     shutil.copy(source.removeprefix("file:"), target)
 
 
+def _cli_args(lake: Lake) -> list[str]:
+    policy_file = lake.root.parent / "policy.yaml"
+    if not policy_file.exists():
+        policy_file.write_text(yaml.safe_dump(_policy_data(), allow_unicode=True))
+    return ["--policy", str(policy_file), "--lake", str(lake.root)]
+
+
 @pytest.fixture(scope="module")
 def erased(spark, generated_lake, keys_env, tmp_path_factory):
+    from jobs.cli import app
+
     policy = parse_policy(_policy_data(), "test-policy.yaml")
     lake = Lake.at(tmp_path_factory.mktemp("erasure") / "lake")
     shutil.copytree(generated_lake.root, lake.root)
@@ -146,11 +154,10 @@ def erased(spark, generated_lake, keys_env, tmp_path_factory):
             erasure.run(spark, policy, lake, requests if stop == "received" else [], as_of=AS_OF, on_state=hook)
         state["after_kill"][stop] = {r.request_id: r.state for r in erasure.load_states(spark, lake).values()}
         if stop == "purged":
-            # Residue planted before the verification: the run fails naming the file, then goes on once it is gone.
+            # Residue planted before the verification: `wasure verify-erasure` (exact scan_for_values
+            # of the values in the request's vault) fails naming the file; the run goes on once it is gone.
             _plant(generated_lake.root, lake, spark)
-            with pytest.raises(CheckFailed) as failure:
-                erasure.run(spark, policy, lake, [], as_of=AS_OF, on_state=lambda s, _i: seen.append(s))
-            state["verification_failure"] = str(failure.value)
+            state["verify_planted"] = CliRunner().invoke(app, ["verify-erasure", "--request-id", "ccpa-1", *_cli_args(lake)])
             state["after_failed_verification"] = {r.request_id: r.state for r in erasure.load_states(spark, lake).values()}
             (lake.root / PLANTED).unlink()
     state["final"] = erasure.run(spark, policy, lake, [], as_of=AS_OF, on_state=lambda s, _i: seen.append(s))
@@ -172,18 +179,16 @@ def after(spark, erased):
     out: dict = {"restore": backups.run_restore(spark, policy, lake, BACKUP_DAY, as_of=AS_OF)}
     counts = {}
     for name, table in policy.tables.items():
-        df = read_current(spark, lake.table_path(table))
-        counts[name] = {"erased": df.where(F.col("account_id").isin(BATCH + [CCPA])).count(),
-                        "held": df.where(F.col("account_id") == HELD).count(),
-                        "partly_held": df.where(F.col("account_id") == PARTLY_HELD).count()}
+        df = read_current(spark, lake.table_path(table)).where(F.col("account_id").isin(ERASED + [HELD]))
+        rows = {r.account_id: r["count"] for r in df.groupBy("account_id").count().collect()}
+        counts[name] = {"erased": sum(rows.get(s, 0) for s in BATCH + [CCPA]),
+                        "held": rows.get(HELD, 0), "partly_held": rows.get(PARTLY_HELD, 0)}
     out["counts"] = counts
-    policy_file = lake.root.parent / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump(_policy_data(), allow_unicode=True))
-    args = ["--policy", str(policy_file), "--lake", str(lake.root)]
-    runner = CliRunner()
-    out["verify_ok"] = runner.invoke(app, ["verify-erasure", *args])
+    out["verify_ok"] = CliRunner().invoke(app, ["verify-erasure", *_cli_args(lake)])   # closed: keyed-hash scan
     _plant(erased["generated_root"], lake, spark)
-    out["verify_planted"] = runner.invoke(app, ["verify-erasure", "--request-id", "ccpa-1", *args])
+    _key_id, key = backups.ledger_key(policy, lake)
+    hashes = read_current(spark, lake.state(erasure.VALUES_TABLE)).where(F.col("request_id") == "ccpa-1")
+    out["hash_findings"] = erasure.scan_for_hashes(spark, str(lake.root / "raw" / "accounts"), hashes, key)
     (lake.root / PLANTED).unlink()
     out["expire"] = backups.expire_backups(spark, policy, lake, BACKUP_DAY + dt.timedelta(days=35))
     out["ledger"] = {r.status: r["count"] for r in read_current(spark, backups.ledger_path(lake)).groupBy("status").count().collect()}
@@ -233,11 +238,13 @@ def test_killed_after_every_state_finishes_with_no_double_effect(spark, erased):
     assert read_current(spark, lake.state(erasure.REQUESTS_TABLE)).count() == 0  # inbox emptied
 
 
-def test_verification_finds_planted_residue_and_the_run_resumes(erased):
-    message = erased["verification_failure"]
-    assert PLANTED in message and "values not shown" in message
-    assert CCPA not in message and "@" not in message
-    assert set(erased["after_failed_verification"].values()) == {"purged"}  # nothing advanced
+def test_verify_erasure_names_the_file_with_planted_residue(erased):
+    bad = erased["verify_planted"]
+    assert bad.exit_code == 1, bad.output
+    output = bad.output.replace("\n", "")
+    assert PLANTED in output and "values not shown" in output
+    assert CCPA not in output and "@" not in output                        # paths, never values
+    assert set(erased["after_failed_verification"].values()) == {"purged"}  # a scan changes nothing
 
 
 def test_subjects_are_gone_from_every_table_except_held_data(spark, erased):
@@ -349,13 +356,10 @@ def test_restore_reapplies_the_deletion_ledger(erased, after):
     assert not Path(erased["lake"].staging("restore")).exists() or not any(Path(erased["lake"].staging("restore")).iterdir())
 
 
-def test_verify_erasure_passes_then_names_the_file_with_residue(after):
+def test_verify_erasure_after_closure_uses_keyed_hashes(after):
     assert after["verify_ok"].exit_code == 0, after["verify_ok"].output
-    assert "no residue" in after["verify_ok"].output
-    bad = after["verify_planted"]
-    assert bad.exit_code == 1, bad.output
-    assert PLANTED in bad.output.replace("\n", "")
-    assert CCPA not in bad.output and "@" not in bad.output
+    assert "no residue" in after["verify_ok"].output and "keyed-hash scan" in after["verify_ok"].output
+    assert [f.path.rsplit("/raw/accounts/", 1)[1] for f in after["hash_findings"]] == [PLANTED.removeprefix("raw/accounts/")]
 
 
 def test_backup_expiry_ends_the_quarantine(after):
