@@ -192,6 +192,8 @@ def print_retention(report) -> None:
     summary_table(title, ["table", "action", "rows", "remove", "why (rows)", "held by (rows)", "files / bytes touched", "purge due"], rows)
     if report.policy_changes:
         console.print("policy changes since the last run:\n  " + "\n  ".join(report.policy_changes))
+    if report.docs:
+        console.print(f"retention gate passed; Data Docs: {report.docs}")
     for purged in report.purged:
         console.print(f"physically purged {purged['table']} (superseded files up to version {purged['up_to_version']})")
     console.print(f"run id {report.run_id}" + ("  [yellow]nothing was changed (dry run)[/]" if report.dry_run else ""))

@@ -64,6 +64,7 @@ class RetentionReport:
     policy_changes: list[str]
     results: dict[str, dict] = field(default_factory=dict)
     purged: list[dict] = field(default_factory=list)
+    docs: str | None = None     # Data Docs index of the run's gate
 
 
 # ------------------------------------------------------------------ finding expired rows
@@ -372,16 +373,42 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
         report.results[plan.table] = {"rows_after": after, "version_before": before_version,
                                       "version_after": current_version(spark, path), "purge_due": due if plan.to_remove else None}
     reconcile(spark, policy, lake, current_run=run_id)
-    _gate(spark, policy, lake, report, registers)
+    _gate(spark, policy, lake, report, registers, progress)
     if purge:
         progress("physical purge of files past their grace")
         report.purged = physical_purge(spark, policy, lake, as_of)
     return report
 
 
-def _gate(spark: SparkSession, policy: Policy, lake: Lake, report: RetentionReport, registers: Registers) -> None:
-    """No row past retention remains except held ones; before - removed = after for every table."""
-    problems = []
+def gate_checks(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date, registers: Registers) -> list:
+    """The Great Expectations retention suite of every table, built from the policy: no row older
+    than the business-date cutoff unless its subject is held (tables under a whole-table hold and
+    tables retained by account closure have no date check; the consistency check below covers them)."""
+    from expectations.suites import retention_suite
+
+    checks = []
+    for name, table in policy.tables.items():
+        retention = table.retention
+        if retention is None or retention.basis != "business_date" or registers.table_level_hold(name, as_of):
+            continue
+        holds = registers.holds_for(name, as_of).where(F.col("subject").isNotNull()).select("subject")
+        suite = retention_suite(table.date_column, as_of - dt.timedelta(days=retention.period_days),
+                                subject_column=table.subject_key, held_subjects=holds, held_subject_column="subject")
+        checks.append((name, read_current(spark, lake.table_path(table)), suite))
+    return checks
+
+
+def _gate(spark: SparkSession, policy: Policy, lake: Lake, report: RetentionReport, registers: Registers,
+          progress=lambda _msg: None) -> None:
+    """After the deletes: the GE retention suite passes on every table (Data Docs under the lake's
+    docs), no row past retention remains except held ones, and before - removed = after per table."""
+    from expectations.gates import run_gate
+
+    progress("retention gate (Great Expectations)")
+    gate = run_gate(f"retention-{report.run_id}", gate_checks(spark, policy, lake, report.as_of, registers),
+                    str(lake.docs / "retention" / report.run_id))
+    report.docs = gate.docs_index
+    problems = [f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures]
     for plan in report.plans:
         remaining = remaining_expired(spark, policy, lake, plan.table, report.as_of, registers)
         if remaining:
@@ -390,13 +417,14 @@ def _gate(spark: SparkSession, policy: Policy, lake: Lake, report: RetentionRepo
             problems.append(f"{plan.table}: rows before ({plan.rows_before}) - removed ({plan.to_remove}) "
                             f"!= rows after ({report.results[plan.table]['rows_after']})")
     if problems:
-        raise CheckFailed("retention gate failed: " + "; ".join(problems))
+        raise CheckFailed(f"retention gate failed (Data Docs: {gate.docs_index}): " + "; ".join(problems))
 
 
 def report_dict(report: RetentionReport) -> dict:
     return {"run_id": report.run_id, "as_of": report.as_of.isoformat(), "policy_sha256": report.policy_sha256,
             "dry_run": report.dry_run, "policy_changes": report.policy_changes,
-            "tables": [asdict(p) for p in report.plans], "results": report.results, "purged": report.purged}
+            "tables": [asdict(p) for p in report.plans], "results": report.results, "purged": report.purged,
+            "docs": report.docs}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -195,3 +195,21 @@ def test_killed_run_finishes_when_run_again(spark, lake_copy, keys_env):
     ledger = read_current(spark, lake_copy.state("quarantine_ledger"))
     assert ledger.where(F.col("status") == "pending").select("table").distinct().count() >= 3
     assert ledger.where(F.col("purge_due") == F.lit(AS_OF + dt.timedelta(days=7))).count() == ledger.count()
+
+
+def test_gate_is_a_great_expectations_suite_that_catches_expired_rows(spark, retention_run, generated_lake, tmp_path):
+    from pathlib import Path
+
+    from expectations.gates import run_gate
+    from jobs.retention import gate_checks
+    from jobs.subjects import Registers
+
+    assert Path(retention_run["report"].docs).is_file()       # Data Docs of the run's gate
+    policy = retention_run["policy"]
+    # The untouched lake still holds expired rows: the same suite fails on it, naming table and column.
+    checks = gate_checks(spark, policy, generated_lake, AS_OF, Registers(spark, policy, generated_lake))
+    gate = run_gate("retention-untouched", checks, str(tmp_path / "docs"))
+    assert not gate.success
+    failed = {(f.expectation, f.table, f.column) for f in gate.failures}
+    assert ("ExpectNoRowsPastRetention", "network_events", "event_ts") in failed, failed
+    assert all("@" not in f.message for f in gate.failures)
