@@ -68,6 +68,10 @@ def _phone_ok(match: re.Match) -> bool:
                                   or digits[:4] == "0800")
 
 
+def _e164_ok(match: re.Match) -> bool:
+    return 8 <= len(_digits(match.group())) <= 15       # country code + national number (E.164)
+
+
 def _twelve_digit(entity: str) -> Callable[[re.Match], bool]:
     def valid(match: re.Match) -> bool:
         digits = _digits(match.group())
@@ -103,6 +107,8 @@ DETECTORS: dict[str, list[tuple[re.Pattern, Callable[[re.Match], bool] | None]]]
         # International: +81 90-1234-5678, +81-3-1234-5678, +81(0)3 1234 5678, +819012345678.
         (re.compile(r"(?<![0-9+])\+81[ -]?(?:\(0\)[ -]?)?\(?[0-9]{1,4}\)?[ -]?[0-9]{1,4}[ -]?[0-9]{3,4}"
                     r"(?![0-9])", re.ASCII), _phone_ok),
+        # Other countries (E.164): +1-555-123-4567, +44 20 7946 0958, +49 (30) 123456.
+        (re.compile(r"(?<![0-9+])\+(?!81)[1-9][0-9]{0,2}(?:[ -]?\(?[0-9]{1,5}\)?){2,5}(?![0-9])", re.ASCII), _e164_ok),
     ],
 }
 

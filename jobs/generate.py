@@ -175,7 +175,7 @@ def accounts(spark: SparkSession, options: GenerateOptions, pools: dict) -> Data
         by_locale("name_{}_1").alias("name_kana"),
         F.concat(by_locale("name_{}_2"), F.lit("."), F.col("subject_index").cast("string"), F.lit("@"), F.col("mail_domain_0")).alias("email"),
         F.when(F.col("is_ja"), F.concat(mobile_prefix, F.lit("-"), F.substring(phone_digits, 1, 4), F.lit("-"), F.substring(phone_digits, 5, 4)))
-         .otherwise(F.concat(F.lit("+1-555-"), F.substring(phone_digits, 1, 3), F.lit("-"), F.substring(phone_digits, 4, 5))).alias("phone"),
+         .otherwise(F.concat(F.lit("+1-555-"), F.substring(phone_digits, 1, 3), F.lit("-"), F.substring(phone_digits, 4, 4))).alias("phone"),
         by_locale("address_{}_0").alias("postal_code"),
         by_locale("address_{}_1").alias("prefecture"),
         by_locale("address_{}_2").alias("city"),

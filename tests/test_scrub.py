@@ -58,7 +58,7 @@ def passport(rng: random.Random) -> str:
 
 
 def phone(rng: random.Random) -> str:
-    kind = rng.randrange(6)
+    kind = rng.randrange(7)
     if kind == 0:
         groups = [rng.choice(["090", "080", "070"]), digits(rng, 4), digits(rng, 4)]
     elif kind == 1:
@@ -72,6 +72,9 @@ def phone(rng: random.Random) -> str:
         groups = ["+81", rng.choice(["90", "80", "3", "6"]), digits(rng, 4), digits(rng, 4)]
     elif kind == 4:
         return f"(03){digits(rng, 4)}-{digits(rng, 4)}"
+    elif kind == 5:   # other countries (E.164)
+        groups = rng.choice([["+1", "555", digits(rng, 3), digits(rng, 4)], ["+44", "20", digits(rng, 4), digits(rng, 4)],
+                             ["+49", "30", digits(rng, 6)]])
     else:
         return rng.choice(["090", "080"]) + digits(rng, 8)
     text = rng.choice(["-", "-", " ", ""]).join(groups)
@@ -177,6 +180,7 @@ def test_placeholders_per_kind_and_text_kept_around_them(spark):
         "番号 1234 5678 9018 と 123456789018",
         "免許証 301234567811 passport TK1234567",
         "ID 301234567810 / 運転免許証番号 301234567810",   # both check digits hold: the words decide
+        "US +1-555-123-4567, UK +44 20 7946 0958; order +5 items",
     ]
     df = spark.createDataFrame([(t,) for t in texts] + [(None,), ("",), ("ｶﾀｶﾅとＡＢＣと😀だけ",)], "t string")
     got = [row["t"] for row in scrub(df, "t").collect()]
@@ -190,7 +194,8 @@ def test_placeholders_per_kind_and_text_kept_around_them(spark):
     assert got[5] == "免許証 [LICENCE] passport [PASSPORT]"
     assert licence_valid("301234567810") and my_number_valid("301234567810")
     assert got[6] == "ID [MYNUMBER] / 運転免許証番号 [LICENCE]"
-    assert got[7:] == [None, "", "ｶﾀｶﾅとＡＢＣと😀だけ"]    # untouched text keeps its full-width forms
+    assert got[7] == "US [PHONE], UK [PHONE]; order +5 items"
+    assert got[8:] == [None, "", "ｶﾀｶﾅとＡＢＣと😀だけ"]    # untouched text keeps its full-width forms
 
 
 def test_numbers_with_wrong_check_digits_are_kept(spark):
