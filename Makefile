@@ -35,10 +35,10 @@ schema: setup
 	$(BIN)/wasure validate-policy --write-schema policies/policy.schema.json
 
 bench: setup
-	$(BIN)/python -m bench.run --size small
+	$(BIN)/pip install -q --no-deps 'anjana==1.2.3' 'beartype==0.22.2' && $(BIN)/python -m bench.run --size small
 
 bench-full: setup
-	$(BIN)/python -m bench.run --size full
+	$(BIN)/pip install -q --no-deps 'anjana==1.2.3' 'beartype==0.22.2' && $(BIN)/python -m bench.run --size full
 
 clean:
 	rm -rf lake spark-warehouse metastore_db derby.log .pytest_cache

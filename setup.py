@@ -28,6 +28,14 @@ DEV = [
     "hypothesis>=6",
     "pycanon",
 ]
+# Benchmarks only (bench/kanonymity.py compares with anjana on UCI Adult). anjana 1.2.3 pins exact
+# versions (typing_extensions==4.15.0, pycanon==1.3.5, numpy==2.0.2) that conflict with airflow and
+# pydantic: a resolver install downgrades them. `make bench` therefore installs it with --no-deps
+# (plus beartype, its only import not already here); it runs fine on this venv's versions.
+BENCH = [
+    "anjana==1.2.3",
+    "beartype==0.22.2",
+]
 
 setup(
     name="wasure",
@@ -37,6 +45,6 @@ setup(
     packages=["jobs", "anonymizers", "expectations", "dags"],
     include_package_data=True,
     install_requires=CORE,
-    extras_require={"airflow": AIRFLOW, "dev": DEV},
+    extras_require={"airflow": AIRFLOW, "dev": DEV, "bench": BENCH},
     entry_points={"console_scripts": ["wasure=jobs.cli:main"]},
 )

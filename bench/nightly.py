@@ -1,0 +1,96 @@
+"""The nightly run end to end, step by step, as the ``wasure_nightly`` Airflow DAG runs it.
+
+    .venv/bin/python -m bench.nightly --subjects 5000 --events 20
+
+A synthetic lake (``generate_lake``) is generated once and copied fresh for every round (untimed;
+the steps are idempotent per day, so a second run on the same lake would skip its work). Each
+round calls ``jobs.pipeline.run_step`` for the DAG's steps in the DAG's order -- backup, retention,
+pseudonymize, anonymize, statistics, gates, publish, physical_purge -- in one process (Airflow's
+embedded mode, one Spark session), with the run date today. Medians per step over >= 3 rounds.
+A step that fails is recorded with its error and the next step still runs (Airflow would stop).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import (bench_env, command_line, dir_bytes, init_all_keys, last_stage_id, peak_memory, stage_profile,
+                          summarize, write)
+
+STEPS = ["backup", "retention", "pseudonymize", "anonymize", "statistics", "gates", "publish", "physical_purge"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subjects", type=int, default=5000)
+    parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--name", default="nightly_small")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="wasure-bench-nightly-"))
+    bench_env(work)
+    from jobs import pipeline
+    from jobs.generate import GenerateOptions, generate_lake
+    from jobs.lake import Lake
+    from jobs.policy import default_policy_path, load_policy
+    from jobs.runtime import get_spark
+
+    policy_path = str(default_policy_path())
+    policy = load_policy(policy_path)
+    init_all_keys(policy)
+    spark = get_spark("wasure-bench-nightly")
+    pristine = Lake.at(work / "pristine")
+    t0 = time.perf_counter()
+    counts = generate_lake(spark, policy, pristine, GenerateOptions(subjects=args.subjects, events_per_subject=args.events))
+    generate_s = time.perf_counter() - t0
+    run_date = dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+    rounds, profiles = [], {}
+    for round_ in range(args.repeats):
+        root = work / f"lake_{round_}"
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(pristine.root, root)
+        steps = {}
+        start = time.perf_counter()
+        for step in STEPS:
+            stage0 = last_stage_id(spark)
+            s0 = time.perf_counter()
+            try:
+                out = pipeline.run_step(step, policy_path, str(root), run_date)
+                status, detail = "ok", None
+            except pipeline.StepUnavailable as exc:
+                status, detail, out = "unavailable", str(exc)[:300], None
+            except Exception as exc:  # noqa: BLE001 - recorded, the next step still runs
+                status, detail, out = "failed", f"{type(exc).__name__}: {str(exc)[:300]}", None
+            steps[step] = {"s": time.perf_counter() - s0, "status": status, "detail": detail}
+            if round_ == args.repeats - 1:
+                profiles[step] = stage_profile(spark, stage0, top=4)
+            print(f"round {round_} {step}: {steps[step]['s']:.1f} s {status} {detail or ''}", flush=True)
+        total = time.perf_counter() - start
+        rounds.append({"total_s": total, "steps": steps})
+        shutil.rmtree(root, ignore_errors=True)
+
+    per_step = {s: {**summarize([r["steps"][s]["s"] for r in rounds]),
+                    "status": sorted({r["steps"][s]["status"] for r in rounds}),
+                    "detail": next((r["steps"][s]["detail"] for r in rounds if r["steps"][s]["detail"]), None)}
+                for s in STEPS}
+    payload = {"command": command_line("bench.nightly", argv),
+               "parameters": {"subjects": args.subjects, "events_per_subject": args.events, "repeats": args.repeats,
+                              "run_date": run_date, "steps": STEPS, "mode": "embedded (one process, one Spark session)"},
+               "rows_by_table": counts, "event_rows": counts.get("network_events"), "lake_bytes": dir_bytes(pristine.root),
+               "generate_s": generate_s, "total": summarize([r["total_s"] for r in rounds]), "steps": per_step,
+               "rounds": rounds, "target_total_s": 600, "profile": profiles, "peak_memory_mib": peak_memory()}
+    print(write(args.name, payload))
+    print(f"nightly: {payload['total']['median_s']:.0f} s total; "
+          + ", ".join(f"{s} {v['median_s']:.0f} s" for s, v in per_step.items()))
+    spark.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

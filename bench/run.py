@@ -1,0 +1,94 @@
+"""Run every bench at one size, then regenerate docs/performance.md and its plots.
+
+    make bench        # = .venv/bin/python -m bench.run --size small  (a few minutes)
+    make bench-full   # = .venv/bin/python -m bench.run --size full   (hours on 2 cores)
+    .venv/bin/python -m bench.run --only erasure_1M kanonymity_1M   # chosen configurations
+    .venv/bin/python -m bench.run --report-only                      # only the doc, from bench/results
+
+Each configuration runs as its own process (its own Spark session, started and stopped), one after
+the other: never two Spark processes at once. On a shared box also serialize with other Spark
+users: ``flock /tmp/wasure-spark.lock make bench``. A configuration that fails is reported and the
+next one still runs; the doc then shows what exists in bench/results/.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import RESULTS
+
+# name -> (size, module, arguments); the name is also the result file bench/results/<name>.json
+CONFIGS: dict[str, tuple[str, str, list[str]]] = {
+    # ---- small: `make bench`
+    "erasure_small": ("small", "bench.erasure_vs_overwrite", ["--subjects", "5000", "--events", "20", "--erase", "100",
+                                                                  "--no-warmup"]),
+    "pseudonymize_small": ("small", "bench.pseudonymize_vs_copy", ["--subjects", "5000", "--events", "20"]),
+    "kanonymity_small": ("small", "bench.kanonymity", ["--rows", "100000", "--k", "5", "50", "--adult"]),
+    "purge_small": ("small", "bench.purge", ["--subjects", "5000", "--events", "20"]),
+    "nightly_small": ("small", "bench.nightly", ["--subjects", "1000", "--events", "100"]),
+    # ---- full: `make bench-full`
+    "erasure_1M": ("full", "bench.erasure_vs_overwrite", ["--subjects", "50000", "--events", "20", "--erase", "1", "100", "1000"]),
+    "erasure_10M": ("full", "bench.erasure_vs_overwrite", ["--subjects", "100000", "--events", "100", "--erase", "1", "100", "1000"]),
+    "pseudonymize_full": ("full", "bench.pseudonymize_vs_copy", ["--subjects", "100000", "--events", "100"]),
+    "kanonymity_1M": ("full", "bench.kanonymity", ["--rows", "1000000", "--k", "5", "50"]),
+    "kanonymity_10M": ("full", "bench.kanonymity", ["--rows", "10000000", "--k", "5", "50"]),
+    "purge_full": ("full", "bench.purge", ["--subjects", "100000", "--events", "100"]),
+    "nightly_full": ("full", "bench.nightly", ["--subjects", "100000", "--events", "100"]),
+}
+
+
+def command_for(name: str) -> str:
+    _size, module, args = CONFIGS[name]
+    return " ".join([".venv/bin/python -m", module, *args, "--name", name])
+
+
+def make_target(name: str) -> str:
+    return "make bench" if CONFIGS[name][0] == "small" else "make bench-full"
+
+
+def run_one(name: str) -> int:
+    _size, module, args = CONFIGS[name]
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    print(f"== {name}: {command_for(name)}  (log {log.relative_to(RESULTS.parent.parent)})", flush=True)
+    start = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args, "--name", name], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, cwd=RESULTS.parent.parent)
+        for line in proc.stdout:
+            out.write(line)
+            if not line.startswith(("WARNING", "Using Spark", "Setting default", "To adjust", "26/", "25/", "\t")) \
+                    and "WARN" not in line[:40]:
+                print("   " + line.rstrip(), flush=True)
+        code = proc.wait()
+    print(f"== {name}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
+    return code
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", choices=["small", "full"], default="small")
+    parser.add_argument("--only", nargs="+", choices=sorted(CONFIGS), help="run these configurations only")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    failed = []
+    if not args.report_only:
+        names = args.only or [n for n, (size, _m, _a) in CONFIGS.items() if size == args.size]
+        for name in names:
+            if run_one(name) != 0:
+                failed.append(name)
+    from bench import report
+
+    print(report.build())
+    if failed:
+        print(f"failed: {', '.join(failed)} (see bench/results/logs/)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
