@@ -1,7 +1,6 @@
 """`wasure demo`: every pipeline step that exists, on a small lake, with a summary at the end."""
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 from jobs.console import console, human_bytes, step, summary_table
@@ -12,18 +11,8 @@ from jobs.policy import Policy
 from jobs.runtime import get_spark
 
 
-def _optional(module: str) -> object | None:
-    """Steps whose job module has not landed yet are reported as such, never faked."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
-
-
 def run_demo(policy: Policy, lake: Lake, subjects: int = 300) -> dict:
-    from jobs import cli, pseudonymize, retention
+    from jobs import anonymize, cli, pseudonymize, retention, statistics
 
     console.rule("[bold]wasure demo")
     console.print(f"policy {policy.source} (sha256 {policy.sha256[:12]}…), lake {lake.root}")
@@ -51,22 +40,32 @@ def run_demo(policy: Policy, lake: Lake, subjects: int = 300) -> dict:
         cli.print_retention(done)
         return {"gate": "passed", "docs": done.docs, "report": retention.report_dict(done)}
 
+    def erasure_step():
+        # Two generated subjects close their accounts; the request id is fixed, so a second demo
+        # on the same lake finds the request closed or continues it instead of erasing others.
+        from jobs import erasure
+        from jobs.cli_erasure import print_erasure
+        from jobs.generate import subject_id
+
+        request = erasure.RequestInput("demo-closure", [subject_id(42), subject_id(43)], "account_closure", None)
+        report = erasure.run(spark, policy, lake, [request])
+        print_erasure(report)
+        states = {r["request_id"]: r["state"] for r in report.receipts}
+        return {"gate": "passed", "docs": f"receipt {lake.root / 'receipts' / 'demo-closure.json'} "
+                                          f"(state {states.get('demo-closure', 'closed')})"}
+
     def pseudonymize_step():
         published = pseudonymize.run(spark, policy, lake)
         summary_table("pseudonymized (仮名加工情報)", ["purpose", "table", "status", "rows"],
                       [(t["purpose"], t["table"], t["status"], t["rows"]) for t in published["tables"]])
         return {"gate": "passed", "docs": ", ".join(published["docs"]) or "no table changed", "tables": published["tables"]}
 
-    steps: list[tuple[str, Callable[[], dict] | None]] = [
-        ("retention", retention_step), ("pseudonymize", pseudonymize_step)]
-    for module, title in (("jobs.erasure", "erasure"), ("jobs.anonymize", "anonymize"), ("jobs.statistics", "statistics")):
-        job = _optional(module)
-        steps.append((title, (lambda job=job: job.demo_step(spark, policy, lake)) if job and hasattr(job, "demo_step") else None))
+    steps: list[tuple[str, Callable[[], dict]]] = [
+        ("retention", retention_step), ("pseudonymize", pseudonymize_step), ("erasure", erasure_step),
+        ("anonymize", lambda: anonymize.demo_step(spark, policy, lake)),
+        ("statistics", lambda: statistics.demo_step(spark, policy, lake))]
     failed = False
     for title, action in steps:
-        if action is None:
-            gates.append((title, "not available yet", "the job module has not landed"))
-            continue
         try:
             outcome = run_step(title, action)
         except Exception as exc:  # noqa: BLE001 - the demo reports every step, then exits 1
@@ -74,7 +73,9 @@ def run_demo(policy: Policy, lake: Lake, subjects: int = 300) -> dict:
             console.print(f"[red]✗ {title} failed:[/] {type(exc).__name__}: {str(exc)[:500]}")
             gates.append((title, "FAILED", type(exc).__name__))
             continue
-        gates.append((title, outcome.get("gate", "passed"), outcome.get("docs", "")))
+        gate = outcome.get("gate", "passed")
+        failed = failed or gate != "passed"
+        gates.append((title, gate, outcome.get("docs", "")))
         results[title] = outcome
 
     results["tables"] = {name: table_summary(spark, lake.table_path(t)) for name, t in policy.tables.items()}

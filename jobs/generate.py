@@ -24,6 +24,13 @@ from jobs.lake import Lake, write_policy_table
 from jobs.policy import Policy, check_table_schema
 
 REGION_SHARES = [("JP", 0.70), ("US", 0.12), ("EU", 0.10), ("CN", 0.04), ("RU", 0.04)]
+SUBJECT_PREFIX = "A"
+
+
+def subject_id(index: int) -> str:
+    """The id the generator gives subject number ``index`` (A000000042)."""
+    return f"{SUBJECT_PREFIX}{index:09d}"
+
 AS_OF = dt.date(2026, 11, 1)
 
 
@@ -134,7 +141,7 @@ def _subject_attributes(draw: Draw, subject_index: Column, as_of: dt.date) -> di
            .otherwise(draw.integer("age_adult", 18, 95)))
     birth_date = F.date_sub(F.lit(as_of), (age * 365 + draw.integer("birth_day", 0, 364)).cast("int"))
     return {
-        "account_id": F.concat(F.lit("A"), F.lpad(subject_index.cast("string"), 9, "0")),
+        "account_id": F.concat(F.lit(SUBJECT_PREFIX), F.lpad(subject_index.cast("string"), 9, "0")),
         "region": region,
         "birth_date": birth_date,
     }

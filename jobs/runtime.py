@@ -44,6 +44,29 @@ EMBEDDED_CONFS = {
 }
 
 
+def metastore_dir() -> Path:
+    """Where the embedded Derby metastore lives (WASURE_CATALOG=hive): outside every lake."""
+    return Path(os.environ.get("WASURE_METASTORE", Path.home() / ".local" / "share" / "wasure" / "metastore")).resolve()
+
+
+def catalog_confs() -> dict[str, str]:
+    """WASURE_CATALOG=hive: a persistent catalog (Hive metastore; embedded Derby unless the confs
+    file names a metastore). Default: Spark's in-memory catalog, filled at session start by
+    jobs.catalog.analyst_session (Derby allows one process at a time; see docs/anonymization.md)."""
+    choice = os.environ.get("WASURE_CATALOG", "in-memory")
+    if choice == "in-memory":
+        return {}
+    if choice != "hive":
+        raise SparkSetupError(f"WASURE_CATALOG must be 'in-memory' or 'hive', got {choice!r}")
+    where = metastore_dir()
+    return {"spark.sql.catalogImplementation": "hive",
+            "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={where / 'metastore_db'};create=true",
+            "spark.sql.warehouse.dir": str(where / "warehouse"),
+            "spark.hadoop.hive.metastore.schema.verification": "false",
+            "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={where}"}   # derby.log there, not in the cwd
+
+
 class SparkSetupError(RuntimeError):
     """Spark or Delta cannot start; the message says what to install."""
 
@@ -94,6 +117,7 @@ def session_confs(app_name: str = "wasure") -> dict[str, str]:
             confs["spark.jars"] = ",".join(jars)
         else:
             confs["spark.jars.packages"] = DELTA_PACKAGE
+    confs.update(catalog_confs())
     confs.update(extra_confs_from_file())
     confs["spark.app.name"] = app_name
     return confs

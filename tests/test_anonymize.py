@@ -87,5 +87,15 @@ def test_gate_blocks_a_release_with_a_linking_code(spark, policy, release):
     qis = ["age", "gender", "prefecture", "measured_at_month"]
     gate = _gate(spark, policy, release["lake"], "broken", policy.releases["health_k5"], qis, broken)
     assert not gate.success
-    assert {f.expectation for f in gate.failures} >= {"expect_no_forbidden_columns"} or gate.failures
+    assert any(f.expectation == "ExpectNoForbiddenColumns" and "measurement_id" in f.column for f in gate.failures), gate.failures
     assert os.path.exists(gate.docs_index)
+
+
+def test_gate_blocks_a_rare_value_left_uncoded(spark, policy, release):
+    qis = ["age", "gender", "prefecture", "measured_at_month"]
+    data = release["data"]
+    broken = data.unionByName(data.limit(1).withColumn("body_temp_c", F.lit("41.0")))   # one row, in an existing class
+    gate = _gate(spark, policy, release["lake"], "rare", policy.releases["health_k5"], qis, broken)
+    assert not gate.success
+    assert [f.column for f in gate.failures if f.expectation == "ExpectNoRareValues"] == ["body_temp_c"], gate.failures
+    assert all("41.0" not in f.message for f in gate.failures)
