@@ -274,6 +274,8 @@ def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt
 def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, as_of: dt.date | None = None,
                 progress: Callable[[str], None] = lambda _m: None) -> dict:
     """Restore backups/<day> into raw/, re-applying the whole deletion ledger before any table is readable."""
+    from expectations.custom import ExpectNoErasedSubjects
+    from expectations.gates import run_gate
     from jobs.erasure import HoldBook     # erasure imports this module: imported here, not at the top
 
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
@@ -320,20 +322,20 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
         report["tables"][name] = {"rows_in_backup": manifest["tables"][name]["rows"],
                                   "subjects_withheld": len(removed[name]),
                                   "rows_restored": written_rows(spark, staging.table_path(table))}
-    # Gate: no staged table holds a ledgered subject (computed again from what was written, one job).
-    leaks = None
+    # Gate (Great Expectations): no staged table holds a ledgered subject, checked again on what was written.
+    checks = []
     for name, table in policy.tables.items():
-        if not per_table[name]:
-            continue
-        staged = read_current(spark, staging.table_path(table)).select(F.col(table.subject_key).alias("subject")).distinct()
-        wanted = F.broadcast(spark.createDataFrame([(h,) for h in sorted(per_table[name])], "subject_hash string"))
-        part = (staged.withColumn("subject_hash", hash_column(F.col("subject"), key)).join(wanted, "subject_hash")
-                      .select(F.lit(name).alias("table")))
-        leaks = part if leaks is None else leaks.unionByName(part)
-    leaked = leaks.groupBy("table").count().collect() if leaks is not None else []
-    if leaked:
-        raise CheckFailed("restore gate: ledgered subject(s) still in staged " + ", ".join(f"{r.table} ({r['count']})" for r in leaked)
-                          + "; nothing was swapped into raw/")
+        if per_table[name]:
+            staged = read_current(spark, staging.table_path(table)).select(hash_column(F.col(table.subject_key), key).alias("subject_hash"))
+            ledgered = spark.createDataFrame([(h,) for h in sorted(per_table[name])], "subject_hash string")
+            checks.append((name, staged, [ExpectNoErasedSubjects(hash_column="subject_hash", ledger=ledgered)]))
+    if checks:
+        run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        gate = run_gate(f"restore-{day.isoformat()}", checks, str(lake.docs / "restore" / f"{day.isoformat()}-{run_id}"))
+        report["docs"] = gate.docs_index
+        if not gate.success:
+            raise CheckFailed("restore gate: " + "; ".join(f"{f.table}: {f.message}" for f in gate.failures)
+                              + f"; nothing was swapped into raw/ (Data Docs: {gate.docs_index})")
     replaced = Path(lake.staging("restore", f"{day.isoformat()}-replaced"))
     for name, table in policy.tables.items():
         progress(f"swapping {name} into place")

@@ -263,6 +263,8 @@ def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
 
     - every raw table with a business-date retention: no row older than its cutoff except rows of
       subjects under legal hold (``ExpectNoRowsPastRetention``);
+    - every raw table, once a deletion ledger exists: no erased subject is back
+      (``ExpectNoErasedSubjects`` on keyed hashes);
     - every pseudonymized and anonymized dataset: no column of a class that must be gone
       (``ExpectNoForbiddenColumns``: 個人識別符号, property-damage data, dropped columns; for
       匿名加工情報 also identifying columns and linking codes).
@@ -274,6 +276,7 @@ def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
         PSEUDONYMIZED_FORBIDDEN_CLASSES, RELEASE_FORBIDDEN_CLASSES, columns_of_classes, retention_suite, run_gate,
     )
     from expectations.custom import ExpectNoForbiddenColumns
+    from jobs.backup import hash_column, ledger_key, read_ledger
     from jobs.lake import is_delta, read_current
     from jobs.pseudonymize import rule31_plan
     from jobs.subjects import Registers
@@ -283,20 +286,28 @@ def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
     spark = _spark("gates")
     registers = Registers(spark, pol, lk)
     checks = []
+    ledger = read_ledger(spark, lk)
+    key = ledger_key(pol, lk)[1] if ledger is not None else None
     for name, table in pol.tables.items():
-        retention_rule = table.retention
-        if retention_rule is None or retention_rule.basis != "business_date" or not table.date_column:
-            continue
         path = lk.table_path(table)
         if not is_delta(path):
             continue
+        df, suite = read_current(spark, path), []
+        retention_rule = table.retention
         holds = registers.holds_for(name, day)
-        if holds.where(F.col("subject").isNull()).limit(1).count():
-            continue                             # a hold on the whole table keeps every row (as retention does)
-        held = holds.where(F.col("subject").isNotNull()).select(F.col("subject").alias("held_subject"))
-        cutoff = day - dt.timedelta(days=retention_rule.period_days)
-        checks.append((f"raw.{name}", read_current(spark, path),
-                       retention_suite(table.date_column, cutoff.isoformat(), table.subject_key, held, "held_subject")))
+        whole_table_held = holds.where(F.col("subject").isNull()).limit(1).count() > 0   # keeps every row, as retention does
+        if retention_rule is not None and retention_rule.basis == "business_date" and table.date_column and not whole_table_held:
+            held = holds.where(F.col("subject").isNotNull()).select(F.col("subject").alias("held_subject"))
+            cutoff = day - dt.timedelta(days=retention_rule.period_days)
+            suite += retention_suite(table.date_column, cutoff.isoformat(), table.subject_key, held, "held_subject")
+        if ledger is not None:
+            # No erased subject is back (e.g. restored around the ledger): keyed hashes, never raw ids.
+            erased = ledger.where(F.array_contains("tables", name)).select("subject_hash")
+            df = df.withColumn("_wasure_subject_hash", hash_column(F.col(table.subject_key), key))
+            suite += retention_suite(None, None, hash_column="_wasure_subject_hash", deletion_ledger=erased,
+                                     ledger_hash_column="subject_hash")
+        if suite:
+            checks.append((f"raw.{name}", df, suite))
     classes_of = {name: {c: t.column(c).class_.value for c in t.columns} for name, t in pol.tables.items()}
     for dataset in _published_datasets(spark, pol, lk):
         source = dataset["name"] if dataset["name"] in pol.tables else None

@@ -354,6 +354,7 @@ def test_restore_reapplies_the_deletion_ledger(erased, after):
     kept = erased["receipts"]["gdpr-partly-held"]["subjects"][0]["held"]
     assert counts["support_tickets"]["partly_held"] == sum(h["rows_kept"] for h in kept if h["table"] == "support_tickets")
     assert not Path(erased["lake"].staging("restore")).exists() or not any(Path(erased["lake"].staging("restore")).iterdir())
+    assert Path(restored["docs"]).is_file()          # the restore gate's Data Docs (ExpectNoErasedSubjects)
 
 
 def test_verify_erasure_after_closure_uses_keyed_hashes(after):
@@ -403,3 +404,29 @@ def test_bad_subject_option_exit_2(lake_copy):
                                       "--lake", str(lake_copy.root), "--policy", EXAMPLE_POLICY])
     assert result.exit_code == 2 and "--source" in result.output
     assert _snapshot(lake_copy.root) == before
+
+
+def test_nightly_gate_catches_an_erased_subject_brought_back(spark, erased, after, tmp_path):
+    from jobs.console import CheckFailed
+    from jobs.pipeline import gates
+
+    policy = erased["policy"]
+    lake = Lake.at(tmp_path / "lake")
+    shutil.copytree(erased["lake"].root, lake.root)
+    policy_file = _cli_args(erased["lake"])[1]
+    table = policy.tables["accounts"]
+
+    def erased_subject_failures() -> list[str]:
+        try:
+            gates(policy_file, str(lake.root), AS_OF)
+            return []
+        except CheckFailed as failed:          # retention findings may be there too: this lake skipped retention
+            return [line for line in str(failed).splitlines() if "erased subject" in line]
+
+    assert erased_subject_failures() == []
+    # A restore done around the ledger: the CCPA subject's account row is written back.
+    original = read_current(spark, str(erased["generated_root"] / table.path)).where(F.col("account_id") == CCPA)
+    original.write.format("delta").mode("append").save(lake.table_path(table))
+    found = erased_subject_failures()
+    assert len(found) == 1 and "1 row of 1 erased subject" in found[0], found
+    assert CCPA not in found[0]
