@@ -46,12 +46,12 @@ def _released_name(column: str, hierarchy_type: str) -> str:
 
 
 def prepare_source(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.date,
-                   registers: Registers) -> tuple[DataFrame, dict, list[str]]:
-    """Rows of the release's region with QIs coded for Mondrian; returns (df, hierarchies, qis)."""
+                   registers: Registers, rows: DataFrame | None = None) -> tuple[DataFrame, dict, list[str]]:
+    """Rows of the release's region with QIs coded for Mondrian; returns (df, hierarchies, qis).
+    ``rows``: only these rows of the release's table (retention's expired rows) instead of all."""
     release = policy.releases[name]
     table = policy.tables[release.table]
-    subject_table = policy.tables[policy.subject.table]
-    df = read_current(spark, lake.table_path(table))
+    df = rows if rows is not None else read_current(spark, lake.table_path(table))
     from_subject = [c for c in list(release.quasi_identifiers) + release.sensitive if c not in table.columns]
     if from_subject:
         accounts = registers.accounts().select(F.col(policy.subject.key).alias(table.subject_key), *from_subject)
@@ -164,7 +164,9 @@ def manifest_markdown(doc: dict) -> str:
 
 
 def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.date | None = None,
-        progress=lambda _msg: None) -> dict:
+        progress=lambda _msg: None, rows: DataFrame | None = None, output: str | None = None) -> dict:
+    """Build release ``name``; with ``rows`` (retention's expired rows) from those rows only, published
+    as ``output`` (anonymized/<output>/) with the release's QIs, k, l and gate."""
     if name not in policy.releases:
         raise InputError(f"unknown release {name!r} (the policy has: {', '.join(policy.releases) or 'none'})")
     release = policy.releases[name]
@@ -173,11 +175,12 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.da
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
     registers = Registers(spark, policy, lake)
     progress("preparing quasi-identifiers")
-    source, hierarchies, qis = prepare_source(spark, policy, lake, name, as_of, registers)
+    source, hierarchies, qis = prepare_source(spark, policy, lake, name, as_of, registers, rows)
     source = source.localCheckpoint(eager=True)
     total = source.count()
     if total < release.k:
         raise CheckFailed(f"release {name}: {total} eligible rows, fewer than k = {release.k}")
+    name = output or name           # where it is published; `release` keeps the rules
     progress("k-anonymity (distributed Mondrian)")
     l_model = DistinctLDiversity(release.sensitive[0], release.l) if release.l and release.l > 1 else None
     released = mondrian_anonymize(source, qis, hierarchies, release.k, l_diversity=l_model,

@@ -192,6 +192,12 @@ def print_retention(report) -> None:
     summary_table(title, ["table", "action", "rows", "remove", "why (rows)", "held by (rows)", "files / bytes touched", "purge due"], rows)
     if report.policy_changes:
         console.print("policy changes since the last run:\n  " + "\n  ".join(report.policy_changes))
+    for table, result in sorted(report.results.items()):
+        retired = result.get("anonymized")
+        if retired:
+            console.print(f"{table}: expired rows kept as 匿名加工情報 "
+                          + (f"anonymized/{retired['release']} ({retired['rows']} rows, Data Docs {retired['docs']})"
+                             if retired["release"] else f"— {retired['note']}"))
     if report.docs:
         console.print(f"retention gate passed; Data Docs: {report.docs}")
     for purged in report.purged:

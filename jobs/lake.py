@@ -131,3 +131,13 @@ def table_summary(spark: SparkSession, path: str) -> dict:
     version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").select("version").first()[0]
     rows = read_current(spark, path).count()
     return {"version": int(version), "files": int(detail.numFiles), "bytes": int(detail.sizeInBytes), "rows": int(rows)}
+
+
+def rows_of_keys(source: DataFrame, table: Table, keys: DataFrame, cutoff=None) -> DataFrame:
+    """The rows a delete by (subject, bucket, all_rows) keys removes: every row of a subject whose
+    ``all_rows`` is true, else only its rows dated before ``cutoff`` (the same rule as the MERGE)."""
+    rows = source.join(keys.select(F.col("subject").alias(table.subject_key), F.col("bucket").alias(SUBJECT_BUCKET), "all_rows"),
+                       [table.subject_key, SUBJECT_BUCKET])
+    if cutoff is not None and table.date_column:
+        rows = rows.where(F.col("all_rows") | (F.col(table.date_column) < F.lit(cutoff)))
+    return rows.drop("all_rows")

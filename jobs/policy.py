@@ -76,6 +76,7 @@ class Retention(Strict):
     period_days: int = Field(gt=0)
     action: Literal["delete", "pseudonymize", "anonymize"] = "delete"
     purpose: str | None = None
+    release: str | None = None      # action anonymize: the release (QIs, k, l) the expired rows are kept as
     grace_days: int | None = Field(default=None, ge=0)
 
 
@@ -269,6 +270,16 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
                 problems.append((f"{base}.retention.purpose", f"unknown purpose {retention.purpose!r}"))
             if retention.action == "pseudonymize" and not table.purposes:
                 problems.append((f"{base}.retention.action", "pseudonymize needs a purpose in the table's purposes"))
+            if retention.action == "anonymize":
+                if retention.release is None:
+                    problems.append((f"{base}.retention.release", "action anonymize needs the release whose QIs and k the expired rows are kept as"))
+                elif retention.release not in policy.releases:
+                    problems.append((f"{base}.retention.release", f"unknown release {retention.release!r}"))
+                elif policy.releases[retention.release].table != name:
+                    problems.append((f"{base}.retention.release", f"release {retention.release!r} is built from table "
+                                                                  f"{policy.releases[retention.release].table!r}, not {name!r}"))
+            elif retention.release is not None:
+                problems.append((f"{base}.retention.release", "only action anonymize takes a release"))
     for i, hold in enumerate(policy.legal_holds):
         for j, table in enumerate(hold.tables):
             if table not in tables:

@@ -30,7 +30,7 @@ from anonymizers.pseudonym import keyed_pseudonym
 from anonymizers.scrub import scrub
 from jobs.console import CheckFailed, InputError
 from jobs.keys import load_purpose_keys
-from jobs.lake import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current
+from jobs.lake import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current, rows_of_keys
 from jobs.policy import ColumnClass, Policy, Table
 from jobs.subjects import Registers
 
@@ -230,11 +230,7 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     purpose = (table.retention.purpose if table.retention and table.retention.purpose else table.purposes[0])
     key_id, key = load_purpose_keys(policy, [purpose], lake)[purpose]
     source = read_current(spark, lake.table_path(table))
-    doomed = source.join(keys.select(F.col("subject").alias(table.subject_key), F.col("bucket").alias(SUBJECT_BUCKET), "all_rows"),
-                         [table.subject_key, SUBJECT_BUCKET])
-    if cutoff is not None and table.date_column:
-        doomed = doomed.where(F.col("all_rows") | (F.col(table.date_column) < F.lit(cutoff)))
-    output = apply_rule31(doomed.drop("all_rows"), table, key, key_id)
+    output = apply_rule31(rows_of_keys(source, table, keys, cutoff), table, key, key_id)
     output = output.withColumn("_row_hash", F.sha2(F.to_json(F.struct(*[F.col(c) for c in output.columns])), 256))
     path = str(Path(lake.pseudonymized(purpose, "retained")) / table_name)
     create_table(spark, path, output, [table.region_column], stats_columns=table.stats_columns())

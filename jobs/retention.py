@@ -28,12 +28,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.console import CheckFailed, InputError
-from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, is_delta, read_current
+from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, is_delta, read_current, rows_of_keys
 from jobs.policy import Policy
 from jobs.subjects import Registers
 
 JOB = "retention"
-AVAILABLE_ACTIONS = {"delete", "pseudonymize"}
+AVAILABLE_ACTIONS = {"delete", "pseudonymize", "anonymize"}
 
 
 @dataclass
@@ -199,6 +199,34 @@ def _pseudonymize_before_delete(spark, policy, lake, table_name, keys, as_of, cu
     retain_pseudonymized(spark, policy, lake, table_name, keys, cutoff)
 
 
+def retired_release_name(release: str, as_of: dt.date) -> str:
+    return f"{release}_retired_{as_of:%Y%m%d}"
+
+
+def _anonymize_before_delete(spark, policy, lake, table_name, keys, as_of, cutoff, registers, progress) -> dict:
+    """Action anonymize: the expired rows live on only as 匿名加工情報 built with the policy's release
+    (its QIs, k, l, rare-value coding and gate), published as anonymized/<release>_retired_<date>/.
+    A failed gate raises before the delete: nothing is removed that was meant to be kept.
+    Rows of minors without guardian consent are only deleted (as are restricted subjects' and, for a
+    consent purpose, withdrawn subjects': the release job leaves those out). Fewer expired rows than
+    k cannot form one k-anonymous class: they are deleted, nothing is published."""
+    from jobs import anonymize
+
+    table = policy.tables[table_name]
+    release_name = table.retention.release
+    release = policy.releases[release_name]
+    expired = rows_of_keys(read_current(spark, lake.table_path(table)), table, keys, cutoff).drop(SUBJECT_BUCKET)
+    minors = registers.minors_without_guardian_consent(as_of)
+    expired = expired.join(minors, expired[table.subject_key] == minors["subject"], "left_anti")
+    eligible = expired.where(F.col(table.region_column) == release.region) if release.region else expired
+    if eligible.count() < release.k:
+        return {"release": None, "rows": 0, "note": f"fewer than k = {release.k} expired rows: deleted, none published"}
+    progress(f"anonymizing the expired rows of {table_name} ({release_name})")
+    result = anonymize.run(spark, policy, lake, release_name, as_of, progress, rows=expired,
+                           output=retired_release_name(release_name, as_of))
+    return {"release": result["release"], "rows": result["rows"], "suppressed": result["suppressed"], "docs": result["docs"]}
+
+
 # ------------------------------------------------------------------ ledger and audit (rebuilt from history)
 
 LEDGER_SCHEMA = T.StructType([
@@ -355,10 +383,13 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
         due = as_of + dt.timedelta(days=policy.grace_days(plan.table))
         cutoff = (as_of - dt.timedelta(days=table.retention.period_days)
                   if table.retention and table.retention.basis == "business_date" else None)
+        retired = None
         if plan.to_remove:
             progress(f"{plan.action} {plan.table}")
             if plan.action == "pseudonymize":
                 _pseudonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff)
+            elif plan.action == "anonymize":
+                retired = _anonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff, registers, progress)
             metadata = {"job": JOB, "run_id": run_id, "table": plan.table, "action": plan.action,
                         "as_of": as_of.isoformat(), "policy_sha256": policy.sha256, "rows_before": plan.rows_before,
                         "rows_held": plan.held, "files": plan.files, "bytes": plan.bytes,
@@ -370,7 +401,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
                 run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), as_of, policy.sha256, plan.table, plan.action,
                 plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version, None, False)], AUDIT_SCHEMA))
         after = read_current(spark, path).count()
-        report.results[plan.table] = {"rows_after": after, "version_before": before_version,
+        report.results[plan.table] = {"rows_after": after, "version_before": before_version, "anonymized": retired,
                                       "version_after": current_version(spark, path), "purge_due": due if plan.to_remove else None}
     reconcile(spark, policy, lake, current_run=run_id)
     _gate(spark, policy, lake, report, registers, progress)

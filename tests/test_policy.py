@@ -55,6 +55,10 @@ BAD_POLICIES = [
     ("releases.health_k5.k", 1, "releases.health_k5.k"),
     ("releases.health_k5.quasi_identifiers.birth_date", "decade", "releases.health_k5.quasi_identifiers.birth_date"),
     ("defaults.max_delete_share", 1.5, "defaults.max_delete_share"),
+    ("tables.health_measurements.retention.release", DELETE, "tables.health_measurements.retention.release"),
+    ("tables.health_measurements.retention.release", "health_k50", "tables.health_measurements.retention.release"),
+    ("tables.network_events.retention", {"basis": "business_date", "period_days": 30, "action": "anonymize", "release": "health_k5"},
+     "tables.network_events.retention.release"),
     ("tabels", {}, "tabels"),
 ]
 

@@ -213,3 +213,23 @@ def test_gate_is_a_great_expectations_suite_that_catches_expired_rows(spark, ret
     failed = {(f.expectation, f.table, f.column) for f in gate.failures}
     assert ("ExpectNoRowsPastRetention", "network_events", "event_ts") in failed, failed
     assert all("@" not in f.message for f in gate.failures)
+
+
+def test_expired_health_rows_live_on_only_as_a_k_anonymous_release(spark, retention_run):
+    import json
+    from pathlib import Path
+
+    from anonymizers.privacy_models import check_k_anonymity
+
+    retired = retention_run["report"].results["health_measurements"]["anonymized"]
+    assert retired["release"] == "health_k5_retired_20261122" and retired["rows"] > 0, retired
+    lake = retention_run["lake"]
+    data = read_current(spark, lake.anonymized(retired["release"]))
+    qis = ["age", "gender", "prefecture", "measured_at_month"]
+    assert set(data.columns) == set(qis) | {"body_temp_c"}          # no id, no linking code
+    assert check_k_anonymity(data, qis, 5) == (True, 0)
+    assert data.count() == retired["rows"]
+    manifest = json.loads((Path(lake.anonymized(retired["release"])).parent / "manifest.json").read_text())
+    assert manifest["source_table"] == "health_measurements" and "匿名加工情報" in manifest["statement_ja"]
+    assert Path(retired["docs"]).is_file()
+    assert retention_run["second"].results["health_measurements"]["anonymized"] is None   # nothing expired: no new release
