@@ -433,36 +433,45 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
     individual_code / property_damage and the subject key. Dropped: values shorter than
     MIN_VALUE_LENGTH, and any value that also occurs (as a cell or a token of a string cell) in a
     row that stays: another subject's row, or a held row of the same subject. What is left is unique
-    to erased rows, so finding it anywhere later is residue. One Spark job, one scan per table."""
+    to erased rows, so finding it anywhere later is residue.
+
+    Two passes: the candidates come from the subjects' bucket partitions only (small, materialized);
+    then one scan of the rows that stay keeps, per task, only the tokens that hit a broadcast
+    candidate. No shuffle of the lake's tokens: the cost is one read of the string columns."""
     if not subjects:
         return {}
-    entries: DataFrame | None = None
+    erasable_by_table = {name: [s for s in subjects if holds.hold_for(s, name) is None] for name in policy.tables}
+    candidates: DataFrame | None = None
     for name, table in policy.tables.items():
-        erasable = [s for s in subjects if holds.hold_for(s, name) is None]
+        if not erasable_by_table[name]:
+            continue
         df = read_current(spark, lake.table_path(table))
         key = table.subject_key
-        if erasable:
-            marks = F.broadcast(spark.createDataFrame([(s, True) for s in erasable], "_subject string, _erase boolean"))
-            df = df.join(marks, df[key] == marks["_subject"], "left")
-            erase = F.coalesce(F.col("_erase"), F.lit(False))
-        else:
-            erase = F.lit(False)
+        marks = F.broadcast(_subjects_frame(spark, erasable_by_table[name], table.subject_buckets))
+        rows = df.join(marks, (df[key] == marks["subject"]) & (df[SUBJECT_BUCKET] == marks["bucket"]))
         value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
+        part = rows.select(F.col(key).alias("subject"), F.explode(F.array(*[F.col(c).cast("string") for c in value_columns])).alias("value"))
+        candidates = part if candidates is None else candidates.unionByName(part)
+    if candidates is None:
+        return {}
+    candidates = (candidates.where(F.col("value").isNotNull() & (F.length("value") >= MIN_VALUE_LENGTH))
+                  .distinct().localCheckpoint(eager=True))
+    wanted = F.broadcast(candidates.select("value").distinct())
+    blocked: DataFrame | None = None
+    for name, table in policy.tables.items():
+        df = read_current(spark, lake.table_path(table))
+        key = table.subject_key
+        if erasable_by_table[name]:
+            gone = F.broadcast(spark.createDataFrame([(s,) for s in erasable_by_table[name]], "_subject string"))
+            df = df.join(gone, df[key] == gone["_subject"], "left_anti")          # the rows that stay
         strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string" and not f.name.startswith("_")]
-        # Erased rows give (subject, value) candidates; rows that stay give blockers (subject null):
-        # their string cells and the cells' tokens (as the residue scan tokenizes them).
-        candidates = F.array(*[F.col(c).cast("string") for c in value_columns])
+        # A staying row's string cells and their tokens (as the residue scan tokenizes them).
         cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
-        blockers = F.flatten(F.transform(cells, lambda c: F.array_union(
+        tokens = F.flatten(F.transform(cells, lambda c: F.array_union(
             F.array(c), F.split(F.translate(c, FULL_WIDTH, HALF_WIDTH), TOKEN_SPLIT))))
-        part = df.select(F.when(erase, F.col(key)).alias("subject"),
-                         F.explode(F.when(erase, candidates).otherwise(blockers)).alias("value"))
-        entries = part if entries is None else entries.unionByName(part)
-    values = (entries.where(F.col("value").isNotNull())
-              .groupBy("value").agg(F.max(F.col("subject").isNull()).alias("stays"),
-                                    F.collect_set("subject").alias("subjects"))
-              .where(~F.col("stays") & (F.length("value") >= MIN_VALUE_LENGTH))
-              .select("value", F.explode("subjects").alias("subject")))
+        part = df.select(F.explode(tokens).alias("value")).join(wanted, "value")
+        blocked = part if blocked is None else blocked.unionByName(part)
+    values = candidates.join(blocked.distinct(), "value", "left_anti")
     out: dict[str, list[str]] = {}
     for row in values.collect():
         out.setdefault(row.subject, []).append(row.value)
