@@ -23,6 +23,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return ""
+
+
+# The code a bench measures is the working tree when the script started (the repo may move on
+# while it runs): commit and whether the engine's sources had uncommitted changes.
+START = {"git_commit_at_start": _git("rev-parse", "--short", "HEAD"),
+         "engine_sources_modified_at_start": sorted(
+             line[3:] for line in _git("status", "--porcelain", "--", "jobs", "anonymizers", "expectations").splitlines())}
+
+
 def machine() -> dict:
     info = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
@@ -34,11 +48,8 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    try:
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                            text=True, check=False).stdout.strip()
-    except OSError:
-        pass
+    info["git_commit"] = START["git_commit_at_start"]
+    info["engine_sources_modified_at_start"] = START["engine_sources_modified_at_start"]
     try:
         import pyspark
 

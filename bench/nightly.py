@@ -30,7 +30,12 @@ def main(argv=None) -> None:
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--name", default="nightly_small")
+    parser.add_argument("--from-log", default=None,
+                        help="rebuild the result of an interrupted run from its log (the 'round N step: T s status' "
+                             "lines of the completed rounds); marked interrupted, no Spark started")
     args = parser.parse_args(argv)
+    if args.from_log:
+        return from_log(args, argv)
 
     work = Path(tempfile.mkdtemp(prefix="wasure-bench-nightly-"))
     bench_env(work)
@@ -74,6 +79,8 @@ def main(argv=None) -> None:
         total = time.perf_counter() - start
         rounds.append({"total_s": total, "steps": steps})
         shutil.rmtree(root, ignore_errors=True)
+        write(args.name + "_partial", {"command": command_line("bench.nightly", argv), "rounds": rounds,
+                                       "interrupted_if_final_missing": True})
 
     per_step = {s: {**summarize([r["steps"][s]["s"] for r in rounds]),
                     "status": sorted({r["steps"][s]["status"] for r in rounds}),
@@ -90,6 +97,31 @@ def main(argv=None) -> None:
           + ", ".join(f"{s} {v['median_s']:.0f} s" for s, v in per_step.items()))
     spark.stop()
     shutil.rmtree(work, ignore_errors=True)
+
+
+def from_log(args, argv) -> None:
+    import re
+
+    rounds: dict[int, dict] = {}
+    for line in Path(args.from_log).read_text().splitlines():
+        m = re.match(r"\s*round (\d+) (\w+): ([0-9.]+) s (\w+)", line)
+        if m:
+            rounds.setdefault(int(m[1]), {})[m[2]] = {"s": float(m[3]), "status": m[4], "detail": None}
+    complete = [r for _n, r in sorted(rounds.items()) if all(s in r for s in STEPS)]
+    per_step = {s: {**summarize([r[s]["s"] for r in complete]), "status": sorted({r[s]["status"] for r in complete}),
+                    "detail": None} for s in STEPS}
+    totals = [sum(r[s]["s"] for s in STEPS) for r in complete]
+    log = Path(args.from_log).read_text()
+    m = re.search(r"bench\.nightly (.*?) +\(log", log)
+    payload = {"command": ".venv/bin/python -m bench.nightly " + (m[1] if m else "") + "  (interrupted; rebuilt with "
+               + command_line("bench.nightly", argv) + ")",
+               "interrupted": True, "rounds_completed": len(complete),
+               "parameters": {"subjects": args.subjects, "events_per_subject": args.events, "steps": STEPS,
+                              "mode": "embedded (one process, one Spark session)"},
+               "event_rows": args.subjects * args.events, "lake_bytes": None, "total": summarize(totals),
+               "steps": per_step, "rounds": [{"total_s": t, "steps": r} for t, r in zip(totals, complete)],
+               "target_total_s": 600, "profile": {}, "peak_memory_mib": None}
+    print(write(args.name, payload))
 
 
 if __name__ == "__main__":

@@ -76,7 +76,9 @@ def machine_line(result: dict) -> str:
     m = result["machine"]
     load_ = ", ".join(f"{x:.1f}" for x in m.get("load_average_at_start", []))
     return (f"{m.get('cpus')} CPUs ({m.get('cpu_model', '?')}), {m.get('memory_gib')} GiB, {m.get('platform')}, "
-            f"PySpark {m.get('pyspark', '?')}, git {m.get('git_commit', '?')}, load average at start {load_}")
+            f"PySpark {m.get('pyspark', '?')}, code at git {m.get('git_commit', '?')}"
+            + (f" + uncommitted {', '.join(m['engine_sources_modified_at_start'])}" if m.get("engine_sources_modified_at_start") else "")
+            + f", load average at start {load_}")
 
 
 # ------------------------------------------------------------------ sections
@@ -289,9 +291,13 @@ def nightly_section() -> list[str]:
         total = r["total"]["median_s"]
         target = f"target <= 10 min at 100k subjects / 10M events: {mark(total <= 600)}" if r["event_rows"] >= 10_000_000 \
             else "target applies to 100k subjects / 10M events (`nightly_full`)"
+        peak = (r.get("peak_memory_mib") or {}).get("driver_plus_jvm_mib")
+        interrupted = (f" **Interrupted run: the process got SIGTERM during round {r['rounds_completed'] + 1}; "
+                       f"figures are medians of the {r['rounds_completed']} completed rounds, not of 3, and there is "
+                       f"no Spark profile; re-run `{command_for(name)}`.**" if r.get("interrupted") else "")
         out += [f"- `{name}`: {produced_by(name, r)}; {subjects:,} subjects, {r['event_rows']:,} events, "
                 f"{human(r['lake_bytes'])}; total **{s(total)}** ({target}); peak driver+JVM "
-                f"{mib(r['peak_memory_mib']['driver_plus_jvm_mib'])}; {machine_line(r)}", "",
+                f"{mib(peak)}; {machine_line(r)}.{interrupted}", "",
                 "| step | median | status | Spark stages (last round) | stage-seconds | longest call site (last round) |",
                 "|---|---|---|---|---|---|"]
         for step, v in r["steps"].items():
