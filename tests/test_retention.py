@@ -23,7 +23,7 @@ IDENTIFIERS = ["email", "phone", "my_number", "card_number", "passport_no", "lic
 def _policy(**defaults):
     data = yaml.safe_load(open(EXAMPLE_POLICY))
     data["defaults"].update(defaults)
-    return parse_policy(data, "test-policy.yaml")
+    return parse_policy(data, EXAMPLE_POLICY)     # its path: hierarchy files resolve next to it
 
 
 def _versions(spark, policy, lake):
