@@ -31,9 +31,10 @@ DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"     # = jobs.runtime.DELTA
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 # The run's business date: the `as_of` param when given, else the run's logical date (manual runs
-# without one: the time it was triggered for), as YYYY-MM-DD in UTC.
+# without one: the time it was triggered for), as YYYY-MM-DD in UTC. `logical_date` itself is
+# undefined in a manual run's context (Airflow 3), so it is read from dag_run.
 RUN_DATE = ("{{ params.as_of if params.as_of is defined and params.as_of "
-            "else (logical_date or dag_run.run_after).strftime('%Y-%m-%d') }}")
+            "else (dag_run.logical_date or dag_run.run_after).strftime('%Y-%m-%d') }}")
 POLICY = "{{ params.policy }}"
 LAKE = "{{ params.lake }}"
 
