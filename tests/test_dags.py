@@ -127,10 +127,11 @@ def test_cluster_mode_renders_spark_submit_command(monkeypatch):
     op = dag.get_task("retention")
     logical = pendulum.datetime(2026, 11, 22, 2, tz="UTC")
 
-    class _Run:                       # the only DagRun attribute the templates read
+    class _Run:                       # a manual run (Airflow 3): no logical date; `logical_date` is not in its context
+        logical_date = None
         run_after = logical
 
-    context = {"params": dag.params.validate(), "logical_date": logical, "dag_run": _Run(),
+    context = {"params": dag.params.validate(), "dag_run": _Run(),
                "var": {"value": VariableAccessor(deserialize_json=False), "json": VariableAccessor(deserialize_json=True)}}
     op.render_template_fields(context, jinja_env=dag.get_template_env())
     command = op._get_hook()._build_spark_submit_command(op.application)
