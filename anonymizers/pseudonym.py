@@ -49,17 +49,28 @@ def _validate_key(key: object, key_id: object) -> None:
 def _pseudonymizer(key: bytes, normalize: bool, encoding: str):
     key = bytes(key)  # private copy: a caller's bytearray could change after the plan is built
 
-    def digest(value: str) -> str:
-        mac = hmac.new(key, (normalize_value(value) if normalize else value).encode("utf-8"),
-                       hashlib.sha256).digest()
-        if encoding == "hex":
-            return mac.hex()
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+    def digests(values) -> list[str]:
+        # The keyed HMAC state is derived once per batch and copied per value (HMAC objects do not
+        # pickle, so it is built here, on the worker).
+        keyed = hmac.new(key, digestmod=hashlib.sha256)
+        out = []
+        for value in values:
+            mac = keyed.copy()
+            mac.update((normalize_value(value) if normalize else value).encode("utf-8"))
+            raw = mac.digest()
+            out.append(raw.hex() if encoding == "hex" else base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii"))
+        return out
 
-    # Arrow UDF: a batch of values per call, not a Python call per row through pickling.
+    # Arrow UDF: a batch of values per call, not a Python call per row through pickling. Linking
+    # codes repeat (one member id on every event row of the member), so each distinct value of the
+    # batch is hashed once.
     @pandas_udf("string")
     def keyed_pseudonym(values: pd.Series) -> pd.Series:
-        return values.map(digest, na_action="ignore")
+        distinct = values.dropna().unique()
+        pseudonyms = dict(zip(distinct, digests(distinct)))
+        # Built as an object Series of str/None: a batch of nulls only must stay a string column.
+        return pd.Series([None if v is None or v != v else pseudonyms[v] for v in values],
+                         index=values.index, dtype=object)
 
     return keyed_pseudonym
 

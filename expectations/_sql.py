@@ -131,9 +131,11 @@ def stack_columns(columns: Iterable[str], expression: str = "CAST({col} AS STRIN
 
 
 def union_of_columns(view_name: str, columns: Iterable[str], expression: str) -> str:
-    """Non-null values of several source columns as one single-column relation ``v``."""
+    """Values of several source columns as one single-column relation ``v`` (nulls included).
+
+    One scan of the source (an exploded array per row), not one scan per column: the source is
+    often a join (eligible rows of a lake table) that a UNION ALL would evaluate once per column.
+    """
     source = view_ident(view_name)
-    selects = [
-        f"SELECT {expression.replace('{col}', ident(column))} AS v FROM {source}" for column in columns
-    ]
-    return " UNION ALL ".join(selects)
+    cells = ", ".join(expression.replace("{col}", ident(column)) for column in columns)
+    return f"SELECT explode(array({cells})) AS v FROM {source}"

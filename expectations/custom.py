@@ -568,9 +568,12 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
         values_of_source = _sql.union_of_columns(source, source_columns, "CAST({col} AS STRING)")
         digests = ", ".join(_apply(_DIGESTS[a], "f") for a in algorithms)
         return (
-            f"WITH src AS (SELECT v FROM ({values_of_source}) u WHERE v IS NOT NULL), "
-            f"forms AS (SELECT DISTINCT f FROM (SELECT explode(array({', '.join(cls._forms('v'))})) AS f FROM src) e), "
-            f"digests AS (SELECT DISTINCT h FROM (SELECT explode(array({digests})) AS h FROM forms) d) "
+            # DISTINCT first: a linking code repeats on every row of its subject; hash each value once.
+            f"WITH src AS (SELECT DISTINCT v FROM ({values_of_source}) u WHERE v IS NOT NULL), "
+            # Forms are deduplicated per value (most identifiers are ASCII: NFKC and strip change
+            # nothing), not with a lake-wide DISTINCT: the semi-join below needs no unique keys.
+            f"forms AS (SELECT explode(array_distinct(array({', '.join(cls._forms('v'))}))) AS f FROM src), "
+            f"digests AS (SELECT explode(array({digests})) AS h FROM forms) "
             "SELECT column_index, COUNT(*) AS matching_rows FROM "
             f"(SELECT {_sql.stack_columns(pseudonyms)} FROM {{batch}}) p "
             "LEFT SEMI JOIN digests ON lower(trim(p.v)) = digests.h GROUP BY column_index"
