@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from bench.common import (bench_env, command_line, files_of, init_all_keys, last_stage_id, new_bytes, peak_memory,
-                          side_by_side, stage_profile, write)
+                          side_by_side, stage_profile, synthetic_lake, write)
 
 
 def main(argv=None) -> None:
@@ -50,7 +50,6 @@ def main(argv=None) -> None:
     from pyspark.sql import functions as F
 
     from jobs import erasure
-    from jobs.generate import GenerateOptions, generate_lake
     from jobs.lake import Lake, read_current
     from jobs.policy import default_policy_path, load_policy
     from jobs.retention import current_version
@@ -60,9 +59,7 @@ def main(argv=None) -> None:
     init_all_keys(policy)
     spark = get_spark("wasure-bench-erasure")
     lake = Lake.at(work / "lake")
-    started = time.perf_counter()
-    counts = generate_lake(spark, policy, lake, GenerateOptions(subjects=args.subjects, events_per_subject=args.events))
-    generate_s = time.perf_counter() - started
+    counts, generate_s, _cached = synthetic_lake(spark, policy, lake.root, args.subjects, args.events)
     tables = {name: lake.table_path(t) for name, t in policy.tables.items()}
     lake_bytes = {name: int(spark.sql(f"DESCRIBE DETAIL delta.`{p}`").first().sizeInBytes) for name, p in tables.items()}
     total_lake_bytes = sum(lake_bytes.values())

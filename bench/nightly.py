@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench.common import (bench_env, command_line, dir_bytes, init_all_keys, last_stage_id, peak_memory, stage_profile,
-                          summarize, write)
+                          summarize, synthetic_lake, write)
 
 STEPS = ["backup", "retention", "pseudonymize", "anonymize", "statistics", "gates", "publish", "physical_purge"]
 
@@ -40,7 +40,6 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="wasure-bench-nightly-"))
     bench_env(work)
     from jobs import pipeline
-    from jobs.generate import GenerateOptions, generate_lake
     from jobs.lake import Lake
     from jobs.policy import default_policy_path, load_policy
     from jobs.runtime import get_spark
@@ -50,9 +49,7 @@ def main(argv=None) -> None:
     init_all_keys(policy)
     spark = get_spark("wasure-bench-nightly")
     pristine = Lake.at(work / "pristine")
-    t0 = time.perf_counter()
-    counts = generate_lake(spark, policy, pristine, GenerateOptions(subjects=args.subjects, events_per_subject=args.events))
-    generate_s = time.perf_counter() - t0
+    counts, generate_s, _cached = synthetic_lake(spark, policy, pristine.root, args.subjects, args.events)
     run_date = dt.datetime.now(dt.timezone.utc).date().isoformat()
 
     rounds, profiles = [], {}

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import (bench_env, command_line, dir_bytes, init_all_keys, last_stage_id, peak_memory, side_by_side,
-                          stage_profile, write)
+                          stage_profile, synthetic_lake, write)
 
 
 def main(argv=None) -> None:
@@ -29,7 +29,6 @@ def main(argv=None) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="wasure-bench-pseudo-"))
     bench_env(work)
-    from jobs.generate import GenerateOptions, generate_lake
     from jobs.keys import load_key
     from jobs.lake import Lake, read_current
     from jobs.policy import default_policy_path, load_policy
@@ -40,7 +39,7 @@ def main(argv=None) -> None:
     init_all_keys(policy)
     spark = get_spark("wasure-bench-pseudonymize")
     lake = Lake.at(work / "lake")
-    generate_lake(spark, policy, lake, GenerateOptions(subjects=args.subjects, events_per_subject=args.events))
+    synthetic_lake(spark, policy, lake.root, args.subjects, args.events)
     table = policy.tables[args.table]
     source = lake.table_path(table)
     purpose = "service"

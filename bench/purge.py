@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.common import (bench_env, command_line, dir_bytes, files_of, last_stage_id, new_bytes, peak_memory,
-                          stage_profile, summarize, write)
+                          stage_profile, summarize, synthetic_lake, write)
 
 
 def main(argv=None) -> None:
@@ -34,7 +34,6 @@ def main(argv=None) -> None:
     bench_env(work)
     from pyspark.sql import functions as F
 
-    from jobs.generate import GenerateOptions, generate_lake
     from jobs.lake import Lake, read_current, subject_bucket
     from jobs.policy import default_policy_path, load_policy
     from jobs.retention import delete_keys
@@ -43,7 +42,7 @@ def main(argv=None) -> None:
     policy = load_policy(default_policy_path())
     spark = get_spark("wasure-bench-purge")
     lake = Lake.at(work / "lake")
-    generate_lake(spark, policy, lake, GenerateOptions(subjects=args.subjects, events_per_subject=args.events))
+    synthetic_lake(spark, policy, lake.root, args.subjects, args.events)
     table = policy.tables[args.table]
     source = Path(lake.table_path(table))
     rows = read_current(spark, str(source)).count()
