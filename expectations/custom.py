@@ -57,8 +57,12 @@ _DIGESTS = {
 _STRIP = r"regexp_replace({x}, '^[\\s\\u3000\\u00a0]+|[\\s\\u3000\\u00a0]+$', '')"
 # NFKC without a Python UDF: Spark 4 ships ICU4J (for collations) and reflect() calls its static
 # Normalizer.compose(String, boolean compat=true), i.e. NFKC, on the executors. The CASE guards
-# null, on which ICU throws.
-_NFKC = "CASE WHEN {x} IS NULL THEN NULL ELSE reflect('com.ibm.icu.text.Normalizer', 'compose', {x}, true) END"
+# null, on which ICU throws. ASCII text is NFKC-invariant, so it skips the reflective call (one
+# byte per character in UTF-8 <=> ASCII): most identifiers are ASCII, and there are millions.
+_NFKC = ("CASE WHEN {x} IS NULL THEN NULL WHEN octet_length({x}) = char_length({x}) THEN {x} "
+         "ELSE reflect('com.ibm.icu.text.Normalizer', 'compose', {x}, true) END")
+# Hex length of each digest: a digest can only equal a pseudonym of the same length.
+_DIGEST_HEX_LENGTH = {"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
 
 
 def _apply(template: str, x: str) -> str:
@@ -566,16 +570,24 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
             raise ValueError(f"unknown algorithms {unknown}; known: {sorted(_DIGESTS)}")
         source, source_columns = cls._source(values)
         values_of_source = _sql.union_of_columns(source, source_columns, "CAST({col} AS STRING)")
-        digests = ", ".join(_apply(_DIGESTS[a], "f") for a in algorithms)
+        # Only digests whose hex length some pseudonym has are computed (HMAC-SHA256 hex pseudonyms:
+        # sha256 only; base64url pseudonyms: none): CASE evaluates lazily.
+        digests = ", ".join(
+            f"CASE WHEN array_contains(hex_lengths, {_DIGEST_HEX_LENGTH[a]}) THEN {_apply(_DIGESTS[a], 'f')} END"
+            for a in algorithms
+        )
+        pseudonym_cells = f"(SELECT {_sql.stack_columns(pseudonyms)} FROM {{batch}})"
         return (
+            f"WITH lens AS (SELECT collect_set(length(lower(trim(v)))) AS hex_lengths FROM {pseudonym_cells} p0), "
             # DISTINCT first: a linking code repeats on every row of its subject; hash each value once.
-            f"WITH src AS (SELECT DISTINCT v FROM ({values_of_source}) u WHERE v IS NOT NULL), "
+            f"src AS (SELECT DISTINCT v FROM ({values_of_source}) u WHERE v IS NOT NULL), "
             # Forms are deduplicated per value (most identifiers are ASCII: NFKC and strip change
             # nothing), not with a lake-wide DISTINCT: the semi-join below needs no unique keys.
             f"forms AS (SELECT explode(array_distinct(array({', '.join(cls._forms('v'))}))) AS f FROM src), "
-            f"digests AS (SELECT explode(array({digests})) AS h FROM forms) "
+            f"digests AS (SELECT h FROM (SELECT explode(array({digests})) AS h FROM forms CROSS JOIN lens) d "
+            "WHERE h IS NOT NULL) "
             "SELECT column_index, COUNT(*) AS matching_rows FROM "
-            f"(SELECT {_sql.stack_columns(pseudonyms)} FROM {{batch}}) p "
+            f"{pseudonym_cells} p "
             "LEFT SEMI JOIN digests ON lower(trim(p.v)) = digests.h GROUP BY column_index"
         )
 
