@@ -35,7 +35,7 @@ def _git(*args: str) -> str:
 # while it runs): commit and whether the engine's sources had uncommitted changes.
 START = {"git_commit_at_start": _git("rev-parse", "--short", "HEAD"),
          "engine_sources_modified_at_start": sorted(
-             line[3:] for line in _git("status", "--porcelain", "--", "jobs", "anonymizers", "expectations").splitlines())}
+             line.split(maxsplit=1)[-1] for line in _git("status", "--porcelain", "--", "jobs", "anonymizers", "expectations").splitlines())}
 
 
 def machine() -> dict:

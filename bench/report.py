@@ -281,7 +281,7 @@ def nightly_section() -> list[str]:
     out = ["## 4. Nightly run end to end", "",
            "The `wasure_nightly` DAG's steps in order through `jobs.pipeline.run_step` (Airflow's embedded mode: "
            "one process, one Spark session), on a fresh copy of a generated lake per round, run date today; "
-           "medians of 3 rounds.", ""]
+           "medians of 3 rounds unless the entry says otherwise.", ""]
     plots = []
     for name in ("nightly_small", "nightly_full"):
         r = load(name)
@@ -296,9 +296,13 @@ def nightly_section() -> list[str]:
         interrupted = (f" **Interrupted run: the process got SIGTERM during round {r['rounds_completed'] + 1}; "
                        f"figures are medians of the {r['rounds_completed']} completed rounds, not of 3, and there is "
                        f"no Spark profile; re-run `{command_for(name)}`.**" if r.get("interrupted") else "")
+        rounds = len(r.get("rounds") or []) or None
+        fewer = (f" **{rounds} round{'s' if rounds != 1 else ''} only, not 3: {s(total)} per round on this box did not fit "
+                 f"three rounds into the session; the figure is that round's, not a median.**"
+                 if rounds is not None and rounds < 3 and not r.get("interrupted") else "")
         out += [f"- `{name}`: {produced_by(name, r)}; {subjects:,} subjects, {r['event_rows']:,} events, "
                 f"{human(r['lake_bytes'])}; total **{s(total)}** ({target}); peak driver+JVM "
-                f"{mib(peak)}; {machine_line(r)}.{interrupted}", "",
+                f"{mib(peak)}; {machine_line(r)}.{interrupted}{fewer}", "",
                 "| step | median | status | Spark stages (last round) | stage-seconds | longest call site (last round) |",
                 "|---|---|---|---|---|---|"]
         for step, v in r["steps"].items():
