@@ -288,8 +288,8 @@ def write(name: str, payload: dict) -> Path:
 LAKE_CACHE = Path(os.environ.get("WASURE_BENCH_LAKE_CACHE", REPO / "bench" / ".lakes"))
 
 
-def synthetic_lake(spark, policy, root: Path, subjects: int, events: int) -> tuple[dict[str, int], float, bool]:
-    """A generated lake at ``root``: (row counts per table, generation seconds, came from the cache).
+def synthetic_lake(spark, policy, root: Path, subjects: int, events: int) -> tuple[dict[str, int], float]:
+    """A generated lake at ``root``: (row counts per table, seconds its generation took).
 
     The generator is deterministic (seed, fixed as-of date), so the bench generates each
     (subjects, events) lake once, under ``bench/.lakes/`` (``WASURE_BENCH_LAKE_CACHE``), and copies
@@ -312,10 +312,7 @@ def synthetic_lake(spark, policy, root: Path, subjects: int, events: int) -> tup
         counts = generate_lake(spark, policy, Lake.at(cached / "lake"),
                                GenerateOptions(subjects=subjects, events_per_subject=events))
         marker.write_text(json.dumps({"counts": counts, "generate_s": time.perf_counter() - start}))
-        fresh = True
-    else:
-        fresh = False
     info = json.loads(marker.read_text())
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(cached / "lake", root)
-    return info["counts"], info["generate_s"], not fresh
+    return info["counts"], info["generate_s"]

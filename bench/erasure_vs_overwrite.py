@@ -59,7 +59,7 @@ def main(argv=None) -> None:
     init_all_keys(policy)
     spark = get_spark("wasure-bench-erasure")
     lake = Lake.at(work / "lake")
-    counts, generate_s, _cached = synthetic_lake(spark, policy, lake.root, args.subjects, args.events)
+    counts, generate_s = synthetic_lake(spark, policy, lake.root, args.subjects, args.events)
     tables = {name: lake.table_path(t) for name, t in policy.tables.items()}
     lake_bytes = {name: int(spark.sql(f"DESCRIBE DETAIL delta.`{p}`").first().sizeInBytes) for name, p in tables.items()}
     total_lake_bytes = sum(lake_bytes.values())

@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     init_all_keys(policy)
     spark = get_spark("wasure-bench-nightly")
     pristine = Lake.at(work / "pristine")
-    counts, generate_s, _cached = synthetic_lake(spark, policy, pristine.root, args.subjects, args.events)
+    counts, generate_s = synthetic_lake(spark, policy, pristine.root, args.subjects, args.events)
     run_date = dt.datetime.now(dt.timezone.utc).date().isoformat()
 
     rounds, profiles = [], {}
