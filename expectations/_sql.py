@@ -139,3 +139,19 @@ def union_of_columns(view_name: str, columns: Iterable[str], expression: str) ->
     source = view_ident(view_name)
     cells = ", ".join(expression.replace("{col}", ident(column)) for column in columns)
     return f"SELECT explode(array({cells})) AS v FROM {source}"
+
+
+def fingerprint(expression: str, prefix: str = "") -> str:
+    """Two hashes of a string expression, ``<prefix>fa`` and ``<prefix>fb``, as a join key.
+
+    Joining millions of values on a 12-byte fingerprint instead of the (often 64-character)
+    strings shuffles a fraction of the bytes. Equal strings always have equal fingerprints, so a
+    gate that joins on them misses nothing; two different strings share one with probability
+    ~2^-96 per pair, which could only make a gate fail, never pass. Null hashes to a constant:
+    callers drop nulls first.
+    """
+    return f"xxhash64({expression}) AS {prefix}fa, hash({expression}) AS {prefix}fb"
+
+
+def fingerprint_match(left: str, right: str) -> str:
+    return f"{left}.fa = {right}.fa AND {left}.fb = {right}.fb"

@@ -493,7 +493,8 @@ class ExpectNoSourceValuesInColumns(_SourceJoinExpectation):
         source_columns: which source columns hold them (default: all columns of ``source``).
 
     Values compare as strings after trim and lowercase (a change of case does not hide a copied
-    e-mail address); null and blank source values are ignored. The join runs in Spark.
+    e-mail address); null and blank source values are ignored. The join runs in Spark, on a
+    96-bit fingerprint of the normalized value (``_sql.fingerprint``: no match is ever missed).
     """
 
     output_columns: List[str]
@@ -506,11 +507,18 @@ class ExpectNoSourceValuesInColumns(_SourceJoinExpectation):
         source, source_columns = cls._source(values)
         values_of_source = _sql.union_of_columns(source, source_columns, "CAST({col} AS STRING)")
         return (
+            "WITH src AS (SELECT DISTINCT lower(trim(v)) AS v FROM "
+            f"({values_of_source}) u WHERE v IS NOT NULL AND trim(v) <> ''), "
+            # A cell can only equal a source value of its length: cells of other lengths (e.g.
+            # 64-character pseudonyms, when no identifier is that long) skip the join's shuffle.
+            "lens AS (SELECT collect_set(length(v)) AS source_lengths FROM src), "
+            f"cells AS (SELECT column_index, lower(trim(v)) AS v FROM (SELECT {_sql.stack_columns(outputs)} "
+            "FROM {batch}) c0 WHERE v IS NOT NULL) "
             "SELECT column_index, COUNT(*) AS matching_rows FROM "
-            f"(SELECT {_sql.stack_columns(outputs)} FROM {{batch}}) o "
-            "LEFT SEMI JOIN (SELECT DISTINCT lower(trim(v)) AS v FROM "
-            f"({values_of_source}) src WHERE v IS NOT NULL AND trim(v) <> '') s "
-            "ON lower(trim(o.v)) = s.v GROUP BY column_index"
+            f"(SELECT column_index, {_sql.fingerprint('v')} FROM cells CROSS JOIN lens "
+            "WHERE array_contains(source_lengths, length(v))) o "
+            f"LEFT SEMI JOIN (SELECT {_sql.fingerprint('v')} FROM src) s "
+            f"ON {_sql.fingerprint_match('o', 's')} GROUP BY column_index"
         )
 
     @classmethod
@@ -531,7 +539,7 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
     identifiers, so it is not a 仮名加工情報 pseudonym. Candidates are every source value in 8 forms:
     raw and every combination of NFKC, strip and lowercase (applied in that order); pseudonyms
     compare trimmed and lowercased, so upper-case hex is caught too. Computed with Spark's
-    md5/sha1/sha2 and a semi-join.
+    md5/sha1/sha2 and a semi-join on 96-bit fingerprints (``_sql.fingerprint``).
 
     Args:
         pseudonym_columns: the pseudonym columns to check.
@@ -587,8 +595,10 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
             f"digests AS (SELECT h FROM (SELECT explode(array({digests})) AS h FROM forms CROSS JOIN lens) d "
             "WHERE h IS NOT NULL) "
             "SELECT column_index, COUNT(*) AS matching_rows FROM "
-            f"{pseudonym_cells} p "
-            "LEFT SEMI JOIN digests ON lower(trim(p.v)) = digests.h GROUP BY column_index"
+            f"(SELECT column_index, {_sql.fingerprint('lower(trim(v))')} FROM {pseudonym_cells} p0 "
+            "WHERE v IS NOT NULL) p "
+            f"LEFT SEMI JOIN (SELECT {_sql.fingerprint('h')} FROM digests) d "
+            f"ON {_sql.fingerprint_match('p', 'd')} GROUP BY column_index"
         )
 
     @classmethod
