@@ -83,30 +83,53 @@ def read_current(spark: SparkSession, path: str) -> DataFrame:
     return spark.read.format("delta").load(path)
 
 
-def create_table(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str],
-                 stats_columns: list[str] | None = None, change_data_feed: bool = False) -> None:
-    """Create the Delta table with the properties wasure relies on (idempotent).
+def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
+                     change_data_feed: bool = False) -> dict[str, str]:
+    """The Delta properties of a wasure table.
 
     stats_columns: the only columns whose min/max go into ``_delta_log`` (personal columns never
     do, or the values outlive a delete there). ``None`` keeps Delta's default (tables without
     personal data: audit, ledgers).
     """
-    from delta.tables import DeltaTable
-
-    builder = (DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
-               .property("delta.enableDeletionVectors", "true")
-               .property("delta.enableChangeDataFeed", str(change_data_feed).lower()))
-    if partition_by:
-        builder = builder.partitionedBy(*partition_by)
+    properties = {"delta.enableDeletionVectors": "true", "delta.enableChangeDataFeed": str(change_data_feed).lower()}
     if stats_columns is not None:
         # Delta collects min/max only for orderable types (not booleans, maps, arrays).
         types = {f.name: f.dataType.typeName() for f in df.schema.fields}
         usable = [c for c in stats_columns if c not in partition_by and types.get(c) in STATS_TYPES]
         if usable:
-            builder = builder.property("delta.dataSkippingStatsColumns", ",".join(f"`{c}`" for c in usable))
+            properties["delta.dataSkippingStatsColumns"] = ",".join(f"`{c}`" for c in usable)
         else:
-            builder = builder.property("delta.dataSkippingNumIndexedCols", "0")
+            properties["delta.dataSkippingNumIndexedCols"] = "0"
+    return properties
+
+
+def create_table(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str],
+                 stats_columns: list[str] | None = None, change_data_feed: bool = False) -> None:
+    """Create the (empty) Delta table with the properties wasure relies on (idempotent)."""
+    from delta.tables import DeltaTable
+
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
+    for name, value in table_properties(df, partition_by, stats_columns, change_data_feed).items():
+        builder = builder.property(name, value)
+    if partition_by:
+        builder = builder.partitionedBy(*partition_by)
     builder.execute()
+
+
+def write_new_table(path: str, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None) -> None:
+    """Write ``df`` as a new Delta table at ``path``, data and properties in one commit.
+
+    For staging and backup copies, which always start from an empty directory: half the commits of
+    ``create_table`` + write, and no moment where the table exists without its rows.
+    """
+    if "`" in path:
+        raise ValueError(f"a table path may not contain a backtick: {path!r}")
+    writer = df.writeTo(f"delta.`{path}`").using("delta")
+    for name, value in table_properties(df, partition_by, stats_columns).items():
+        writer = writer.tableProperty(name, value)
+    if partition_by:
+        writer = writer.partitionedBy(*[F.col(c) for c in partition_by])
+    writer.create()
 
 
 def write_policy_table(spark: SparkSession, lake: Lake, table: Table, df: DataFrame, mode: str = "overwrite") -> None:
@@ -114,10 +137,12 @@ def write_policy_table(spark: SparkSession, lake: Lake, table: Table, df: DataFr
     df = df.withColumn(SUBJECT_BUCKET, subject_bucket(F.col(table.subject_key), table.subject_buckets))
     partition_by = [table.region_column, SUBJECT_BUCKET]
     path = lake.table_path(table)
-    create_table(spark, path, df, partition_by, stats_columns=table.stats_columns())
     # One file per (region, bucket): few files per purge, no small-file storm.
-    (df.repartition(*[F.col(c) for c in partition_by]).write.format("delta").mode(mode)
-       .option("overwriteSchema", "false").save(path))
+    laid_out = df.repartition(*[F.col(c) for c in partition_by])
+    if not is_delta(path):
+        write_new_table(path, laid_out, partition_by, stats_columns=table.stats_columns())
+        return
+    laid_out.write.format("delta").mode(mode).option("overwriteSchema", "false").save(path)
 
 
 def append_rows(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str] | None = None) -> None:

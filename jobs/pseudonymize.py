@@ -22,6 +22,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -30,7 +31,7 @@ from anonymizers.pseudonym import keyed_pseudonym
 from anonymizers.scrub import scrub
 from jobs.console import CheckFailed, InputError
 from jobs.keys import load_purpose_keys
-from jobs.lake import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current, rows_of_keys
+from jobs.lake import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current, rows_of_keys, write_new_table
 from jobs.policy import ColumnClass, Policy, Table
 from jobs.subjects import Registers
 
@@ -85,19 +86,34 @@ def eligible_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: s
 
 # ------------------------------------------------------------------ gate
 
-def gate_checks(policy: Policy, table_name: str, source: DataFrame, output: DataFrame) -> list:
+SOURCE_IDENTIFIER = "source_identifier"
+
+
+def source_identifiers(spark: SparkSession, lake: Lake, table: Table) -> DataFrame:
+    """Distinct identifying values of the whole source table, one column ``source_identifier``.
+
+    Every column the profile transforms or drops is an identifier the output must not reveal. All
+    rows count, not only the purpose's eligible ones: a stricter check, and one set that every
+    purpose's gate and both source-joining expectations share (the caller persists it once).
+    """
+    plan = rule31_plan(table)
+    df = read_current(spark, lake.table_path(table))
+    identifiers = [c for c in plan.pseudonymize + plan.drop if c in df.columns]
+    values = F.explode(F.array(*[F.col(c).cast("string") for c in identifiers])).alias(SOURCE_IDENTIFIER)
+    return df.select(values).where(F.col(SOURCE_IDENTIFIER).isNotNull()).distinct()
+
+
+def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output: DataFrame) -> list:
     """The Great Expectations suite of one pseudonymized table (see expectations.suites)."""
     from expectations.suites import PSEUDONYMIZED_FORBIDDEN_CLASSES, columns_of_classes, pseudonymized_suite
 
     table = policy.tables[table_name]
     plan = rule31_plan(table)
     classes = {name: table.column(name).class_.value for name in table.columns}
-    # Every column the profile transformed or dropped is an identifier the output must not reveal.
-    identifiers = [c for c in plan.pseudonymize + plan.drop if c in source.columns]
     strings = [f.name for f in output.schema.fields if f.dataType.typeName() == "string" and f.name != KEY_ID_COLUMN]
     return pseudonymized_suite(
         pseudonym_columns=[c for c in plan.pseudonymize if c in output.columns],
-        source=source.select(*identifiers), source_columns=identifiers,
+        source=identifiers, source_columns=[SOURCE_IDENTIFIER],
         forbidden_columns=columns_of_classes(classes, PSEUDONYMIZED_FORBIDDEN_CLASSES)
         | {c: classes[c] for c in plan.drop},
         output_columns=strings)
@@ -169,48 +185,61 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
     state = _load_state(lake)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     results: dict = {"tables": [], "failures": [], "docs": []}
-    for purpose in purposes:
-        key_id, key = keys[purpose]
-        staged = []
-        for name, table in policy.tables.items():
-            if purpose not in table.purposes:
-                continue
-            version = source_version(spark, lake.table_path(table))
-            marker = f"{purpose}/{name}"
-            if not full and state.get(marker) == {"source_version": version, "key_id": key_id} and is_delta(lake.pseudonymized(purpose, name)):
-                results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})
-                continue
-            progress(f"pseudonymizing {name} for {purpose}")
-            source = eligible_rows(spark, policy, lake, name, purpose, registers)
-            staging = lake.staging("pseudonymized", purpose, name)
-            if Path(staging).exists():
-                shutil.rmtree(staging)
-            output = apply_rule31(source, table, key, key_id)
-            create_table(spark, staging, output, [table.region_column], stats_columns=table.stats_columns())
-            output.repartition(table.region_column).write.format("delta").mode("overwrite").save(staging)
-            staged.append((name, table, source, staging, version))
-        if not staged:
-            continue
-        progress(f"gate for {purpose}")
-        from expectations.gates import run_gate
+    identifier_sets: dict[str, DataFrame] = {}
 
-        checks = [(name, read_current(spark, staging), gate_checks(policy, name, source, read_current(spark, staging)))
-                  for name, table, source, staging, _ in staged]
-        gate = run_gate(f"pseudonymize-{purpose}", checks, str(lake.docs / "pseudonymize" / run_id / purpose))
-        results["docs"].append(gate.docs_index)
-        failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
-        for name, table, source, staging, version in staged:
-            problem = failed.get(name) or one_pseudonym_per_subject(table, source, read_current(spark, staging))
-            if problem:
-                where = _quarantine(staging, lake, purpose, name)
-                results["failures"].append(f"{purpose}/{name}: {problem}")
-                results["tables"].append({"purpose": purpose, "table": name, "status": f"quarantined: {where}", "rows": None})
+    def identifiers_of(name: str, table: Table) -> DataFrame:
+        if name not in identifier_sets:
+            identifier_sets[name] = source_identifiers(spark, lake, table).persist(StorageLevel.MEMORY_AND_DISK)
+        return identifier_sets[name]
+
+    try:
+        for purpose in purposes:
+            key_id, key = keys[purpose]
+            staged = []
+            for name, table in policy.tables.items():
+                if purpose not in table.purposes:
+                    continue
+                version = source_version(spark, lake.table_path(table))
+                marker = f"{purpose}/{name}"
+                if not full and state.get(marker) == {"source_version": version, "key_id": key_id} and is_delta(lake.pseudonymized(purpose, name)):
+                    results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})
+                    continue
+                progress(f"pseudonymizing {name} for {purpose}")
+                source = eligible_rows(spark, policy, lake, name, purpose, registers)
+                staging = lake.staging("pseudonymized", purpose, name)
+                if Path(staging).exists():
+                    shutil.rmtree(staging)
+                output = apply_rule31(source, table, key, key_id)
+                # No repartition by region: a few regions hold most rows, and one task per region would
+                # write (and shuffle) most of the largest table alone.
+                write_new_table(staging, output, [table.region_column], stats_columns=table.stats_columns())
+                staged.append((name, table, source, staging, version))
+            if not staged:
                 continue
-            rows = read_current(spark, staging).count()
-            _promote(staging, lake.pseudonymized(purpose, name))
-            state[f"{purpose}/{name}"] = {"source_version": version, "key_id": key_id}
-            _save_state(lake, state)
-            results["tables"].append({"purpose": purpose, "table": name, "status": "published", "rows": rows, "key_id": key_id})
+            progress(f"gate for {purpose}")
+            from expectations.gates import run_gate
+
+            checks = [(name, read_current(spark, staging),
+                       gate_checks(policy, name, identifiers_of(name, table), read_current(spark, staging)))
+                      for name, table, source, staging, _ in staged]
+            gate = run_gate(f"pseudonymize-{purpose}", checks, str(lake.docs / "pseudonymize" / run_id / purpose))
+            results["docs"].append(gate.docs_index)
+            failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
+            for name, table, source, staging, version in staged:
+                problem = failed.get(name) or one_pseudonym_per_subject(table, source, read_current(spark, staging))
+                if problem:
+                    where = _quarantine(staging, lake, purpose, name)
+                    results["failures"].append(f"{purpose}/{name}: {problem}")
+                    results["tables"].append({"purpose": purpose, "table": name, "status": f"quarantined: {where}", "rows": None})
+                    continue
+                rows = read_current(spark, staging).count()
+                _promote(staging, lake.pseudonymized(purpose, name))
+                state[f"{purpose}/{name}"] = {"source_version": version, "key_id": key_id}
+                _save_state(lake, state)
+                results["tables"].append({"purpose": purpose, "table": name, "status": "published", "rows": rows, "key_id": key_id})
+    finally:
+        for identifiers in identifier_sets.values():
+            identifiers.unpersist()
     if results["failures"]:
         raise CheckFailed("pseudonymization gate failed (outputs quarantined, Data Docs: "
                           f"{', '.join(results['docs'])}): " + "; ".join(results["failures"]))
