@@ -1,4 +1,4 @@
-# wasure: two commands on a fresh machine with Python 3.11, Java 17 and Maven.
+# wasure: two commands on a fresh machine with Python 3.11, a Java 17 JDK and Maven.
 #   make demo   - set everything up, build a small lake under ./lake, run every pipeline step
 #   make test   - set everything up, run the test suite
 PYTHON ?= python3.11
@@ -22,7 +22,16 @@ $(JARS)/.done: jars/pom.xml
 	    -DincludeScope=runtime -DincludeGroupIds=io.delta -DoutputDirectory=cache
 	touch $@
 
-jars: $(JARS)/.done
+# wasure's own UDF (the JVM twin of the Python HMAC pseudonym), compiled against pyspark's jars.
+UDF_SOURCES := $(wildcard jars/udf/wasure/udf/*.java)
+$(JARS)/wasure-udf.jar: $(UDF_SOURCES) $(BIN)/wasure
+	rm -rf jars/build && mkdir -p jars/build $(JARS)
+	javac --release 17 -cp "$$($(BIN)/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars/*" \
+	    -d jars/build $(UDF_SOURCES)
+	jar cf $@ -C jars/build wasure
+	rm -rf jars/build
+
+jars: $(JARS)/.done $(JARS)/wasure-udf.jar
 setup: $(BIN)/wasure jars
 
 demo: setup

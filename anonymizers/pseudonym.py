@@ -4,8 +4,16 @@ Same key + same value gives the same pseudonym in every table, so pseudonymized 
 without the key nobody can recompute or reverse the mapping. One key per processing purpose keeps
 pseudonyms of different purposes unlinkable.
 
-The key never becomes a Column literal: it lives only in the closure of an Arrow (pandas) UDF, which
-Spark ships to executors as pickled bytes but never prints in ``explain()`` or the query execution.
+The key never becomes a Column literal. Two implementations give the same pseudonyms, byte for byte:
+- ``python``: an Arrow (pandas) UDF with the key in its closure.
+- ``jvm`` (default when ``wasure-udf.jar`` from ``make jars`` is on Spark's classpath): a Java UDF
+  (``jars/udf/wasure/udf/KeyedPseudonym.java``) registered under a random name in the DataFrame's
+  session, the key in the UDF object's field; several times cheaper per value than Python's HMAC.
+  With normalization it hashes ASCII values only (NFKC is the identity there); the few non-ASCII
+  values go to the Python twin, because Java's and Python's Unicode versions normalize newly
+  added characters differently.
+Spark ships either to executors as serialized bytes but prints only the UDF's name in ``explain()``
+and the query execution.
 """
 from __future__ import annotations
 
@@ -14,7 +22,8 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from typing import Sequence
+import uuid
+from typing import Callable, Sequence
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -25,6 +34,8 @@ from anonymizers.registry import OperatorError, column_list, register
 
 MIN_KEY_BYTES = 32  # the SHA-256 block output size; shorter keys weaken HMAC below 256 bits
 ENCODINGS = ("hex", "base64url")
+ENGINES = ("auto", "jvm", "python")
+JVM_CLASS = "wasure.udf.KeyedPseudonym"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 
@@ -75,14 +86,44 @@ def _pseudonymizer(key: bytes, normalize: bool, encoding: str):
     return keyed_pseudonym
 
 
+def _jvm_pseudonymizer(df: DataFrame, key: bytes, normalize: bool, encoding: str) -> Callable | None:
+    """The Java twin of ``_pseudonymizer``, registered in ``df``'s session; None without the jar."""
+    from py4j.java_gateway import JavaClass
+
+    spark = df.sparkSession
+    jvm = spark._jvm
+    java_class = jvm
+    for part in JVM_CLASS.split("."):
+        java_class = getattr(java_class, part)
+    if not isinstance(java_class, JavaClass):
+        return None
+    # A random name per registration: two keys in one session never share a function name, and
+    # the name says nothing about the key.
+    name = f"keyed_pseudonym_{uuid.uuid4().hex[:12]}"
+    spark._jsparkSession.udf().register(name, java_class(bytearray(key), normalize, encoding),
+                                        jvm.org.apache.spark.sql.types.DataTypes.StringType)
+    if not normalize:
+        return lambda column: F.call_udf(name, column)
+    python = _pseudonymizer(key, normalize, encoding)
+
+    def pseudonym(column):
+        # The Java UDF returns null for non-ASCII values; only those reach Python (the others are
+        # sent as nulls, which the Arrow UDF skips).
+        non_ascii = F.octet_length(column) != F.length(column)
+        return F.coalesce(F.call_udf(name, column), python(F.when(non_ascii, column)))
+
+    return pseudonym
+
+
 @register("keyed_pseudonym")
 def keyed_pseudonym(df: DataFrame, columns: str | Sequence[str], key: bytes, key_id: str,
                     key_id_column: str = "pseudonym_key_id", normalize: bool = True,
-                    encoding: str = "hex") -> DataFrame:
+                    encoding: str = "hex", engine: str = "auto") -> DataFrame:
     """Replace each of ``columns`` by HMAC-SHA256(key, value) and record ``key_id`` per row.
 
     Non-string columns are hashed as their Spark string form; nulls stay null. ``key_id_column``
-    tells a later re-keying or erasure job which key made the pseudonyms.
+    tells a later re-keying or erasure job which key made the pseudonyms. ``engine``: ``jvm``,
+    ``python``, or ``auto`` (the JVM UDF when its jar is on the classpath, else Python).
     """
     _validate_key(key, key_id)
     names = column_list(df, columns)
@@ -90,6 +131,12 @@ def keyed_pseudonym(df: DataFrame, columns: str | Sequence[str], key: bytes, key
         raise OperatorError(f"encoding must be one of {', '.join(ENCODINGS)}")
     if not isinstance(key_id_column, str) or not key_id_column or key_id_column in names:
         raise OperatorError("key_id_column must be a column name other than the pseudonymized columns")
-    udf = _pseudonymizer(key, bool(normalize), encoding)
+    if engine not in ENGINES:
+        raise OperatorError(f"engine must be one of {', '.join(ENGINES)}")
+    udf = _jvm_pseudonymizer(df, bytes(key), bool(normalize), encoding) if engine != "python" else None
+    if udf is None:
+        if engine == "jvm":
+            raise OperatorError(f"engine 'jvm' needs {JVM_CLASS} on Spark's classpath: run `make jars`")
+        udf = _pseudonymizer(key, bool(normalize), encoding)
     out = df.withColumns({name: udf(F.col(name).cast("string")) for name in names})
     return out.withColumn(key_id_column, F.lit(key_id))

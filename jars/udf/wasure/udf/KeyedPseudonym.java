@@ -1,0 +1,129 @@
+package wasure.udf;
+
+import java.nio.charset.StandardCharsets;
+import java.util.Base64;
+import java.util.Locale;
+
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
+
+import org.apache.spark.sql.api.java.UDF1;
+
+/**
+ * HMAC-SHA256 pseudonym of one value: the JVM twin of anonymizers.pseudonym's Arrow UDF.
+ *
+ * <p>Same output, byte for byte: with {@code normalize}, the value is normalized like Python's
+ * {@code normalize_value} (NFKC, Python's {@code str.strip()}, lower case if the whole value is an
+ * e-mail address), encoded as UTF-8 and hashed with the key; hex (lower case) or unpadded
+ * base64url. Normalization is done here for ASCII values only, where NFKC changes nothing: for
+ * other text Java's and Python's Unicode versions differ (characters added in one are unassigned
+ * in the other, and NFKC maps them differently), so a non-ASCII value returns null and the caller
+ * hashes it with the Python twin. Without {@code normalize} every value is hashed here.
+ *
+ * <p>The key lives in this object only. Spark prints a registered UDF by its name, never its
+ * fields, so the key does not reach a plan; {@link #toString()} withholds it too.
+ */
+public final class KeyedPseudonym implements UDF1<String, String> {
+    private static final long serialVersionUID = 1L;
+    private static final char[] HEX = "0123456789abcdef".toCharArray();
+
+    private final byte[] key;
+    private final boolean normalize;
+    private final boolean hex;
+    private transient Mac mac;
+
+    public KeyedPseudonym(byte[] key, boolean normalize, String encoding) {
+        if (key == null || key.length < 32) {
+            throw new IllegalArgumentException("key must be at least 32 bytes");
+        }
+        if (!"hex".equals(encoding) && !"base64url".equals(encoding)) {
+            throw new IllegalArgumentException("encoding must be hex or base64url");
+        }
+        this.key = key.clone();
+        this.normalize = normalize;
+        this.hex = "hex".equals(encoding);
+    }
+
+    @Override
+    public String call(String value) throws Exception {
+        if (value == null) {
+            return null;
+        }
+        String text = normalize ? normalizeAscii(value) : value;
+        if (text == null) {
+            return null;   // non-ASCII: left to the Python twin
+        }
+        byte[] digest;
+        synchronized (this) {   // one Mac per deserialized copy; tasks normally hold their own copy
+            if (mac == null) {
+                mac = Mac.getInstance("HmacSHA256");
+                mac.init(new SecretKeySpec(key, "HmacSHA256"));
+            }
+            digest = mac.doFinal(text.getBytes(StandardCharsets.UTF_8));
+        }
+        if (!hex) {
+            return Base64.getUrlEncoder().withoutPadding().encodeToString(digest);
+        }
+        char[] out = new char[digest.length * 2];
+        for (int i = 0; i < digest.length; i++) {
+            out[2 * i] = HEX[(digest[i] >> 4) & 0xf];
+            out[2 * i + 1] = HEX[digest[i] & 0xf];
+        }
+        return new String(out);
+    }
+
+    /** Python's {@code normalize_value} of an ASCII value (NFKC is the identity); null otherwise. */
+    public static String normalizeAscii(String value) {
+        for (int i = 0; i < value.length(); i++) {
+            if (value.charAt(i) >= 0x80) {
+                return null;
+            }
+        }
+        String text = strip(value);
+        return isEmail(text) ? text.toLowerCase(Locale.ROOT) : text;
+    }
+
+    /** Python's {@code str.isspace()} (Unicode 14): the characters {@code strip()} and {@code \s} use. */
+    static boolean isPythonSpace(char c) {
+        switch (c) {
+            case '\t': case '\n': case 0x0b: case 0x0c: case '\r':
+            case 0x1c: case 0x1d: case 0x1e: case 0x1f: case ' ':
+            case 0x85: case 0xa0: case 0x1680:
+            case 0x2028: case 0x2029: case 0x202f: case 0x205f: case 0x3000:
+                return true;
+            default:
+                return c >= 0x2000 && c <= 0x200a;
+        }
+    }
+
+    private static String strip(String text) {
+        int start = 0;
+        int end = text.length();
+        while (start < end && isPythonSpace(text.charAt(start))) {
+            start++;
+        }
+        while (end > start && isPythonSpace(text.charAt(end - 1))) {
+            end--;
+        }
+        return text.substring(start, end);
+    }
+
+    /** Python's {@code re.fullmatch(r"[^@\s]+@[^@\s]+", text)}. */
+    private static boolean isEmail(String text) {
+        int at = text.indexOf('@');
+        if (at <= 0 || at == text.length() - 1 || text.indexOf('@', at + 1) >= 0) {
+            return false;
+        }
+        for (int i = 0; i < text.length(); i++) {
+            if (isPythonSpace(text.charAt(i))) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    @Override
+    public String toString() {
+        return "KeyedPseudonym(key withheld)";
+    }
+}
