@@ -78,6 +78,9 @@ def _pseudonymizer(key: bytes, normalize: bool, encoding: str):
     @pandas_udf("string")
     def keyed_pseudonym(values: pd.Series) -> pd.Series:
         distinct = values.dropna().unique()
+        if not len(distinct):
+            # The JVM engine sends only non-ASCII values here: most batches are all null.
+            return pd.Series([None] * len(values), index=values.index, dtype=object)
         pseudonyms = dict(zip(distinct, digests(distinct)))
         # Built as an object Series of str/None: a batch of nulls only must stay a string column.
         return pd.Series([None if v is None or v != v else pseudonyms[v] for v in values],
