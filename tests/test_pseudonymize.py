@@ -75,6 +75,24 @@ def test_restricted_and_withdrawn_subjects_are_excluded(spark, published, genera
     assert _out(spark, published, "service", "accounts").count() == raw.count() - service_excluded
 
 
+def test_published_tables_are_created_in_one_commit_with_personal_columns_out_of_statistics(spark, published):
+    policy, lake = published["policy"], published["lake"]
+    for name, table in policy.tables.items():
+        if "service" not in table.purposes:
+            continue
+        path = lake.pseudonymized("service", name)
+        detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+        assert detail.partitionColumns == [table.region_column]
+        assert detail.properties["delta.enableDeletionVectors"] == "true"
+        indexed = detail.properties.get("delta.dataSkippingStatsColumns", "").replace("`", "").split(",")
+        assert set(indexed) - {""} <= set(table.stats_columns()), name
+        assert not set(indexed) & set(rule31_plan(table).pseudonymize), name
+        # write_new_table: schema, properties and rows in one commit (no empty first version).
+        history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").collect()
+        assert [h.version for h in history] == [0], name
+        assert history[0].operationMetrics["numOutputRows"] != "0", name
+
+
 def test_second_run_is_incremental(published):
     assert all(t["status"] == "published" for t in published["first"]["tables"])
     assert all(t["status"] == "unchanged" for t in published["second"]["tables"])
