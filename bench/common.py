@@ -81,17 +81,21 @@ def summarize(times: list[float]) -> dict:
 
 
 def side_by_side(sides: dict[str, Callable[[int], object]], repeats: int = 3,
-                 reset: Callable[[str, int], object] | None = None) -> dict[str, dict]:
+                 reset: Callable[[str, int], object] | None = None,
+                 prepare: Callable[[str, int], object] | None = None) -> dict[str, dict]:
     """Run every side once per round, alternating the order each round (A B, B A, A B, ...), so
-    that drift of the machine (load, page cache, JIT) hits both sides alike. ``reset(side, round)``
-    runs untimed after each timed call (e.g. restore the tables). Returns side -> summary, with the
-    value each call returned under ``results``."""
+    that drift of the machine (load, page cache, JIT) hits both sides alike. ``prepare(side, round)``
+    runs untimed before and ``reset(side, round)`` untimed after each timed call (e.g. give the side
+    a fresh copy of the lake, then remove it). Returns side -> summary, with the value each call
+    returned under ``results``."""
     times: dict[str, list[float]] = {name: [] for name in sides}
     outputs: dict[str, list] = {name: [] for name in sides}
     names = list(sides)
     for round_ in range(repeats):
         order = names if round_ % 2 == 0 else list(reversed(names))
         for name in order:
+            if prepare is not None:
+                prepare(name, round_)
             start = time.perf_counter()
             out = sides[name](round_)
             times[name].append(time.perf_counter() - start)
@@ -288,6 +292,14 @@ def write(name: str, payload: dict) -> Path:
 LAKE_CACHE = Path(os.environ.get("WASURE_BENCH_LAKE_CACHE", REPO / "bench" / ".lakes"))
 
 
+def copy_lake(source: Path, target: Path) -> Path:
+    """A fresh copy of a lake directory (untimed set-up): every run starts from the same files, and
+    a new path, so no Delta log state of an earlier run is reused."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    return target
+
+
 def synthetic_lake(spark, policy, root: Path, subjects: int, events: int) -> tuple[dict[str, int], float]:
     """A generated lake at ``root``: (row counts per table, seconds its generation took).
 
@@ -313,6 +325,5 @@ def synthetic_lake(spark, policy, root: Path, subjects: int, events: int) -> tup
                                GenerateOptions(subjects=subjects, events_per_subject=events))
         marker.write_text(json.dumps({"counts": counts, "generate_s": time.perf_counter() - start}))
     info = json.loads(marker.read_text())
-    shutil.rmtree(root, ignore_errors=True)
-    shutil.copytree(cached / "lake", root)
+    copy_lake(cached / "lake", root)
     return info["counts"], info["generate_s"]

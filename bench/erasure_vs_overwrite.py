@@ -16,8 +16,10 @@ subjects x events rows). For each batch size and each round (>= 3), the same fre
 
 Bytes rewritten = size of the files that did not exist before the run (Parquet and deletion-vector
 files of the policy tables; ``_delta_log`` excluded), over the lake's bytes (current versions of the
-policy tables). After each timed run every policy table is RESTOREd to its version before the run
-(untimed), so both sides always start from the same lake.
+policy tables). Every timed run gets its own fresh copy of the generated lake (untimed; the copy is
+removed afterwards), so both sides always start from the same files with no Delta log state cached
+from an earlier run. (Until session 5 the tables were RESTOREd between runs: nine untimed RESTOREs
+per run were half of `make bench`'s erasure time.)
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (bench_env, command_line, files_of, init_all_keys, last_stage_id, new_bytes, peak_memory,
-                          side_by_side, stage_profile, synthetic_lake, write)
+from bench.common import (bench_env, command_line, copy_lake, files_of, init_all_keys, last_stage_id, new_bytes,
+                          peak_memory, side_by_side, stage_profile, synthetic_lake, write)
 
 
 def main(argv=None) -> None:
@@ -52,15 +54,14 @@ def main(argv=None) -> None:
     from jobs import erasure
     from jobs.lake import Lake, read_current
     from jobs.policy import default_policy_path, load_policy
-    from jobs.retention import current_version
     from jobs.runtime import get_spark
 
     policy = load_policy(default_policy_path())
     init_all_keys(policy)
     spark = get_spark("wasure-bench-erasure")
-    lake = Lake.at(work / "lake")
-    counts, generate_s = synthetic_lake(spark, policy, lake.root, args.subjects, args.events)
-    tables = {name: lake.table_path(t) for name, t in policy.tables.items()}
+    generated = Lake.at(work / "lake")          # never written to: every run erases from a copy of it
+    counts, generate_s = synthetic_lake(spark, policy, generated.root, args.subjects, args.events)
+    tables = {name: generated.table_path(t) for name, t in policy.tables.items()}
     lake_bytes = {name: int(spark.sql(f"DESCRIBE DETAIL delta.`{p}`").first().sizeInBytes) for name, p in tables.items()}
     total_lake_bytes = sum(lake_bytes.values())
     print(f"lake: {counts.get('network_events', 0):,} event rows, {sum(counts.values()):,} rows, "
@@ -76,17 +77,18 @@ def main(argv=None) -> None:
         # n random subjects: a hash sort of the accounts table (subjects x 1 row), n rows collected
         return [r.s for r in accounts.orderBy(F.xxhash64("s", F.lit(seed))).limit(n).collect()]
 
-    versions = {name: current_version(spark, p) for name, p in tables.items()}
+    # The lake the next timed run works on: a fresh copy of the generated one, at a new path.
+    current: dict = {}
 
-    def restore() -> None:
-        for name, path in tables.items():
-            if current_version(spark, path) != versions[name]:
-                spark.sql(f"RESTORE TABLE delta.`{path}` TO VERSION AS OF {versions[name]}")
-        for name, path in tables.items():
-            versions[name] = current_version(spark, path)
+    def fresh_copy(side: str, round_: int) -> None:
+        copy = Lake.at(copy_lake(generated.root, work / f"run-{side}-{round_}"))
+        current.update(lake=copy, tables={name: copy.table_path(t) for name, t in policy.tables.items()})
+
+    def drop_copy(_side: str, _round: int) -> None:
+        shutil.rmtree(current["lake"].root, ignore_errors=True)
 
     def snapshot() -> dict[str, dict[str, int]]:
-        return {name: files_of(path) for name, path in tables.items()}
+        return {name: files_of(path) for name, path in current["tables"].items()}
 
     results = []
     as_of = dt.datetime.now(dt.timezone.utc).date()
@@ -99,7 +101,7 @@ def main(argv=None) -> None:
             stage0 = last_stage_id(spark)
             marks: list[tuple[float, str]] = [(time.perf_counter(), "start")]
             request = erasure.RequestInput(f"bench-{n}-{round_}-{int(time.time())}", batches[round_], source="gdpr")
-            report = erasure.run(spark, policy, lake, [request], as_of=as_of, resume=False,
+            report = erasure.run(spark, policy, current["lake"], [request], as_of=as_of, resume=False,
                                  progress=lambda m: marks.append((time.perf_counter(), m)),
                                  on_state=lambda s, _ids: marks.append((time.perf_counter(), f"state:{s}")))
             marks.append((time.perf_counter(), "end"))
@@ -121,7 +123,7 @@ def main(argv=None) -> None:
             stage0 = last_stage_id(spark)
             spark.createDataFrame([(s,) for s in batches[round_]], "subject string").createOrReplaceTempView("bench_erase")
             removed = 0
-            for name, path in tables.items():
+            for name, path in current["tables"].items():
                 key = policy.tables[name].subject_key
                 rows_before = read_current(spark, path).count() if round_ == 0 else None
                 spark.sql(f"INSERT OVERWRITE delta.`{path}` SELECT t.* FROM delta.`{path}` t "
@@ -134,13 +136,15 @@ def main(argv=None) -> None:
             return {"bytes_written": sum(new_bytes(before[k], after[k]) for k in tables),
                     "rows_removed": removed if round_ == 0 else None}
 
-        if args.warmup:  # untimed: JIT, Python workers, Delta log caches, on another batch
+        if args.warmup:  # untimed: JIT, Python workers, on another batch
             warm = pick(n, 7)
-            erasure.run(spark, policy, lake, [erasure.RequestInput(f"bench-warm-{n}-{int(time.time())}", warm, source="gdpr")],
+            fresh_copy("warmup", 0)
+            erasure.run(spark, policy, current["lake"],
+                        [erasure.RequestInput(f"bench-warm-{n}-{int(time.time())}", warm, source="gdpr")],
                         as_of=as_of, resume=False)
-            restore()
+            drop_copy("warmup", 0)
         sides = side_by_side({"wasure": wasure_side, "baseline": baseline_side}, args.repeats,
-                             reset=lambda _side, _r: restore())
+                             prepare=fresh_copy, reset=drop_copy)
         w, b = sides["wasure"], sides["baseline"]
         w_bytes = sorted(x["bytes_written"] for x in w["results"])[len(w["results"]) // 2]
         b_bytes = sorted(x["bytes_written"] for x in b["results"])[len(b["results"]) // 2]

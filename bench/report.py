@@ -89,7 +89,7 @@ def erasure_section() -> list[str]:
            "`received` to `backups_quarantined` (logical delete with deletion vectors; the physical purge is due "
            "after the grace and measured in section 5). Baseline: for every policy table "
            "`INSERT OVERWRITE delta.`t` SELECT * FROM delta.`t` LEFT ANTI JOIN subjects`. Same subjects for both "
-           "sides in a round, alternating order, every table RESTOREd between runs; medians of 3 rounds. "
+           "sides in a round, alternating order, every run on its own fresh copy of the generated lake; medians of 3 rounds. "
            "Bytes rewritten = new data and deletion-vector files in the policy tables / the tables' bytes. "
            "The lake has no backups (the backup scan step is then trivial).", ""]
     rows, plots = [], []
