@@ -26,7 +26,7 @@ import uuid
 from typing import Callable, Sequence
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
@@ -89,11 +89,10 @@ def _pseudonymizer(key: bytes, normalize: bool, encoding: str):
     return keyed_pseudonym
 
 
-def _jvm_pseudonymizer(df: DataFrame, key: bytes, normalize: bool, encoding: str) -> Callable | None:
-    """The Java twin of ``_pseudonymizer``, registered in ``df``'s session; None without the jar."""
+def _jvm_pseudonymizer(spark: SparkSession, key: bytes, normalize: bool, encoding: str) -> Callable | None:
+    """The Java twin of ``_pseudonymizer``, registered in ``spark``'s session; None without the jar."""
     from py4j.java_gateway import JavaClass
 
-    spark = df.sparkSession
     jvm = spark._jvm
     java_class = jvm
     for part in JVM_CLASS.split("."):
@@ -118,6 +117,26 @@ def _jvm_pseudonymizer(df: DataFrame, key: bytes, normalize: bool, encoding: str
     return pseudonym
 
 
+def keyed_hash(spark: SparkSession, key: bytes, *, normalize: bool = False, encoding: str = "hex",
+               engine: str = "auto") -> Callable[[Column], Column]:
+    """HMAC-SHA256(key, value) as a function of a string Column, for callers that need the keyed
+    hash itself rather than a pseudonymized table (e.g. the deletion ledger's subject hashes). The
+    same engines as ``keyed_pseudonym``; without ``normalize`` the value's UTF-8 bytes are hashed as
+    they are, like ``hmac.new(key, value.encode("utf-8"), sha256)``."""
+    if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_KEY_BYTES:
+        raise OperatorError(f"key must be at least {MIN_KEY_BYTES} bytes")
+    if encoding not in ENCODINGS:
+        raise OperatorError(f"encoding must be one of {', '.join(ENCODINGS)}")
+    if engine not in ENGINES:
+        raise OperatorError(f"engine must be one of {', '.join(ENGINES)}")
+    udf = _jvm_pseudonymizer(spark, bytes(key), bool(normalize), encoding) if engine != "python" else None
+    if udf is None:
+        if engine == "jvm":
+            raise OperatorError(f"engine 'jvm' needs {JVM_CLASS} on Spark's classpath: run `make jars`")
+        udf = _pseudonymizer(key, bool(normalize), encoding)
+    return udf
+
+
 @register("keyed_pseudonym")
 def keyed_pseudonym(df: DataFrame, columns: str | Sequence[str], key: bytes, key_id: str,
                     key_id_column: str = "pseudonym_key_id", normalize: bool = True,
@@ -130,16 +149,8 @@ def keyed_pseudonym(df: DataFrame, columns: str | Sequence[str], key: bytes, key
     """
     _validate_key(key, key_id)
     names = column_list(df, columns)
-    if encoding not in ENCODINGS:
-        raise OperatorError(f"encoding must be one of {', '.join(ENCODINGS)}")
     if not isinstance(key_id_column, str) or not key_id_column or key_id_column in names:
         raise OperatorError("key_id_column must be a column name other than the pseudonymized columns")
-    if engine not in ENGINES:
-        raise OperatorError(f"engine must be one of {', '.join(ENGINES)}")
-    udf = _jvm_pseudonymizer(df, bytes(key), bool(normalize), encoding) if engine != "python" else None
-    if udf is None:
-        if engine == "jvm":
-            raise OperatorError(f"engine 'jvm' needs {JVM_CLASS} on Spark's classpath: run `make jars`")
-        udf = _pseudonymizer(key, bool(normalize), encoding)
+    udf = keyed_hash(df.sparkSession, key, normalize=normalize, encoding=encoding, engine=engine)
     out = df.withColumns({name: udf(F.col(name).cast("string")) for name in names})
     return out.withColumn(key_id_column, F.lit(key_id))

@@ -30,11 +30,9 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
-import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.functions import pandas_udf
 
 from jobs.console import CheckFailed, InputError
 from jobs.keys import load_key
@@ -70,14 +68,12 @@ def subject_hash(key: bytes, subject: str) -> str:
 
 
 def hash_column(column: Column, key: bytes) -> Column:
-    """The same keyed hash as a Spark Column (Arrow UDF: the key stays in the closure, never in a plan)."""
-    key = bytes(key)
+    """The same keyed hash as a Spark Column: the JVM HMAC UDF when its jar is on the classpath,
+    else an Arrow UDF (the key stays in the UDF object or closure, never in a plan). The gates hash
+    every row of the largest tables with it."""
+    from anonymizers.pseudonym import keyed_hash
 
-    @pandas_udf("string")
-    def keyed_subject_hash(values: pd.Series) -> pd.Series:
-        return values.map(lambda v: hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest(), na_action="ignore")
-
-    return keyed_subject_hash(column.cast("string"))
+    return keyed_hash(SparkSession.active(), key)(column.cast("string"))
 
 
 # ------------------------------------------------------------------ backups on disk

@@ -45,11 +45,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.functions import pandas_udf
 
 from jobs.backup import (
     add_to_ledger, expires_on, hash_column, ledger_key, list_backups, read_ledger, subject_hash,
@@ -287,13 +285,10 @@ def value_hash(key: bytes, value: str) -> str:
 
 
 def _value_hash_column(column: Column, key: bytes) -> Column:
-    key = bytes(key)
+    """``value_hash`` as a Spark Column (JVM HMAC UDF, or its Arrow twin without the jar)."""
+    from anonymizers.pseudonym import keyed_hash
 
-    @pandas_udf("string")
-    def keyed_value_hash(values: pd.Series) -> pd.Series:
-        return values.map(lambda v: value_hash(key, v), na_action="ignore")
-
-    return keyed_value_hash(column)
+    return keyed_hash(SparkSession.active(), key)(F.concat(F.lit("value\0"), column))
 
 
 # ------------------------------------------------------------------ state

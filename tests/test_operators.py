@@ -298,3 +298,24 @@ def test_mask_non_string_column_and_errors(spark):
         mask(df, "card", char="**")
     with pytest.raises(OperatorError, match="keep_last must be a non-negative integer"):
         mask(df, "card", keep_last=-1)
+
+
+@pytest.mark.parametrize("engine", ["jvm", "python"])
+def test_keyed_hash_columns_equal_the_ledger_hashes(spark, engine):
+    """The Spark columns the gates and the erasure scan hash with (deletion ledger subject hashes,
+    residue value hashes) are the plain-Python HMACs, whatever engine runs them; auto picks the JVM."""
+    from anonymizers.pseudonym import keyed_hash
+    from jobs.backup import hash_column, subject_hash
+    from jobs.erasure import _value_hash_column, value_hash
+
+    values = [v for v in EDGE_VALUES if v is not None] + ["山田 太郎", "12345", "a\u0000b"]
+    df = spark.createDataFrame([(i, v) for i, v in enumerate(values + [None])], "id int, v string")
+    by_id = {r["id"]: r for r in df.select(
+        "id", keyed_hash(spark, KEY, engine=engine)(df["v"]).alias("h"),
+        hash_column(df["v"], KEY).alias("ledger"), _value_hash_column(df["v"], KEY).alias("value")).collect()}
+    for i, v in enumerate(values):
+        assert by_id[i]["h"] == by_id[i]["ledger"] == subject_hash(KEY, v)
+        assert by_id[i]["value"] == value_hash(KEY, v)
+    assert by_id[len(values)]["h"] is None and by_id[len(values)]["ledger"] is None
+    with pytest.raises(OperatorError, match="at least 32 bytes"):
+        keyed_hash(spark, b"short")
