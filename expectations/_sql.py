@@ -153,5 +153,13 @@ def fingerprint(expression: str, prefix: str = "") -> str:
     return f"xxhash64({expression}) AS {prefix}fa, hash({expression}) AS {prefix}fb"
 
 
+def hash_join_hint(build_side: str) -> str:
+    """Join hint for the source-joining gates, which semi-join two large relations (millions of
+    output cells against millions of source values or digests): a sort-merge join sorts both
+    sides, a shuffled hash join builds a hash table of ``build_side`` (the source side) per
+    partition and streams the cells. Measured on 1M events: 11.1 -> 8.3 s (unkeyed-hash check)."""
+    return f"/*+ SHUFFLE_HASH({build_side}) */"
+
+
 def fingerprint_match(left: str, right: str) -> str:
     return f"{left}.fa = {right}.fa AND {left}.fb = {right}.fb"

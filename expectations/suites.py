@@ -108,6 +108,7 @@ def pseudonymized_suite(
     algorithms: Optional[Sequence[str]] = None,
     region_column: Optional[str] = None,
     region: Optional[str] = None,
+    source_distinct: bool = False,
 ) -> list:
     """Gates for a 仮名加工情報 table.
 
@@ -121,19 +122,22 @@ def pseudonymized_suite(
         output_columns: when given, none of these may hold a raw identifier value.
         algorithms: digests to try (default md5, sha1, sha256).
         region_column, region: when given, every row must belong to ``region``.
+        source_distinct: ``source`` already holds each value once (the queries skip their DISTINCT).
     """
     source, source_columns = _shared_source(source, source_columns)
     suite: list = []
     if forbidden_columns:
         suite.append(ExpectNoForbiddenColumns(forbidden_columns=_forbidden(forbidden_columns)))
-    hashes: dict[str, Any] = dict(pseudonym_columns=list(pseudonym_columns), source=source, source_columns=source_columns)
+    hashes: dict[str, Any] = dict(pseudonym_columns=list(pseudonym_columns), source=source, source_columns=source_columns,
+                                  source_distinct=source_distinct)
     if algorithms:
         hashes["algorithms"] = list(algorithms)
     suite.append(ExpectPseudonymsNotUnkeyedHashes(**hashes))
     if output_columns:
         suite.append(
             ExpectNoSourceValuesInColumns(
-                output_columns=list(output_columns), source=source, source_columns=source_columns
+                output_columns=list(output_columns), source=source, source_columns=source_columns,
+                source_distinct=source_distinct,
             )
         )
     if region_column and region:

@@ -113,7 +113,7 @@ def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output:
     strings = [f.name for f in output.schema.fields if f.dataType.typeName() == "string" and f.name != KEY_ID_COLUMN]
     return pseudonymized_suite(
         pseudonym_columns=[c for c in plan.pseudonymize if c in output.columns],
-        source=identifiers, source_columns=[SOURCE_IDENTIFIER],
+        source=identifiers, source_columns=[SOURCE_IDENTIFIER], source_distinct=True,
         forbidden_columns=columns_of_classes(classes, PSEUDONYMIZED_FORBIDDEN_CLASSES)
         | {c: classes[c] for c in plan.drop},
         output_columns=strings)

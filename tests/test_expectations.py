@@ -143,12 +143,16 @@ def source_identifiers(spark):
     )
 
 
-def test_no_source_values_in_columns(spark, gx_validate, source_identifiers):
+@pytest.mark.parametrize("source_distinct", [False, True])
+def test_no_source_values_in_columns(spark, gx_validate, source_identifiers, source_distinct):
     from expectations import ExpectNoSourceValuesInColumns
 
     expectation = ExpectNoSourceValuesInColumns(
-        output_columns=["contact", "note"], source=source_identifiers, source_columns=["email", "name_kanji"]
+        output_columns=["contact", "note"], source=source_identifiers, source_columns=["email", "name_kanji"],
+        source_distinct=source_distinct,
     )
+    # A caller that vouches for distinct source values saves the query's DISTINCT (a shuffle).
+    assert ("SELECT DISTINCT" in expectation.unexpected_rows_query) is not source_distinct
     # The view name, not the DataFrame, is what the expectation stores and serializes.
     assert expectation.source.startswith("wasure_source_")
     bad = spark.createDataFrame(
@@ -168,13 +172,17 @@ def test_no_source_values_in_columns(spark, gx_validate, source_identifiers):
     _assert_passed(gx_validate(good, by_view))
 
 
-def test_pseudonyms_not_unkeyed_hashes(spark, gx_validate):
+@pytest.mark.parametrize("source_distinct", [False, True])
+def test_pseudonyms_not_unkeyed_hashes(spark, gx_validate, source_distinct):
     from expectations import ExpectPseudonymsNotUnkeyedHashes
 
     # Full-width, padded with an ideographic space: only NFKC + strip + lowercase reach PLANTED.
     messy = "\u3000ＴＡＲＯ＠ｅｘａｍｐｌｅ．ｊｐ "
     source = spark.createDataFrame([(messy, "A000000001"), ("hanako@example.jp", "A000000002")], "email string, account_id string")
-    expectation = ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["email_pseudonym", "account_pseudonym"], source=source)
+    expectation = ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["email_pseudonym", "account_pseudonym"], source=source,
+                                                   source_distinct=source_distinct)
+    assert ("SELECT DISTINCT" in expectation.unexpected_rows_query) is not source_distinct
+    assert "SHUFFLE_HASH(d)" in expectation.unexpected_rows_query
     bad = spark.createDataFrame(
         [
             (hashlib.sha256(PLANTED.encode()).hexdigest(), "k1"),  # normalized form, sha256
