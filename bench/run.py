@@ -1,6 +1,6 @@
 """Run every bench at one size, then regenerate docs/performance.md and its plots.
 
-    make bench        # = .venv/bin/python -m bench.run --size small  (~15 min on 2 cores)
+    make bench        # = .venv/bin/python -m bench.run --size small  (~10 min on 2 cores)
     make bench-full   # = .venv/bin/python -m bench.run --size full   (hours on 2 cores)
     .venv/bin/python -m bench.run --only erasure_1M kanonymity_1M   # chosen configurations
     .venv/bin/python -m bench.run --report-only                      # only the doc, from bench/results
@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     failed = []
+    start = time.perf_counter()
     if not args.report_only:
         names = args.only or [n for n, (size, _m, _a) in CONFIGS.items() if size == args.size]
         for name in names:
@@ -89,6 +90,8 @@ def main(argv=None) -> int:
     from bench import report
 
     print(report.build())
+    if not args.report_only:
+        print(f"== {len(names)} configuration(s) in {time.perf_counter() - start:.0f} s", flush=True)
     if failed:
         print(f"failed: {', '.join(failed)} (see bench/results/logs/)", file=sys.stderr)
         return 1
