@@ -45,11 +45,15 @@ def normalize_value(value: str) -> str:
     return value.lower() if _EMAIL.fullmatch(value) else value
 
 
-def _validate_key(key: object, key_id: object) -> None:
+def _check_key_bytes(key: object) -> None:
     if not isinstance(key, (bytes, bytearray)):
         raise OperatorError(f"key must be bytes, not {type(key).__name__}")
     if len(key) < MIN_KEY_BYTES:
         raise OperatorError(f"key must be at least {MIN_KEY_BYTES} bytes long (got {len(key)} bytes)")
+
+
+def _validate_key(key: object, key_id: object) -> None:
+    _check_key_bytes(key)
     if not isinstance(key_id, str) or not key_id.strip():
         raise OperatorError("key_id must be a non-empty string naming the key (not the key itself)")
     if bytes(key) in key_id.encode("utf-8"):
@@ -123,8 +127,7 @@ def keyed_hash(spark: SparkSession, key: bytes, *, normalize: bool = False, enco
     hash itself rather than a pseudonymized table (e.g. the deletion ledger's subject hashes). The
     same engines as ``keyed_pseudonym``; without ``normalize`` the value's UTF-8 bytes are hashed as
     they are, like ``hmac.new(key, value.encode("utf-8"), sha256)``."""
-    if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_KEY_BYTES:
-        raise OperatorError(f"key must be at least {MIN_KEY_BYTES} bytes")
+    _check_key_bytes(key)
     if encoding not in ENCODINGS:
         raise OperatorError(f"encoding must be one of {', '.join(ENCODINGS)}")
     if engine not in ENGINES:
