@@ -52,9 +52,10 @@ _DIGESTS = {
     "sha512": "sha2({x}, 512)",
 }
 
-# Unicode-aware strip: Python's str.strip() also removes U+3000 (全角スペース) and NBSP, which
-# Spark's trim() does not.
-_STRIP = r"regexp_replace({x}, '^[\\s\\u3000\\u00a0]+|[\\s\\u3000\\u00a0]+$', '')"
+# Strip: remove leading / trailing ASCII whitespace (Java regex \s: [ \t\n\x0B\f\r]), U+3000
+# (全角スペース) and NBSP, which Spark's plain trim() keeps. trim(BOTH set FROM x) needs no regex:
+# 4x cheaper than regexp_replace on 12M identifiers. (\u escapes: Spark SQL literals have no \f.)
+_STRIP = r"trim(BOTH ' \t\n\u000B\u000C\r\u3000\u00a0' FROM {x})"
 # NFKC without a Python UDF: Spark 4 ships ICU4J (for collations) and reflect() calls its static
 # Normalizer.compose(String, boolean compat=true), i.e. NFKC, on the executors. The CASE guards
 # null, on which ICU throws. ASCII text is NFKC-invariant, so it skips the reflective call (one
@@ -562,20 +563,15 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
     _checked_field: ClassVar[str] = "pseudonym_columns"
 
     @classmethod
-    def _forms(cls, x: str) -> List[str]:
-        forms = []
-        for nfkc in (False, True):
-            for strip in (False, True):
-                for lower in (False, True):
-                    expr = x
-                    if nfkc:
-                        expr = _apply(_NFKC, expr)
-                    if strip:
-                        expr = _apply(_STRIP, expr)
-                    if lower:
-                        expr = f"lower({expr})"
-                    forms.append(expr)
-        return forms
+    def _forms_sql(cls, source: str) -> str:
+        """One row per distinct form of each value ``v`` of ``source``: raw and every combination of
+        NFKC, strip and lowercase, in that order. NFKC and strip are computed once per value in an
+        inner projection (inlined into 8 forms they ran 4 times each)."""
+        return (
+            "SELECT explode(array_distinct(array(v, lower(v), s, lower(s), n, lower(n), ns, lower(ns)))) AS f "
+            f"FROM (SELECT v, s, n, {_apply(_STRIP, 'n')} AS ns "
+            f"FROM (SELECT v, {_apply(_STRIP, 'v')} AS s, {_apply(_NFKC, 'v')} AS n FROM {source}) b0) b1"
+        )
 
     @classmethod
     def _query(cls, values):
@@ -600,7 +596,7 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
             f"src AS (SELECT {cls._distinct(values)}v FROM ({values_of_source}) u WHERE v IS NOT NULL), "
             # Forms are deduplicated per value (most identifiers are ASCII: NFKC and strip change
             # nothing), not with a lake-wide DISTINCT: the semi-join below needs no unique keys.
-            f"forms AS (SELECT explode(array_distinct(array({', '.join(cls._forms('v'))}))) AS f FROM src), "
+            f"forms AS ({cls._forms_sql('src')}), "
             f"digests AS (SELECT h FROM (SELECT explode(array({digests})) AS h FROM forms CROSS JOIN lens) d "
             "WHERE h IS NOT NULL) "
             f"SELECT {_sql.hash_join_hint('d')} column_index, COUNT(*) AS matching_rows FROM "

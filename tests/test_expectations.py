@@ -211,6 +211,27 @@ def test_pseudonyms_not_unkeyed_hashes(spark, gx_validate, source_distinct):
     _assert_passed(gx_validate(good, expectation))
 
 
+def test_unkeyed_hash_candidates_are_every_normalized_form(spark):
+    """The 8 forms the check hashes equal NFKC / strip / lowercase done in Python (strip = the ASCII
+    whitespace of Java's \\s, U+3000 and NBSP; U+2003 is not stripped)."""
+    import unicodedata
+
+    from expectations.custom import ExpectPseudonymsNotUnkeyedHashes
+
+    def strip(x):
+        return x.strip(" \t\n\x0b\x0c\r\u3000\xa0")
+
+    values = ["\tＡbc\x0c", "\xa0x Y\u3000", "\u2003em ", "plain", "Ｆｆ\x0b", "f\x0cf", " ", ""]
+    spark.createDataFrame([(v,) for v in values], "v string").createOrReplaceTempView("form_values")
+    got = {r.f for r in spark.sql(ExpectPseudonymsNotUnkeyedHashes._forms_sql("form_values")).collect()}
+    expected = set()
+    for v in values:
+        for n in (v, unicodedata.normalize("NFKC", v)):
+            for s in (n, strip(n)):
+                expected |= {s, s.lower()}
+    assert got == expected
+
+
 def test_no_rare_values(spark, gx_validate):
     from expectations import ExpectNoRareValues
 
