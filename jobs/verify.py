@@ -12,6 +12,7 @@ driver, never a value.
 """
 from __future__ import annotations
 
+import string
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -22,7 +23,8 @@ from pyspark.sql import functions as F
 
 FULL_WIDTH = "０１２３４５６７８９－＋＠．"
 HALF_WIDTH = "0123456789-+@."
-TOKEN_SPLIT = r"[^0-9A-Za-z@._+\-]+"
+TOKEN_CHARS = string.digits + string.ascii_letters + "@._+-"
+TOKEN_SPLIT = r"[^0-9A-Za-z@._+\-]+"       # runs of anything but TOKEN_CHARS
 
 
 @dataclass(frozen=True)

@@ -430,3 +430,18 @@ def test_nightly_gate_catches_an_erased_subject_brought_back(spark, erased, afte
     found = erased_subject_failures()
     assert len(found) == 1 and "1 row of 1 erased subject" in found[0], found
     assert CCPA not in found[0]
+
+
+def test_cell_tokens_are_the_residue_scans_tokens(spark):
+    """The blocker scan's shortcut (a cell of token characters is its own only token) gives exactly
+    the cell plus the tokens the residue scan cuts: full-width forms, separators, empty cells."""
+    from jobs.verify import FULL_WIDTH, HALF_WIDTH, TOKEN_SPLIT
+
+    cells = ["taro.yamada+x@example.jp", "ＴＡＲＯ＠ｅｘａｍｐｌｅ．ｊｐ", "０９０－１２３４－５６７８", "090-1234-5678",
+             "山田 太郎 090-1234", "a,b;c", "ssid home 5G", "", " ", "ＡＢＣ１２３", "x＠y.jp"]
+    df = spark.createDataFrame([(c,) for c in cells], "cell string")
+    split = F.array_union(F.array("cell"), F.split(F.translate("cell", FULL_WIDTH, HALF_WIDTH), TOKEN_SPLIT))
+    rows = df.select("cell", erasure._cell_tokens(F.col("cell")).alias("new"), split.alias("old")).collect()
+    assert len(rows) == len(cells)
+    for row in rows:
+        assert sorted(row.new) == sorted(row.old), row.cell
