@@ -41,6 +41,7 @@ import json
 import os
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -66,6 +67,7 @@ SOURCES = ("account_closure", "ccpa", "appi", "gdpr")
 # covers pseudonymized data (still personal data there), so no copy is retained for them.
 KEEPS_PSEUDONYMIZED = ("account_closure", "appi")
 VALUE_CLASSES = (ColumnClass.identifying, ColumnClass.individual_code, ColumnClass.property_damage)
+CONCURRENT_ERASES = 3          # tables erased at once (MERGEs of different tables never conflict)
 MIN_VALUE_LENGTH = 6            # shorter values would match noise in a byte scan
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 TOKEN = re.compile(r"[0-9A-Za-z@._+\-]+")   # values a keyed-hash scan can find (see scan_for_hashes)
@@ -643,10 +645,10 @@ class _Batch:
                                  hold.reason if hold else None, hold.until if hold else None, not erasable, planned_at))
         if rows:
             append_rows(self.spark, self.lake.state(ROWS_TABLE), self.spark.createDataFrame(rows, ROWS_SCHEMA))
-        for name, (plan_id, erasable) in plans.items():
-            if not erasable:
-                continue
-            self.progress(f"erasing from {name}")
+
+        def erase(name: str, plan_id: str, erasable: list[str]) -> None:
+            # Its own session: the commit metadata is a session setting, and tables commit concurrently.
+            session = self.spark.newSession()
             table = self.policy.tables[name]
             path = self.lake.table_path(table)
             files = {f for s in erasable for f in hits[name][s]}
@@ -655,13 +657,26 @@ class _Batch:
             metadata = {"job": JOB, "run_id": self.batch_id, "plan_id": plan_id, "table": name, "action": "erase",
                         "requests": sorted(r.request_id for r in todo[name]), "subjects": len(erasable),
                         "as_of": self.as_of.isoformat(), "policy_sha256": self.policy.sha256,
-                        "rows_before": read_current(self.spark, path).count(), "rows_held": held_rows,
+                        "rows_before": read_current(session, path).count(), "rows_held": held_rows,
                         "files": len(files), "bytes": sum(size for _f, size in files),
-                        "version_before": current_version(self.spark, path), "purge_due": due.isoformat()}
-            keys = _subjects_frame(self.spark, erasable, table.subject_buckets).withColumn("all_rows", F.lit(True))
-            with commit_metadata(self.spark, metadata):
-                delete_keys(self.spark, path, table.subject_key, keys, None, None)
-            self._commits.pop(name, None)
+                        "version_before": current_version(session, path), "purge_due": due.isoformat()}
+            keys = _subjects_frame(session, erasable, table.subject_buckets).withColumn("all_rows", F.lit(True))
+            with commit_metadata(session, metadata):
+                delete_keys(session, path, table.subject_key, keys, None, None)
+
+        # One MERGE per table, a few at once: most of a small MERGE is driver-side planning and
+        # commit work that overlaps well. A failure stops the state here; a re-run skips the
+        # tables whose commit carries their plan_id.
+        work = [(name, plan_id, erasable) for name, (plan_id, erasable) in plans.items() if erasable]
+        if work:
+            self.progress(f"erasing from {', '.join(name for name, _p, _e in work)} ({CONCURRENT_ERASES} at a time)")
+        try:
+            with ThreadPoolExecutor(max_workers=CONCURRENT_ERASES, thread_name_prefix="erase") as pool:
+                for future in [pool.submit(erase, *item) for item in work]:
+                    future.result()
+        finally:
+            for name, _plan_id, _erasable in work:
+                self._commits.pop(name, None)
         inbox = self.lake.state(REQUESTS_TABLE)
         if is_delta(inbox):
             from delta.tables import DeltaTable

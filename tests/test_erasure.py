@@ -325,6 +325,8 @@ def test_a_batch_of_100_touches_only_the_files_that_hold_them(erased):
         untouched = set(before) - holding
         assert all(f in erased["files_after"][name] and not erased["files_after"][name][f] for f in untouched), name
         for version, meta, _metrics in erased["commits"][name]:
+            # Tables are erased concurrently, each in its own session: each commit carries its own plan.
+            assert meta["table"] == name and meta["rows_before"] == erased["counts_before"][name], name
             actions = _commit_actions(lake.table_path(table), version)
             touched = {a["remove"]["path"] for a in actions if "remove" in a}
             assert touched and touched <= holding, name
