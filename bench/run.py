@@ -1,6 +1,6 @@
 """Run every bench at one size, then regenerate docs/performance.md and its plots.
 
-    make bench        # = .venv/bin/python -m bench.run --size small  (~11 min on 2 cores)
+    make bench        # = .venv/bin/python -m bench.run --size small  (~9 min on 2 cores)
     make bench-full   # = .venv/bin/python -m bench.run --size full   (hours on 2 cores)
     .venv/bin/python -m bench.run --only erasure_1M kanonymity_1M   # chosen configurations
     .venv/bin/python -m bench.run --report-only                      # only the doc, from bench/results
