@@ -58,7 +58,7 @@ from jobs.console import CheckFailed, InputError
 from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, create_table, is_delta, read_current, subject_bucket
 from jobs.policy import ColumnClass, Policy
 from jobs.retention import commit_metadata, current_version, delete_keys, physical_purge, reconcile
-from jobs.verify import FULL_WIDTH, HALF_WIDTH, TOKEN_CHARS, TOKEN_SPLIT, Finding, list_files, scan_for_values
+from jobs.verify import FULL_WIDTH, HALF_WIDTH, TOKEN_CLASS, TOKEN_SPLIT, Finding, cell_tokens, list_files, scan_for_values
 
 JOB = "erasure"
 STATES = ("received", "retained_copy", "deleted", "backups_quarantined", "purged", "verified", "closed")
@@ -70,7 +70,7 @@ VALUE_CLASSES = (ColumnClass.identifying, ColumnClass.individual_code, ColumnCla
 CONCURRENT_ERASES = 3          # tables erased at once (MERGEs of different tables never conflict)
 MIN_VALUE_LENGTH = 6            # shorter values would match noise in a byte scan
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
-TOKEN = re.compile(r"[0-9A-Za-z@._+\-]+")   # values a keyed-hash scan can find (see scan_for_hashes)
+TOKEN = re.compile(f"[{TOKEN_CLASS}]+")   # values a keyed-hash scan can find (see scan_for_hashes)
 
 STATE_TABLE, ROWS_TABLE, VALUES_TABLE, REQUESTS_TABLE = "erasure_state", "erasure_rows", "erasure_values", "erasure_requests"
 
@@ -423,17 +423,6 @@ def table_hits(spark: SparkSession, lake: Lake, policy: Policy, tables: list[str
     return out
 
 
-def _cell_tokens(cell: Column) -> Column:
-    """The values a string cell offers to the residue scan: the cell itself and the tokens of its
-    half-width form. A cell made only of token characters (ids, emails, numbers: most cells) is its
-    own only token, so only the other cells pay for the regex split."""
-    half = F.translate(cell, FULL_WIDTH, HALF_WIDTH)
-    own_token = F.translate(half, TOKEN_CHARS, "") == ""
-    return (F.when(own_token & (half == cell), F.array(cell))
-             .when(own_token, F.array(cell, half))
-             .otherwise(F.array_union(F.array(cell), F.split(half, TOKEN_SPLIT))))
-
-
 def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str], holds: HoldBook) -> dict[str, list[str]]:
     """subject -> the identifying values the verification scan looks for.
 
@@ -475,7 +464,7 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
         strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string" and not f.name.startswith("_")]
         # A staying row's string cells and their tokens (as the residue scan tokenizes them).
         cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
-        tokens = F.flatten(F.transform(cells, _cell_tokens))
+        tokens = F.flatten(F.transform(cells, cell_tokens))
         part = df.select(F.explode(tokens).alias("value")).join(wanted, "value")
         blocked = part if blocked is None else blocked.unionByName(part)
     values = candidates.join(blocked.distinct(), "value", "left_anti")

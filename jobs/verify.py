@@ -17,14 +17,27 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 
 FULL_WIDTH = "０１２３４５６７８９－＋＠．"
 HALF_WIDTH = "0123456789-+@."
 TOKEN_CHARS = string.digits + string.ascii_letters + "@._+-"
-TOKEN_SPLIT = r"[^0-9A-Za-z@._+\-]+"       # runs of anything but TOKEN_CHARS
+TOKEN_CLASS = r"0-9A-Za-z@._+\-"             # TOKEN_CHARS as a regex character class
+TOKEN_SPLIT = f"[^{TOKEN_CLASS}]+"
+
+
+def cell_tokens(cell: Column) -> Column:
+    """What a string cell offers to a value scan: the cell itself and the tokens of its half-width
+    form (free text quotes identifiers inside sentences; full-width digits are folded first). A
+    cell made only of token characters (ids, emails, numbers: most cells) is its own only token,
+    so only the other cells pay for the regex split. Null for a null cell."""
+    half = F.translate(cell, FULL_WIDTH, HALF_WIDTH)
+    own_token = F.translate(half, TOKEN_CHARS, "") == ""
+    return (F.when(own_token & (half == cell), F.array(cell))
+             .when(own_token, F.array(cell, half))
+             .otherwise(F.array_union(F.array(cell), F.split(half, TOKEN_SPLIT))))
 
 
 @dataclass(frozen=True)
@@ -84,10 +97,7 @@ def scan_for_values(spark: SparkSession, root: str, values: DataFrame, exclude: 
         if not strings:
             continue
         cells = df.select(F.input_file_name().alias("path"), F.explode(F.array(*[F.col(c) for c in strings])).alias("cell"))
-        # Free text quotes identifiers inside sentences: match whole cells and their tokens
-        # (full-width digits folded to ASCII first).
-        folded = F.translate(F.col("cell"), FULL_WIDTH, HALF_WIDTH)
-        cells = cells.select("path", F.explode(F.array_union(F.array(F.col("cell")), F.split(folded, TOKEN_SPLIT))).alias("value"))
+        cells = cells.select("path", F.explode(cell_tokens(F.col("cell"))).alias("value"))
         for row in cells.join(values, "value").groupBy("path").count().collect():
             findings.append(Finding(row.path, "parquet", row["count"]))
     if checkpoints:

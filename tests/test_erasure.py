@@ -434,16 +434,17 @@ def test_nightly_gate_catches_an_erased_subject_brought_back(spark, erased, afte
     assert CCPA not in found[0]
 
 
-def test_cell_tokens_are_the_residue_scans_tokens(spark):
-    """The blocker scan's shortcut (a cell of token characters is its own only token) gives exactly
-    the cell plus the tokens the residue scan cuts: full-width forms, separators, empty cells."""
-    from jobs.verify import FULL_WIDTH, HALF_WIDTH, TOKEN_SPLIT
+def test_cell_tokens_are_the_cell_and_its_split_tokens(spark):
+    """The scans' shortcut (a cell of token characters is its own only token) gives exactly the
+    cell plus the regex split's tokens: full-width forms, separators, empty and null cells."""
+    from jobs.verify import FULL_WIDTH, HALF_WIDTH, TOKEN_SPLIT, cell_tokens
 
     cells = ["taro.yamada+x@example.jp", "ＴＡＲＯ＠ｅｘａｍｐｌｅ．ｊｐ", "０９０－１２３４－５６７８", "090-1234-5678",
-             "山田 太郎 090-1234", "a,b;c", "ssid home 5G", "", " ", "ＡＢＣ１２３", "x＠y.jp"]
+             "山田 太郎 090-1234", "a,b;c", "ssid home 5G", "", " ", "ＡＢＣ１２３", "x＠y.jp", None]
     df = spark.createDataFrame([(c,) for c in cells], "cell string")
     split = F.array_union(F.array("cell"), F.split(F.translate("cell", FULL_WIDTH, HALF_WIDTH), TOKEN_SPLIT))
-    rows = df.select("cell", erasure._cell_tokens(F.col("cell")).alias("new"), split.alias("old")).collect()
+    rows = df.select("cell", cell_tokens(F.col("cell")).alias("new"), split.alias("old")).collect()
     assert len(rows) == len(cells)
     for row in rows:
-        assert sorted(row.new) == sorted(row.old), row.cell
+        assert (row.new is None) == (row.old is None) == (row.cell is None), row.cell
+        assert sorted(row.new or []) == sorted(row.old or []), row.cell
