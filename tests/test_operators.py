@@ -137,6 +137,18 @@ def test_jvm_and_python_engines_give_identical_pseudonyms(spark, normalize, enco
     check()
 
 
+@pytest.mark.parametrize("key_length", [32, 63, 64, 65, 200])
+def test_jvm_hmac_equals_hmac_new_for_every_key_length(spark, key_length):
+    """The JVM UDF builds HMAC from pre-padded SHA-256 states: keys up to the 64-byte block are
+    padded, longer ones hashed first (RFC 2104), exactly like Python's hmac.new."""
+    key = bytes((7 * i + key_length) % 256 for i in range(key_length))
+    texts = ["", "12345", "taro@example.com", "x" * 55, "y" * 56, "z" * 64, "w" * 300]
+    df = spark.createDataFrame([(i, v) for i, v in enumerate(texts)], "id int, v string")
+    got = {r["id"]: r["v"] for r in keyed_pseudonym(df, "v", key=key, key_id="k", normalize=False,
+                                                    engine="jvm").collect()}
+    assert got == {i: hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for i, v in enumerate(texts)}
+
+
 @pytest.mark.parametrize("engine", ["jvm", "python"])
 def test_key_never_appears_in_plans(people, engine):
     out = keyed_pseudonym(people, ["email"], key=KEY, key_id="k1", engine=engine).filter("id > 0")
