@@ -1,10 +1,11 @@
 package wasure.udf;
 
 import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.Base64;
 import java.util.Locale;
+
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
 
 import org.apache.spark.sql.api.java.UDF1;
 
@@ -19,10 +20,6 @@ import org.apache.spark.sql.api.java.UDF1;
  * in the other, and NFKC maps them differently), so a non-ASCII value returns null and the caller
  * hashes it with the Python twin. Without {@code normalize} every value is hashed here.
  *
- * <p>HMAC is computed from two SHA-256 states that have already absorbed the key's inner and outer
- * pad (RFC 2104): each value clones them, two compression rounds per short value instead of the
- * four of {@code javax.crypto.Mac}, which re-hashes the inner pad after every {@code doFinal}.
- *
  * <p>The key lives in this object only. Spark prints a registered UDF by its name, never its
  * fields, so the key does not reach a plan; {@link #toString()} withholds it too.
  */
@@ -33,8 +30,7 @@ public final class KeyedPseudonym implements UDF1<String, String> {
     private final byte[] key;
     private final boolean normalize;
     private final boolean hex;
-    private transient MessageDigest innerPadded;   // SHA-256 after (key ^ ipad)
-    private transient MessageDigest outerPadded;   // SHA-256 after (key ^ opad)
+    private transient Mac mac;
 
     public KeyedPseudonym(byte[] key, boolean normalize, String encoding) {
         if (key == null || key.length < 32) {
@@ -57,7 +53,14 @@ public final class KeyedPseudonym implements UDF1<String, String> {
         if (text == null) {
             return null;   // non-ASCII: left to the Python twin
         }
-        byte[] digest = hmac(text.getBytes(StandardCharsets.UTF_8));
+        byte[] digest;
+        synchronized (this) {   // one Mac per deserialized copy; tasks normally hold their own copy
+            if (mac == null) {
+                mac = Mac.getInstance("HmacSHA256");
+                mac.init(new SecretKeySpec(key, "HmacSHA256"));
+            }
+            digest = mac.doFinal(text.getBytes(StandardCharsets.UTF_8));
+        }
         if (!hex) {
             return Base64.getUrlEncoder().withoutPadding().encodeToString(digest);
         }
@@ -67,32 +70,6 @@ public final class KeyedPseudonym implements UDF1<String, String> {
             out[2 * i + 1] = HEX[digest[i] & 0xf];
         }
         return new String(out);
-    }
-
-    /** HMAC-SHA256(key, message), as {@code javax.crypto.Mac} computes it. */
-    private byte[] hmac(byte[] message) throws CloneNotSupportedException, NoSuchAlgorithmException {
-        MessageDigest inner;
-        MessageDigest outer;
-        synchronized (this) {   // the pad states are built once per deserialized copy, then only cloned
-            if (innerPadded == null) {
-                byte[] block = new byte[64];
-                byte[] k = key.length > block.length ? MessageDigest.getInstance("SHA-256").digest(key) : key;
-                innerPadded = MessageDigest.getInstance("SHA-256");
-                outerPadded = MessageDigest.getInstance("SHA-256");
-                for (int i = 0; i < block.length; i++) {
-                    block[i] = (byte) ((i < k.length ? k[i] : 0) ^ 0x36);
-                }
-                innerPadded.update(block);
-                for (int i = 0; i < block.length; i++) {
-                    block[i] = (byte) ((i < k.length ? k[i] : 0) ^ 0x5c);
-                }
-                outerPadded.update(block);
-            }
-            inner = (MessageDigest) innerPadded.clone();
-            outer = (MessageDigest) outerPadded.clone();
-        }
-        outer.update(inner.digest(message));
-        return outer.digest();
     }
 
     /** Python's {@code normalize_value} of an ASCII value (NFKC is the identity); null otherwise. */
