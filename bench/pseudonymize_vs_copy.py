@@ -6,6 +6,12 @@ Both sides read the same raw ``network_events`` Delta table and write a Delta ta
 the copy is ``read -> write``, wasure is ``read -> apply_rule31 (keyed HMAC pseudonyms, drops,
 generalization, scrubbing) -> write``. Alternating order, medians of >= 3 runs after one warm-up of
 each; the ratio pseudonymize / copy is the figure (target <= 1.25).
+
+Two reference sides run in the same rounds, to show where the time goes (neither is an output
+wasure would publish): ``without_pseudonyms`` is the profile with the pseudonymized columns left
+raw (drops and scrubbing only), ``unkeyed_sha2`` replaces the keyed HMAC by Spark's built-in
+``sha2(value, 256)``: the same 64-character hex columns, computed in generated code, the floor of
+any 256-bit hex pseudonym.
 """
 from __future__ import annotations
 
@@ -32,7 +38,9 @@ def main(argv=None) -> None:
     from jobs.keys import load_key
     from jobs.lake import Lake, read_current
     from jobs.policy import default_policy_path, load_policy
-    from jobs.pseudonymize import apply_rule31
+    from pyspark.sql import functions as F
+
+    from jobs.pseudonymize import apply_rule31, drop_and_scrub, rule31_plan
     from jobs.runtime import get_spark
 
     policy = load_policy(default_policy_path())
@@ -66,9 +74,30 @@ def main(argv=None) -> None:
             profiles["pseudonymize"] = stage_profile(spark, stage0)
         return dir_bytes(out)
 
+    plan = rule31_plan(table)
+
+    def without_pseudonyms(_round: int):
+        out = str(work / "reference")
+        shutil.rmtree(out, ignore_errors=True)
+        drop_and_scrub(read_current(spark, source), plan).write.format("delta").mode("overwrite").save(out)
+        return dir_bytes(out)
+
+    def unkeyed_sha2(_round: int):
+        out = str(work / "reference")
+        shutil.rmtree(out, ignore_errors=True)
+        df = drop_and_scrub(read_current(spark, source), plan)
+        df.withColumns({c: F.sha2(F.col(c).cast("string"), 256) for c in plan.pseudonymize}) \
+            .write.format("delta").mode("overwrite").save(out)
+        return dir_bytes(out)
+
     plain_copy(-1), pseudonymize(-1)          # warm-up: JIT, Python workers
-    sides = side_by_side({"plain_copy": plain_copy, "pseudonymize": pseudonymize}, args.repeats)
+    sides = side_by_side({"plain_copy": plain_copy, "pseudonymize": pseudonymize,
+                          "without_pseudonyms": without_pseudonyms, "unkeyed_sha2": unkeyed_sha2}, args.repeats)
     copy_t, pseudo_t = sides["plain_copy"], sides["pseudonymize"]
+    references = {name: {**{k: v for k, v in sides[name].items() if k != "results"},
+                         "output_bytes": sides[name]["results"][-1],
+                         "ratio_to_copy": sides[name]["median_s"] / copy_t["median_s"]}
+                  for name in ("without_pseudonyms", "unkeyed_sha2")}
     result = {"command": command_line("bench.pseudonymize_vs_copy", argv),
               "parameters": {"subjects": args.subjects, "events_per_subject": args.events, "repeats": args.repeats,
                              "table": args.table, "purpose": purpose},
@@ -77,10 +106,12 @@ def main(argv=None) -> None:
               "pseudonymize": {k: v for k, v in pseudo_t.items() if k != "results"},
               "output_bytes": {"plain_copy": copy_t["results"][-1], "pseudonymize": pseudo_t["results"][-1]},
               "ratio": pseudo_t["median_s"] / copy_t["median_s"], "target_ratio": 1.25,
+              "pseudonymized_columns": plan.pseudonymize, "references": references,
               "profile": profiles, "peak_memory_mib": peak_memory()}
     print(write(args.name, result))
     print(f"rows {rows:,}: copy {copy_t['median_s']:.1f} s, pseudonymize {pseudo_t['median_s']:.1f} s, "
-          f"ratio {result['ratio']:.2f}")
+          f"ratio {result['ratio']:.2f}; references: without pseudonyms "
+          f"{references['without_pseudonyms']['median_s']:.1f} s, unkeyed sha2 {references['unkeyed_sha2']['median_s']:.1f} s")
     spark.stop()
     shutil.rmtree(work, ignore_errors=True)
 

@@ -65,12 +65,16 @@ def rule31_plan(table: Table) -> Rule31Plan:
     return plan
 
 
+def drop_and_scrub(df: DataFrame, plan: Rule31Plan) -> DataFrame:
+    """The rule-31 profile before pseudonymization: dropped columns gone, free text scrubbed."""
+    df = drop(df, [c for c in plan.drop + [SUBJECT_BUCKET] if c in df.columns])
+    return scrub(df, plan.scrub) if plan.scrub else df
+
+
 def apply_rule31(df: DataFrame, table: Table, key: bytes, key_id: str) -> DataFrame:
     plan = rule31_plan(table)
-    df = drop(df, [c for c in plan.drop + [SUBJECT_BUCKET] if c in df.columns])
-    if plan.scrub:
-        df = scrub(df, plan.scrub)
-    return keyed_pseudonym(df, plan.pseudonymize, key=key, key_id=key_id, key_id_column=KEY_ID_COLUMN)
+    return keyed_pseudonym(drop_and_scrub(df, plan), plan.pseudonymize, key=key, key_id=key_id,
+                           key_id_column=KEY_ID_COLUMN)
 
 
 def eligible_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, purpose: str,
