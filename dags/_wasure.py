@@ -120,10 +120,22 @@ class WasureSparkSubmitOperator(SparkSubmitOperator):
 
     template_fields = (*SparkSubmitOperator.template_fields, "conf_json", "spark_conn_id")
 
-    def __init__(self, *, conf_json: str = "{}", spark_conn_id: str = "", **kwargs):
+    def __init__(self, *, conf_json: str = "{}", spark_conn_id: str = "", secret_params: tuple[str, ...] = (), **kwargs):
         super().__init__(**kwargs)
         self.conf_json = conf_json
         self.spark_conn_id = spark_conn_id
+        self.secret_params = tuple(secret_params)
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        # Values of these params (subject ids) are rendered into env_vars for the driver. Registered
+        # with Airflow's secrets masker first, they show as *** in task logs (the hook logs the
+        # spark-submit command; YARN turns env vars into --conf) and in the stored rendered fields.
+        from airflow.sdk.log import mask_secret
+
+        for name in self.secret_params:
+            for value in context["params"].get(name) or []:
+                mask_secret(str(value))
+        super().render_template_fields(context, jinja_env)
 
     def resolved_conf(self) -> dict:
         try:
@@ -158,8 +170,8 @@ def _cluster_step(step: str, task_id: str, templates: dict[str, str], trigger_ru
                   subject_ids_param: str | None):
     env_vars = {}
     if subject_ids_param:
-        # Ids reach the driver in its environment, not on the command line (kept out of `ps` and of
-        # the logged spark-submit command; YARN cluster deploy mode turns env vars into confs).
+        # Ids reach the driver in its environment, not on the command line (kept out of `ps`); YARN
+        # cluster deploy mode turns env vars into confs, so the ids are also masked (secret_params).
         env_vars["WASURE_ERASE_SUBJECTS"] = f"{{{{ params.{subject_ids_param} | join(' ') }}}}"
     return WasureSparkSubmitOperator(
         task_id=task_id,
@@ -175,6 +187,7 @@ def _cluster_step(step: str, task_id: str, templates: dict[str, str], trigger_ru
         conf={"spark.app.name": f"wasure-{step}"},
         conf_json="{{ var.value.get('wasure_spark_conf', '{}') }}",
         env_vars=env_vars or None,
+        secret_params=(subject_ids_param,) if subject_ids_param else (),
         name=f"wasure-{step}",
     )
 

@@ -155,6 +155,24 @@ def test_cluster_mode_renders_spark_submit_command(monkeypatch):
     erase = bag.dags["wasure_account_closure"].get_task("erase")
     assert erase.env_vars == {"WASURE_ERASE_SUBJECTS": "{{ params.subject_ids | join(' ') }}"}
     assert not any("subject_ids" in str(arg) for arg in erase.application_args)
+    # Rendered, the driver gets the ids; the rendered fields Airflow stores and the task log do not.
+    from airflow.sdk._shared.secrets_masker import redact
+    from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
+
+    closure = bag.dags["wasure_account_closure"]
+    ids = ["A000000123", "bob.closure@example.com"]
+    class _TaskInstance:              # the validate_request task's XCom, as the erase task reads it
+        @staticmethod
+        def xcom_pull(task_ids):
+            return {"request_id": "closure-2026-11-22"}
+
+    closure_context = {**context, "ti": _TaskInstance(), "params": {**closure.params.dump(), "subject_ids": ids}}
+    erase.render_template_fields(closure_context, jinja_env=closure.get_template_env())
+    assert erase.env_vars == {"WASURE_ERASE_SUBJECTS": "A000000123 bob.closure@example.com"}
+    stored = json.dumps(_serialize_rendered_fields(erase))
+    assert "WASURE_ERASE_SUBJECTS" in stored and not any(i in stored for i in ids)
+    logged = redact(f"Spark-Submit cmd: --conf spark.yarn.appMasterEnv.WASURE_ERASE_SUBJECTS={ids[0]} {ids[1]}")
+    assert not any(i in logged for i in ids)
     assert bag.dags["wasure_backup_lifecycle"].get_task("erasure_deadlines").trigger_rule == "all_done"
 
 
