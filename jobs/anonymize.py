@@ -17,6 +17,7 @@ Releases are per region: rows of two regions are never mixed (S15).
 from __future__ import annotations
 
 import datetime as dt
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -24,12 +25,12 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from anonymizers.hierarchy import CategoricalHierarchy, IntervalHierarchy
-from anonymizers.mondrian import mondrian_anonymize
+from anonymizers.hierarchy import CategoricalHierarchy, HierarchyError, IntervalHierarchy
+from anonymizers.mondrian import AnonymizationError, mondrian_anonymize
 from anonymizers.privacy_models import DistinctLDiversity
 from anonymizers.risk import risk_report
 from anonymizers.utility import utility_report
-from jobs.console import CheckFailed, InputError
+from jobs.console import CheckFailed, InputError, entry_point
 from jobs.lake import Lake, create_table, is_delta, read_current
 from jobs.policy import ColumnClass, Policy, Release
 from jobs.subjects import Registers
@@ -45,10 +46,40 @@ def _released_name(column: str, hierarchy_type: str) -> str:
     return {"age_band": "age", "date": f"{column}_month"}.get(hierarchy_type, column)
 
 
+def _tree_hierarchy(policy: Policy, hierarchy_name: str, out: str) -> CategoricalHierarchy:
+    spec = policy.hierarchies[hierarchy_name]
+    base = Path(policy.source).resolve().parent if policy.source != "<memory>" else Path.cwd()
+    path = (base / spec.file) if spec.file else None
+    if path is None or not path.is_file():
+        raise InputError(f"hierarchies.{hierarchy_name}.file: hierarchy file {spec.file!r} not found next to {policy.source}")
+    try:
+        return CategoricalHierarchy.from_csv(path, name=out)
+    except (HierarchyError, csv.Error) as exc:     # the file's labels (categories), never personal values
+        raise InputError(f"hierarchies.{hierarchy_name}.file ({spec.file}): {exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"hierarchies.{hierarchy_name}.file ({spec.file}): not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"hierarchies.{hierarchy_name}.file ({spec.file}): cannot be read ({exc.strerror})") from None
+
+
+def check_release(policy: Policy, name: str) -> None:
+    """What a release needs besides its data (supported hierarchy types, readable hierarchy files),
+    checked before a job's first write: a bad file must not stop a run half-way."""
+    release = policy.releases[name]
+    for column, hierarchy_name in release.quasi_identifiers.items():
+        kind = policy.hierarchies[hierarchy_name].type if hierarchy_name else "keep"
+        if kind == "tree":
+            _tree_hierarchy(policy, hierarchy_name, _released_name(column, kind))
+        elif kind not in ("age_band", "date"):
+            raise InputError(f"releases.{name}.quasi_identifiers.{column}: hierarchy type {kind!r} is not supported for releases "
+                             "(use age_band, date or tree)")
+
+
 def prepare_source(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.date,
                    registers: Registers, rows: DataFrame | None = None) -> tuple[DataFrame, dict, list[str]]:
     """Rows of the release's region with QIs coded for Mondrian; returns (df, hierarchies, qis).
     ``rows``: only these rows of the release's table (retention's expired rows) instead of all."""
+    check_release(policy, name)
     release = policy.releases[name]
     table = policy.tables[release.table]
     df = rows if rows is not None else read_current(spark, lake.table_path(table))
@@ -76,16 +107,9 @@ def prepare_source(spark: SparkSession, policy: Policy, lake: Lake, name: str, a
         elif kind == "date":
             columns.append((F.year(column) * 12 + F.month(column) - 1 - MONTH_ORIGIN).cast("int").alias(out))
             hierarchies[out] = IntervalHierarchy(out)
-        elif kind == "tree":
-            base = Path(policy.source).resolve().parent if policy.source != "<memory>" else Path.cwd()
-            path = (base / spec.file) if spec.file else None
-            if path is None or not path.is_file():
-                raise InputError(f"hierarchies.{hierarchy_name}.file: hierarchy file {spec.file!r} not found next to {policy.source}")
+        else:                              # tree (check_release refused every other type)
             columns.append(F.col(column).cast("string").alias(out))
-            hierarchies[out] = CategoricalHierarchy.from_csv(path, name=out)
-        else:
-            raise InputError(f"releases.{name}.quasi_identifiers.{column}: hierarchy type {kind!r} is not supported for releases "
-                             "(use age_band, date or tree)")
+            hierarchies[out] = _tree_hierarchy(policy, hierarchy_name, out)
         qis.append(out)
     for column in release.sensitive:
         value = F.col(column)
@@ -183,9 +207,12 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.da
     name = output or name           # where it is published; `release` keeps the rules
     progress("k-anonymity (distributed Mondrian)")
     l_model = DistinctLDiversity(release.sensitive[0], release.l) if release.l and release.l > 1 else None
-    released = mondrian_anonymize(source, qis, hierarchies, release.k, l_diversity=l_model,
-                                  suppression=release.suppression_budget).drop("eq_class")
-    released = released.localCheckpoint(eager=True)
+    try:
+        released = mondrian_anonymize(source, qis, hierarchies, release.k, l_diversity=l_model,
+                                      suppression=release.suppression_budget).drop("eq_class")
+        released = released.localCheckpoint(eager=True)
+    except AnonymizationError as exc:   # counts and names only; nothing is published
+        raise CheckFailed(f"release {name}: {exc}; nothing was published") from None
     rows = released.count()
     metrics = {**utility_report(released, qis, hierarchies, k=release.k, suppressed=total - rows),
                **risk_report(released, qis, k=release.k)}
@@ -250,6 +277,7 @@ def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:
     return {"gate": "passed", "docs": ", ".join(r["docs"] for r in results)}
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `python -m jobs.anonymize --policy P --lake L --release NAME`."""
     import argparse
@@ -263,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--release", required=True)
     parser.add_argument("--as-of", type=dt.date.fromisoformat)
     args = parser.parse_args(argv)
-    result = run(get_spark("wasure-anonymize"), load_policy(args.policy), Lake.at(args.lake), args.release, args.as_of)
+    policy = load_policy(args.policy)              # exit 2 before Spark starts
+    if args.release not in policy.releases:
+        raise InputError(f"unknown release {args.release!r} (the policy has: {', '.join(policy.releases) or 'none'})")
+    check_release(policy, args.release)
+    result = run(get_spark("wasure-anonymize"), policy, Lake.at(args.lake), args.release, args.as_of)
     print(json.dumps(result, default=str))
     return 0
 

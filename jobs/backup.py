@@ -30,11 +30,12 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.console import CheckFailed, InputError
+from jobs.console import CheckFailed, InputError, entry_point
 from jobs.keys import load_key
 from jobs.lake import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current, subject_bucket, write_policy_table
 from jobs.policy import Policy
@@ -247,15 +248,15 @@ def subjects_in_backups(spark: SparkSession, policy: Policy, lake: Lake, subject
 
 # ------------------------------------------------------------------ restore
 
-def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date) -> tuple[dict[str, set[str]], set[str]]:
-    """(table -> subject hashes the ledger removes from it, hashes of requests in flight)."""
-    per_table: dict[str, set[str]] = {name: set() for name in policy.tables}
+def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake) -> tuple[DataFrame | None, list[str]]:
+    """(the ledger as (subject_hash, table) rows, or None: a DataFrame, never collected, since it grows
+    by one row per erased subject for the lake's lifetime; hashes of requests in flight: open
+    requests only, few)."""
     ledger = read_ledger(spark, lake)
+    ledgered = None
     if ledger is not None:
-        for row in ledger.select("subject_hash", "tables").collect():
-            for name in row.tables or []:
-                if name in per_table:
-                    per_table[name].add(row.subject_hash)
+        ledgered = (ledger.select("subject_hash", F.explode("tables").alias("table"))
+                    .where(F.col("table").isin(list(policy.tables))).distinct())
     in_flight: set[str] = set()
     state_path = lake.state(STATE)
     if is_delta(state_path):
@@ -264,7 +265,7 @@ def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt
         received = states.where(F.col("state") == "received").select("request_id", "subject_hashes")
         for row in latest.where(F.col("order") < len(OPEN_STATES)).join(received, "request_id").collect():
             in_flight.update(row.subject_hashes or [])
-    return per_table, in_flight
+    return ledgered, sorted(in_flight)
 
 
 def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, as_of: dt.date | None = None,
@@ -283,48 +284,49 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
     missing = [n for n in policy.tables if n not in manifest["tables"]]
     if missing:
         raise InputError(f"the backup of {day.isoformat()} has no table(s) {', '.join(missing)}")
-    per_table, in_flight = _hashes_to_remove(spark, policy, lake, as_of)
+    ledgered, in_flight = _hashes_to_remove(spark, policy, lake)
     holds = HoldBook.load(spark, policy, lake, as_of) if in_flight else None
     source = Lake(backup_dir(lake, day))
     staging = Lake(Path(lake.staging("restore", day.isoformat())))
     if staging.root.exists():
         shutil.rmtree(staging.root)
     report: dict = {"date": day.isoformat(), "tables": {}}
-    frames = {name: read_current(spark, source.table_path(table)) for name, table in policy.tables.items()}
-    # Subjects of the backup whose keyed hash is ledgered for the table (or in flight): one Spark job;
-    # the matched plain ids stay in driver memory and are never written.
-    matches = None
-    for name, table in policy.tables.items():
-        doomed_hashes = per_table[name] | in_flight
-        if not doomed_hashes:
-            continue
-        wanted = F.broadcast(spark.createDataFrame([(h,) for h in sorted(doomed_hashes)], "subject_hash string"))
-        part = (frames[name].select(F.col(table.subject_key).alias("subject")).distinct()
-                .withColumn("subject_hash", hash_column(F.col("subject"), key)).join(wanted, "subject_hash")
-                .select(F.lit(name).alias("table"), "subject", "subject_hash"))
-        matches = part if matches is None else matches.unionByName(part)
-    removed: dict[str, list[str]] = {name: [] for name in policy.tables}
-    for row in (matches.collect() if matches is not None else []):
-        if row.subject_hash in per_table[row.table] or holds.hold_for(row.subject, row.table) is None:
-            removed[row.table].append(row.subject)
+    in_flight_hashes = (F.broadcast(spark.createDataFrame([(h,) for h in in_flight], "subject_hash string"))
+                        if in_flight else None)
     for name, table in policy.tables.items():
         progress(f"restoring {name} to staging")
-        df, key_col = frames[name], table.subject_key
-        kept = df
-        if removed[name]:
-            doomed = F.broadcast(spark.createDataFrame([(s,) for s in removed[name]], "subject string"))
-            kept = df.join(doomed, df[key_col] == doomed["subject"], "left_anti")
+        df, key_col = read_current(spark, source.table_path(table)), table.subject_key
+        subjects = (df.select(F.col(key_col).alias("_withheld")).distinct()
+                    .withColumn("subject_hash", hash_column(F.col("_withheld"), key)))
+        # Withheld: every subject the ledger names for this table (found by a join in Spark, the plain
+        # ids never leave it), plus in-flight requests' subjects that no hold keeps (few: decided here).
+        withheld = None
+        if ledgered is not None:
+            withheld = subjects.join(ledgered.where(F.col("table") == name), "subject_hash").select("_withheld")
+        if in_flight_hashes is not None:
+            matched = subjects.join(in_flight_hashes, "subject_hash").select("_withheld").collect()
+            erasable = [(r._withheld,) for r in matched if holds.hold_for(r._withheld, name) is None]
+            if erasable:
+                extra = spark.createDataFrame(erasable, "_withheld string")
+                withheld = extra if withheld is None else withheld.unionByName(extra)
+        kept, count = df, 0
+        if withheld is not None:
+            # Plain ids: kept in executor memory only (never spilled to local disk), dropped after the write.
+            withheld = withheld.distinct().persist(StorageLevel.MEMORY_ONLY)
+            count = withheld.count()
+            kept = df.join(withheld, df[key_col] == withheld["_withheld"], "left_anti")
         write_policy_table(spark, staging, table, kept.drop(SUBJECT_BUCKET))
+        if withheld is not None:
+            withheld.unpersist()
         report["tables"][name] = {"rows_in_backup": manifest["tables"][name]["rows"],
-                                  "subjects_withheld": len(removed[name]),
+                                  "subjects_withheld": count,
                                   "rows_restored": written_rows(spark, staging.table_path(table))}
     # Gate (Great Expectations): no staged table holds a ledgered subject, checked again on what was written.
     checks = []
-    for name, table in policy.tables.items():
-        if per_table[name]:
-            staged = read_current(spark, staging.table_path(table)).select(hash_column(F.col(table.subject_key), key).alias("subject_hash"))
-            ledgered = spark.createDataFrame([(h,) for h in sorted(per_table[name])], "subject_hash string")
-            checks.append((name, staged, [ExpectNoErasedSubjects(hash_column="subject_hash", ledger=ledgered)]))
+    for name, table in policy.tables.items() if ledgered is not None else ():
+        staged = read_current(spark, staging.table_path(table)).select(hash_column(F.col(table.subject_key), key).alias("subject_hash"))
+        ledger = ledgered.where(F.col("table") == name).select("subject_hash")
+        checks.append((name, staged, [ExpectNoErasedSubjects(hash_column="subject_hash", ledger=ledger)]))
     if checks:
         run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
         gate = run_gate(f"restore-{day.isoformat()}", checks, str(lake.docs / "restore" / f"{day.isoformat()}-{run_id}"))
@@ -345,13 +347,14 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
         staged.rename(final)
     shutil.rmtree(replaced, ignore_errors=True)
     shutil.rmtree(staging.root, ignore_errors=True)
-    report["ledger_subjects"] = len(set().union(*per_table.values())) if per_table else 0
+    report["ledger_subjects"] = ledgered.select("subject_hash").distinct().count() if ledgered is not None else 0
     report["requests_in_flight_subjects"] = len(in_flight)
     return report
 
 
 # ------------------------------------------------------------------ spark-submit entry point
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """`python -m jobs.backup {backup,expire,restore} --policy P --lake L [--date D] [--as-of D]`."""
     import argparse
@@ -367,22 +370,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-of", type=dt.date.fromisoformat)
     args = parser.parse_args(argv)
     policy, lake = load_policy(args.policy), Lake.at(args.lake)
-    try:
-        spark = get_spark(f"wasure-{args.action}")
-        if args.action == "backup":
-            result = run_backup(spark, policy, lake, args.date)
-        elif args.action == "expire":
-            result = expire_backups(spark, policy, lake, args.as_of or args.date)
-        else:
-            if args.date is None:
-                raise InputError("restore needs --date YYYY-MM-DD")
-            result = run_restore(spark, policy, lake, args.date, args.as_of)
-    except InputError as exc:
-        print(f"error: {exc}")
-        return 2
-    except CheckFailed as exc:
-        print(f"check failed: {exc}")
-        return 1
+    if args.action == "restore" and args.date is None:
+        raise InputError("restore needs --date YYYY-MM-DD")
+    spark = get_spark(f"wasure-{args.action}")
+    if args.action == "backup":
+        result = run_backup(spark, policy, lake, args.date)
+    elif args.action == "expire":
+        result = expire_backups(spark, policy, lake, args.as_of or args.date)
+    else:
+        result = run_restore(spark, policy, lake, args.date, args.as_of)
     print(json.dumps(result, default=str))
     return 0
 

@@ -77,10 +77,10 @@ def validate_policy(
 
     Example: `wasure validate-policy policies/example.yaml`
     """
+    loaded = _policy(policy)                # an invalid policy is exit 2 before the schema is written
     if write_schema is not None:
         write_schema.write_text(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n")
         console.print(f"JSON Schema written to {write_schema}")
-    loaded = _policy(policy)
     summary_table(f"policy {loaded.name} ({loaded.source})", ["table", "columns", "personal columns", "retention"],
                   [(name, len(t.columns), len(t.columns_of(*PERSONAL_CLASSES)),
                     f"{t.retention.basis} {t.retention.period_days} d -> {t.retention.action}" if t.retention else "kept")
@@ -272,6 +272,10 @@ def anonymize(
     unknown = [n for n in names if n not in loaded.releases]
     if unknown:
         raise InputError(f"unknown release(s) {', '.join(unknown)}; the policy has {', '.join(loaded.releases) or 'none'}")
+    from jobs.anonymize import check_release
+
+    for name in names:               # every release's hierarchies, before the first one publishes
+        check_release(loaded, name)
     with step("starting Spark"):
         spark = get_spark("wasure-anonymize")
     rows = []

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import time
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +22,28 @@ class InputError(ValueError):
 
 class CheckFailed(RuntimeError):
     """A gate or verification failed: exit 1."""
+
+
+def entry_point(main: Callable[..., int]) -> Callable[..., int]:
+    """The exit codes of a spark-submit entry point (``python -m jobs.X``): an invalid policy or bad
+    input is 2 and a failed check 1, each with its message on stderr, never a traceback."""
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        from jobs.policy import PolicyError      # both import this module
+        from jobs.runtime import SparkSetupError
+
+        try:
+            return main(argv)
+        except PolicyError as exc:
+            print(f"invalid policy {exc.source}: " + "; ".join(f"{p}: {m}" for p, m in exc.problems), file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except (InputError, SparkSetupError) as exc:
+            print(f"error: {exc}\nNothing was written.", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except CheckFailed as exc:
+            print(f"check failed: {exc}", file=sys.stderr)
+            return EXIT_CHECK_FAILED
+    return wrapper
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ from jobs.backup import (
     add_to_ledger, expires_on, hash_column, ledger_key, list_backups, read_ledger, subject_hash,
     subjects_in_backups, unexpired_backups,
 )
-from jobs.console import CheckFailed, InputError
+from jobs.console import CheckFailed, InputError, entry_point
 from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, create_table, is_delta, read_current, subject_bucket
 from jobs.policy import ColumnClass, Policy
 from jobs.retention import commit_metadata, current_version, delete_keys, physical_purge, reconcile
@@ -156,6 +156,8 @@ def read_id_file(path: Path) -> list[tuple[str, str]]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputError(f"--file {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"--file {path}: cannot be read ({exc.strerror})") from None
     return [(f"--file line {number}", line) for number, line in enumerate(text.splitlines(), 1)]
 
 
@@ -750,7 +752,9 @@ class _Batch:
         audit_path = self.lake.audit(JOB)
         known = set()
         if is_delta(audit_path):
-            known = {row.request_id for row in read_current(self.spark, audit_path).select("request_id").collect()}
+            ids = [rc["request_id"] for rc in receipts]
+            known = {row.request_id for row in read_current(self.spark, audit_path)
+                     .where(F.col("request_id").isin(ids)).select("request_id").collect()}
         rows = [_audit_row(rc, self.batch_id) for rc in receipts if rc["request_id"] not in known]
         if rows:
             append_rows(self.spark, audit_path, self.spark.createDataFrame(rows, AUDIT_SCHEMA))
@@ -934,6 +938,14 @@ def _audit_row(receipt: dict, batch_id: str) -> tuple:
 
 # ------------------------------------------------------------------ run
 
+def _check_purpose_keys(policy: Policy, lake: Lake, requests: list) -> None:
+    """Requests that keep 仮名加工情報 need the purposes' keys: a missing key is exit 2 before any write."""
+    if any(r.source in KEEPS_PSEUDONYMIZED for r in requests) and pseudonymize_tables(policy):
+        from jobs.keys import load_purpose_keys
+
+        load_purpose_keys(policy, sorted({_purpose(policy, t) for t in pseudonymize_tables(policy)}), lake)
+
+
 def _new_request(policy: Policy, key: bytes, given: RequestInput, now: dt.datetime) -> Request:
     received = given.received_at or now
     return Request(given.request_id, given.source, received,
@@ -962,10 +974,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
     ids = [g.request_id for g in requests]
     if len(set(ids)) != len(ids):
         raise InputError("the same request id was given twice")
-    if any(g.source in KEEPS_PSEUDONYMIZED for g in requests) and pseudonymize_tables(policy):
-        from jobs.keys import load_purpose_keys
-
-        load_purpose_keys(policy, sorted({_purpose(policy, t) for t in pseudonymize_tables(policy)}), lake)
+    _check_purpose_keys(policy, lake, requests)
     known = load_states(spark, lake)
     batch_id = f"era-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     report = ErasureReport(batch_id, as_of, dry_run)
@@ -998,6 +1007,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
             continue
         request.subjects, request.values = vault["subjects"], vault["values"]
     batch = [r for r in batch if r.subjects or not r.subject_hashes]
+    # Resumed requests still before `retained_copy` need the keys too (later states do not use them).
+    _check_purpose_keys(policy, lake, [r for r in batch if r.order < STATES.index("retained_copy")])
     # Closed requests whose vault survived a kill between `closed` and its destruction.
     for request in known.values():
         if request.state == "closed":
@@ -1167,6 +1178,7 @@ def report_dict(report: ErasureReport) -> dict:
             "receipts": report.receipts, "plans": report.plans, "waiting": report.waiting, "notes": report.notes}
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """`python -m jobs.erasure erase --policy P --lake L [--subject ID ...] [--file F] [--from-requests] ...`
     or `python -m jobs.erasure verify --policy P --lake L [--request-id R ...]`. Exit 0 / 1 / 2 like the CLI."""
@@ -1189,24 +1201,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
     policy, lake = load_policy(args.policy), Lake.at(args.lake)
-    try:
-        if args.action == "verify":
-            result = asdict(verify(get_spark("wasure-verify-erasure"), policy, lake, args.request_id or None))
-        else:
-            spark_holder: dict = {}
-            requests = prepare_requests(policy, lake, subjects=args.subject, file=args.file,
-                                        from_requests=args.from_requests,
-                                        request_id=args.request_id[0] if args.request_id else None,
-                                        source=args.source, received_at=args.received_at,
-                                        spark=lambda: spark_holder.setdefault("s", get_spark("wasure-erasure")))
-            spark = spark_holder.get("s") or get_spark("wasure-erasure")
-            result = report_dict(run(spark, policy, lake, requests, as_of=args.as_of, dry_run=args.dry_run))
-    except InputError as exc:
-        print(f"error: {exc}\nNothing was written.")
-        return 2
-    except CheckFailed as exc:
-        print(f"check failed: {exc}")
-        return 1
+    if args.action == "verify":
+        result = asdict(verify(get_spark("wasure-verify-erasure"), policy, lake, args.request_id or None))
+    else:
+        spark_holder: dict = {}
+        requests = prepare_requests(policy, lake, subjects=args.subject, file=args.file,
+                                    from_requests=args.from_requests,
+                                    request_id=args.request_id[0] if args.request_id else None,
+                                    source=args.source, received_at=args.received_at,
+                                    spark=lambda: spark_holder.setdefault("s", get_spark("wasure-erasure")))
+        spark = spark_holder.get("s") or get_spark("wasure-erasure")
+        result = report_dict(run(spark, policy, lake, requests, as_of=args.as_of, dry_run=args.dry_run))
     print(json.dumps(result, default=str, ensure_ascii=False))
     return 0
 

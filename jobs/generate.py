@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from anonymizers.checkdigits import (
     licence_check_digit_col, luhn_check_digit_col, my_number_check_digit_col, passport_check_digit_col,
 )
+from jobs.console import InputError
 from jobs.lake import Lake, write_policy_table
 from jobs.policy import Policy, check_table_schema
 
@@ -377,7 +378,7 @@ def generate_lake(spark: SparkSession, policy: Policy, lake: Lake, options: Gene
     # The policy is the contract: check every generated schema before the first write.
     for name, df in frames.items():
         if name not in policy.tables:
-            raise ValueError(f"generated table {name!r} is not in the policy {policy.source}")
+            raise InputError(f"generated table {name!r} is not in the policy {policy.source}")
         check_table_schema(policy, name, df.columns)
     counts: dict[str, int] = {}
     for name in policy.tables:

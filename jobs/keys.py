@@ -77,6 +77,9 @@ def load_key(key_id: str, lake: Lake | None = None) -> bytes:
 
 def load_purpose_keys(policy, purposes: list[str], lake: Lake | None = None) -> dict[str, tuple[str, bytes]]:
     """purpose -> (key id, key); every key is checked before any job writes."""
+    unknown = [p for p in purposes if p not in policy.purposes]
+    if unknown:
+        raise InputError(f"unknown purpose(s): {', '.join(unknown)} (the policy has {', '.join(policy.purposes)})")
     return {p: (policy.purposes[p].key_id, load_key(policy.purposes[p].key_id, lake)) for p in purposes}
 
 

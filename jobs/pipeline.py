@@ -34,7 +34,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from jobs.console import CheckFailed, InputError
+from jobs.console import CheckFailed, InputError, entry_point
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 CLOSURE_SOURCES = ("account_closure", "ccpa", "appi", "gdpr")
@@ -202,6 +202,8 @@ def anonymize(policy: str | None, lake: str | None, run_date_: Any = None, relea
     unknown = [n for n in names if n not in pol.releases]
     if unknown:
         raise InputError(f"unknown release(s): {', '.join(unknown)} (the policy has: {', '.join(pol.releases) or 'none'})")
+    for name in names:               # every release's hierarchies, before the first one publishes
+        module.check_release(pol, name)
     spark = _spark("anonymize")
     fingerprint = _fingerprint(spark, pol, lk, day)
     out = []
@@ -621,6 +623,7 @@ def run_step(step: str, policy: str | None, lake: str | None, run_date_: Any = N
     return STEPS[step](policy, lake, run_date_, **options)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """spark-submit application: `pipeline.py STEP [--policy P] [--lake L] [--date D] [--options JSON]`."""
     import argparse
@@ -632,8 +635,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", default="", help="run date YYYY-MM-DD (default today UTC)")
     parser.add_argument("--options", default="{}", help="step options as a JSON object")
     args = parser.parse_args(argv)
-    from jobs.policy import PolicyError
-
     try:
         options = json.loads(args.options or "{}")
         if not isinstance(options, dict):
@@ -646,15 +647,6 @@ def main(argv: list[str] | None = None) -> int:
     except StepUnavailable as exc:
         print(f"unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    except PolicyError as exc:
-        print(f"invalid policy {exc.source}: " + "; ".join(f"{p}: {m}" for p, m in exc.problems), file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except InputError as exc:
-        print(f"error: {exc}\nNothing was written.", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except CheckFailed as exc:
-        print(f"check failed: {exc}", file=sys.stderr)
-        return EXIT_CHECK_FAILED
     print(json.dumps(result, default=str, ensure_ascii=False))
     return EXIT_OK
 

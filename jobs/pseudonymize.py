@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from anonymizers.drop import drop
 from anonymizers.pseudonym import keyed_pseudonym
 from anonymizers.scrub import scrub
-from jobs.console import CheckFailed, InputError
+from jobs.console import CheckFailed, InputError, entry_point
 from jobs.keys import load_purpose_keys
 from jobs.lake import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current, rows_of_keys, write_new_table
 from jobs.policy import ColumnClass, Policy, Table
@@ -250,6 +250,11 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
     return results
 
 
+def retained_purpose(table: Table) -> str:
+    """The purpose whose key pseudonymizes the rows a table keeps past deletion."""
+    return table.retention.purpose if table.retention and table.retention.purpose else table.purposes[0]
+
+
 def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, keys: DataFrame,
                          cutoff: dt.date | None) -> int:
     """Before rows are deleted, keep their 仮名加工情報 (S5: after closure only pseudonymized data stays).
@@ -260,7 +265,7 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     from delta.tables import DeltaTable
 
     table = policy.tables[table_name]
-    purpose = (table.retention.purpose if table.retention and table.retention.purpose else table.purposes[0])
+    purpose = retained_purpose(table)
     key_id, key = load_purpose_keys(policy, [purpose], lake)[purpose]
     source = read_current(spark, lake.table_path(table))
     output = apply_rule31(rows_of_keys(source, table, keys, cutoff), table, key, key_id)
@@ -272,6 +277,7 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     return output.count()
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `python -m jobs.pseudonymize --policy P --lake L [--purpose X] [--full]`."""
     import argparse
@@ -285,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--purpose", action="append")
     parser.add_argument("--full", action="store_true")
     args = parser.parse_args(argv)
-    print(json.dumps(run(get_spark("wasure-pseudonymize"), load_policy(args.policy), Lake.at(args.lake), args.purpose, args.full), default=str))
+    policy = load_policy(args.policy)              # exit 2 before Spark starts
+    print(json.dumps(run(get_spark("wasure-pseudonymize"), policy, Lake.at(args.lake), args.purpose, args.full), default=str))
     return 0
 
 

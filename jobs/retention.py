@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.console import CheckFailed, InputError
+from jobs.console import CheckFailed, InputError, entry_point
 from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, is_delta, read_current, rows_of_keys
 from jobs.policy import Policy
 from jobs.subjects import Registers
@@ -322,11 +322,27 @@ def _flatten(value, prefix="") -> dict[str, str]:
     return {prefix: json.dumps(value, default=str, ensure_ascii=False)}
 
 
+def _without_hold_subjects(policy: dict) -> dict:
+    """The policy as snapshotted under the lake: a legal hold's subject ids become their number. An
+    id kept there would outlive the subject's erasure (and the residue scan would find it)."""
+    holds = [{**hold, "subjects": f"{len(hold['subjects'])} subject(s)"}
+             if isinstance(hold, dict) and isinstance(hold.get("subjects"), list) else hold
+             for hold in policy.get("legal_holds") or []]
+    return {**policy, "legal_holds": holds} if "legal_holds" in policy else policy
+
+
 def policy_changes(lake: Lake, policy: Policy) -> list[str]:
     """Key paths changed since the policy of the last run (snapshots under state/policies)."""
     snapshots = lake.root / "state" / "policies"
     snapshots.mkdir(parents=True, exist_ok=True)
-    current = policy.model_dump(mode="json", by_alias=True)
+    for snapshot in snapshots.glob("*.json"):   # written before hold ids were left out: rewrite
+        try:
+            earlier = json.loads(snapshot.read_text())
+        except (OSError, ValueError):           # not one of ours: the change report names no keys
+            continue
+        if isinstance(earlier, dict) and _without_hold_subjects(earlier) != earlier:
+            snapshot.write_text(json.dumps(_without_hold_subjects(earlier), ensure_ascii=False, sort_keys=True))
+    current = _without_hold_subjects(policy.model_dump(mode="json", by_alias=True))
     last_file = snapshots / "last.txt"
     (snapshots / f"{policy.sha256}.json").write_text(json.dumps(current, ensure_ascii=False, sort_keys=True))
     if not last_file.exists():
@@ -336,7 +352,7 @@ def policy_changes(lake: Lake, policy: Policy) -> list[str]:
     last_file.write_text(policy.sha256)
     if last_sha == policy.sha256:
         return []
-    before = _flatten(json.loads((snapshots / f"{last_sha}.json").read_text()))
+    before = _flatten(_without_hold_subjects(json.loads((snapshots / f"{last_sha}.json").read_text())))
     after = _flatten(current)
     changes = []
     for key in sorted(set(before) | set(after)):
@@ -348,6 +364,26 @@ def policy_changes(lake: Lake, policy: Policy) -> list[str]:
 
 
 # ------------------------------------------------------------------ the job
+
+def _check_keep_actions(policy: Policy, lake: Lake, plans: list[TablePlan]) -> None:
+    """What the pseudonymize / anonymize actions need before their table's delete (the purpose's key,
+    the release's hierarchy files), checked for every table before the first table's delete."""
+    purposes = set()
+    for plan in plans:
+        table = policy.tables[plan.table]
+        if plan.action == "pseudonymize":
+            from jobs.pseudonymize import retained_purpose
+
+            purposes.add(retained_purpose(table))
+        elif plan.action == "anonymize":
+            from jobs.anonymize import check_release
+
+            check_release(policy, table.retention.release)
+    if purposes:
+        from jobs.keys import load_purpose_keys
+
+        load_purpose_keys(policy, sorted(purposes), lake)
+
 
 def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None, dry_run: bool = False,
         force: bool = False, purge: bool = True, progress=lambda _msg: None) -> RetentionReport:
@@ -363,9 +399,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
         plan, keys = plan_table(spark, policy, lake, name, as_of, registers)
         # Fixed before the first write: deleting accounts must not change what devices lose.
         plans.append((plan, keys if dry_run else keys.localCheckpoint(eager=True)))
-    report = RetentionReport(run_id, as_of, policy.sha256, dry_run, [p for p, _ in plans],
-                             policy_changes(lake, policy) if not dry_run else [])
-    # Everything is checked before the first write.
+    report = RetentionReport(run_id, as_of, policy.sha256, dry_run, [p for p, _ in plans], [])
+    # Everything is checked before the first write (the policy snapshot included).
     for plan, _ in plans:
         if plan.to_remove and plan.action not in AVAILABLE_ACTIONS:
             raise InputError(f"tables.{plan.table}.retention.action: {plan.action!r} is not available yet")
@@ -376,6 +411,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
                           f"{names}; check the policy, then re-run with --force. Nothing was written.")
     if dry_run:
         return report
+    _check_keep_actions(policy, lake, [p for p, _ in plans if p.to_remove])
+    report.policy_changes = policy_changes(lake, policy)
     for plan, keys in plans:
         table = policy.tables[plan.table]
         path = lake.table_path(table)
@@ -458,6 +495,7 @@ def report_dict(report: RetentionReport) -> dict:
             "docs": report.docs}
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """Entry point for spark-submit: `python -m jobs.retention --policy P --lake L [--dry-run]`."""
     import argparse
@@ -472,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
-    report = run(get_spark("wasure-retention"), load_policy(args.policy), Lake.at(args.lake), args.as_of, args.dry_run, args.force)
+    policy = load_policy(args.policy)              # exit 2 before Spark starts
+    report = run(get_spark("wasure-retention"), policy, Lake.at(args.lake), args.as_of, args.dry_run, args.force)
     print(json.dumps(report_dict(report), default=str))
     return 0
 

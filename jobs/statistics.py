@@ -48,7 +48,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.console import CheckFailed, InputError
+from jobs.console import CheckFailed, InputError, entry_point
 from jobs.lake import Lake, is_delta, read_current
 from jobs.policy import ColumnClass, Policy, check_table_schema
 from jobs.subjects import Registers
@@ -778,6 +778,7 @@ def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:
     return {"gate": "passed", "docs": ", ".join(result["docs"]) or "no rows", "statistics": result["statistics"]}
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `python -m jobs.statistics --policy P --lake L [--name N] [--epsilon E ...]`."""
     import argparse
@@ -798,16 +799,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bound", action="append", help="measure=LOW:HIGH")
     parser.add_argument("--as-of", type=dt.date.fromisoformat)
     args = parser.parse_args(argv)
-    try:
-        result = run(get_spark("wasure-statistics"), load_policy(args.policy), Lake.at(args.lake), args.name, args.epsilon,
-                     regions=args.region, mechanism=args.mechanism, delta=args.delta, budget=args.budget,
-                     max_rows_per_subject=args.max_rows_per_subject, bounds=parse_bounds(args.bound), as_of=args.as_of)
-    except InputError as exc:
-        print(f"error: {exc}")
-        return 2
-    except CheckFailed as exc:
-        print(f"check failed: {exc}")
-        return 1
+    policy, bounds = load_policy(args.policy), parse_bounds(args.bound)   # exit 2 before Spark starts
+    result = run(get_spark("wasure-statistics"), policy, Lake.at(args.lake), args.name, args.epsilon,
+                 regions=args.region, mechanism=args.mechanism, delta=args.delta, budget=args.budget,
+                 max_rows_per_subject=args.max_rows_per_subject, bounds=bounds, as_of=args.as_of)
     print(json.dumps(result, default=str))
     return 0
 

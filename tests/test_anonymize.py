@@ -99,3 +99,45 @@ def test_gate_blocks_a_rare_value_left_uncoded(spark, policy, release):
     assert not gate.success
     assert [f.column for f in gate.failures if f.expectation == "ExpectNoRareValues"] == ["body_temp_c"], gate.failures
     assert all("41.0" not in f.message for f in gate.failures)
+
+
+def test_a_broken_hierarchy_file_exits_2_before_any_release_publishes(tmp_path, generated_lake):
+    """Every release's hierarchy files are checked before Spark starts: a release later in the list
+    must not fail after an earlier one was published."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+    from jobs.policy import default_policy_path
+
+    shutil.copytree(default_policy_path().parent, tmp_path / "policies")
+    broken = tmp_path / "policies" / "hierarchies" / "prefecture.csv"
+    broken.write_text(broken.read_text(encoding="utf-8") + "沖縄県;九州\n", encoding="utf-8")   # one level short
+    before = sorted(generated_lake.root.rglob("*"))
+    result = CliRunner().invoke(app, ["anonymize", "--policy", str(tmp_path / "policies" / "example.yaml"),
+                                      "--lake", str(generated_lake.root), "--as-of", AS_OF.isoformat()])
+    assert result.exit_code == 2, result.output
+    assert "hierarchies.prefecture.file" in result.output and "expected 4" in result.output
+    assert "starting Spark" not in result.output
+    assert sorted(generated_lake.root.rglob("*")) == before
+
+
+def test_data_the_hierarchy_does_not_cover_fails_the_release_naming_counts_only(spark, policy, generated_lake, tmp_path):
+    """A QI value outside its hierarchy: Mondrian cannot generalize it, the run is a failed check
+    (exit 1) with a count and the column, not the value, and nothing is published."""
+    import shutil
+
+    from jobs.console import CheckFailed
+    from jobs.lake import Lake
+
+    lake = Lake.at(tmp_path / "lake")
+    shutil.copytree(generated_lake.root, lake.root)
+    accounts_path = lake.table_path(policy.tables["accounts"])      # the release takes prefecture from accounts
+    spark.sql(f"UPDATE delta.`{accounts_path}` SET prefecture = 'Atlantis-Prefecture-9' WHERE region = 'JP'")
+    with pytest.raises(CheckFailed) as failure:
+        run(spark, policy, lake, "health_k5", AS_OF)
+    message = str(failure.value)
+    assert "prefecture" in message and "nothing was published" in message
+    assert "Atlantis" not in message
+    assert not os.path.exists(lake.anonymized("health_k5"))

@@ -395,6 +395,37 @@ def test_bad_ids_exit_2_naming_the_position_and_write_nothing(lake_copy, tmp_pat
     assert _snapshot(lake_copy.root) == before
 
 
+def test_a_resumed_request_without_its_purpose_key_stops_before_any_write(spark, lake_copy, keys_env, tmp_path,
+                                                                          monkeypatch):
+    """An account closure killed after `received` keeps 仮名加工情報 when it resumes: without the
+    purpose's key the resumed run fails at once, before it writes anything for the new request
+    that came with it (a GDPR request, which needs no purpose key itself)."""
+    from jobs.console import InputError
+
+    policy = parse_policy(_policy_data())
+
+    def stop_after_received(reached, _ids):
+        if reached == "received":
+            raise Killed(reached)
+
+    with pytest.raises(Killed):
+        erasure.run(spark, policy, lake_copy, [erasure.RequestInput("closure-resumed", ["A000000060"], source="account_closure")],
+                    as_of=AS_OF, on_state=stop_after_received)
+    keys = json.loads(Path(keys_env).read_text())
+    service_key = policy.purposes["service"].key_id
+    del keys["keys"][service_key]
+    without = tmp_path / "keys-without-service.json"
+    without.write_text(json.dumps(keys))
+    without.chmod(0o600)
+    monkeypatch.setenv("WASURE_KEYS", str(without))
+    before = _snapshot(lake_copy.root)
+    with pytest.raises(InputError, match=service_key):
+        erasure.run(spark, policy, lake_copy, [erasure.RequestInput("gdpr-new", ["A000000061"], source="gdpr")], as_of=AS_OF)
+    assert _snapshot(lake_copy.root) == before
+    states = erasure.load_states(spark, lake_copy)
+    assert states["closure-resumed"].state == "received" and "gdpr-new" not in states
+
+
 def test_bad_subject_option_exit_2(lake_copy):
     from jobs.cli import app
 

@@ -115,8 +115,10 @@ def test_cli_exit_2_and_nothing_written(tmp_path, change, value, expected_path):
     assert result.exit_code == 2, result.output
     assert expected_path in result.output
     assert not lake.exists()
-    result = CliRunner().invoke(app, ["validate-policy", str(bad)])
+    schema = tmp_path / "schema.json"
+    result = CliRunner().invoke(app, ["validate-policy", str(bad), "--write-schema", str(schema)])
     assert result.exit_code == 2 and expected_path in result.output
+    assert not schema.exists()
 
 
 def test_json_schema_for_editors(tmp_path):
@@ -135,3 +137,25 @@ def test_release_cannot_include_a_linking_code(tmp_path):
     with pytest.raises(PolicyError) as info:
         parse_policy(data)
     assert any("measurement_id" in message and "rule 34" in message for _, message in info.value.problems)
+
+
+@pytest.mark.parametrize("module, action, options", [
+    ("jobs.retention", [], []), ("jobs.pseudonymize", [], []), ("jobs.anonymize", [], ["--release", "health_k5"]),
+    ("jobs.statistics", [], []), ("jobs.erasure", ["erase"], ["--subject", "A000000001"]), ("jobs.backup", ["backup"], []),
+])
+def test_spark_submit_entry_points_exit_2_on_an_invalid_policy(tmp_path, module, action, options):
+    """`python -m jobs.X` is what spark-submit runs: an invalid policy is exit 2 with the key path on
+    stderr, no traceback, before Spark starts or anything is written."""
+    import subprocess
+    import sys
+
+    data = copy.deepcopy(BASE)
+    _set(data, "defaults.max_delete_share", 7)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    lake = tmp_path / "lake"
+    args = [sys.executable, "-m", module, *action, "--policy", str(bad), "--lake", str(lake), *options]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 2, result.stderr
+    assert "invalid policy" in result.stderr and "defaults.max_delete_share" in result.stderr
+    assert "Traceback" not in result.stderr and not lake.exists()

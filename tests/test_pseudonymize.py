@@ -171,6 +171,13 @@ def test_missing_or_short_key_exits_2_and_writes_nothing(tmp_path, generated_lak
     assert not lake.exists() and not (generated_lake.root / "pseudonymized").exists()
 
 
+def test_unknown_purpose_exits_2_naming_it(tmp_path, generated_lake, keys_env):
+    result = CliRunner().invoke(app, ["pseudonymize", "--purpose", "servcie", "--lake", str(generated_lake.root)])
+    assert result.exit_code == 2, result.output
+    assert "unknown purpose(s): servcie" in result.output and "service" in result.output
+    assert not (generated_lake.root / "pseudonymized" / "servcie").exists()
+
+
 def test_key_file_under_the_lake_is_refused(tmp_path, generated_lake, monkeypatch):
     monkeypatch.setenv("WASURE_KEYS", str(generated_lake.root / "keys.json"))
     result = CliRunner().invoke(app, ["keys", "init", "--lake", str(generated_lake.root)])

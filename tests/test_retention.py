@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from jobs.console import CheckFailed
+from jobs.console import CheckFailed, InputError
 from jobs.lake import Lake, read_current
 from jobs.policy import parse_policy
 from jobs.retention import current_version, run
@@ -168,6 +168,34 @@ def test_safety_limit_refuses_and_writes_nothing(spark, lake_copy, keys_env):
     with pytest.raises(CheckFailed, match="refusing to remove more than 1%"):
         run(spark, policy, lake_copy, AS_OF)
     assert _versions(spark, policy, lake_copy) == before
+
+
+def test_a_missing_key_fails_before_the_first_delete(spark, lake_copy, tmp_path, monkeypatch):
+    """accounts (action pseudonymize, key of purpose service) last: without its key no table loses a
+    row and no policy snapshot is written, though the other tables come first."""
+    data = yaml.safe_load(open(EXAMPLE_POLICY))
+    data["tables"]["accounts"] = data["tables"].pop("accounts")
+    policy = parse_policy(data, EXAMPLE_POLICY)
+    assert list(policy.tables)[-1] == "accounts"
+    monkeypatch.setenv("WASURE_KEYS", str(tmp_path / "no-keys.json"))
+    snapshots = lake_copy.root / "state" / "policies"
+    before, snapshots_before = _versions(spark, policy, lake_copy), sorted(snapshots.glob("*")) if snapshots.exists() else []
+    with pytest.raises(InputError, match="svc-2026-11"):
+        run(spark, policy, lake_copy, AS_OF)
+    assert _versions(spark, policy, lake_copy) == before
+    assert (sorted(snapshots.glob("*")) if snapshots.exists() else []) == snapshots_before
+
+
+def test_policy_snapshots_under_the_lake_hold_no_hold_subject_ids(retention_run):
+    policy, lake = retention_run["policy"], retention_run["lake"]
+    held = [s for hold in policy.legal_holds for s in hold.subjects]
+    assert held == ["A000000007"]
+    snapshots = list((lake.root / "state" / "policies").glob("*.json"))
+    assert snapshots
+    for snapshot in snapshots:
+        text = snapshot.read_text()
+        assert "LH-2026-001" in text and "1 subject(s)" in text
+        assert not any(s in text for s in held)
 
 
 def test_killed_run_finishes_when_run_again(spark, lake_copy, keys_env):
