@@ -426,6 +426,30 @@ def test_a_resumed_request_without_its_purpose_key_stops_before_any_write(spark,
     assert states["closure-resumed"].state == "received" and "gdpr-new" not in states
 
 
+def test_restore_withholds_in_flight_subjects_unless_held(spark, lake_copy, keys_env):
+    """A request killed after `received` is not in the ledger yet: a restore still withholds its
+    subjects, except one a legal hold keeps (as the erasure itself would keep it)."""
+    policy = parse_policy(_policy_data())
+    backups.run_backup(spark, policy, lake_copy, BACKUP_DAY)
+    gone = "A000000071"
+
+    def stop_after_received(reached, _ids):
+        if reached == "received":
+            raise Killed(reached)
+
+    with pytest.raises(Killed):
+        erasure.run(spark, policy, lake_copy, [erasure.RequestInput("gdpr-in-flight", [gone, HELD], source="gdpr")],
+                    as_of=AS_OF, on_state=stop_after_received)
+    report = backups.run_restore(spark, policy, lake_copy, BACKUP_DAY, AS_OF)
+    assert report["requests_in_flight_subjects"] == 2 and report["ledger_subjects"] == 0
+    assert report["tables"]["accounts"]["subjects_withheld"] == 1
+    accounts = read_current(spark, lake_copy.table_path(policy.tables["accounts"]))
+    assert accounts.where(F.col("account_id") == gone).count() == 0
+    assert accounts.where(F.col("account_id") == HELD).count() == 1
+    events = read_current(spark, lake_copy.table_path(policy.tables["network_events"]))
+    assert events.where(F.col("account_id") == gone).count() == 0 and events.where(F.col("account_id") == HELD).count() > 0
+
+
 def test_bad_subject_option_exit_2(lake_copy):
     from jobs.cli import app
 
