@@ -57,6 +57,7 @@ from jobs.backup import (
 from jobs.console import CheckFailed, InputError, entry_point
 from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, create_table, is_delta, read_current, subject_bucket
 from jobs.policy import ColumnClass, Policy
+from jobs.pseudonymize import retained_purpose
 from jobs.retention import commit_metadata, current_version, delete_keys, physical_purge, reconcile
 from jobs.verify import FULL_WIDTH, HALF_WIDTH, TOKEN_CLASS, TOKEN_SPLIT, Finding, cell_tokens, list_files, scan_for_values
 
@@ -903,7 +904,7 @@ def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: li
             "subjects": subjects,
             "rows_removed": dict(sorted(totals.items())),
             "table_versions": table_versions,
-            "retained_pseudonymized": [f"pseudonymized/{_purpose(policy, t)}/retained/{t}" for t in retained],
+            "retained_pseudonymized": [f"pseudonymized/{retained_purpose(policy.tables[t])}/retained/{t}" for t in retained],
             "purge_due": purge_due.isoformat() if purge_due else None,
             "purged_on": purged_on.isoformat() if purged_on else None,
             "verification": r.states.get("verified", {}).get("detail") or None,
@@ -916,11 +917,6 @@ def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: li
         os.replace(tmp, path)
         receipts.append(receipt)
     return receipts
-
-
-def _purpose(policy: Policy, table: str) -> str:
-    spec = policy.tables[table]
-    return spec.retention.purpose if spec.retention and spec.retention.purpose else spec.purposes[0]
 
 
 def _audit_row(receipt: dict, batch_id: str) -> tuple:
@@ -938,12 +934,12 @@ def _audit_row(receipt: dict, batch_id: str) -> tuple:
 
 # ------------------------------------------------------------------ run
 
-def _check_purpose_keys(policy: Policy, lake: Lake, requests: list) -> None:
+def check_purpose_keys(policy: Policy, lake: Lake, sources: Iterable[str]) -> None:
     """Requests that keep 仮名加工情報 need the purposes' keys: a missing key is exit 2 before any write."""
-    if any(r.source in KEEPS_PSEUDONYMIZED for r in requests) and pseudonymize_tables(policy):
+    if any(s in KEEPS_PSEUDONYMIZED for s in sources) and pseudonymize_tables(policy):
         from jobs.keys import load_purpose_keys
 
-        load_purpose_keys(policy, sorted({_purpose(policy, t) for t in pseudonymize_tables(policy)}), lake)
+        load_purpose_keys(policy, sorted({retained_purpose(policy.tables[t]) for t in pseudonymize_tables(policy)}), lake)
 
 
 def _new_request(policy: Policy, key: bytes, given: RequestInput, now: dt.datetime) -> Request:
@@ -974,7 +970,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
     ids = [g.request_id for g in requests]
     if len(set(ids)) != len(ids):
         raise InputError("the same request id was given twice")
-    _check_purpose_keys(policy, lake, requests)
+    check_purpose_keys(policy, lake, [g.source for g in requests])
     known = load_states(spark, lake)
     batch_id = f"era-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     report = ErasureReport(batch_id, as_of, dry_run)
@@ -1008,7 +1004,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
         request.subjects, request.values = vault["subjects"], vault["values"]
     batch = [r for r in batch if r.subjects or not r.subject_hashes]
     # Resumed requests still before `retained_copy` need the keys too (later states do not use them).
-    _check_purpose_keys(policy, lake, [r for r in batch if r.order < STATES.index("retained_copy")])
+    check_purpose_keys(policy, lake, [r.source for r in batch if r.order < STATES.index("retained_copy")])
     # Closed requests whose vault survived a kill between `closed` and its destruction.
     for request in known.values():
         if request.state == "closed":

@@ -397,7 +397,6 @@ def validate_closure(policy: str | None, lake: str | None, subject_ids: Any, req
     Also checks the lake has every policy table and the keys the erasure needs are available.
     Raises InputError listing every problem (positions, never the ids)."""
     from jobs.erasure import check_request_id, check_subject_ids, default_request_id
-    from jobs.keys import load_purpose_keys
     from jobs.lake import is_delta
 
     problems: list[str] = []
@@ -439,10 +438,9 @@ def validate_closure(policy: str | None, lake: str | None, subject_ids: Any, req
     from jobs.backup import ledger_key
 
     _key_id, key = ledger_key(pol, lk)                     # the erasure cannot run without it
-    from jobs.erasure import KEEPS_PSEUDONYMIZED, _purpose, pseudonymize_tables
+    from jobs.erasure import check_purpose_keys
 
-    if source in KEEPS_PSEUDONYMIZED and pseudonymize_tables(pol):
-        load_purpose_keys(pol, sorted({_purpose(pol, t) for t in pseudonymize_tables(pol)}), lk)
+    check_purpose_keys(pol, lk, [source])
     resolved = request_id or default_request_id(key, ids, source)
     return {"step": "validate", "request_id": resolved, "source": source, "subjects": len(ids), "dry_run": dry_run,
             "policy": pol.source, "lake": str(lk.root), "receipt": str(lk.receipts / f"{resolved}.json")}
