@@ -61,6 +61,14 @@ def _validate_key(key: object, key_id: object) -> None:
         raise OperatorError("key_id must not contain the key")
 
 
+def pseudonym_of(key: bytes, value: str, *, normalize: bool = True, encoding: str = "hex") -> str:
+    """The pseudonym ``keyed_pseudonym`` writes for one value, computed on the driver (erasure
+    looks a subject's rows up in 仮名加工情報 by it; the key never enters a Spark plan)."""
+    _check_key_bytes(key)
+    raw = hmac.new(bytes(key), (normalize_value(value) if normalize else value).encode("utf-8"), hashlib.sha256).digest()
+    return raw.hex() if encoding == "hex" else base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
 def _pseudonymizer(key: bytes, normalize: bool, encoding: str):
     key = bytes(key)  # private copy: a caller's bytearray could change after the plan is built
 

@@ -31,7 +31,8 @@ from anonymizers.privacy_models import DistinctLDiversity
 from anonymizers.risk import risk_report
 from anonymizers.utility import utility_report
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import Lake, create_table, is_delta, read_current
+from jobs.lake import Lake, check_lake, create_table, read_current
+from jobs.lease import with_lease
 from jobs.policy import ColumnClass, Policy, Release
 from jobs.subjects import Registers
 
@@ -187,6 +188,7 @@ def manifest_markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@with_lease("anonymize")
 def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.date | None = None,
         progress=lambda _msg: None, rows: DataFrame | None = None, output: str | None = None) -> dict:
     """Build release ``name``; with ``rows`` (retention's expired rows) from those rows only, published
@@ -194,8 +196,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.da
     if name not in policy.releases:
         raise InputError(f"unknown release {name!r} (the policy has: {', '.join(policy.releases) or 'none'})")
     release = policy.releases[name]
-    if not is_delta(lake.table_path(policy.tables[release.table])):
-        raise InputError(f"the lake {lake.root} has no table {release.table!r}: run `wasure generate` first")
+    check_lake(spark, policy, lake, sorted({release.table, policy.subject.table}))   # missing, drift: exit 2
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
     registers = Registers(spark, policy, lake)
     progress("preparing quasi-identifiers")

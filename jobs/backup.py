@@ -37,7 +37,8 @@ from pyspark.sql import types as T
 
 from jobs.console import CheckFailed, InputError, entry_point
 from jobs.keys import load_key
-from jobs.lake import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current, subject_bucket, write_policy_table
+from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, subject_bucket, write_policy_table
+from jobs.lease import with_lease
 from jobs.policy import Policy
 
 MANIFEST = "_manifest.json"
@@ -110,13 +111,12 @@ def read_manifest(lake: Lake, day: dt.date) -> dict:
     return json.loads((backup_dir(lake, day) / MANIFEST).read_text())
 
 
+@with_lease("backup")
 def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | None = None,
                progress: Callable[[str], None] = lambda _m: None) -> dict:
     """Copy the current version of every policy table into backups/<day>/ (idempotent per day)."""
     day = day or dt.datetime.now(dt.timezone.utc).date()
-    missing = [n for n, t in policy.tables.items() if not is_delta(lake.table_path(t))]
-    if missing:
-        raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
+    check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
     final = backup_dir(lake, day)
     if (final / MANIFEST).is_file():
         manifest = read_manifest(lake, day)
@@ -154,6 +154,7 @@ def written_rows(spark: SparkSession, path: str) -> int:
     return int(metrics.get("numOutputRows", 0))
 
 
+@with_lease("backup expiry")
 def expire_backups(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None) -> dict:
     """Delete every backup that has expired, then end the quarantine of subjects no backup holds any more."""
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
@@ -268,6 +269,7 @@ def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake) -> tuple[
     return ledgered, sorted(in_flight)
 
 
+@with_lease("restore")
 def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, as_of: dt.date | None = None,
                 progress: Callable[[str], None] = lambda _m: None) -> dict:
     """Restore backups/<day> into raw/, re-applying the whole deletion ledger before any table is readable."""

@@ -50,16 +50,21 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from anonymizers.pseudonym import pseudonym_of
 from jobs.backup import (
     add_to_ledger, expires_on, hash_column, ledger_key, list_backups, read_ledger, subject_hash,
     subjects_in_backups, unexpired_backups,
 )
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, create_table, is_delta, read_current, subject_bucket
+from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, append_rows, create_table, is_delta, read_current, subject_bucket
+from jobs.lease import with_lease
 from jobs.policy import ColumnClass, Policy
-from jobs.pseudonymize import retained_purpose
+from jobs.lineage import RETAINED, DerivedCopy, derived_copies, keeps_pseudonymized, retained_purpose
 from jobs.retention import commit_metadata, current_version, delete_keys, physical_purge, reconcile
-from jobs.verify import FULL_WIDTH, HALF_WIDTH, TOKEN_CLASS, TOKEN_SPLIT, Finding, cell_tokens, list_files, scan_for_values
+from jobs.verify import (
+    FULL_WIDTH, HALF_WIDTH, TOKEN_CLASS, TOKEN_SPLIT, Finding, allowed_elsewhere, cell_tokens, list_files, scan_for_values,
+    with_exclude,
+)
 
 JOB = "erasure"
 STATES = ("received", "retained_copy", "deleted", "backups_quarantined", "purged", "verified", "closed")
@@ -93,7 +98,9 @@ ROWS_SCHEMA = T.StructType([
     T.StructField("empty_plan", T.BooleanType()), T.StructField("planned_at", T.TimestampType()),
 ])
 
-VALUES_SCHEMA = T.StructType([T.StructField("request_id", T.StringType()), T.StructField("value_hash", T.StringType())])
+# exclude: a path under the lake where the value may stay (a closure's own retained 仮名加工情報), else null.
+VALUES_SCHEMA = T.StructType([T.StructField("request_id", T.StringType()), T.StructField("value_hash", T.StringType()),
+                              T.StructField("exclude", T.StringType())])
 
 REQUESTS_SCHEMA = T.StructType([
     T.StructField("request_id", T.StringType()), T.StructField("subject_id", T.StringType()),
@@ -307,6 +314,7 @@ class Request:
     subject_hashes: list[str]
     subjects: list[str] = field(default_factory=list)          # plain, memory only
     values: list[str] = field(default_factory=list)            # plain, memory only
+    pseudonyms: list[tuple[str, str | None]] = field(default_factory=list)   # (pseudonym, exclude), memory only
     states: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -530,9 +538,10 @@ class ErasureReport:
 class _Batch:
     """One run: the requests, the keys, the holds, and the per-step actions."""
 
-    def __init__(self, spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state):
+    def __init__(self, spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state, purpose_keys):
         self.spark, self.policy, self.lake, self.as_of = spark, policy, lake, as_of
         self.key_id, self.key, self.batch_id = key_id, key, batch_id
+        self.purpose_keys: dict[str, tuple[str, bytes]] = purpose_keys
         self.progress, self.on_state = progress, on_state
         self._holds: HoldBook | None = None
         self._commits: dict[str, list] = {}
@@ -552,6 +561,26 @@ class _Batch:
             self._holds = HoldBook.load(self.spark, self.policy, self.lake, self.as_of)
         return self._holds
 
+    def _purpose_tables(self, purpose: str) -> list[str]:
+        return [n for n, t in self.policy.tables.items()
+                if purpose in t.purposes or (keeps_pseudonymized(t) and retained_purpose(t) == purpose)]
+
+    def pseudonym_values(self, request: Request) -> list[tuple[str, str | None]]:
+        """(pseudonym, exclude) of each subject under each purpose key the batch holds: what a
+        derived copy calls the subject. A closure keeps its retained 仮名加工情報 (S5), so there
+        the pseudonym may stay; a subject held on any table of the purpose keeps its pseudonym."""
+        out = []
+        for purpose, (_key_id, key) in sorted(self.purpose_keys.items()):
+            tables = self._purpose_tables(purpose)
+            exclude = None
+            if request.source in KEEPS_PSEUDONYMIZED and any(
+                    keeps_pseudonymized(self.policy.tables[n]) and retained_purpose(self.policy.tables[n]) == purpose for n in tables):
+                exclude = f"pseudonymized/{purpose}/{RETAINED}"
+            for s in request.subjects:
+                if not any(self.holds.hold_for(s, n) for n in tables):
+                    out.append((pseudonym_of(key, s), exclude))
+        return sorted(set(out), key=lambda p: (p[0], p[1] or ""))
+
     def _advance(self, state: str, requests: list[Request], details: dict[str, dict] | None = None) -> None:
         if not requests:
             return
@@ -567,9 +596,13 @@ class _Batch:
         details = {}
         for r in requests:
             r.values = sorted({v for s in r.subjects for v in values.get(s, [])})
-            write_vault(self.lake, self.key, r.request_id, {"subjects": r.subjects, "values": r.values})
-            hashed += [(r.request_id, value_hash(self.key, v)) for v in r.values if TOKEN.fullmatch(v)]
-            details[r.request_id] = {"subjects": len(r.subjects), "values_for_verification": len(r.values)}
+            r.pseudonyms = self.pseudonym_values(r)
+            write_vault(self.lake, self.key, r.request_id, {"subjects": r.subjects, "values": r.values,
+                                                            "pseudonyms": [list(p) for p in r.pseudonyms]})
+            hashed += [(r.request_id, value_hash(self.key, v), None) for v in r.values if TOKEN.fullmatch(v)]
+            hashed += [(r.request_id, value_hash(self.key, p), exclude) for p, exclude in r.pseudonyms]
+            details[r.request_id] = {"subjects": len(r.subjects), "values_for_verification": len(r.values),
+                                     "pseudonyms_for_verification": len(r.pseudonyms)}
         if hashed:
             from delta.tables import DeltaTable
 
@@ -577,7 +610,8 @@ class _Batch:
             path = self.lake.state(VALUES_TABLE)
             create_table(self.spark, path, df, [])
             (DeltaTable.forPath(self.spark, path).alias("t")
-                .merge(df.alias("s"), "t.request_id = s.request_id AND t.value_hash = s.value_hash")
+                .merge(df.alias("s"), "t.request_id = s.request_id AND t.value_hash = s.value_hash "
+                                      "AND t.exclude <=> s.exclude")
                 .whenNotMatchedInsertAll().execute())
         self._advance("received", requests, details)
 
@@ -669,13 +703,59 @@ class _Batch:
         finally:
             for name, _plan_id, _erasable in work:
                 self._commits.pop(name, None)
+        derived = self.delete_derived(requests)
         inbox = self.lake.state(REQUESTS_TABLE)
         if is_delta(inbox):
             from delta.tables import DeltaTable
 
             ids = ", ".join(f"'{r.request_id}'" for r in requests)   # request ids are checked: [A-Za-z0-9._-]
             DeltaTable.forPath(self.spark, inbox).delete(f"request_id IN ({ids})")
-        self._advance("deleted", requests)
+        self._advance("deleted", requests, derived)
+
+    def delete_derived(self, requests: list[Request]) -> dict[str, dict]:
+        """The subjects' rows in every derived copy (jobs.lineage), one MERGE per copy keyed on the
+        pseudonym, a few copies at once. Idempotent: a re-run after a kill finds nothing left and
+        records the same copies, whose files the purge step then rewrites."""
+        copies = derived_copies(self.policy, self.lake)
+        details = {r.request_id: {"derived_copies": []} for r in requests}
+        work: list[tuple[DerivedCopy, list[str], list[str]]] = []
+        for copy in copies:
+            _key_id, key = self.purpose_keys[copy.purpose]
+            targets, ids = set(), []
+            for r in requests:
+                if copy.retained and r.source in KEEPS_PSEUDONYMIZED:
+                    continue                      # S5: what the closure keeps
+                mine = {pseudonym_of(key, s) for s in r.subjects if self.holds.hold_for(s, copy.table) is None}
+                if mine:
+                    targets |= mine
+                    ids.append(r.request_id)
+            if targets:
+                work.append((copy, sorted(targets), ids))
+        if not work:
+            return details
+        self.progress(f"erasing from {len(work)} derived cop{'y' if len(work) == 1 else 'ies'} (仮名加工情報)")
+
+        def erase(copy: DerivedCopy, pseudonyms: list[str], ids: list[str]) -> int:
+            from delta.tables import DeltaTable
+
+            session = self.spark.newSession()
+            path = str(self.lake.root / copy.relative)
+            keys = F.broadcast(session.createDataFrame([(p,) for p in pseudonyms], "pseudonym string"))
+            metadata = {"job": f"{JOB}_derived", "run_id": self.batch_id, "copy": copy.relative,
+                        "requests": sorted(ids), "subjects": len(pseudonyms), "policy_sha256": self.policy.sha256}
+            with commit_metadata(session, metadata):
+                (DeltaTable.forPath(session, path).alias("t")
+                    .merge(keys.alias("s"), f"t.`{copy.subject_column}` = s.pseudonym").whenMatchedDelete().execute())
+            metrics = DeltaTable.forPath(session, path).history(1).select("operationMetrics").first()[0] or {}
+            return int(metrics.get("numTargetRowsDeleted", 0))
+
+        with ThreadPoolExecutor(max_workers=CONCURRENT_ERASES, thread_name_prefix="erase-derived") as pool:
+            removed = [pool.submit(erase, *item) for item in work]
+            for (copy, _pseudonyms, ids), future in zip(work, removed):
+                rows = future.result()
+                for request_id in ids:
+                    details[request_id]["derived_copies"].append({"copy": copy.relative, "batch_rows_removed": rows})
+        return details
 
     # -- backups_quarantined
     def quarantine_backups(self, requests: list[Request]) -> None:
@@ -722,28 +802,37 @@ class _Batch:
                 report.waiting[r.request_id] = f"waiting for the physical purge (due {due})"
                 continue
             done.append(r)
-            details[r.request_id] = {"purged_on": self.as_of.isoformat(), "tables": sorted(mine)}
+            copies = sorted({c["copy"] for c in r.states.get("deleted", {}).get("detail", {}).get("derived_copies", [])})
+            details[r.request_id] = {"purged_on": self.as_of.isoformat(), "tables": sorted(mine), "derived_copies": copies}
         if done:
             inbox = self.lake.state(REQUESTS_TABLE)
             if is_delta(inbox):
                 _purge_table(self.spark, inbox)
+            # The derived copies' superseded files go with the raw tables' (same grace).
+            for relative in sorted({c for r in done for c in details[r.request_id]["derived_copies"]}):
+                path = str(self.lake.root / relative)
+                if is_delta(path):
+                    self.progress(f"physical purge of {relative}")
+                    _purge_table(self.spark, path)
         self._advance("purged", done, details)
         return done
 
     # -- verified
     def verify(self, requests: list[Request]) -> None:
-        values = sorted({v for r in requests for v in r.values})
+        values = {(v, None) for r in requests for v in r.values}
+        values |= {tuple(p) for r in requests for p in r.pseudonyms + self.pseudonym_values(r)}
         excluded = _quarantined_backups(self.spark, self.lake, [r.request_id for r in requests])
         findings: list[Finding] = []
         if values:
-            self.progress(f"scanning every file under the lake for {len(values)} identifying value(s)")
-            frame = self.spark.createDataFrame([(v,) for v in values], "value string")
+            self.progress(f"scanning every file under the lake for {len(values)} identifying value(s) and pseudonym(s)")
+            frame = self.spark.createDataFrame(sorted(values, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
             findings = scan_for_values(self.spark, str(self.lake.root), frame,
                                        exclude=tuple(f"backups/{d}" for d in excluded))
         if findings:
             raise CheckFailed("erasure verification found residue of the batch's identifying values in "
                               f"{len(findings)} file(s) (values not shown):\n  " + "\n  ".join(_relative(self.lake, f) for f in findings))
-        details = {r.request_id: {"values_checked": len(r.values), "backups_excluded": excluded} for r in requests}
+        details = {r.request_id: {"values_checked": len(r.values), "pseudonyms_checked": len(set(r.pseudonyms + self.pseudonym_values(r))),
+                                  "backups_excluded": excluded} for r in requests}
         self._advance("verified", requests, details)
 
     # -- closed
@@ -767,7 +856,7 @@ class _Batch:
 
 def pseudonymize_tables(policy: Policy) -> list[str]:
     """Tables whose rows are kept as 仮名加工情報 after closure: retention action ``pseudonymize``."""
-    return [n for n, t in policy.tables.items() if t.retention is not None and t.retention.action == "pseudonymize"]
+    return [n for n, t in policy.tables.items() if keeps_pseudonymized(t)]
 
 
 def _relative(lake: Lake, finding: Finding) -> str:
@@ -904,7 +993,10 @@ def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: li
             "subjects": subjects,
             "rows_removed": dict(sorted(totals.items())),
             "table_versions": table_versions,
-            "retained_pseudonymized": [f"pseudonymized/{retained_purpose(policy.tables[t])}/retained/{t}" for t in retained],
+            "retained_pseudonymized": [f"pseudonymized/{retained_purpose(policy.tables[t])}/{RETAINED}/{t}" for t in retained],
+            "derived_copies_erased": r.states.get("deleted", {}).get("detail", {}).get("derived_copies", []),
+            "scope": "every raw table of the policy, every copy derived from them (仮名加工情報 under pseudonymized/, "
+                     "staging/ and quarantine/, see jobs/lineage.py) and the backups holding the subject",
             "purge_due": purge_due.isoformat() if purge_due else None,
             "purged_on": purged_on.isoformat() if purged_on else None,
             "verification": r.states.get("verified", {}).get("detail") or None,
@@ -934,12 +1026,24 @@ def _audit_row(receipt: dict, batch_id: str) -> tuple:
 
 # ------------------------------------------------------------------ run
 
-def check_purpose_keys(policy: Policy, lake: Lake, sources: Iterable[str]) -> None:
-    """Requests that keep 仮名加工情報 need the purposes' keys: a missing key is exit 2 before any write."""
-    if any(s in KEEPS_PSEUDONYMIZED for s in sources) and pseudonymize_tables(policy):
-        from jobs.keys import load_purpose_keys
+def needed_purposes(policy: Policy, lake: Lake, sources: Iterable[str]) -> list[str]:
+    """The purposes whose keys a batch of these sources needs: every purpose with a derived copy
+    in the lake (the subjects' rows there are found by their pseudonyms) and, for requests that keep
+    仮名加工情報, the purposes that pseudonymize the retained rows."""
+    sources = list(sources)
+    if not sources:
+        return []
+    purposes = {copy.purpose for copy in derived_copies(policy, lake)}
+    if any(s in KEEPS_PSEUDONYMIZED for s in sources):
+        purposes |= {retained_purpose(policy.tables[t]) for t in pseudonymize_tables(policy)}
+    return sorted(purposes)
 
-        load_purpose_keys(policy, sorted({retained_purpose(policy.tables[t]) for t in pseudonymize_tables(policy)}), lake)
+
+def check_purpose_keys(policy: Policy, lake: Lake, sources: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+    """The purpose keys of ``needed_purposes``: a missing key is exit 2 before any write."""
+    from jobs.keys import load_purpose_keys
+
+    return load_purpose_keys(policy, needed_purposes(policy, lake, sources), lake)
 
 
 def _new_request(policy: Policy, key: bytes, given: RequestInput, now: dt.datetime) -> Request:
@@ -949,6 +1053,7 @@ def _new_request(policy: Policy, key: bytes, given: RequestInput, now: dt.dateti
                    [subject_hash(key, s) for s in given.subjects], subjects=list(given.subjects))
 
 
+@with_lease("erasure")
 def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestInput] | None = None, *,
         as_of: dt.date | None = None, dry_run: bool = False, resume: bool = True,
         progress: Callable[[str], None] = lambda _m: None,
@@ -961,9 +1066,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
     as_of = as_of or today
     now = _now() if as_of == today else dt.datetime.combine(as_of, dt.time())
     key_id, key = ledger_key(policy, lake)                 # exit 2 before any write
-    missing = [n for n, t in policy.tables.items() if not is_delta(lake.table_path(t))]
-    if missing:
-        raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
+    check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
     for given in requests:
         check_request_id(given.request_id)
         check_source(given.source)
@@ -1002,9 +1105,11 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
             report.notes.append(f"request {request.request_id} cannot continue: its vault is missing")
             continue
         request.subjects, request.values = vault["subjects"], vault["values"]
+        request.pseudonyms = [tuple(p) for p in vault.get("pseudonyms", [])]
     batch = [r for r in batch if r.subjects or not r.subject_hashes]
-    # Resumed requests still before `retained_copy` need the keys too (later states do not use them).
-    check_purpose_keys(policy, lake, [r.source for r in batch if r.order < STATES.index("retained_copy")])
+    # Every open request needs the purpose keys: its rows in derived copies are found, and verified
+    # gone, by its pseudonyms (and closures keep theirs under the retained purpose).
+    purpose_keys = check_purpose_keys(policy, lake, [r.source for r in batch + new])
     # Closed requests whose vault survived a kill between `closed` and its destruction.
     for request in known.values():
         if request.state == "closed":
@@ -1013,7 +1118,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
         if not report.notes:
             report.notes.append("no open erasure request: nothing to do")
         return report
-    work = _Batch(spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state)
+    work = _Batch(spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state, purpose_keys)
     if new:
         work.receive(new)
     everyone = batch + new
@@ -1109,7 +1214,8 @@ def scan_for_hashes(spark: SparkSession, root: str, hashes: DataFrame, key: byte
     tokens = (text.select("path", "kind", F.explode(F.split(F.translate(F.col("text"), FULL_WIDTH, HALF_WIDTH), TOKEN_SPLIT)).alias("value"))
                   .where((F.length("value") >= MIN_VALUE_LENGTH) & (F.length("value") <= 128)))
     hashed = tokens.distinct().withColumn("value_hash", _value_hash_column(F.col("value"), key))
-    hits = hashed.join(F.broadcast(hashes.select("value_hash").distinct()), "value_hash").groupBy("path", "kind").count().collect()
+    matches = allowed_elsewhere(hashed.join(F.broadcast(with_exclude(hashes, "value_hash")), "value_hash"))
+    hits = matches.groupBy("path", "kind").count().collect()
     return sorted((Finding(r.path, r.kind, r["count"]) for r in hits), key=lambda f: f.path)
 
 
@@ -1121,6 +1227,7 @@ class VerifyReport:
     findings: list[str]
 
 
+@with_lease("verify-erasure")
 def verify(spark: SparkSession, policy: Policy, lake: Lake, request_ids: list[str] | None = None,
            progress: Callable[[str], None] = lambda _m: None) -> VerifyReport:
     """The verification scan as its own job: raises CheckFailed naming files (never values) on residue."""
@@ -1138,13 +1245,15 @@ def verify(spark: SparkSession, policy: Policy, lake: Lake, request_ids: list[st
     else:
         chosen = [r for r in known.values() if r.order >= STATES.index("purged")]
     method: dict[str, str] = {}
-    plain: set[str] = set()
+    plain: set[tuple[str, str | None]] = set()
     hashed_ids: list[str] = []
     for r in chosen:
         vault = read_vault(lake, key, r.request_id)
         if vault is not None:
-            plain.update(vault["values"])
-            method[r.request_id] = f"exact scan of {len(vault['values'])} value(s) (vault)"
+            plain.update((v, None) for v in vault["values"])
+            plain.update(tuple(p) for p in vault.get("pseudonyms", []))
+            method[r.request_id] = (f"exact scan of {len(vault['values'])} value(s) and "
+                                    f"{len(vault.get('pseudonyms', []))} pseudonym(s) (vault)")
         else:
             hashed_ids.append(r.request_id)
             method[r.request_id] = "keyed-hash scan (vault destroyed at closure)"
@@ -1153,7 +1262,8 @@ def verify(spark: SparkSession, policy: Policy, lake: Lake, request_ids: list[st
     findings: list[Finding] = []
     if plain:
         progress(f"scanning for {len(plain)} value(s)")
-        findings += scan_for_values(spark, str(lake.root), spark.createDataFrame([(v,) for v in sorted(plain)], "value string"), exclude)
+        frame = spark.createDataFrame(sorted(plain, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
+        findings += scan_for_values(spark, str(lake.root), frame, exclude)
     values_path = lake.state(VALUES_TABLE)
     if hashed_ids and is_delta(values_path):
         hashes = read_current(spark, values_path).where(F.col("request_id").isin(hashed_ids))

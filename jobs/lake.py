@@ -21,6 +21,7 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.console import InputError
 from jobs.policy import Policy, Table
 
 SUBJECT_BUCKET = "subject_bucket"
@@ -76,6 +77,40 @@ def subject_bucket(subject: Column, buckets: int) -> Column:
 
 def is_delta(path: str | Path) -> bool:
     return (Path(path) / "_delta_log").is_dir()
+
+
+class SchemaDrift(InputError):
+    """The lake's columns differ from the policy's: exit 2, nothing written or published."""
+
+
+def check_lake(spark: SparkSession, policy: Policy, lake: Lake, tables: list[str] | None = None) -> None:
+    """The listed tables (default: all) exist, and their schemas match the policy (``check_lake_schemas``)."""
+    names = tables if tables is not None else list(policy.tables)
+    missing = [n for n in names if not is_delta(lake.table_path(policy.tables[n]))]
+    if missing:
+        raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
+    check_lake_schemas(spark, policy, lake, names)
+
+
+def check_lake_schemas(spark: SparkSession, policy: Policy, lake: Lake, tables: list[str] | None = None) -> None:
+    """Every listed table's columns in the lake (its current Delta schema) against the policy, before
+    a job's first write. A column the policy does not classify could be personal data that no rule
+    covers (it would be published as is); a classified column that is missing means the policy no
+    longer describes the table. Both name table.column; all problems are reported at once."""
+    problems = []
+    for name in tables if tables is not None else list(policy.tables):
+        table = policy.tables[name]
+        path = lake.table_path(table)
+        if not is_delta(path):
+            continue                  # each job reports missing tables its own way
+        columns = read_current(spark, path).columns
+        problems += [f"{name}.{c}: in the lake table {table.path} but not classified in the policy (tables.{name}.columns)"
+                     for c in columns if c not in table.columns and c != SUBJECT_BUCKET]
+        problems += [f"{name}.{c}: classified in the policy (tables.{name}.columns.{c}) but missing from the lake table {table.path}"
+                     for c in table.columns if c not in columns]
+    if problems:
+        raise SchemaDrift("the lake's schema differs from the policy " + policy.source + ":\n  " + "\n  ".join(problems)
+                          + "\nclassify the new column(s) in the policy (or drop them from the lake) before any job runs")
 
 
 def read_current(spark: SparkSession, path: str) -> DataFrame:

@@ -10,7 +10,8 @@ Restricted subjects and subjects who withdrew consent for the purpose are left o
 
 Output goes to staging first; it is promoted only after the gate (no source identifier in the
 output, no unkeyed hash of one, no dropped class present, one pseudonym per subject).
-A table is skipped when neither its source version nor the purpose's key id changed since the last
+A table is skipped when neither its source version, nor the purpose's key id, nor the version of a
+register that decides eligibility (restrictions; consents for a consent purpose) changed since the last
 run (the increment is the table: Delta does not tell which rows an overwrite changed without the
 change feed, which we keep off for personal tables). A new key id re-pseudonymizes the purpose.
 """
@@ -31,7 +32,9 @@ from anonymizers.pseudonym import keyed_pseudonym
 from anonymizers.scrub import scrub
 from jobs.console import CheckFailed, InputError, entry_point
 from jobs.keys import load_purpose_keys
-from jobs.lake import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current, rows_of_keys, write_new_table
+from jobs.lineage import retained_path, retained_purpose  # noqa: F401 (retained_purpose: public here too)
+from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, write_new_table
+from jobs.lease import with_lease
 from jobs.policy import ColumnClass, Policy, Table
 from jobs.subjects import Registers
 
@@ -175,6 +178,7 @@ def source_version(spark: SparkSession, path: str) -> int:
     return int(spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").select("version").first()[0])
 
 
+@with_lease("pseudonymize")
 def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | None = None, full: bool = False,
         progress=lambda _msg: None) -> dict:
     purposes = purposes or list(policy.purposes)
@@ -182,9 +186,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
     if unknown:
         raise InputError(f"unknown purpose(s): {', '.join(unknown)} (the policy has {', '.join(policy.purposes)})")
     keys = load_purpose_keys(policy, purposes, lake)      # missing / short key: exit 2 before any write
-    missing = [n for n, t in policy.tables.items() if not is_delta(lake.table_path(t))]
-    if missing:
-        raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
+    check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
     registers = Registers(spark, policy, lake)
     state = _load_state(lake)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -196,6 +198,21 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             identifier_sets[name] = source_identifiers(spark, lake, table).persist(StorageLevel.MEMORY_AND_DISK)
         return identifier_sets[name]
 
+    versions: dict[str, int] = {}
+
+    def version_of(name: str) -> int:
+        if name not in versions:
+            versions[name] = source_version(spark, lake.table_path(policy.tables[name]))
+        return versions[name]
+
+    def register_versions(purpose: str) -> dict[str, int]:
+        """The registers that decide who is eligible for the purpose (S11): a new restriction or a
+        consent change re-publishes every table of the purpose on the next run."""
+        names = [policy.subject.restrictions_table]
+        if policy.purposes[purpose].requires_consent:
+            names.append(policy.subject.consents_table)
+        return {n: version_of(n) for n in names if n}
+
     try:
         for purpose in purposes:
             key_id, key = keys[purpose]
@@ -203,9 +220,9 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             for name, table in policy.tables.items():
                 if purpose not in table.purposes:
                     continue
-                version = source_version(spark, lake.table_path(table))
+                version = {"source_version": version_of(name), "key_id": key_id, "registers": register_versions(purpose)}
                 marker = f"{purpose}/{name}"
-                if not full and state.get(marker) == {"source_version": version, "key_id": key_id} and is_delta(lake.pseudonymized(purpose, name)):
+                if not full and state.get(marker) == version and is_delta(lake.pseudonymized(purpose, name)):
                     results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})
                     continue
                 progress(f"pseudonymizing {name} for {purpose}")
@@ -238,7 +255,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
                     continue
                 rows = read_current(spark, staging).count()
                 _promote(staging, lake.pseudonymized(purpose, name))
-                state[f"{purpose}/{name}"] = {"source_version": version, "key_id": key_id}
+                state[f"{purpose}/{name}"] = version
                 _save_state(lake, state)
                 results["tables"].append({"purpose": purpose, "table": name, "status": "published", "rows": rows, "key_id": key_id})
     finally:
@@ -248,11 +265,6 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
         raise CheckFailed("pseudonymization gate failed (outputs quarantined, Data Docs: "
                           f"{', '.join(results['docs'])}): " + "; ".join(results["failures"]))
     return results
-
-
-def retained_purpose(table: Table) -> str:
-    """The purpose whose key pseudonymizes the rows a table keeps past deletion."""
-    return table.retention.purpose if table.retention and table.retention.purpose else table.purposes[0]
 
 
 def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, keys: DataFrame,
@@ -270,7 +282,7 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     source = read_current(spark, lake.table_path(table))
     output = apply_rule31(rows_of_keys(source, table, keys, cutoff), table, key, key_id)
     output = output.withColumn("_row_hash", F.sha2(F.to_json(F.struct(*[F.col(c) for c in output.columns])), 256))
-    path = str(Path(lake.pseudonymized(purpose, "retained")) / table_name)
+    path = retained_path(lake, purpose, table_name)
     create_table(spark, path, output, [table.region_column], stats_columns=table.stats_columns())
     (DeltaTable.forPath(spark, path).alias("t").merge(output.alias("s"), "t._row_hash = s._row_hash")
         .whenNotMatchedInsertAll().execute())

@@ -28,7 +28,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, is_delta, read_current, rows_of_keys
+from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, append_rows, is_delta, read_current, rows_of_keys
+from jobs.lease import with_lease
 from jobs.policy import Policy
 from jobs.subjects import Registers
 
@@ -283,6 +284,7 @@ def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = JOB, c
     return len(ledger_rows)
 
 
+@with_lease("physical purge")
 def physical_purge(spark: SparkSession, policy: Policy, lake: Lake, today: dt.date) -> list[dict]:
     """After the grace: REORG ... APPLY (PURGE) and VACUUM, for every table with a ledger entry due."""
     from delta.tables import DeltaTable
@@ -385,13 +387,12 @@ def _check_keep_actions(policy: Policy, lake: Lake, plans: list[TablePlan]) -> N
         load_purpose_keys(policy, sorted(purposes), lake)
 
 
+@with_lease("retention")
 def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None, dry_run: bool = False,
         force: bool = False, purge: bool = True, progress=lambda _msg: None) -> RetentionReport:
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
     run_id = f"ret-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    missing = [n for n, t in policy.tables.items() if not is_delta(lake.table_path(t))]
-    if missing:
-        raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
+    check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
     registers = Registers(spark, policy, lake)
     plans: list[tuple[TablePlan, DataFrame]] = []
     for name in policy.tables:

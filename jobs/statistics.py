@@ -49,8 +49,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import Lake, is_delta, read_current
-from jobs.policy import ColumnClass, Policy, check_table_schema
+from jobs.lake import Lake, check_lake, is_delta, read_current
+from jobs.lease import with_lease
+from jobs.policy import ColumnClass, Policy
 from jobs.subjects import Registers
 
 ALL = "(all)"            # value of a dimension a marginal total sums over
@@ -162,13 +163,9 @@ def plan_statistic(spark: SparkSession, policy: Policy, lake: Lake, name: str) -
     stat = policy.statistics[name]
     source = policy.tables[stat.table]
     subject = policy.tables[policy.subject.table]
-    for table_name, table in ((stat.table, source), (policy.subject.table, subject)):
-        if not is_delta(lake.table_path(table)):
-            raise InputError(f"the lake {lake.root} has no table {table_name}: run `wasure generate` first")
+    check_lake(spark, policy, lake, sorted({stat.table, policy.subject.table}))   # missing, drift: exit 2
     schemas = {"source": read_current(spark, lake.table_path(source)).schema,
                "subject": read_current(spark, lake.table_path(subject)).schema}
-    check_table_schema(policy, stat.table, schemas["source"].names)
-    check_table_schema(policy, policy.subject.table, schemas["subject"].names)
 
     def where(column: str) -> tuple[str, object]:
         side = "source" if column in source.columns else "subject"
@@ -662,6 +659,7 @@ def regions_with_rows(spark: SparkSession, policy: Policy, lake: Lake, plan: Sta
     return [r for r in wanted if r in present]     # policy order; a handful of codes
 
 
+@with_lease("statistics")
 def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None = None, epsilon: float | None = None,
         progress: Callable[[str], None] = lambda _msg: None, *, regions: list[str] | None = None,
         mechanism: str = "laplace", delta: float | None = None, budget: float | None = None,

@@ -78,8 +78,7 @@ class Registers:
         consents = self._table(self.policy.subject.consents_table)
         if consents is None or not purposes:
             return self._empty()
-        return (consents.where(F.col("purpose").isin(purposes) & (F.col("status") == "withdrawn"))
-                .select(F.col(self.key).alias("subject")).distinct())
+        return self._consents_withdrawn_pairs(purposes).select("subject").distinct()
 
     def withdrawn_all(self, purposes: list[str]) -> DataFrame:
         """Subjects who withdrew consent for every one of `purposes`."""
@@ -89,9 +88,15 @@ class Registers:
         return self._memo(("withdrawn_all", tuple(purposes)), build)
 
     def _consents_withdrawn_pairs(self, purposes: list[str]) -> DataFrame:
-        consents = self._table(self.policy.subject.consents_table)
-        return (consents.where(F.col("purpose").isin(purposes) & (F.col("status") == "withdrawn"))
-                .select(F.col(self.key).alias("subject"), "purpose").distinct())
+        """(subject, purpose) whose LATEST consent row is a withdrawal: a re-grant after a withdrawal
+        counts, and so does a withdrawal after a grant (on a tie, withdrawal wins: the safer side)."""
+        from pyspark.sql import Window
+
+        consents = self._table(self.policy.subject.consents_table).where(F.col("purpose").isin(purposes))
+        latest = Window.partitionBy(self.key, "purpose").orderBy(
+            F.col("changed_at").desc_nulls_last(), (F.col("status") == "withdrawn").desc())
+        return (consents.withColumn("_rank", F.row_number().over(latest)).where(F.col("_rank") == 1)
+                .where(F.col("status") == "withdrawn").select(F.col(self.key).alias("subject"), "purpose"))
 
     def restricted(self, purpose: str | None = None) -> DataFrame:
         restrictions = self._table(self.policy.subject.restrictions_table)

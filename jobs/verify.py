@@ -78,9 +78,24 @@ def _table_root(path: str) -> str:
     return str(PurePosixPath(path).parent)
 
 
+def allowed_elsewhere(matches: DataFrame) -> DataFrame:
+    """Drop the matches of a value inside the one path its ``exclude`` column allows (null: none)."""
+    inside = F.col("path").contains(F.concat(F.lit("/"), F.col("exclude"), F.lit("/")))
+    return matches.where(F.col("exclude").isNull() | ~inside)
+
+
+def with_exclude(values: DataFrame, column: str = "value") -> DataFrame:
+    """``values`` with its optional ``exclude`` column (a path under the root where that value may stay)."""
+    exclude = F.col("exclude") if "exclude" in values.columns else F.lit(None).cast("string")
+    return values.select(column, exclude.alias("exclude")).distinct()
+
+
 def scan_for_values(spark: SparkSession, root: str, values: DataFrame, exclude: tuple[str, ...] = ()) -> list[Finding]:
+    """Files under ``root`` (less the ``exclude`` paths) holding a value of ``values`` (column
+    ``value``; an optional column ``exclude`` names a path where that one value may stay)."""
     files = [p for p in list_files(spark, root) if not any(f"/{e}/" in p for e in exclude)]
-    values = F.broadcast(values.select("value").distinct().cache()) if values.count() < 200_000 else values
+    values = with_exclude(values)
+    values = F.broadcast(values.cache()) if values.count() < 200_000 else values
     findings: list[Finding] = []
     data_groups: dict[str, list[str]] = defaultdict(list)
     checkpoints, others = [], []
@@ -98,7 +113,7 @@ def scan_for_values(spark: SparkSession, root: str, values: DataFrame, exclude: 
             continue
         cells = df.select(F.input_file_name().alias("path"), F.explode(F.array(*[F.col(c) for c in strings])).alias("cell"))
         cells = cells.select("path", F.explode(cell_tokens(F.col("cell"))).alias("value"))
-        for row in cells.join(values, "value").groupBy("path").count().collect():
+        for row in allowed_elsewhere(cells.join(values, "value")).groupBy("path").count().collect():
             findings.append(Finding(row.path, "parquet", row["count"]))
     if checkpoints:
         text = spark.read.parquet(*checkpoints).select(F.input_file_name().alias("path"), F.to_json(F.struct("*")).alias("text"))
@@ -111,5 +126,5 @@ def scan_for_values(spark: SparkSession, root: str, values: DataFrame, exclude: 
 
 
 def _substring_matches(text: DataFrame, values: DataFrame, kind: str) -> list[Finding]:
-    joined = text.join(values, F.col("text").contains(F.col("value")))
+    joined = allowed_elsewhere(text.join(values, F.col("text").contains(F.col("value"))))
     return [Finding(r.path, kind, r["count"]) for r in joined.groupBy("path").count().collect()]
