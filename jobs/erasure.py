@@ -62,7 +62,7 @@ from jobs.policy import ColumnClass, Policy
 from jobs.lineage import RETAINED, DerivedCopy, derived_copies, keeps_pseudonymized, retained_purpose
 from jobs.retention import commit_metadata, current_version, delete_keys, physical_purge, reconcile
 from jobs.verify import (
-    FULL_WIDTH, HALF_WIDTH, TOKEN_CLASS, TOKEN_SPLIT, Finding, allowed_elsewhere, cell_tokens, list_files, scan_for_values,
+    EXCLUDE_SEPARATOR, FULL_WIDTH, HALF_WIDTH, TOKEN_CLASS, TOKEN_SPLIT, Finding, allowed_elsewhere, cell_tokens, list_files, scan_for_values,
     with_exclude,
 )
 
@@ -567,18 +567,22 @@ class _Batch:
 
     def pseudonym_values(self, request: Request) -> list[tuple[str, str | None]]:
         """(pseudonym, exclude) of each subject under each purpose key the batch holds: what a
-        derived copy calls the subject. A closure keeps its retained 仮名加工情報 (S5), so there
-        the pseudonym may stay; a subject held on any table of the purpose keeps its pseudonym."""
+        derived copy calls the subject. The pseudonym may stay only where the erasure keeps the
+        subject's rows: a closure's retained 仮名加工情報 (S5), and the copies of tables a legal hold
+        or statutory record keeping keeps (their staging / quarantine copies included)."""
         out = []
         for purpose, (_key_id, key) in sorted(self.purpose_keys.items()):
             tables = self._purpose_tables(purpose)
-            exclude = None
+            kept_root = []
             if request.source in KEEPS_PSEUDONYMIZED and any(
                     keeps_pseudonymized(self.policy.tables[n]) and retained_purpose(self.policy.tables[n]) == purpose for n in tables):
-                exclude = f"pseudonymized/{purpose}/{RETAINED}"
+                kept_root.append(f"pseudonymized/{purpose}/{RETAINED}")
             for s in request.subjects:
-                if not any(self.holds.hold_for(s, n) for n in tables):
-                    out.append((pseudonym_of(key, s), exclude))
+                held = [f"pseudonymized/{purpose}/{n}" for n in tables if self.holds.hold_for(s, n)]
+                if len(held) == len(tables):
+                    continue                  # every copy keeps the subject: nothing to look for
+                allowed = sorted(kept_root + held)
+                out.append((pseudonym_of(key, s), EXCLUDE_SEPARATOR.join(allowed) if allowed else None))
         return sorted(set(out), key=lambda p: (p[0], p[1] or ""))
 
     def _advance(self, state: str, requests: list[Request], details: dict[str, dict] | None = None) -> None:

@@ -5,16 +5,18 @@ wrong. Jobs load the policy before they touch any data, so an invalid policy wri
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 
 class PolicyError(ValueError):
@@ -48,6 +50,39 @@ RELEASE_FORBIDDEN = {ColumnClass.identifying, ColumnClass.individual_code, Colum
                      ColumnClass.linking_code, ColumnClass.free_text}
 
 
+# Sane ranges (docs/policy.md, "Bounds and checks"): a value outside them is a typo or a
+# misunderstanding (hours for days, a share as a percentage), never a policy anyone means.
+PERIOD_DAYS_MAX = 36500            # retention period: 1 day .. 100 years
+GRACE_DAYS_MAX = 3650              # logical delete -> physical purge: 0 .. 10 years
+BACKUP_RETENTION_DAYS_MAX = 3650   # 1 day .. 10 years
+ERASURE_DEADLINE_DAYS_MAX = 90     # CCPA: 45 days, extendable once by 45 (Cal. Civ. Code 1798.130(a)(2))
+K_MAX = 1000                       # k of a release or a statistic: 2 .. 1000
+L_MAX = 1000                       # l of a release: 1 .. 1000
+AGE_MAX = 150                      # age_band width and top
+
+
+def _rare_bounds(value: Any) -> Any:
+    """``[low, high]``: two finite numbers or null (no bound on that side), low below high.
+    Strict on purpose: a quoted number, a boolean or NaN is a typo, not a bound."""
+    def number(item: Any) -> bool:
+        return item is None or (isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item))
+
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(number(v) for v in value):
+        # No "[letter..." in messages: the CLI prints them as rich markup.
+        raise ValueError("rare-value bounds are a list of two numbers, low and high, null for no bound on one side "
+                         "(e.g. [35.5, 38.5] or [35.5, null])")
+    low, high = value
+    if low is None and high is None:
+        raise ValueError("at least one bound is needed (two nulls code nothing)")
+    if low is not None and high is not None and low >= high:
+        raise ValueError(f"low ({low:g}) must be below high ({high:g}): values <= low are coded '<=low', "
+                         "values >= high 'high+'")
+    return value
+
+
+RareBounds = Annotated[tuple[float | None, float | None], BeforeValidator(_rare_bounds)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,7 +99,7 @@ class ColumnSpec(Strict):
 class Hierarchy(Strict):
     type: Literal["date", "age_band", "address", "bins", "tree", "keep"]
     levels: list[str] = Field(default_factory=list)
-    width: int | None = Field(default=None, gt=0)
+    width: int | None = Field(default=None, gt=0, le=AGE_MAX)
     top: int | None = None
     bottom: int | None = None
     edges: list[float] = Field(default_factory=list)
@@ -73,11 +108,11 @@ class Hierarchy(Strict):
 
 class Retention(Strict):
     basis: Literal["business_date", "account_closure"]
-    period_days: int = Field(gt=0)
+    period_days: int = Field(ge=1, le=PERIOD_DAYS_MAX)
     action: Literal["delete", "pseudonymize", "anonymize"] = "delete"
     purpose: str | None = None
     release: str | None = None      # action anonymize: the release (QIs, k, l) the expired rows are kept as
-    grace_days: int | None = Field(default=None, ge=0)
+    grace_days: int | None = Field(default=None, ge=0, le=GRACE_DAYS_MAX)
 
 
 class Table(Strict):
@@ -133,9 +168,10 @@ class Release(Strict):
     quasi_identifiers: dict[str, str | None]
     sensitive: list[str] = Field(default_factory=list)
     region: str | None = None
-    rare_values: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
-    k: int = Field(ge=2)
-    l: int | None = Field(default=None, ge=1)
+    # 特異な記述 of sensitive attributes: bottom/top-coded at [low, high] (QIs are coded by their hierarchy).
+    rare_values: dict[str, RareBounds] = Field(default_factory=dict)
+    k: int = Field(ge=2, le=K_MAX)
+    l: int | None = Field(default=None, ge=1, le=L_MAX)
     suppression_budget: float = Field(default=0.0, ge=0.0, le=0.5)
     purpose: str | None = None
 
@@ -144,7 +180,7 @@ class Statistic(Strict):
     table: str
     dimensions: list[str] = Field(min_length=1)
     measures: list[str] = Field(default_factory=list)
-    k: int = Field(ge=2)
+    k: int = Field(ge=2, le=K_MAX)
 
 
 class Subject(Strict):
@@ -172,10 +208,10 @@ class Subject(Strict):
 
 
 class Defaults(Strict):
-    grace_days: int = Field(default=7, ge=0)
+    grace_days: int = Field(default=7, ge=0, le=GRACE_DAYS_MAX)
     max_delete_share: float = Field(default=0.5, gt=0.0, le=1.0)
-    backup_retention_days: int = Field(default=35, ge=1)
-    erasure_deadline_days: int = Field(default=45, ge=1)
+    backup_retention_days: int = Field(default=35, ge=1, le=BACKUP_RETENTION_DAYS_MAX)
+    erasure_deadline_days: int = Field(default=45, ge=1, le=ERASURE_DEADLINE_DAYS_MAX)
     # Key of the deletion ledger's keyed hashes of erased subject ids (never plain ids).
     ledger_key_id: str = Field(default="deletion-ledger", min_length=1)
 
@@ -280,6 +316,15 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
                                                                   f"{policy.releases[retention.release].table!r}, not {name!r}"))
             elif retention.release is not None:
                 problems.append((f"{base}.retention.release", "only action anonymize takes a release"))
+    problems += _closure_order_problems(policy)
+    for name, hierarchy in policy.hierarchies.items():
+        base = f"hierarchies.{name}"
+        if hierarchy.type == "tree" and not hierarchy.file:
+            problems.append((f"{base}.file", "a tree hierarchy needs its ARX CSV file (';'-separated, relative to the policy file)"))
+        elif hierarchy.type != "tree" and hierarchy.file is not None:
+            problems.append((f"{base}.file", f"only tree hierarchies read a file; a {hierarchy.type} hierarchy would ignore it"))
+        if hierarchy.type == "age_band" and hierarchy.top is not None and not 1 <= hierarchy.top <= AGE_MAX:
+            problems.append((f"{base}.top", f"an age between 1 and {AGE_MAX} (ages from it on are one value, e.g. 90+)"))
     for i, hold in enumerate(policy.legal_holds):
         for j, table in enumerate(hold.tables):
             if table not in tables:
@@ -321,11 +366,47 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
                 if entry.region is not None and entry.region not in policy.regions:
                     problems.append((f"{base}.region", f"unknown region {entry.region!r}"))
                 for column in entry.rare_values:
-                    if column not in entry.sensitive and column not in entry.quasi_identifiers:
-                        problems.append((f"{base}.rare_values.{column}", "not a quasi-identifier or sensitive column of the release"))
+                    if column in entry.quasi_identifiers:
+                        problems.append((f"{base}.rare_values.{column}",
+                                         f"{column!r} is a quasi-identifier: rare values are coded for sensitive attributes "
+                                         "only; a quasi-identifier's rare values are coded by its hierarchy (age_band "
+                                         "'top', tree levels): remove it here"))
+                    elif column not in entry.sensitive:
+                        problems.append((f"{base}.rare_values.{column}",
+                                         f"{column!r} is not a sensitive attribute of the release (sensitive: "
+                                         f"{', '.join(entry.sensitive) or 'none'}): rare values are coded for sensitive "
+                                         "attributes only"))
                 if entry.l is not None and not entry.sensitive:
                     problems.append((f"{base}.l", "l-diversity needs at least one sensitive column"))
     return problems
+
+
+def _closure_order_problems(policy: Policy) -> list[tuple[str, str]]:
+    """Retention by account closure reads the closure date from the subject table's rows. A table
+    whose closure period is longer than the subject table's own would look for closure dates that
+    the subject table's retention already removed: its rows of those subjects would never expire.
+    Equal periods are safe: one retention run reads the closure dates once, before its first delete."""
+    subject_table = policy.subject.table
+    home = policy.tables.get(subject_table)
+    if home is None or home.retention is None:
+        return []       # no rule removes the subject rows: every closure date stays readable
+    closure_tables = {name: table.retention for name, table in policy.tables.items()
+                      if name != subject_table and table.retention is not None and table.retention.basis == "account_closure"}
+    if not closure_tables:
+        return []
+    own = home.retention
+    if own.basis != "account_closure":
+        return [(f"tables.{subject_table}.retention.basis",
+                 f"tables {', '.join(sorted(closure_tables))} are retained by account_closure and read the closure date "
+                 f"({policy.subject.closure_column}) from {subject_table!r}; a business_date rule removes {subject_table!r} rows "
+                 "whether or not the account is closed, and their rows would then never expire: use basis account_closure "
+                 f"with a period at least as long as theirs here (or no retention for {subject_table!r})")]
+    return [(f"tables.{name}.retention.period_days",
+             f"{retention.period_days} days after closure is longer than the closure period of the subject table "
+             f"{subject_table!r} ({own.period_days} days, tables.{subject_table}.retention.period_days): retention reads "
+             f"the closure date from {subject_table}.{policy.subject.closure_column}, which would be gone first, and these "
+             f"rows would never expire; use at most {own.period_days} days here or lengthen the period of {subject_table!r}")
+            for name, retention in closure_tables.items() if retention.period_days > own.period_days]
 
 
 def _loc_to_path(loc: tuple[Any, ...]) -> str:
@@ -340,9 +421,47 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "<root>"
 
 
-def parse_policy(data: Any, source: str = "<memory>", raw: bytes | None = None) -> Policy:
+def hierarchy_file_problems(hierarchies: Any, base_dir: Path) -> list[tuple[str, str]]:
+    """Every tree hierarchy's file, resolved against ``base_dir`` (the policy file's directory, as
+    the anonymize job resolves it) and parsed by the loader Mondrian uses. Works on the raw YAML
+    mapping, so that a file problem is reported together with the policy's other problems."""
+    if not isinstance(hierarchies, dict):
+        return []
+    problems: list[tuple[str, str]] = []
+    for name, spec in hierarchies.items():
+        if not isinstance(spec, dict) or spec.get("type") != "tree":
+            continue
+        file = spec.get("file")
+        if not isinstance(file, str) or not file.strip():
+            continue        # a missing file is a problem of the policy itself (_semantic_problems)
+        where, path = f"hierarchies.{name}.file", base_dir / file
+        if not path.exists():
+            problems.append((where, f"hierarchy file {file!r} not found (resolved next to the policy file: {path})"))
+            continue
+        if not path.is_file():
+            problems.append((where, f"hierarchy file {file!r} is not a file ({path})"))
+            continue
+        # The loader's own parsing (no Spark I/O; importing it loads numpy / pandas / pyspark modules).
+        from anonymizers.hierarchy import CategoricalHierarchy, HierarchyError
+
+        try:
+            CategoricalHierarchy.from_csv(path, name=str(name))
+        except UnicodeDecodeError:
+            problems.append((where, f"hierarchy file {file!r} is not UTF-8 text"))
+        except OSError as exc:
+            problems.append((where, f"hierarchy file {file!r} cannot be read ({exc.strerror or exc})"))
+        except (HierarchyError, csv.Error) as exc:   # the file's labels (categories), never personal values
+            problems.append((where, f"hierarchy file {file!r} is not a valid ARX hierarchy CSV: {exc}"))
+    return problems
+
+
+def parse_policy(data: Any, source: str = "<memory>", raw: bytes | None = None,
+                 base_dir: Path | None = None) -> Policy:
+    """``base_dir``: where relative hierarchy files are (the policy file's directory); when given,
+    every tree hierarchy's file is checked too (load_policy does this)."""
     if not isinstance(data, dict):
         raise PolicyError(source, [("<root>", "the policy must be a YAML mapping")])
+    file_problems = hierarchy_file_problems(data.get("hierarchies"), base_dir) if base_dir is not None else []
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
@@ -351,8 +470,10 @@ def parse_policy(data: Any, source: str = "<memory>", raw: bytes | None = None) 
             path = _loc_to_path(error["loc"])
             # Union errors repeat per branch; keep the first message per key path.
             problems.setdefault(path, error["msg"])
+        for path, message in file_problems:
+            problems.setdefault(path, message)
         raise PolicyError(source, sorted(problems.items())) from None
-    problems = _semantic_problems(policy)
+    problems = _semantic_problems(policy) + file_problems
     if problems:
         raise PolicyError(source, problems)
     digest = hashlib.sha256(raw if raw is not None else json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
@@ -372,7 +493,7 @@ def load_policy(path: str | Path) -> Policy:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
         raise PolicyError(source, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    return parse_policy(data, source, raw)
+    return parse_policy(data, source, raw, base_dir=path.resolve().parent)
 
 
 def check_table_schema(policy: Policy, table: str, columns: list[str]) -> None:

@@ -414,7 +414,9 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
         return report
     _check_keep_actions(policy, lake, [p for p, _ in plans if p.to_remove])
     report.policy_changes = policy_changes(lake, policy)
-    for plan, keys in plans:
+    # The subject table goes last: other tables' closure rules read closure dates from it, so a run
+    # stopped half-way must not have removed them yet (the next run plans the rest again).
+    for plan, keys in sorted(plans, key=lambda p: p[0].table == policy.subject.table):
         table = policy.tables[plan.table]
         path = lake.table_path(table)
         before_version = current_version(spark, path)

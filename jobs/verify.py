@@ -78,14 +78,19 @@ def _table_root(path: str) -> str:
     return str(PurePosixPath(path).parent)
 
 
+EXCLUDE_SEPARATOR = "|"
+
+
 def allowed_elsewhere(matches: DataFrame) -> DataFrame:
-    """Drop the matches of a value inside the one path its ``exclude`` column allows (null: none)."""
-    inside = F.col("path").contains(F.concat(F.lit("/"), F.col("exclude"), F.lit("/")))
+    """Drop the matches of a value inside a path its ``exclude`` column allows: null for none, else
+    paths under the root joined by ``|`` (a closure's retained copy, copies a legal hold keeps)."""
+    paths = F.split(F.col("exclude"), "\\" + EXCLUDE_SEPARATOR)
+    inside = F.exists(paths, lambda e: F.col("path").contains(F.concat(F.lit("/"), e, F.lit("/"))))
     return matches.where(F.col("exclude").isNull() | ~inside)
 
 
 def with_exclude(values: DataFrame, column: str = "value") -> DataFrame:
-    """``values`` with its optional ``exclude`` column (a path under the root where that value may stay)."""
+    """``values`` with its optional ``exclude`` column (see ``allowed_elsewhere``)."""
     exclude = F.col("exclude") if "exclude" in values.columns else F.lit(None).cast("string")
     return values.select(column, exclude.alias("exclude")).distinct()
 

@@ -10,6 +10,7 @@
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -243,6 +244,7 @@ def e2e_policy(tmp_path_factory):
     data["releases"], data["statistics"] = {}, {}
     path = tmp_path_factory.mktemp("dag-policy") / "policy.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    shutil.copytree(Path(POLICY).parent / "hierarchies", path.parent / "hierarchies")   # tree files, next to it
     return load_policy(path)
 
 

@@ -97,6 +97,7 @@ def _cli_args(lake: Lake) -> list[str]:
     policy_file = lake.root.parent / "policy.yaml"
     if not policy_file.exists():
         policy_file.write_text(yaml.safe_dump(_policy_data(), allow_unicode=True))
+        shutil.copytree(Path(EXAMPLE_POLICY).parent / "hierarchies", policy_file.parent / "hierarchies")
     return ["--policy", str(policy_file), "--lake", str(lake.root)]
 
 

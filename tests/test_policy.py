@@ -1,5 +1,6 @@
 """Policy as code: the example is valid; every bad policy names the exact key path; nothing is written."""
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,28 @@ def _set(data, path, value):
         node[last] = value
 
 
-DELETE = object()
+class _Delete:
+    def __repr__(self) -> str:      # a stable test id
+        return "DELETE"
+
+
+DELETE = _Delete()
+
+
+def _write(directory: Path, data, name: str = "bad.yaml") -> Path:
+    """The policy next to a copy of the example's hierarchy files (relative paths resolve next to it)."""
+    if not (directory / "hierarchies").exists():
+        shutil.copytree(EXAMPLE.parent / "hierarchies", directory / "hierarchies")
+    path = directory / name
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    return path
+
+
+def _changed(*changes) -> dict:
+    data = copy.deepcopy(BASE)
+    for change, value in changes:
+        _set(data, change, value)
+    return data
 
 # (what to change, new value, the key path the error must name)
 BAD_POLICIES = [
@@ -72,10 +94,7 @@ def test_example_policy_is_valid():
 
 @pytest.mark.parametrize("change,value,expected_path", BAD_POLICIES, ids=[b[0] for b in BAD_POLICIES])
 def test_bad_policy_names_key_path(tmp_path, change, value, expected_path):
-    data = copy.deepcopy(BASE)
-    _set(data, change, value)
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    bad = _write(tmp_path, _changed((change, value)))
     with pytest.raises(PolicyError) as info:
         load_policy(bad)
     paths = [path for path, _ in info.value.problems]
@@ -106,10 +125,7 @@ def test_unclassified_lake_column_is_an_error():
 
 @pytest.mark.parametrize("change,value,expected_path", BAD_POLICIES[:6], ids=[b[0] for b in BAD_POLICIES[:6]])
 def test_cli_exit_2_and_nothing_written(tmp_path, change, value, expected_path):
-    data = copy.deepcopy(BASE)
-    _set(data, change, value)
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    bad = _write(tmp_path, _changed((change, value)))
     lake = tmp_path / "lake"
     result = CliRunner().invoke(app, ["generate", "--policy", str(bad), "--lake", str(lake), "--subjects", "10"])
     assert result.exit_code == 2, result.output
@@ -159,3 +175,171 @@ def test_spark_submit_entry_points_exit_2_on_an_invalid_policy(tmp_path, module,
     assert result.returncode == 2, result.stderr
     assert "invalid policy" in result.stderr and "defaults.max_delete_share" in result.stderr
     assert "Traceback" not in result.stderr and not lake.exists()
+
+
+# --- Bounds and checks (docs/policy.md): each rule, its key path, exit 2 through the CLI ----------
+
+# (what to change, new value, the key path the error must name); every one of these was accepted before.
+NEW_RULES = [
+    # sane ranges
+    ("tables.network_events.retention.period_days", 36501, "tables.network_events.retention.period_days"),
+    ("tables.network_events.retention.grace_days", 3651, "tables.network_events.retention.grace_days"),
+    ("defaults.grace_days", 3651, "defaults.grace_days"),
+    ("defaults.backup_retention_days", 3651, "defaults.backup_retention_days"),
+    ("defaults.erasure_deadline_days", 91, "defaults.erasure_deadline_days"),
+    ("releases.health_k5.k", 1001, "releases.health_k5.k"),
+    ("releases.health_k5.l", 1001, "releases.health_k5.l"),
+    ("statistics.network_usage.k", 1001, "statistics.network_usage.k"),
+    ("hierarchies.age.width", 151, "hierarchies.age.width"),
+    ("hierarchies.age.top", 200, "hierarchies.age.top"),
+    # rare values: sensitive attributes only, well-formed bounds
+    ("releases.health_k5.rare_values", {"birth_date": [0, 90]}, "releases.health_k5.rare_values.birth_date"),
+    ("releases.health_k5.rare_values", {"body_temp_c": [38.5, 35.5]}, "releases.health_k5.rare_values.body_temp_c"),
+    ("releases.health_k5.rare_values", {"body_temp_c": [36.6, 36.6]}, "releases.health_k5.rare_values.body_temp_c"),
+    ("releases.health_k5.rare_values", {"body_temp_c": [35.5]}, "releases.health_k5.rare_values.body_temp_c"),
+    ("releases.health_k5.rare_values", {"body_temp_c": ["35.5", 38.5]}, "releases.health_k5.rare_values.body_temp_c"),
+    ("releases.health_k5.rare_values", {"body_temp_c": [True, 38.5]}, "releases.health_k5.rare_values.body_temp_c"),
+    ("releases.health_k5.rare_values", {"body_temp_c": [None, None]}, "releases.health_k5.rare_values.body_temp_c"),
+    ("releases.health_k5.rare_values", {"body_temp_c": [float("nan"), 38.5]}, "releases.health_k5.rare_values.body_temp_c"),
+    # closure dates must outlive every table retained by account closure
+    ("tables.devices.retention.period_days", 31, "tables.devices.retention.period_days"),
+    ("tables.accounts.retention", {"basis": "business_date", "period_days": 3650, "action": "delete"}, "tables.accounts.retention.basis"),
+    # hierarchy files
+    ("hierarchies.gender.file", DELETE, "hierarchies.gender.file"),
+    ("hierarchies.age.file", "hierarchies/gender.csv", "hierarchies.age.file"),
+    ("hierarchies.gender.file", "hierarchies/genders.csv", "hierarchies.gender.file"),
+    ("hierarchies.gender.file", "hierarchies", "hierarchies.gender.file"),
+]
+NEW_RULE_IDS = [f"{change}={value!r}" for change, value, _ in NEW_RULES]
+
+
+@pytest.mark.parametrize("change,value,expected_path", NEW_RULES, ids=NEW_RULE_IDS)
+def test_new_rule_exits_2_naming_the_key_path(tmp_path, change, value, expected_path):
+    bad = _write(tmp_path, _changed((change, value)))
+    with pytest.raises(PolicyError) as info:
+        load_policy(bad)
+    assert expected_path in [path for path, _ in info.value.problems], info.value.problems
+    result = CliRunner().invoke(app, ["validate-policy", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert "invalid policy" in result.output and f"  {expected_path}:" in result.output
+
+
+def test_example_policy_validates_through_the_cli():
+    result = CliRunner().invoke(app, ["validate-policy", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.output
+
+
+def test_bounds_at_their_limits_are_valid(tmp_path):
+    good = _write(tmp_path, _changed(
+        ("tables.network_events.retention.period_days", 36500), ("tables.network_events.retention.grace_days", 3650),
+        ("defaults.grace_days", 0), ("defaults.backup_retention_days", 3650), ("defaults.erasure_deadline_days", 90),
+        ("releases.health_k5.k", 1000), ("releases.health_k5.l", 1), ("statistics.network_usage.k", 1000),
+        ("releases.health_k5.rare_values", {"body_temp_c": [35, None]}), ("hierarchies.age.top", 150),
+    ))
+    policy = load_policy(good)
+    assert policy.releases["health_k5"].rare_values == {"body_temp_c": (35.0, None)}
+    assert policy.tables["network_events"].retention.period_days == 36500
+
+
+def test_rare_values_are_for_the_release_s_sensitive_attributes_only(tmp_path):
+    """weight_kg is sensitive in its table but not an attribute of the release: nothing would code it."""
+    bad = _write(tmp_path, _changed(("releases.health_k5.rare_values", {"weight_kg": [40, 150], "gender": [0, 1]})))
+    with pytest.raises(PolicyError) as info:
+        load_policy(bad)
+    problems = dict(info.value.problems)
+    assert "not a sensitive attribute of the release (sensitive: body_temp_c)" in problems["releases.health_k5.rare_values.weight_kg"]
+    assert "is a quasi-identifier" in problems["releases.health_k5.rare_values.gender"]
+    assert "hierarchy" in problems["releases.health_k5.rare_values.gender"]
+
+
+def test_malformed_rare_bounds_say_what_is_expected(tmp_path):
+    bad = _write(tmp_path, _changed(("releases.health_k5.rare_values", {"body_temp_c": [38.5, 35.5]})))
+    result = CliRunner().invoke(app, ["validate-policy", str(bad)])
+    assert result.exit_code == 2
+    assert "low (38.5) must be below high (35.5)" in " ".join(result.output.split())
+
+
+def test_closure_periods_no_longer_than_the_subject_tables(tmp_path):
+    """Devices kept 31 days after closure, accounts 30: the accounts row (and its closure date) is gone
+    first, so the devices of that subject would never expire. Shorter or equal periods are safe (one
+    run reads the closure dates once, before its first delete); so is a subject table kept forever."""
+    bad = _write(tmp_path, _changed(("tables.devices.retention.period_days", 31),
+                                    ("tables.third_party_provisions.retention", {"basis": "account_closure", "period_days": 1095})))
+    with pytest.raises(PolicyError) as info:
+        load_policy(bad)
+    problems = dict(info.value.problems)
+    for table, days in (("devices", 31), ("third_party_provisions", 1095)):
+        message = problems[f"tables.{table}.retention.period_days"]
+        assert f"{days} days after closure" in message and "accounts.closed_at" in message and "at most 30 days" in message
+    result = CliRunner().invoke(app, ["validate-policy", str(bad)])
+    assert result.exit_code == 2 and "tables.devices.retention.period_days" in result.output
+    assert "tables.third_party_provisions.retention.period_days" in result.output
+
+    assert load_policy(_write(tmp_path, _changed(("tables.devices.retention.period_days", 7)), "shorter.yaml"))
+    assert load_policy(_write(tmp_path, _changed(("tables.accounts.retention", DELETE),
+                                                 ("tables.devices.retention.period_days", 3650)), "kept.yaml"))
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("北海道;北海道;東日本;*\n沖縄県;九州\n".encode(), "expected 4"),              # one level short
+    ("F;*\nF;*\n".encode(), "duplicate original values"),
+    (b"", "is empty"),
+    ("F;*\n".encode("utf-16"), "not UTF-8 text"),
+], ids=["levels", "duplicates", "empty", "utf16"])
+def test_hierarchy_files_are_parsed_by_the_loader(tmp_path, content, expected):
+    bad = _write(tmp_path, copy.deepcopy(BASE))
+    (tmp_path / "hierarchies" / "prefecture.csv").write_bytes(content)
+    with pytest.raises(PolicyError) as info:
+        load_policy(bad)
+    problems = dict(info.value.problems)
+    assert list(problems) == ["hierarchies.prefecture.file"], problems
+    assert expected in problems["hierarchies.prefecture.file"]
+    result = CliRunner().invoke(app, ["validate-policy", str(bad)])
+    assert result.exit_code == 2 and "hierarchies.prefecture.file" in result.output
+
+
+def test_hierarchy_files_resolve_next_to_the_policy_not_the_working_directory(tmp_path, monkeypatch):
+    """As the anonymize job resolves them: a path that exists from the working directory but not next
+    to the policy file is an error; a relative policy path from elsewhere works."""
+    repo = EXAMPLE.parent.parent
+    monkeypatch.chdir(repo)
+    assert (repo / "policies" / "hierarchies" / "gender.csv").is_file()
+    away = tmp_path / "away"
+    away.mkdir()
+    bad = away / "bad.yaml"      # no hierarchies/ next to it
+    bad.write_text(yaml.safe_dump(_changed(("hierarchies.gender.file", "policies/hierarchies/gender.csv")), allow_unicode=True))
+    with pytest.raises(PolicyError) as info:
+        load_policy(bad)
+    assert {path for path, _ in info.value.problems} == {"hierarchies.gender.file", "hierarchies.prefecture.file"}
+    assert str(away / "policies" / "hierarchies" / "gender.csv") in dict(info.value.problems)["hierarchies.gender.file"]
+
+    home = tmp_path / "home"
+    home.mkdir()
+    _write(home, copy.deepcopy(BASE), "policy.yaml")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["validate-policy", "home/policy.yaml"])
+    assert result.exit_code == 0, result.output
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    """Field errors (ranges, bounds) and hierarchy files together; once the structure is valid, the
+    cross-reference checks (closure order, rare values' columns, tree files) together with the files."""
+    structural = _write(tmp_path, _changed(
+        ("tables.network_events.retention.period_days", 36501), ("defaults.erasure_deadline_days", 91),
+        ("releases.health_k5.k", 1001), ("releases.health_k5.rare_values", {"body_temp_c": [38.5, 35.5]}),
+        ("hierarchies.prefecture.file", "hierarchies/none.csv")), "structural.yaml")
+    result = CliRunner().invoke(app, ["validate-policy", str(structural)])
+    assert result.exit_code == 2
+    for path in ("tables.network_events.retention.period_days", "defaults.erasure_deadline_days", "releases.health_k5.k",
+                 "releases.health_k5.rare_values.body_temp_c", "hierarchies.prefecture.file"):
+        assert f"  {path}:" in result.output, (path, result.output)
+
+    semantic = _write(tmp_path, _changed(
+        ("tables.devices.retention.period_days", 60), ("releases.health_k5.rare_values", {"birth_date": [0, 90]}),
+        ("hierarchies.gender.file", DELETE), ("hierarchies.prefecture.file", "hierarchies/none.csv")), "semantic.yaml")
+    result = CliRunner().invoke(app, ["validate-policy", str(semantic)])
+    assert result.exit_code == 2
+    for path in ("tables.devices.retention.period_days", "releases.health_k5.rare_values.birth_date",
+                 "hierarchies.gender.file", "hierarchies.prefecture.file"):
+        assert f"  {path}:" in result.output, (path, result.output)
