@@ -277,6 +277,9 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
             problems.append((f"{base}.subject_key", f"column {table.subject_key!r} is not classified in columns"))
         elif table.column(table.subject_key).class_ != ColumnClass.linking_code:
             problems.append((f"{base}.columns.{table.subject_key}.class", "the subject key must be class linking_code"))
+        elif table.purposes and table.column(table.subject_key).treatment == "drop":
+            problems.append((f"{base}.columns.{table.subject_key}.treatment", "the subject key of a table that serves a "
+                             "purpose is pseudonymized, not dropped: erasure finds a subject's 仮名加工情報 by it"))
         if table.date_column is not None and table.date_column not in table.columns:
             problems.append((f"{base}.date_column", f"column {table.date_column!r} is not classified in columns"))
         if table.region_column not in table.columns:

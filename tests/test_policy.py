@@ -343,3 +343,12 @@ def test_every_problem_is_reported_at_once(tmp_path):
     for path in ("tables.devices.retention.period_days", "releases.health_k5.rare_values.birth_date",
                  "hierarchies.gender.file", "hierarchies.prefecture.file"):
         assert f"  {path}:" in result.output, (path, result.output)
+
+
+def test_the_subject_key_of_a_purpose_table_cannot_be_dropped():
+    """Erasure finds a subject's 仮名加工情報 by the pseudonym of the subject key (jobs/lineage.py)."""
+    data = copy.deepcopy(BASE)
+    data["tables"]["devices"]["columns"]["account_id"] = {"class": "linking_code", "treatment": "drop"}
+    with pytest.raises(PolicyError) as info:
+        parse_policy(data, "drop-key.yaml")
+    assert any(path == "tables.devices.columns.account_id.treatment" for path, _m in info.value.problems)
