@@ -34,6 +34,9 @@ def erase(
     received_at: Optional[str] = typer.Option(None, "--received-at", help="When the request was received (default: now)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Change nothing; show what would be removed, held and quarantined."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Business date of the run (YYYY-MM-DD, default today UTC)."),
+    extend: Optional[str] = typer.Option(None, "--extend", help="Extend this CCPA request's deadline by 45 days, once "
+                                         "(needs --reason; nothing else is done)."),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why the request is extended (told to the consumer; no personal data)."),
     policy: Optional[Path] = PolicyOpt,
     lake: Optional[Path] = LakeOpt,
 ):
@@ -43,12 +46,18 @@ def erase(
     wait for the physical purge until their grace period ends). Subject ids are checked before
     anything is written and never echoed. Examples: `wasure erase --subject A000000042 --source ccpa`,
     `wasure erase --file closures.txt --request-id closure-2026-11-22`, `wasure erase --from-requests`,
-    `wasure erase` (only continue open requests).
+    `wasure erase` (only continue open requests), `wasure erase --extend ccpa-7 --reason "..."` (the one
+    45-day CCPA extension).
     """
     from jobs.erasure import prepare_requests, run
     from jobs.runtime import get_spark
 
     loaded, where, day = _policy(policy), _lake(lake), _date(as_of, "--as-of")
+    if extend is not None:
+        _extend(loaded, where, extend, reason, day, given=bool(subject or file or from_requests or request_id or dry_run))
+        return
+    if reason is not None:
+        raise InputError("--reason goes with --extend REQUEST")
     holder: dict = {}
 
     def spark():
@@ -62,6 +71,22 @@ def erase(
     with console.status("erasure") as status:
         report = run(spark(), loaded, where, requests, as_of=day, dry_run=dry_run, progress=lambda m: status.update(m))
     print_erasure(report)
+
+
+def _extend(loaded, where, request_id: str, reason: Optional[str], day: Optional[dt.date], given: bool) -> None:
+    from jobs.deadlines import check_reason, extend
+    from jobs.erasure import check_request_id
+    from jobs.runtime import get_spark
+
+    if given:
+        raise InputError("--extend only extends a deadline: give no --subject, --file, --from-requests, --request-id or --dry-run")
+    check_request_id(request_id, "--extend")
+    check_reason(reason)
+    with step("starting Spark"):
+        spark = get_spark("wasure-erasure")
+    done = extend(spark, loaded, where, request_id, reason, today=day)
+    summary_table("deadline extended", ["request", "original deadline", "new deadline", "by", "reason"],
+                  [(done["request_id"], done["original_deadline"], done["new_deadline"], done["by"], done["reason"])])
 
 
 def print_erasure(report) -> None:

@@ -67,6 +67,7 @@ from jobs.verify import (
 )
 
 JOB = "erasure"
+EXTENDED, EXTENDED_ORDER = "extended", 100    # an event, not a state: read after every state (jobs.deadlines)
 STATES = ("received", "retained_copy", "deleted", "backups_quarantined", "purged", "verified", "closed")
 SOURCES = ("account_closure", "ccpa", "appi", "gdpr")
 # Sources after which 仮名加工情報 is kept (S5, APPI 仮名加工情報). A GDPR / CCPA deletion request also
@@ -339,6 +340,8 @@ def load_states(spark: SparkSession, lake: Lake) -> dict[str, Request]:
         if request is not None and row.state not in request.states:
             request.states[row.state] = {"at": row.at, "as_of": row.as_of, "batch_id": row.batch_id,
                                          "detail": json.loads(row.detail or "{}")}
+            if row.state == EXTENDED:            # jobs.deadlines: the one CCPA extension
+                request.deadline = row.deadline
     return requests
 
 
@@ -348,7 +351,8 @@ def _append_states(spark: SparkSession, lake: Lake, state: str, requests: list[R
     rows = []
     for r in requests:
         detail = (details or {}).get(r.request_id, {})
-        rows.append((r.request_id, state, STATES.index(state), at, as_of, batch_id, r.source, r.received_at, r.deadline,
+        order = STATES.index(state) if state in STATES else EXTENDED_ORDER
+        rows.append((r.request_id, state, order, at, as_of, batch_id, r.source, r.received_at, r.deadline,
                      r.subject_hashes if state == "received" else None, json.dumps(detail, sort_keys=True, default=str)))
         r.states[state] = {"at": at, "as_of": as_of, "batch_id": batch_id, "detail": detail}
     append_rows(spark, lake.state(STATE_TABLE), spark.createDataFrame(rows, STATE_SCHEMA))
@@ -988,6 +992,7 @@ def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: li
             "source": r.source,
             "received_at": r.received_at.isoformat(sep=" "),
             "deadline": r.deadline.isoformat(),
+            "deadline_extension": (r.states.get(EXTENDED) or {}).get("detail"),
             "deadline_basis": f"received + defaults.erasure_deadline_days ({policy.defaults.erasure_deadline_days} days; "
                               "CCPA: 45 days), met when the lake's last copy is physically purged",
             "deadline_met": met,

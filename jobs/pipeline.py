@@ -573,12 +573,13 @@ def erasure_deadlines(policy: str | None, lake: str | None, run_date_: Any = Non
     open_requests = [r for r in requests if r.order < STATES.index("purged")]
     near = sorted(({"request_id": r.request_id, "source": r.source, "state": r.state,
                     "received_at": r.received_at.isoformat(sep=" "), "due": r.deadline.isoformat(),
-                    "days_left": (r.deadline - day).days}
+                    "days_left": (r.deadline - day).days, "extended": "extended" in r.states}
                    for r in open_requests if (r.deadline - day).days <= warn_days), key=lambda x: x["days_left"])
     result = {"step": "erasure_deadlines", "as_of": day.isoformat(), "warn_days": warn_days,
               "deadline_days": pol.defaults.erasure_deadline_days, "open": len(open_requests), "approaching": near}
     if near:
-        lines = [f"{n['request_id']} ({n['source']}, state {n['state']}): due {n['due']}, "
+        lines = [f"{n['request_id']} ({n['source']}, state {n['state']}): due {n['due']}"
+                 + (" (deadline extended once)" if n["extended"] else "") + ", "
                  + (f"{n['days_left']} day(s) left" if n['days_left'] >= 0 else f"OVERDUE by {-n['days_left']} day(s)")
                  for n in near]
         raise DeadlineAlert(f"{len(near)} erasure request(s) due within {warn_days} day(s) "
