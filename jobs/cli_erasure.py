@@ -118,6 +118,47 @@ def print_erasure(report) -> None:
         console.print(note)
 
 
+@app.command()
+@handles_errors
+def access(
+    subject: str = typer.Option(..., "--subject", "-s", help="The subject (account) id whose data is exported."),
+    request_id: str = typer.Option(..., "--request-id", help="Names the export folder and the receipt (receipts/access-REQUEST_ID.json)."),
+    fmt: Optional[list[str]] = typer.Option(None, "--format", help="json, csv or html (repeatable; default all three)."),
+    out: Path = typer.Option(Path("exports"), "--out", help="Folder OUTSIDE the lake; the export goes to OUT/REQUEST_ID/."),
+    received_at: Optional[str] = typer.Option(None, "--received-at", help="When the request was received (default: now)."),
+    policy: Optional[Path] = PolicyOpt,
+    lake: Optional[Path] = LakeOpt,
+):
+    """Answer an access / portability request: every row of one subject in every raw table.
+
+    Writes export.json (+ export.schema.json), one CSV per table and index.html to OUT/REQUEST_ID/,
+    outside the lake. 仮名加工情報, anonymized releases and statistics are left out, with the reason in
+    the export. The lake keeps only counts (receipt, state, audit). Example:
+    `wasure access --subject A000000042 --request-id access-2026-12-02 --out /secure/exports`
+    """
+    from jobs.access import check_formats, check_out_dir, run
+    from jobs.backup import ledger_key
+    from jobs.erasure import check_request_id, check_subject_ids, parse_received_at
+    from jobs.runtime import get_spark
+
+    loaded, where = _policy(policy), _lake(lake)
+    check_subject_ids(loaded, [("--subject", subject)])          # every check before Spark starts
+    check_out_dir(where, out, check_request_id(request_id))
+    formats = check_formats(fmt)
+    received = parse_received_at(received_at)
+    ledger_key(loaded, where)
+    with step("starting Spark"):
+        spark = get_spark("wasure-access")
+    with console.status("access export") as status:
+        report = run(spark, loaded, where, subject, request_id, out, formats, received, progress=lambda m: status.update(m))
+    summary_table(f"access request {report.request_id} (deadline {report.deadline})", ["table", "rows"],
+                  sorted(report.rows.items()))
+    for note in report.notes:
+        console.print(f"[yellow]{note}[/]")
+    console.print(f"export: {report.directory} ({', '.join(report.files)}); legal holds listed: {report.holds}; "
+                  f"receipt: {report.receipt}")
+
+
 @app.command("verify-erasure")
 @handles_errors
 def verify_erasure(

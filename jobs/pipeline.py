@@ -587,6 +587,61 @@ def erasure_deadlines(policy: str | None, lake: str | None, run_date_: Any = Non
     return result
 
 
+# ------------------------------------------------------------------ access requests
+
+def exports_dir(lake_root) -> str:
+    """Where access exports go: $WASURE_EXPORTS, else `wasure-exports` beside (never inside) the lake."""
+    from pathlib import Path
+
+    return os.environ.get("WASURE_EXPORTS") or str(Path(lake_root).parent / "wasure-exports")
+
+
+def validate_access(policy: str | None, lake: str | None, subject_ids: Any, request_id: Any, formats: Any) -> dict:
+    """Check an access-request trigger before any data is touched (no Spark, nothing written):
+    exactly one subject id matching the policy, a request id, formats among json / csv / html, an
+    export folder outside the lake. Raises InputError listing every problem (never the id)."""
+    from jobs.access import check_formats, check_out_dir
+    from jobs.erasure import check_request_id, check_subject_ids
+
+    pol, lk = load(policy, lake)
+    problems: list[str] = []
+
+    def attempt(check, *args) -> None:
+        try:
+            check(*args)
+        except InputError as exc:
+            problems.append(str(exc))
+
+    ids = subject_ids if isinstance(subject_ids, (list, tuple)) else []
+    if len(ids) == 1 and isinstance(ids[0], str):
+        attempt(check_subject_ids, pol, [("subject_id", ids[0])])
+    else:
+        problems.append("subject_id: exactly one subject id is required")
+    attempt(check_request_id, request_id if isinstance(request_id, str) else "", "request_id")
+    attempt(check_formats, list(formats or []))
+    if isinstance(request_id, str) and request_id:
+        attempt(check_out_dir, lk, exports_dir(lk.root), request_id)
+    if problems:
+        raise InputError("bad access request (nothing was touched):\n  " + "\n  ".join(problems))
+    return {"step": "validate", "request_id": request_id, "formats": check_formats(list(formats or [])),
+            "lake": str(lk.root), "receipt": str(lk.receipts / f"access-{request_id}.json")}
+
+
+def access(policy: str | None, lake: str | None, run_date_: Any = None, subject_ids: list[str] | None = None,
+           request_id: str | None = None, formats: list[str] | None = None) -> dict:
+    """Answer one access / portability request (``jobs.access.run``); the export goes to
+    ``exports_dir`` outside the lake. Ids come from the argument or $WASURE_ERASE_SUBJECTS."""
+    from jobs.access import run
+
+    ids = list(subject_ids) if subject_ids else _subjects_from_env()
+    checked = validate_access(policy, lake, ids, request_id, formats)
+    pol, lk = load(policy, lake)
+    report = run(_spark("access"), pol, lk, ids[0].strip(), checked["request_id"], exports_dir(lk.root), checked["formats"])
+    return {"step": "access", "request_id": report.request_id, "directory": report.directory, "files": report.files,
+            "rows_by_table": report.rows, "legal_holds": report.holds, "deadline": report.deadline.isoformat(),
+            "receipt": report.receipt, "notes": report.notes}
+
+
 # ------------------------------------------------------------------ registry and spark-submit launcher
 
 STEPS: dict[str, Callable[..., dict]] = {
@@ -594,13 +649,13 @@ STEPS: dict[str, Callable[..., dict]] = {
     "statistics": statistics, "gates": gates, "publish": publish, "physical_purge": physical_purge,
     "closure": closure, "expire_backups": expire_backups, "end_quarantines": end_quarantines,
     "advance_erasures": advance_erasures, "reverify_erasures": reverify_erasures,
-    "erasure_deadlines": erasure_deadlines,
+    "erasure_deadlines": erasure_deadlines, "access": access,
 }
 # Job module each step needs beyond retention/pseudonymize (checked without importing).
 STEP_MODULES: dict[str, str] = {
     "backup": "backup", "expire_backups": "backup", "end_quarantines": "backup", "anonymize": "anonymize",
     "statistics": "statistics", "closure": "erasure", "advance_erasures": "erasure", "reverify_erasures": "erasure",
-    "erasure_deadlines": "erasure",
+    "erasure_deadlines": "erasure", "access": "access",
 }
 
 

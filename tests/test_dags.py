@@ -35,7 +35,7 @@ os.environ.pop("WASURE_AIRFLOW_MODE", None)
 # machine is busy (a hang still fails).
 pytestmark = pytest.mark.timeout(3600)
 
-DAG_IDS = {"wasure_nightly", "wasure_account_closure", "wasure_backup_lifecycle"}
+DAG_IDS = {"wasure_nightly", "wasure_account_closure", "wasure_backup_lifecycle", "wasure_access_request"}
 LIFECYCLE_TASKS = ["backup", "expire_backups", "end_quarantines", "advance_erasures", "reverify_erasures", "erasure_deadlines"]
 NIGHTLY_TASKS = ["backup", "retention", "pseudonymize", "anonymize", "statistics", "gates", "publish", "physical_purge"]
 RUN_DAY = dt.date(2026, 11, 22)
@@ -83,6 +83,7 @@ def test_dagbag_imports_without_spark_or_db(tmp_path):
     assert cluster["wasure_nightly"]["retention"] == "WasureSparkSubmitOperator"
     assert cluster["wasure_account_closure"]["validate_request"] == "_PythonDecoratedOperator"   # no Spark needed
     assert cluster["wasure_account_closure"]["erase"] == "WasureSparkSubmitOperator"
+    assert cluster["wasure_access_request"]["export"] == "WasureSparkSubmitOperator"
     assert result["embedded"]["dags"]["wasure_nightly"]["retention"] == "_PythonDecoratedOperator"
 
 
@@ -431,3 +432,34 @@ def test_backup_lifecycle_finishes_erasures_past_their_grace(dagbag, airflow_db,
     assert values["erasure_deadlines"]["approaching"] == [] and values["erasure_deadlines"]["open"] == 0
     receipt = json.loads((small_lake.receipts / "closure-test-1.json").read_text())
     assert receipt["state"] == "closed" and receipt["deadline_met"] is True
+
+
+def test_access_request_exports_outside_the_lake(dagbag, airflow_db, spark, e2e_policy, small_lake, closure_ids,
+                                                 tmp_path, monkeypatch):
+    """The access DAG: one subject's rows of every table, written to $WASURE_EXPORTS; XCom and the
+    receipt hold counts only; a second id or a bad format never creates a run."""
+    from airflow.sdk.exceptions import ParamValidationError
+    from pyspark.sql import functions as F
+
+    from jobs.lake import read_current
+
+    dag = dagbag.dags["wasure_access_request"]
+    assert dag.timetable.can_be_scheduled is False
+    assert dag.params["subject_ids"].schema["maxItems"] == 1
+    accounts = read_current(spark, small_lake.table_path(e2e_policy.tables["accounts"]))
+    subject = (accounts.where(~F.col("account_id").isin(closure_ids + ["A000000007"])).orderBy("account_id").first().account_id)
+    monkeypatch.setenv("WASURE_EXPORTS", str(tmp_path / "exports"))
+    states, values, run_state = _run(dag, {"subject_ids": [subject], "request_id": "access-dag-1",
+                                           "policy": e2e_policy.source, "lake": str(small_lake.root)},
+                                     logical_date=LOGICAL + dt.timedelta(hours=5))
+    assert states == {"validate_request": "success", "export": "success", "receipt": "success"}, states
+    assert run_state == "success"
+    export = json.loads((tmp_path / "exports" / "access-dag-1" / "export.json").read_text())
+    for name in E2E_TABLES:
+        raw = read_current(spark, small_lake.table_path(e2e_policy.tables[name])).where(F.col("account_id") == subject).count()
+        assert len(export["tables"][name]["rows"]) == raw, name
+    assert values["receipt"]["rows_by_table"]["accounts"] == 1
+    assert subject not in json.dumps(values) and subject not in Path(values["receipt"]["receipt"]).read_text()
+    with pytest.raises(ParamValidationError):
+        dag.test(logical_date=LOGICAL + dt.timedelta(hours=6),
+                 run_conf={"subject_ids": [subject, subject], "request_id": "access-dag-2", "lake": str(small_lake.root)})
