@@ -42,7 +42,7 @@ setup(
     version="0.1.0",
     description="Data retention and anonymization batch engine on Spark + Delta Lake",
     python_requires=">=3.11,<3.12",
-    packages=["jobs", "anonymizers", "expectations", "dags"],
+    packages=["jobs", "jobs.erasure", "anonymizers", "expectations", "dags"],
     include_package_data=True,
     install_requires=CORE,
     extras_require={"airflow": AIRFLOW, "dev": DEV, "bench": BENCH},

@@ -20,7 +20,7 @@ import os
 from pyspark.sql import SparkSession
 
 from jobs.console import InputError
-from jobs.erasure import EXTENDED, _append_states, check_request_id, load_states
+from jobs.erasure import EXTENDED, append_states, check_request_id, load_states
 from jobs.lake import Lake
 from jobs.lease import with_lease
 from jobs.policy import Policy
@@ -71,5 +71,5 @@ def extend(spark: SparkSession, policy: Policy, lake: Lake, request_id: str, rea
     detail = {"original_deadline": original.isoformat(), "new_deadline": new.isoformat(),
               "extended_on": today.isoformat(), "by": operator(), "reason": reason}
     request.deadline = new
-    _append_states(spark, lake, EXTENDED, [request], f"ext-{today:%Y%m%d}", today, {request_id: detail})
+    append_states(spark, lake, EXTENDED, [request], f"ext-{today:%Y%m%d}", today, {request_id: detail})
     return {"request_id": request_id, **detail}

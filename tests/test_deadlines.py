@@ -28,7 +28,7 @@ def test_a_ccpa_request_is_extended_once_by_45_days_and_everything_shows_it(spar
     from jobs.policy import load_policy
 
     policy = load_policy(EXAMPLE_POLICY)
-    erasure._append_states(spark, lake_copy, "received", [_request("ccpa-7", "ccpa"), _request("gdpr-7", "gdpr")],
+    erasure.append_states(spark, lake_copy, "received", [_request("ccpa-7", "ccpa"), _request("gdpr-7", "gdpr")],
                            "batch-1", RECEIVED.date())
     monkeypatch.setenv("WASURE_OPERATOR", "privacy-desk")
     first = _extend(lake_copy, "ccpa-7", "--reason", "identity verification pending", "--as-of", "2026-12-10")
@@ -59,7 +59,7 @@ def test_a_ccpa_request_is_extended_once_by_45_days_and_everything_shows_it(spar
 
 
 def test_an_extension_after_the_original_deadline_or_without_a_reason_is_exit_2(spark, lake_copy, keys_env):
-    erasure._append_states(spark, lake_copy, "received", [_request("ccpa-8", "ccpa")], "batch-1", RECEIVED.date())
+    erasure.append_states(spark, lake_copy, "received", [_request("ccpa-8", "ccpa")], "batch-1", RECEIVED.date())
     late = _extend(lake_copy, "ccpa-8", "--reason", "late", "--as-of", "2026-12-17")
     assert late.exit_code == 2 and "has passed" in late.output
     bare = _extend(lake_copy, "ccpa-8")

@@ -318,13 +318,13 @@ def test_keyed_hash_columns_equal_the_ledger_hashes(spark, engine):
     residue value hashes) are the plain-Python HMACs, whatever engine runs them; auto picks the JVM."""
     from anonymizers.pseudonym import keyed_hash
     from jobs.backup import hash_column, subject_hash
-    from jobs.erasure import _value_hash_column, value_hash
+    from jobs.erasure import value_hash_column, value_hash
 
     values = [v for v in EDGE_VALUES if v is not None] + ["山田 太郎", "12345", "a\u0000b"]
     df = spark.createDataFrame([(i, v) for i, v in enumerate(values + [None])], "id int, v string")
     by_id = {r["id"]: r for r in df.select(
         "id", keyed_hash(spark, KEY, engine=engine)(df["v"]).alias("h"),
-        hash_column(df["v"], KEY).alias("ledger"), _value_hash_column(df["v"], KEY).alias("value")).collect()}
+        hash_column(df["v"], KEY).alias("ledger"), value_hash_column(df["v"], KEY).alias("value")).collect()}
     for i, v in enumerate(values):
         assert by_id[i]["h"] == by_id[i]["ledger"] == subject_hash(KEY, v)
         assert by_id[i]["value"] == value_hash(KEY, v)

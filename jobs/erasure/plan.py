@@ -1,0 +1,189 @@
+"""Planning (counts, files; nothing written) and the history of erasure commits that makes every step re-runnable."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.backup import list_backups, read_ledger
+from jobs.erasure.holds import HoldBook
+from jobs.erasure.model import JOB, MIN_VALUE_LENGTH, ROWS_TABLE, VALUE_CLASSES
+from jobs.lake import SUBJECT_BUCKET, Lake, is_delta, read_current, subject_bucket
+from jobs.lineage import keeps_pseudonymized
+from jobs.policy import Policy
+from jobs.verify import Finding, cell_tokens
+
+# ------------------------------------------------------------------ planning (counts, files; nothing written)
+
+def subjects_frame(spark: SparkSession, subjects: list[str], buckets: int) -> DataFrame:
+    return (spark.createDataFrame([(s,) for s in subjects], "subject string")
+            .withColumn("bucket", subject_bucket(F.col("subject"), buckets)))
+
+
+def table_hits(spark: SparkSession, lake: Lake, policy: Policy, tables: list[str], subjects: list[str]
+               ) -> dict[str, dict[str, dict[tuple[str, int], int]]]:
+    """table -> subject -> {(file path, file size): rows} in the current versions, in ONE Spark job;
+    the join on (subject, bucket) reads only the subjects' bucket partitions."""
+    out: dict[str, dict[str, dict[tuple[str, int], int]]] = {name: {} for name in tables}
+    if not subjects or not tables:
+        return out
+    parts = None
+    for name in tables:
+        table = policy.tables[name]
+        df = read_current(spark, lake.table_path(table)).select(
+            F.col(table.subject_key).alias("_s"), F.col(SUBJECT_BUCKET).alias("_b"),
+            F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_size").alias("size"))
+        keys = F.broadcast(subjects_frame(spark, subjects, table.subject_buckets))
+        part = (df.join(keys, (df["_s"] == keys["subject"]) & (df["_b"] == keys["bucket"]))
+                  .select(F.lit(name).alias("table"), "subject", "file", "size"))
+        parts = part if parts is None else parts.unionByName(part)
+    for row in parts.groupBy("table", "subject", "file", "size").count().collect():
+        out[row.table].setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["count"])
+    return out
+
+
+def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str], holds: HoldBook) -> dict[str, list[str]]:
+    """subject -> the identifying values the verification scan looks for.
+
+    Candidates: values of the subject's rows that will be erased, in columns of class identifying /
+    individual_code / property_damage and the subject key. Dropped: values shorter than
+    MIN_VALUE_LENGTH, and any value that also occurs (as a cell or a token of a string cell) in a
+    row that stays: another subject's row, or a held row of the same subject. What is left is unique
+    to erased rows, so finding it anywhere later is residue.
+
+    Two passes: the candidates come from the subjects' bucket partitions only (small, materialized);
+    then one scan of the rows that stay keeps, per task, only the tokens that hit a broadcast
+    candidate. No shuffle of the lake's tokens: the cost is one read of the string columns."""
+    if not subjects:
+        return {}
+    erasable_by_table = {name: [s for s in subjects if holds.hold_for(s, name) is None] for name in policy.tables}
+    candidates: DataFrame | None = None
+    for name, table in policy.tables.items():
+        if not erasable_by_table[name]:
+            continue
+        df = read_current(spark, lake.table_path(table))
+        key = table.subject_key
+        marks = F.broadcast(subjects_frame(spark, erasable_by_table[name], table.subject_buckets))
+        rows = df.join(marks, (df[key] == marks["subject"]) & (df[SUBJECT_BUCKET] == marks["bucket"]))
+        value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
+        part = rows.select(F.col(key).alias("subject"), F.explode(F.array(*[F.col(c).cast("string") for c in value_columns])).alias("value"))
+        candidates = part if candidates is None else candidates.unionByName(part)
+    if candidates is None:
+        return {}
+    candidates = (candidates.where(F.col("value").isNotNull() & (F.length("value") >= MIN_VALUE_LENGTH))
+                  .distinct().localCheckpoint(eager=True))
+    wanted = F.broadcast(candidates.select("value").distinct())
+    blocked: DataFrame | None = None
+    for name, table in policy.tables.items():
+        df = read_current(spark, lake.table_path(table))
+        key = table.subject_key
+        if erasable_by_table[name]:
+            gone = F.broadcast(spark.createDataFrame([(s,) for s in erasable_by_table[name]], "_subject string"))
+            df = df.join(gone, df[key] == gone["_subject"], "left_anti")          # the rows that stay
+        strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string" and not f.name.startswith("_")]
+        # A staying row's string cells and their tokens (as the residue scan tokenizes them).
+        cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
+        tokens = F.flatten(F.transform(cells, cell_tokens))
+        part = df.select(F.explode(tokens).alias("value")).join(wanted, "value")
+        blocked = part if blocked is None else blocked.unionByName(part)
+    values = candidates.join(blocked.distinct(), "value", "left_anti")
+    out: dict[str, list[str]] = {}
+    for row in values.collect():
+        out.setdefault(row.subject, []).append(row.value)
+    return {s: sorted(v) for s, v in out.items()}
+
+
+# ------------------------------------------------------------------ history of erasure commits
+
+def erasure_commits(spark: SparkSession, path: str) -> list[tuple[int, dict, dict]]:
+    """(version, userMetadata, operationMetrics) of the table's erasure commits."""
+    from delta.tables import DeltaTable
+
+    history = (DeltaTable.forPath(spark, path).history().where(F.col("userMetadata").contains(f'"job": "{JOB}"'))
+               .select("version", "userMetadata", "operationMetrics").collect())
+    out = []
+    for row in history:
+        meta = json.loads(row.userMetadata)
+        if meta.get("job") == JOB:
+            out.append((int(row.version), meta, dict(row.operationMetrics or {})))
+    return sorted(out, key=lambda c: c[0])
+
+
+def plan_rows(spark: SparkSession, lake: Lake, request_ids: list[str] | None = None) -> list:
+    path = lake.state(ROWS_TABLE)
+    if not is_delta(path):
+        return []
+    df = read_current(spark, path)
+    if request_ids is not None:
+        df = df.where(F.col("request_id").isin(request_ids))
+    return df.collect()
+
+
+@dataclass(frozen=True)
+class CommitAuditLake(Lake):
+    """The lake as `retention.reconcile` sees it for erasure: its per-commit audit goes to
+    ``audit/erasure_commits`` so that ``audit/erasure`` stays one row per request (receipts)."""
+
+    def audit(self, name: str) -> str:
+        return super().audit(f"{name}_commits")
+
+
+def pseudonymize_tables(policy: Policy) -> list[str]:
+    """Tables whose rows are kept as 仮名加工情報 after closure: retention action ``pseudonymize``."""
+    return [n for n, t in policy.tables.items() if keeps_pseudonymized(t)]
+
+
+def relative_finding(lake: Lake, finding: Finding) -> str:
+    path = finding.path.removeprefix("file:")
+    try:
+        shown = str(Path(path).relative_to(lake.root))
+    except ValueError:
+        shown = path
+    return f"{shown} ({finding.kind}, {finding.matches} match(es))"
+
+
+def purge_table(spark: SparkSession, path: str) -> None:
+    spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    try:
+        spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
+    finally:
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+
+
+def all_commits(spark: SparkSession, policy: Policy, lake: Lake) -> dict[str, list[tuple[int, dict, dict]]]:
+    return {name: erasure_commits(spark, lake.table_path(table)) for name, table in policy.tables.items()}
+
+
+def commits_by_request(commits: dict[str, list]) -> dict[str, dict[str, int]]:
+    """request id -> {table: version of the erasure commit that removed its rows}."""
+    out: dict[str, dict[str, int]] = {}
+    for name, table_commits in commits.items():
+        for version, meta, _metrics in table_commits:
+            for request_id in meta.get("requests", []):
+                out.setdefault(request_id, {})[name] = version
+    return out
+
+
+def effective_plan(spark: SparkSession, lake: Lake, commits: dict[str, list], request_ids: list[str]) -> dict[tuple[str, str], dict]:
+    """(request id, subject hash) -> {table: plan row} for plans that took effect (committed, or empty)."""
+    committed = {meta.get("plan_id") for table_commits in commits.values() for _v, meta, _m in table_commits}
+    out: dict[tuple[str, str], dict] = {}
+    for row in plan_rows(spark, lake, request_ids):
+        if row.empty_plan or row.plan_id in committed:
+            out.setdefault((row.request_id, row.subject_hash), {})[row.table] = row
+    return out
+
+
+def quarantined_backups(spark: SparkSession, lake: Lake, request_ids: list[str]) -> list[str]:
+    ledger = read_ledger(spark, lake)
+    if ledger is None or not request_ids:
+        return []
+    existing = {d.isoformat() for d in list_backups(lake)}
+    days = set()
+    for row in ledger.where(F.col("request_id").isin(request_ids)).select("backups").collect():
+        days.update(d for d in (row.backups or []) if d in existing)
+    return sorted(days)
