@@ -5,6 +5,9 @@
   (weights 2..7 then 2..6 from the right).
 - Japanese driver's licence: 12 digits, the 11th a mod-11 check over the first 10
   (weights 5,4,3,2,7,6,5,4,3,2; 10 and 11 become 0).
+- Health-insurance insurer number (保険者番号): 8 digits (法別 2, 都道府県 2, 保険者別 3, 検証番号 1;
+  国民健康保険: 6 digits without the 法別 pair). The 検証番号 doubles every other digit from the right
+  of the payload and sums the digits of the products: the Luhn rule over the payload.
 - Passport (ICAO 9303): 2 letters + 7 characters here, the last a 7-3-1 weighted check over the first
   8 (A=10 .. Z=35). Japanese passports print the check digit only in the MRZ; the synthetic lake
   appends it so that generated numbers can be validated.
@@ -31,6 +34,16 @@ def luhn_check_digit(payload: str) -> int:
 def luhn_valid(number: str) -> bool:
     digits = "".join(c for c in number if c.isdigit())
     return len(digits) >= 12 and luhn_check_digit(digits[:-1]) == int(digits[-1])
+
+
+def insurer_check_digit(payload: str) -> int:
+    """保険者番号 検証番号 of the 7 (or 5, 国保) payload digits (the Luhn rule)."""
+    return luhn_check_digit(payload)
+
+
+def insurer_number_valid(number: str) -> bool:
+    return (len(number) in (6, 8) and number.isdigit()
+            and insurer_check_digit(number[:-1]) == int(number[-1]))
 
 
 def my_number_check_digit(payload: str) -> int:

@@ -29,12 +29,12 @@ from pyspark.sql import functions as F
 
 from anonymizers.drop import drop
 from anonymizers.pseudonym import keyed_pseudonym
-from anonymizers.scrub import scrub
+from anonymizers.scrub import scrub, scrub_own_values
 from jobs.console import CheckFailed, InputError, entry_point
 from jobs.keys import load_purpose_keys
-from jobs.lineage import retained_path, retained_purpose  # noqa: F401 (retained_purpose: public here too)
 from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, write_new_table
 from jobs.lease import with_lease
+from jobs.lineage import retained_path, retained_purpose
 from jobs.policy import ColumnClass, Policy, Table
 from jobs.subjects import Registers
 
@@ -68,16 +68,46 @@ def rule31_plan(table: Table) -> Rule31Plan:
     return plan
 
 
-def drop_and_scrub(df: DataFrame, plan: Rule31Plan) -> DataFrame:
-    """The rule-31 profile before pseudonymization: dropped columns gone, free text scrubbed."""
+@dataclass(frozen=True)
+class Owners:
+    """Each subject's own identifying values (the subject table's identifying columns), joined to
+    their free text to remove them there: a name or address the detectors cannot recognize is still
+    that person's (rule 31 item 1). Read before any delete of the run, so retained rows get it too."""
+    rows: DataFrame               # OWNER_KEY + the value columns
+    value_columns: dict[str, str]  # column -> placeholder
+    name_columns: list[str]        # also matched by their parts (surname, given name)
+
+
+OWNER_KEY = "_owner_subject"
+
+
+def owner_values(spark: SparkSession, policy: Policy, lake: Lake) -> Owners | None:
+    subject = policy.tables[policy.subject.table]
+    columns = subject.columns_of(ColumnClass.identifying)
+    if not columns:
+        return None
+    rows = read_current(spark, lake.table_path(subject)).select(F.col(subject.subject_key).alias(OWNER_KEY), *columns)
+    names = [c for c in columns if "name" in c.lower()]      # name_kanji, name_kana, full_name, ...
+    return Owners(rows, {c: "[NAME]" if c in names else "[OWN]" for c in columns}, names)
+
+
+def drop_and_scrub(df: DataFrame, plan: Rule31Plan, owners: Owners | None = None, subject_key: str | None = None) -> DataFrame:
+    """The rule-31 profile before pseudonymization: dropped columns gone, free text scrubbed (the
+    detectors, then the row's own subject's values when ``owners`` is given)."""
     df = drop(df, [c for c in plan.drop + [SUBJECT_BUCKET] if c in df.columns])
-    return scrub(df, plan.scrub) if plan.scrub else df
+    if not plan.scrub:
+        return df
+    df = scrub(df, plan.scrub)
+    if owners is not None and subject_key is not None:
+        df = scrub_own_values(df, plan.scrub, owners.rows.withColumnRenamed(OWNER_KEY, subject_key), subject_key,
+                              owners.value_columns, owners.name_columns)
+    return df
 
 
-def apply_rule31(df: DataFrame, table: Table, key: bytes, key_id: str) -> DataFrame:
+def apply_rule31(df: DataFrame, table: Table, key: bytes, key_id: str, owners: Owners | None = None) -> DataFrame:
     plan = rule31_plan(table)
-    return keyed_pseudonym(drop_and_scrub(df, plan), plan.pseudonymize, key=key, key_id=key_id,
-                           key_id_column=KEY_ID_COLUMN)
+    return keyed_pseudonym(drop_and_scrub(df, plan, owners, table.subject_key), plan.pseudonymize, key=key,
+                           key_id=key_id, key_id_column=KEY_ID_COLUMN)
 
 
 def eligible_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, purpose: str,
@@ -188,6 +218,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
     keys = load_purpose_keys(policy, purposes, lake)      # missing / short key: exit 2 before any write
     check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
     registers = Registers(spark, policy, lake)
+    owners = owner_values(spark, policy, lake)
     state = _load_state(lake)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     results: dict = {"tables": [], "failures": [], "docs": []}
@@ -220,9 +251,9 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             for name, table in policy.tables.items():
                 if purpose not in table.purposes:
                     continue
-                version = {"source_version": version_of(name), "key_id": key_id, "registers": register_versions(purpose)}
+                inputs = {"source_version": version_of(name), "key_id": key_id, "registers": register_versions(purpose)}
                 marker = f"{purpose}/{name}"
-                if not full and state.get(marker) == version and is_delta(lake.pseudonymized(purpose, name)):
+                if not full and state.get(marker) == inputs and is_delta(lake.pseudonymized(purpose, name)):
                     results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})
                     continue
                 progress(f"pseudonymizing {name} for {purpose}")
@@ -230,11 +261,11 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
                 staging = lake.staging("pseudonymized", purpose, name)
                 if Path(staging).exists():
                     shutil.rmtree(staging)
-                output = apply_rule31(source, table, key, key_id)
+                output = apply_rule31(source, table, key, key_id, owners if rule31_plan(table).scrub else None)
                 # No repartition by region: a few regions hold most rows, and one task per region would
                 # write (and shuffle) most of the largest table alone.
                 write_new_table(staging, output, [table.region_column], stats_columns=table.stats_columns())
-                staged.append((name, table, source, staging, version))
+                staged.append((name, table, source, staging, inputs))
             if not staged:
                 continue
             progress(f"gate for {purpose}")
@@ -246,7 +277,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             gate = run_gate(f"pseudonymize-{purpose}", checks, str(lake.docs / "pseudonymize" / run_id / purpose))
             results["docs"].append(gate.docs_index)
             failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
-            for name, table, source, staging, version in staged:
+            for name, table, source, staging, inputs in staged:
                 problem = failed.get(name) or one_pseudonym_per_subject(table, source, read_current(spark, staging))
                 if problem:
                     where = _quarantine(staging, lake, purpose, name)
@@ -255,7 +286,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
                     continue
                 rows = read_current(spark, staging).count()
                 _promote(staging, lake.pseudonymized(purpose, name))
-                state[f"{purpose}/{name}"] = version
+                state[f"{purpose}/{name}"] = inputs
                 _save_state(lake, state)
                 results["tables"].append({"purpose": purpose, "table": name, "status": "published", "rows": rows, "key_id": key_id})
     finally:
@@ -280,7 +311,8 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     purpose = retained_purpose(table)
     key_id, key = load_purpose_keys(policy, [purpose], lake)[purpose]
     source = read_current(spark, lake.table_path(table))
-    output = apply_rule31(rows_of_keys(source, table, keys, cutoff), table, key, key_id)
+    owners = owner_values(spark, policy, lake) if rule31_plan(table).scrub else None
+    output = apply_rule31(rows_of_keys(source, table, keys, cutoff), table, key, key_id, owners)
     output = output.withColumn("_row_hash", F.sha2(F.to_json(F.struct(*[F.col(c) for c in output.columns])), 256))
     path = retained_path(lake, purpose, table_name)
     create_table(spark, path, output, [table.region_column], stats_columns=table.stats_columns())

@@ -374,7 +374,7 @@ def _check_keep_actions(policy: Policy, lake: Lake, plans: list[TablePlan]) -> N
     for plan in plans:
         table = policy.tables[plan.table]
         if plan.action == "pseudonymize":
-            from jobs.pseudonymize import retained_purpose
+            from jobs.lineage import retained_purpose
 
             purposes.add(retained_purpose(table))
         elif plan.action == "anonymize":

@@ -183,3 +183,17 @@ def test_key_file_under_the_lake_is_refused(tmp_path, generated_lake, monkeypatc
     result = CliRunner().invoke(app, ["keys", "init", "--lake", str(generated_lake.root)])
     assert result.exit_code == 2 and "under the lake root" in result.output
     assert not (generated_lake.root / "keys.json").exists()
+
+
+def test_published_tickets_hold_no_name_or_address_their_author_quoted(spark, published, generated_lake, policy):
+    """The detectors cannot recognize a name; the join with the author's own values removes it
+    (anonymizers.scrub.scrub_own_values, wired in drop_and_scrub)."""
+    raw = read_current(spark, generated_lake.table_path(policy.tables["support_tickets"]))
+    accounts = read_current(spark, generated_lake.table_path(policy.tables["accounts"]))
+    own = raw.join(accounts.select("account_id", "name_kanji", "address_line"), "account_id")
+    quoted = own.where(F.col("body").contains(F.col("name_kanji")) | F.col("body").contains(F.col("address_line")))
+    values = {v for r in quoted.select("name_kanji", "address_line").collect() for v in r if v}
+    assert quoted.count() >= 10                       # the generator quotes them
+    bodies = [r.body for r in _out(spark, published, "service", "support_tickets").select("body").collect()]
+    leaked = [v for v in values if any(v in (b or "") for b in bodies)]
+    assert leaked == [], f"{len(leaked)} own value(s) left in published tickets"
