@@ -22,6 +22,7 @@ import datetime as dt
 import html
 import json
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,6 +31,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from anonymizers.checkdigits import luhn_valid
 from jobs.backup import ledger_key, subject_hash
 from jobs.console import InputError
 from jobs.erasure import check_request_id, check_subject_ids
@@ -96,7 +98,9 @@ def _masked(value, spec_class: ColumnClass) -> object:
     if value is None or spec_class != ColumnClass.property_damage:
         return value
     digits = re.sub(r"\D", "", str(value))
-    return f"****{digits[-4:]}" if len(digits) >= 12 else "[withheld for security: ask us to confirm it]"
+    if 12 <= len(digits) <= 19 and luhn_valid(digits):       # a card: its last 4, as on a statement
+        return f"****{digits[-4:]}"
+    return "[withheld for security: ask us to confirm it]"
 
 
 def _jsonable(value):
@@ -248,7 +252,12 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, subject: str, request_i
     holds = holds_of(spark, policy, lake, subject, now.date())
     doc = document(policy, request_id, subject, rows, holds, now)
     progress(f"writing {', '.join(formats)} to {target}")
-    files = _write_files(target, doc, formats)
+    # Written aside and moved into place once the lake has recorded the answer: a failure leaves
+    # no export without its receipt, and a retry of the same request id is not refused.
+    partial = target.parent / f".{target.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    files = _write_files(partial, doc, formats)
     counts = {name: len(table["rows"]) for name, table in doc["tables"].items()}
     h = subject_hash(key, subject)
     receipt = {"request_id": request_id, "kind": "access", "subject_id_hash": h, "received_at": received_at.isoformat(sep=" "),
@@ -262,5 +271,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, subject: str, request_i
     row = (request_id, h, received_at, deadline, "answered", now, json.dumps(counts, sort_keys=True), formats)
     append_rows(spark, state_path, spark.createDataFrame([row], STATE_SCHEMA))
     append_rows(spark, lake.audit(AUDIT_TABLE), spark.createDataFrame([row], STATE_SCHEMA))
+    if target.exists():
+        target.rmdir()                          # empty (check_out_dir refused a non-empty one)
+    partial.rename(target)
     notes = [] if doc["found"] else ["no data found for this subject in the lake (the export says so)"]
     return AccessReport(request_id, str(target), files, counts, len(holds), deadline, str(receipt_path), notes)

@@ -31,7 +31,7 @@ from anonymizers.privacy_models import DistinctLDiversity
 from anonymizers.risk import risk_report
 from anonymizers.utility import utility_report
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import Lake, check_lake, create_table, read_current
+from jobs.lake import Lake, check_lake, create_table, read_current, with_registers
 from jobs.lease import with_lease
 from jobs.policy import ColumnClass, Policy, Release
 from jobs.subjects import Registers
@@ -196,7 +196,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.da
     if name not in policy.releases:
         raise InputError(f"unknown release {name!r} (the policy has: {', '.join(policy.releases) or 'none'})")
     release = policy.releases[name]
-    check_lake(spark, policy, lake, sorted({release.table, policy.subject.table}))   # missing, drift: exit 2
+    check_lake(spark, policy, lake, with_registers(policy, [release.table]))   # missing, drift: exit 2
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
     registers = Registers(spark, policy, lake)
     progress("preparing quasi-identifiers")

@@ -36,11 +36,18 @@ def operator() -> str:
 
 
 def check_reason(reason: str | None) -> str:
+    """The reason is stored and shown in receipts: it must not carry an identifier (the scrubber's
+    detectors find none in it), and it is never echoed back in an error."""
+    from anonymizers.scrub import scrub_text
+
     text = (reason or "").strip()
     if not text:
         raise InputError("--reason is required with --extend: the consumer is told why (CCPA 1798.130(a)(2))")
     if len(text) > MAX_REASON:
         raise InputError(f"--reason is {len(text)} characters; at most {MAX_REASON}")
+    if scrub_text(text) != text:
+        raise InputError("--reason looks like it holds personal data (an email, phone or other identifier): "
+                         "describe the reason without it")
     return text
 
 
@@ -63,7 +70,8 @@ def extend(spark: SparkSession, policy: Policy, lake: Lake, request_id: str, rea
                          f"(deadline {done.get('new_deadline')}); CCPA allows one extension")
     if request.state == "closed":
         raise InputError(f"--extend {request_id}: the request is closed")
-    if today > request.deadline:
+    # Checked against the real date too: a back-dated --as-of cannot revive a passed deadline.
+    if max(today, dt.datetime.now(dt.timezone.utc).date()) > request.deadline:
         raise InputError(f"--extend {request_id}: its deadline {request.deadline} has passed; an extension must be "
                          f"notified within the first {EXTENSION_DAYS} days")
     original = request.deadline

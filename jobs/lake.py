@@ -92,6 +92,13 @@ def check_lake(spark: SparkSession, policy: Policy, lake: Lake, tables: list[str
     check_lake_schemas(spark, policy, lake, names)
 
 
+def with_registers(policy: Policy, tables: list[str]) -> list[str]:
+    """``tables`` plus the subject table and the registers a job reads alongside them."""
+    subject = policy.subject
+    registers = [subject.table, subject.consents_table, subject.restrictions_table, subject.legal_holds_table]
+    return sorted(set(tables) | {t for t in registers if t})
+
+
 def check_lake_schemas(spark: SparkSession, policy: Policy, lake: Lake, tables: list[str] | None = None) -> None:
     """Every listed table's columns in the lake (its current Delta schema) against the policy, before
     a job's first write. A column the policy does not classify could be personal data that no rule

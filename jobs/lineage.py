@@ -19,10 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyspark.sql import SparkSession
+
 from jobs.lake import Lake, is_delta
 from jobs.policy import Policy, Table
 
 RETAINED = "retained"
+KEY_ID_COLUMN = "pseudonym_key_id"   # which key made a row's pseudonyms (written by jobs.pseudonymize)
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,9 @@ def retained_path(lake: Lake, purpose: str, table_name: str) -> str:
 
 
 def derived_copies(policy: Policy, lake: Lake) -> list[DerivedCopy]:
-    """Every existing copy of every policy table's subject rows outside raw/ (see module docstring)."""
+    """Every existing copy of every policy table's subject rows outside raw/, found on disk under the
+    layouts of the module docstring for ANY purpose folder there (a purpose the policy no longer
+    gives a table still left its copy behind)."""
     root = lake.root
     out: list[DerivedCopy] = []
 
@@ -57,14 +62,38 @@ def derived_copies(policy: Policy, lake: Lake) -> list[DerivedCopy]:
         if is_delta(path):
             out.append(DerivedCopy(name, purpose, str(path.relative_to(root)), policy.tables[name].subject_key, retained))
 
-    for name, table in policy.tables.items():
-        for purpose in table.purposes:
-            add(name, purpose, Path(lake.pseudonymized(purpose, name)))
-            add(name, purpose, Path(lake.staging("pseudonymized", purpose, name)))
-            failed = Path(lake.quarantine("pseudonymized", purpose, name))
-            for attempt in sorted(failed.iterdir()) if failed.is_dir() else []:
-                add(name, purpose, attempt)
-        if keeps_pseudonymized(table):
-            purpose = retained_purpose(table)
-            add(name, purpose, Path(retained_path(lake, purpose, name)), retained=True)
+    def folders(path: Path) -> list[Path]:
+        return sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+
+    for purpose_dir in folders(root / "pseudonymized"):
+        for name in policy.tables:
+            add(name, purpose_dir.name, purpose_dir / name)
+            add(name, purpose_dir.name, purpose_dir / RETAINED / name, retained=True)
+    for purpose_dir in folders(root / "staging" / "pseudonymized"):
+        for name in policy.tables:
+            add(name, purpose_dir.name, purpose_dir / name)
+    for purpose_dir in folders(root / "quarantine" / "pseudonymized"):
+        for name in policy.tables:
+            for attempt in folders(purpose_dir / name):
+                add(name, purpose_dir.name, attempt)
     return out
+
+
+def copy_key_ids(spark: SparkSession, lake: Lake, copies: list[DerivedCopy]) -> dict[str, list[str]]:
+    """copy -> the key ids its rows were pseudonymized with (``KEY_ID_COLUMN``), in one Spark job.
+    A retained or quarantined copy keeps the key id of its day: after a key rotation, erasure must
+    look the subject up under the old key too."""
+    from pyspark.sql import functions as F
+
+    parts = None
+    for copy in copies:
+        df = spark.read.format("delta").load(str(lake.root / copy.relative))
+        if KEY_ID_COLUMN not in df.columns:
+            continue
+        part = df.select(F.lit(copy.relative).alias("copy"), F.col(KEY_ID_COLUMN).alias("key_id")).distinct()
+        parts = part if parts is None else parts.unionByName(part)
+    out: dict[str, list[str]] = {copy.relative: [] for copy in copies}
+    for row in (parts.distinct().collect() if parts is not None else []):
+        if row.key_id:
+            out[row.copy].append(row.key_id)
+    return {k: sorted(v) for k, v in out.items()}

@@ -18,6 +18,7 @@ change feed, which we keep off for personal tables). A new key id re-pseudonymiz
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -34,11 +35,10 @@ from jobs.console import CheckFailed, InputError, entry_point
 from jobs.keys import load_purpose_keys
 from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, write_new_table
 from jobs.lease import with_lease
-from jobs.lineage import retained_path, retained_purpose
+from jobs.lineage import KEY_ID_COLUMN, retained_path, retained_purpose
 from jobs.policy import ColumnClass, Policy, Table
 from jobs.subjects import Registers
 
-KEY_ID_COLUMN = "pseudonym_key_id"
 ALWAYS_DROPPED = (ColumnClass.individual_code, ColumnClass.property_damage)
 
 
@@ -251,7 +251,10 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             for name, table in policy.tables.items():
                 if purpose not in table.purposes:
                     continue
-                inputs = {"source_version": version_of(name), "key_id": key_id, "registers": register_versions(purpose)}
+                inputs = {"source_version": version_of(name), "key_id": key_id, "registers": register_versions(purpose),
+                          "profile": hashlib.sha256(repr(rule31_plan(table)).encode()).hexdigest()[:16]}
+                if rule31_plan(table).scrub:       # the authors' own values come from the subject table
+                    inputs["owners_version"] = version_of(policy.subject.table)
                 marker = f"{purpose}/{name}"
                 if not full and state.get(marker) == inputs and is_delta(lake.pseudonymized(purpose, name)):
                     results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})

@@ -49,7 +49,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import Lake, check_lake, is_delta, read_current
+from jobs.lake import Lake, check_lake, is_delta, read_current, with_registers
 from jobs.lease import with_lease
 from jobs.policy import ColumnClass, Policy
 from jobs.subjects import Registers
@@ -163,7 +163,7 @@ def plan_statistic(spark: SparkSession, policy: Policy, lake: Lake, name: str) -
     stat = policy.statistics[name]
     source = policy.tables[stat.table]
     subject = policy.tables[policy.subject.table]
-    check_lake(spark, policy, lake, sorted({stat.table, policy.subject.table}))   # missing, drift: exit 2
+    check_lake(spark, policy, lake, with_registers(policy, [stat.table]))   # missing, drift: exit 2
     schemas = {"source": read_current(spark, lake.table_path(source)).schema,
                "subject": read_current(spark, lake.table_path(subject)).schema}
 

@@ -93,8 +93,12 @@ class Registers:
         from pyspark.sql import Window
 
         consents = self._table(self.policy.subject.consents_table).where(F.col("purpose").isin(purposes))
+        changed = self.policy.tables[self.policy.subject.consents_table].date_column or "changed_at"
+        if changed not in consents.columns:      # a register without change times: any withdrawal counts
+            return (consents.where(F.col("status") == "withdrawn")
+                    .select(F.col(self.key).alias("subject"), "purpose").distinct())
         latest = Window.partitionBy(self.key, "purpose").orderBy(
-            F.col("changed_at").desc_nulls_last(), (F.col("status") == "withdrawn").desc())
+            F.col(changed).desc_nulls_last(), (F.col("status") == "withdrawn").desc())
         return (consents.withColumn("_rank", F.row_number().over(latest)).where(F.col("_rank") == 1)
                 .where(F.col("status") == "withdrawn").select(F.col(self.key).alias("subject"), "purpose"))
 

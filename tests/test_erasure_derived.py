@@ -182,3 +182,16 @@ def test_register_changes_reach_the_next_pseudonymize_run(spark, derived):
     assert _pseudonym(policy, "service", restricted) not in service
     analytics = {r.account_id for r in read_current(spark, lake.pseudonymized("analytics", "accounts")).collect()}
     assert _pseudonym(policy, "analytics", regrant) in analytics              # latest state wins
+
+
+def test_a_copy_written_under_a_rotated_key_is_searched_under_that_key(spark, tmp_path):
+    """Retained and quarantined copies keep the key id of their day (jobs.lineage.copy_key_ids):
+    erasure looks the subject up under every key id a copy carries, not only the current one."""
+    from jobs.lineage import DerivedCopy, copy_key_ids
+
+    lake = Lake.at(tmp_path / "lake")
+    path = lake.root / "pseudonymized" / "service" / "retained" / "accounts"
+    spark.createDataFrame([("p1", "svc-2026-10"), ("p2", "svc-2026-11"), ("p3", "svc-2026-11")],
+                          "account_id string, pseudonym_key_id string").write.format("delta").save(str(path))
+    copy = DerivedCopy("accounts", "service", "pseudonymized/service/retained/accounts", "account_id", True)
+    assert copy_key_ids(spark, lake, [copy]) == {copy.relative: ["svc-2026-10", "svc-2026-11"]}

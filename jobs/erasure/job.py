@@ -21,7 +21,7 @@ from jobs.erasure.vault import destroy_vault, read_vault
 from jobs.erasure.verification import verify
 from jobs.lake import Lake, check_lake
 from jobs.lease import with_lease
-from jobs.lineage import derived_copies, retained_purpose
+from jobs.lineage import copy_key_ids, derived_copies, retained_purpose
 from jobs.policy import Policy
 
 # ------------------------------------------------------------------ run
@@ -33,7 +33,7 @@ def needed_purposes(policy: Policy, lake: Lake, sources: Iterable[str]) -> list[
     sources = list(sources)
     if not sources:
         return []
-    purposes = {copy.purpose for copy in derived_copies(policy, lake)}
+    purposes = {copy.purpose for copy in derived_copies(policy, lake) if copy.purpose in policy.purposes}
     if any(s in KEEPS_PSEUDONYMIZED for s in sources):
         purposes |= {retained_purpose(policy.tables[t]) for t in pseudonymize_tables(policy)}
     return sorted(purposes)
@@ -44,6 +44,17 @@ def check_purpose_keys(policy: Policy, lake: Lake, sources: Iterable[str]) -> di
     from jobs.keys import load_purpose_keys
 
     return load_purpose_keys(policy, needed_purposes(policy, lake, sources), lake)
+
+
+def copy_keys(spark: SparkSession, policy: Policy, lake: Lake) -> tuple[list, dict[str, list[bytes]]]:
+    """The derived copies and, per copy, the keys of the key ids its rows carry (a rotated key's
+    too): a key that is gone is exit 2 before any write (its copy could not be searched)."""
+    from jobs.keys import load_key
+
+    copies = derived_copies(policy, lake)
+    ids = copy_key_ids(spark, lake, copies) if copies else {}
+    keys = {key_id: load_key(key_id, lake) for key_id in sorted({k for found in ids.values() for k in found})}
+    return copies, {relative: [keys[k] for k in found] for relative, found in ids.items()}
 
 
 def new_request(policy: Policy, key: bytes, given: RequestInput, now: dt.datetime) -> Request:
@@ -110,6 +121,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
     # Every open request needs the purpose keys: its rows in derived copies are found, and verified
     # gone, by its pseudonyms (and closures keep theirs under the retained purpose).
     purpose_keys = check_purpose_keys(policy, lake, [r.source for r in batch + new])
+    copies = copy_keys(spark, policy, lake) if batch or new else ([], {})
     # Closed requests whose vault survived a kill between `closed` and its destruction.
     for request in known.values():
         if request.state == "closed":
@@ -118,7 +130,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
         if not report.notes:
             report.notes.append("no open erasure request: nothing to do")
         return report
-    work = Batch(spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state, purpose_keys)
+    work = Batch(spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state, purpose_keys, copies)
     if new:
         work.receive(new)
     everyone = batch + new

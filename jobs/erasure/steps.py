@@ -22,7 +22,7 @@ from jobs.erasure.plan import (
 from jobs.erasure.receipts import audit_row, build_receipts
 from jobs.erasure.vault import destroy_vault, value_hash, write_vault
 from jobs.lake import append_rows, create_table, is_delta, read_current
-from jobs.lineage import RETAINED, DerivedCopy, derived_copies, keeps_pseudonymized, retained_purpose
+from jobs.lineage import RETAINED, DerivedCopy, keeps_pseudonymized, retained_purpose
 from jobs.retention import commit_metadata, current_version, delete_keys, physical_purge, reconcile
 from jobs.verify import EXCLUDE_SEPARATOR, Finding, scan_for_values
 
@@ -31,10 +31,12 @@ from jobs.verify import EXCLUDE_SEPARATOR, Finding, scan_for_values
 class Batch:
     """One run: the requests, the keys, the holds, and the per-step actions."""
 
-    def __init__(self, spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state, purpose_keys):
+    def __init__(self, spark, policy, lake, as_of, key_id, key, batch_id, progress, on_state, purpose_keys, copies):
         self.spark, self.policy, self.lake, self.as_of = spark, policy, lake, as_of
         self.key_id, self.key, self.batch_id = key_id, key, batch_id
-        self.purpose_keys: dict[str, tuple[str, bytes]] = purpose_keys
+        self.purpose_keys: dict[str, tuple[str, bytes]] = purpose_keys      # current keys of the purposes
+        self.copies: list[DerivedCopy] = copies[0]                            # jobs.lineage, found at the start
+        self.copy_keys: dict[str, list[bytes]] = copies[1]                    # copy -> keys of its rows' key ids
         self.progress, self.on_state = progress, on_state
         self._holds: HoldBook | None = None
         self._commits: dict[str, list] = {}
@@ -55,27 +57,36 @@ class Batch:
         return self._holds
 
     def _purpose_tables(self, purpose: str) -> list[str]:
-        return [n for n, t in self.policy.tables.items()
-                if purpose in t.purposes or (keeps_pseudonymized(t) and retained_purpose(t) == purpose)]
+        tables = {n for n, t in self.policy.tables.items()
+                  if purpose in t.purposes or (keeps_pseudonymized(t) and retained_purpose(t) == purpose)}
+        return sorted(tables | {c.table for c in self.copies if c.purpose == purpose})
+
+    def _purpose_keys(self, purpose: str) -> list[bytes]:
+        """The purpose's current key and every key a copy of it was written with (rotations)."""
+        keys = [self.purpose_keys[purpose][1]] if purpose in self.purpose_keys else []
+        keys += [k for c in self.copies if c.purpose == purpose for k in self.copy_keys.get(c.relative, [])]
+        return list(dict.fromkeys(keys))
 
     def pseudonym_values(self, request: Request) -> list[tuple[str, str | None]]:
-        """(pseudonym, exclude) of each subject under each purpose key the batch holds: what a
-        derived copy calls the subject. The pseudonym may stay only where the erasure keeps the
-        subject's rows: a closure's retained 仮名加工情報 (S5), and the copies of tables a legal hold
-        or statutory record keeping keeps (their staging / quarantine copies included)."""
+        """(pseudonym, exclude) of each subject under each purpose's keys: what a derived copy
+        calls the subject. The pseudonym may stay only where the erasure keeps the subject's rows:
+        a closure's retained 仮名加工情報 (S5), and the copies (retained ones included) of tables a
+        legal hold or statutory record keeping keeps (their staging / quarantine copies too)."""
         out = []
-        for purpose, (_key_id, key) in sorted(self.purpose_keys.items()):
+        purposes = sorted(set(self.purpose_keys) | {c.purpose for c in self.copies})
+        for purpose in purposes:
             tables = self._purpose_tables(purpose)
-            kept_root = []
-            if request.source in KEEPS_PSEUDONYMIZED and any(
-                    keeps_pseudonymized(self.policy.tables[n]) and retained_purpose(self.policy.tables[n]) == purpose for n in tables):
-                kept_root.append(f"pseudonymized/{purpose}/{RETAINED}")
+            keeps = [n for n in tables if keeps_pseudonymized(self.policy.tables[n]) and retained_purpose(self.policy.tables[n]) == purpose]
+            kept_root = [f"pseudonymized/{purpose}/{RETAINED}"] if request.source in KEEPS_PSEUDONYMIZED and keeps else []
             for s in request.subjects:
-                held = [f"pseudonymized/{purpose}/{n}" for n in tables if self.holds.hold_for(s, n)]
-                if len(held) == len(tables):
+                held_tables = [n for n in tables if self.holds.hold_for(s, n)]
+                if len(held_tables) == len(tables):
                     continue                  # every copy keeps the subject: nothing to look for
+                held = [f"pseudonymized/{purpose}/{n}" for n in held_tables]
+                held += [f"pseudonymized/{purpose}/{RETAINED}/{n}" for n in held_tables if n in keeps]
                 allowed = sorted(kept_root + held)
-                out.append((pseudonym_of(key, s), EXCLUDE_SEPARATOR.join(allowed) if allowed else None))
+                for key in self._purpose_keys(purpose):
+                    out.append((pseudonym_of(key, s), EXCLUDE_SEPARATOR.join(allowed) if allowed else None))
         return sorted(set(out), key=lambda p: (p[0], p[1] or ""))
 
     def _advance(self, state: str, requests: list[Request], details: dict[str, dict] | None = None) -> None:
@@ -106,6 +117,8 @@ class Batch:
             df = self.spark.createDataFrame(hashed, VALUES_SCHEMA)
             path = self.lake.state(VALUES_TABLE)
             create_table(self.spark, path, df, [])
+            if "exclude" not in read_current(self.spark, path).columns:       # a table from before the column
+                self.spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS (exclude STRING)")
             (DeltaTable.forPath(self.spark, path).alias("t")
                 .merge(df.alias("s"), "t.request_id = s.request_id AND t.value_hash = s.value_hash "
                                       "AND t.exclude <=> s.exclude")
@@ -213,16 +226,15 @@ class Batch:
         """The subjects' rows in every derived copy (jobs.lineage), one MERGE per copy keyed on the
         pseudonym, a few copies at once. Idempotent: a re-run after a kill finds nothing left and
         records the same copies, whose files the purge step then rewrites."""
-        copies = derived_copies(self.policy, self.lake)
         details = {r.request_id: {"derived_copies": []} for r in requests}
         work: list[tuple[DerivedCopy, list[str], list[str]]] = []
-        for copy in copies:
-            _key_id, key = self.purpose_keys[copy.purpose]
+        for copy in self.copies:
+            keys = self.copy_keys.get(copy.relative, [])          # no key id: an empty copy
             targets, ids = set(), []
             for r in requests:
                 if copy.retained and r.source in KEEPS_PSEUDONYMIZED:
                     continue                      # S5: what the closure keeps
-                mine = {pseudonym_of(key, s) for s in r.subjects if self.holds.hold_for(s, copy.table) is None}
+                mine = {pseudonym_of(key, s) for s in r.subjects if self.holds.hold_for(s, copy.table) is None for key in keys}
                 if mine:
                     targets |= mine
                     ids.append(r.request_id)
@@ -298,8 +310,14 @@ class Batch:
                 due = max((s[1] for s in not_yet.values() if s[1] is not None), default=None)
                 report.waiting[r.request_id] = f"waiting for the physical purge (due {due})"
                 continue
+            deleted = r.states.get("deleted", {})
+            copies = sorted({c["copy"] for c in deleted.get("detail", {}).get("derived_copies", [])})
+            if copies and not mine:        # only derived rows: their grace counts from the delete
+                due = dt.date.fromisoformat(str(deleted["as_of"])[:10]) + dt.timedelta(days=self.policy.defaults.grace_days)
+                if self.as_of < due:
+                    report.waiting[r.request_id] = f"waiting for the physical purge (due {due})"
+                    continue
             done.append(r)
-            copies = sorted({c["copy"] for c in r.states.get("deleted", {}).get("detail", {}).get("derived_copies", [])})
             details[r.request_id] = {"purged_on": self.as_of.isoformat(), "tables": sorted(mine), "derived_copies": copies}
         if done:
             inbox = self.lake.state(REQUESTS_TABLE)
@@ -316,8 +334,9 @@ class Batch:
 
     # -- verified
     def verify(self, requests: list[Request]) -> None:
-        values = {(v, None) for r in requests for v in r.values}
-        values |= {tuple(p) for r in requests for p in r.pseudonyms + self.pseudonym_values(r)}
+        # The pairs fixed at `received` (vault): holds or keys that change later must not move the goal.
+        pairs = {r.request_id: [tuple(p) for p in r.pseudonyms] or self.pseudonym_values(r) for r in requests}
+        values = {(v, None) for r in requests for v in r.values} | {p for found in pairs.values() for p in found}
         excluded = quarantined_backups(self.spark, self.lake, [r.request_id for r in requests])
         findings: list[Finding] = []
         if values:
@@ -328,7 +347,7 @@ class Batch:
         if findings:
             raise CheckFailed("erasure verification found residue of the batch's identifying values in "
                               f"{len(findings)} file(s) (values not shown):\n  " + "\n  ".join(relative_finding(self.lake, f) for f in findings))
-        details = {r.request_id: {"values_checked": len(r.values), "pseudonyms_checked": len(set(r.pseudonyms + self.pseudonym_values(r))),
+        details = {r.request_id: {"values_checked": len(r.values), "pseudonyms_checked": len(set(pairs[r.request_id])),
                                   "backups_excluded": excluded} for r in requests}
         self._advance("verified", requests, details)
 
