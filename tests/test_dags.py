@@ -445,7 +445,8 @@ def test_access_request_exports_outside_the_lake(dagbag, airflow_db, spark, e2e_
 
     dag = dagbag.dags["wasure_access_request"]
     assert dag.timetable.can_be_scheduled is False
-    assert dag.params["subject_ids"].schema["maxItems"] == 1
+    schema = {name: param.schema for name, param in dag.params.items()}
+    assert schema["subject_ids"]["maxItems"] == 1 and schema["formats"]["items"]["enum"] == ["json", "csv", "html"]
     accounts = read_current(spark, small_lake.table_path(e2e_policy.tables["accounts"]))
     subject = (accounts.where(~F.col("account_id").isin(closure_ids + ["A000000007"])).orderBy("account_id").first().account_id)
     monkeypatch.setenv("WASURE_EXPORTS", str(tmp_path / "exports"))
