@@ -8,6 +8,10 @@ round calls ``jobs.pipeline.run_step`` for the DAG's steps in the DAG's order --
 pseudonymize, anonymize, statistics, gates, publish, physical_purge -- in one process (Airflow's
 embedded mode, one Spark session), with the run date today. Medians per step over >= 3 rounds.
 A step that fails is recorded with its error and the next step still runs (Airflow would stop).
+Every step runs inside an ``OverheadCounter`` step (bench/metrics.py): Spark jobs, stages and tasks,
+Delta commits, Delta log loads and snapshots, GE validations, per step and per table; the result
+keeps them per round (``rounds[i].steps[step].counts``) and the last round's with the per-table
+detail (``counts``).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from bench.common import (bench_env, command_line, dir_bytes, init_all_keys, last_stage_id, peak_memory, stage_profile,
                           summarize, synthetic_lake, write)
+from bench.metrics import OverheadCounter, compact, totals, with_bench_spark_conf
 
 STEPS = ["backup", "retention", "pseudonymize", "anonymize", "statistics", "gates", "publish", "physical_purge"]
 
@@ -39,6 +44,7 @@ def main(argv=None) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="wasure-bench-nightly-"))
     bench_env(work)
+    with_bench_spark_conf(work)
     from jobs import pipeline
     from jobs.lake import Lake
     from jobs.policy import default_policy_path, load_policy
@@ -52,29 +58,41 @@ def main(argv=None) -> None:
     counts, generate_s = synthetic_lake(spark, policy, pristine.root, args.subjects, args.events)
     run_date = dt.datetime.now(dt.timezone.utc).date().isoformat()
 
-    rounds, profiles = [], {}
+    rounds, profiles, counts_last = [], {}, {}
+    aliases = {name: r.table for name, r in policy.releases.items()}
+    aliases.update({name: st.table for name, st in policy.statistics.items()})
     for round_ in range(args.repeats):
         root = work / f"lake_{round_}"
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(pristine.root, root)
         steps = {}
         start = time.perf_counter()
+        counter = OverheadCounter(spark, root, {n: t.path for n, t in policy.tables.items()}, aliases=aliases)
+        counter.install()
         for step in STEPS:
             stage0 = last_stage_id(spark)
-            s0 = time.perf_counter()
-            try:
-                out = pipeline.run_step(step, policy_path, str(root), run_date)
-                status, detail = "ok", None
-            except pipeline.StepUnavailable as exc:
-                status, detail, out = "unavailable", str(exc)[:300], None
-            except Exception as exc:  # noqa: BLE001 - recorded, the next step still runs
-                status, detail, out = "failed", f"{type(exc).__name__}: {str(exc)[:300]}", None
-            steps[step] = {"s": time.perf_counter() - s0, "status": status, "detail": detail}
+            with counter.step(step):
+                try:
+                    pipeline.run_step(step, policy_path, str(root), run_date)
+                    status, detail = "ok", None
+                except pipeline.StepUnavailable as exc:
+                    status, detail = "unavailable", str(exc)[:300]
+                except Exception as exc:  # noqa: BLE001 - recorded, the next step still runs
+                    status, detail = "failed", f"{type(exc).__name__}: {str(exc)[:300]}"
+            # wall time as before (the counter's listing and status-store reads are not in it)
+            counted = counter.results[step]
+            steps[step] = {"s": counted["s"], "status": status, "detail": detail, "counts": compact(counted)}
             if round_ == args.repeats - 1:
                 profiles[step] = stage_profile(spark, stage0, top=4)
-            print(f"round {round_} {step}: {steps[step]['s']:.1f} s {status} {detail or ''}", flush=True)
-        total = time.perf_counter() - start
-        rounds.append({"total_s": total, "steps": steps})
+                counts_last[step] = counted
+            print(f"round {round_} {step}: {steps[step]['s']:.1f} s {status} {detail or ''} | jobs {counted['jobs']}, "
+                  f"stages {counted['stages']}, commits {counted.get('commits')}, log loads {counted.get('log_loads')}, "
+                  f"GE validations {counted['validations']}", flush=True)
+        counter.close()
+        # the steps' own time: the counting between steps (lake listing, status-store reads) is left out
+        total = sum(v["s"] for v in steps.values())
+        rounds.append({"total_s": total, "round_wall_s": time.perf_counter() - start, "steps": steps,
+                       "counts_total": totals({s: v["counts"] for s, v in steps.items()})})
         shutil.rmtree(root, ignore_errors=True)
         write(args.name + "_partial", {"command": command_line("bench.nightly", argv), "rounds": rounds,
                                        "interrupted_if_final_missing": True})
@@ -88,7 +106,8 @@ def main(argv=None) -> None:
                               "run_date": run_date, "steps": STEPS, "mode": "embedded (one process, one Spark session)"},
                "rows_by_table": counts, "event_rows": counts.get("network_events"), "lake_bytes": dir_bytes(pristine.root),
                "generate_s": generate_s, "total": summarize([r["total_s"] for r in rounds]), "steps": per_step,
-               "rounds": rounds, "target_total_s": 600, "profile": profiles, "peak_memory_mib": peak_memory()}
+               "rounds": rounds, "target_total_s": 600, "profile": profiles, "counts": counts_last,
+               "counts_total": totals(counts_last), "peak_memory_mib": peak_memory()}
     print(write(args.name, payload))
     print(f"nightly: {payload['total']['median_s']:.0f} s total; "
           + ", ".join(f"{s} {v['median_s']:.0f} s" for s, v in per_step.items()))

@@ -324,18 +324,25 @@ def nightly_section() -> list[str]:
         fewer = (f" **{rounds} round{'s' if rounds != 1 else ''} only, not 3: {s(total)} per round on this box did not fit "
                  f"three rounds into the session; the figure is that round's, not a median.**"
                  if rounds is not None and rounds < 3 and not r.get("interrupted") else "")
+        counts = r.get("counts") or {}
         out += [f"- `{name}`: {produced_by(name, r)}; {subjects:,} subjects, {r['event_rows']:,} events, "
                 f"{human(r['lake_bytes'])}; total **{s(total)}** ({target}); peak driver+JVM "
                 f"{mib(peak)}; {machine_line(r)}.{interrupted}{fewer}", "",
-                "| step | median | status | Spark stages (last round) | stage-seconds | longest call site (last round) |",
-                "|---|---|---|---|---|---|"]
+                "| step | median | status | Spark stages (last round) | stage-seconds | longest call site (last round) |"
+                + (" " + " | ".join(COUNT_HEADERS) + " |" if counts else ""),
+                "|---|---|---|---|---|---|" + ("---|" * len(COUNT_HEADERS) if counts else "")]
         for step, v in r["steps"].items():
             prof = r.get("profile", {}).get(step, {})
             top = (prof.get("by_callsite") or prof.get("top") or [{}])[0]
             detail = f" ({v['detail'][:120]})" if v.get("detail") else ""
             out.append(f"| {step} | {s(v['median_s'])} | {', '.join(v['status'])}{detail} | {prof.get('stages', '–')} | "
-                       f"{prof.get('stage_seconds', '–')} | `{top.get('name', '–')}` {top.get('s', '')} |")
-        out.append(f"| **total** | **{s(total)}** | | | | |")
+                       f"{prof.get('stage_seconds', '–')} | `{top.get('name', '–')}` {top.get('s', '')} |"
+                       + (" " + " | ".join(count_cells(counts.get(step, {}))) + " |" if counts else ""))
+        out.append(f"| **total** | **{s(total)}** | | | | |"
+                   + (" " + " | ".join(f"**{c}**" for c in count_cells(r.get("counts_total") or {})) + " |" if counts else ""))
+        if not counts:
+            out += ["", f"*`{name}` predates the overhead counters (jobs, commits, log loads, GE validations per "
+                    f"step): re-run `{command_for(name)}` to get them.*"]
         out += ["", "Stage-seconds far below a step's wall time mean the time is spent in the driver "
                 "(Great Expectations, Python, Delta log handling) or in many short jobs, not in tasks."]
         out.append("")
@@ -352,6 +359,108 @@ def nightly_section() -> list[str]:
         ax.legend(ncol=2, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         out += [savefig(fig, "bench_nightly.png")]
     return out + [""]
+
+
+COUNT_HEADERS = ("Spark jobs", "stages", "tasks", "Delta commits", "Delta log loads", "snapshots", "GE validations")
+
+
+def count_cells(c: dict) -> list[str]:
+    def n(key):
+        value = c.get(key)
+        return "–" if value is None else f"{value:,.0f}"
+    jobs = n("jobs")
+    if c.get("jobs_outside_group"):
+        jobs += f" ({c['jobs_outside_group']} outside the job group)"
+    return [jobs, n("stages"), n("tasks"), n("commits"), n("log_loads"), n("snapshots"), n("validations")]
+
+
+def per(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def tables_scaling_section() -> list[str]:
+    out = ["## 6. Overhead per step and per table: the same data over more tables", "",
+           "`bench/tables_scaling.py`: the example policy with each of its 9 tables cloned N/9 times (clones "
+           "`<table>_<kkk>` at `raw/<table>_<kkk>`, with the releases and statistics built from them), every table "
+           "holding the same small generated data, and the whole nightly (`jobs.pipeline.run_step` for the DAG's "
+           "steps, one process, one Spark session) on a fresh lake per N, after one untimed warm-up nightly at "
+           "the smallest N. Counted per step by `bench/metrics.py` (module doc): Spark jobs (ids allocated by "
+           "the DAG scheduler during the step; the step's job group is cross-checked with the status tracker), "
+           "stages (ids allocated, skipped ones included), tasks run, Delta commits (new `_delta_log/*.json` under "
+           "the lake), Delta log loads (Delta's `Loading version` log line: a snapshot built by listing and "
+           "reading a log segment), snapshots (`Created snapshot`), GE validations (checks run by "
+           "`expectations.gates.run_gate`). The slope is the least-squares fit over N: what one more table "
+           "costs in that step.", ""]
+    plots = []
+    for name in ("tables_scaling_small", "tables_scaling"):
+        r = load(name)
+        if r is None:
+            out += [missing(name), ""]
+            continue
+        p = r["parameters"]
+        sizes = p["tables"]
+        run0 = r["runs"][0]
+        out += [f"- `{name}`: {produced_by(name, r)}; {', '.join(map(str, sizes))} tables, {p['subjects']:,} subjects x "
+                f"{p['events_per_subject']} events per generated lake ({sum(r['rows_by_base_table'].values()):,} rows "
+                f"in the 9 base tables, {human(run0['lake_bytes'])} at {run0['tables']} tables); {p['repeats']} "
+                f"nightl{'y' if p['repeats'] == 1 else 'ies'} per size"
+                + (", after an untimed warm-up nightly" if p.get("warmup") else "")
+                + f"; {machine_line(r)}", ""]
+        out += ["Slope per step (least squares over the sizes): seconds and counts that one more table adds.", "",
+                "| step | s per table | intercept (s) | jobs per table | stages per table | commits per table | "
+                "log loads per table | snapshots per table | GE validations per table |", "|---|---|---|---|---|---|---|---|---|"]
+        for step, f in r["slopes"].items():
+            out.append(f"| {'**nightly**' if step == 'nightly' else step} | **{per(f['s']['slope'])}** | {per(f['s']['intercept'], 1)} | "
+                       f"{per(f['jobs']['slope'], 1)} | {per(f['stages']['slope'], 1)} | {per(f['commits']['slope'])} | "
+                       f"{per(f['log_loads']['slope'])} | {per(f['snapshots']['slope'])} | {per(f['validations']['slope'])} |")
+        if len(sizes) == 2:
+            out += ["", "(Two sizes: each slope is the line through both points; `make bench-full` fits 9, 36 and 144.)"]
+        for n in sizes:
+            size = r["by_size"][str(n)]
+            tot = {k: sum(v.get(k, 0) or 0 for v in size["steps"].values())
+                   for k in ("jobs", "stages", "stages_run", "commits", "log_loads", "state_reconstruction_jobs", "validations", "ge_s")}
+            out += ["", f"{n} tables: nightly **{s(size['total_s'])}**" + (" (median)" if p["repeats"] > 1 else "")
+                    + f"; {tot['jobs']:,.0f} Spark jobs ({tot['state_reconstruction_jobs']:,.0f} of them Delta snapshot-state "
+                    f"reconstructions, `Compute snapshot for version`), {tot['stages']:,.0f} stages ({tot['stages_run']:,.0f} run, "
+                    f"the rest skipped), {tot['commits']:,.0f} Delta commits, {tot['log_loads']:,.0f} Delta log loads, "
+                    f"{tot['validations']:,.0f} GE validations ({tot['ge_s']:.0f} s inside GE gates).", "",
+                    "| step | wall | status | " + " | ".join(COUNT_HEADERS) + " | GE seconds |",
+                    "|---|---|---|" + "---|" * (len(COUNT_HEADERS) + 1)]
+            for step, v in size["steps"].items():
+                out.append(f"| {step} | {s(v.get('s'))} | {', '.join(size['status'][step])} | "
+                           + " | ".join(count_cells(v)) + f" | {per(v.get('ge_s'), 1)} |")
+        last = [x for x in r["runs"] if x["tables"] == sizes[-1]][-1]
+        out += ["", f"Per table at {sizes[-1]} tables (medians over the tables a step touched; jobs, stages and seconds "
+                "by progress segments, commits and snapshots by path, validations by check label; what a step does "
+                "between messages stays with its phases, so these are lower bounds):", "",
+                "| step | tables touched | s per table | jobs per table | commits per table | snapshots per table | "
+                "GE validations per table | largest phases (s) |", "|---|---|---|---|---|---|---|---|"]
+        for step, v in last["steps"].items():
+            t = v["per_table_summary"]
+            phases = sorted((v.get("per_phase") or {}).items(), key=lambda kv: -kv[1]["s"])[:3]
+            out.append(f"| {step} | {t['tables_touched']} | {per(t['median_s'])} | {per(t['median_jobs'], 0)} | "
+                       f"{per(t['median_commits'], 0)} | {per(t['median_snapshots'], 0)} | {per(t['median_validations'], 0)} | "
+                       + "; ".join(f"{k} {ph['s']:.1f}" for k, ph in phases) + " |")
+        notes = sorted({note for x in r["runs"] for note in x.get("notes", [])})
+        out += [f"- note: {note}" for note in notes]
+        out.append("")
+        plots.append((name, r))
+    if plots:
+        name, r = plots[-1]
+        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+        sizes = r["parameters"]["tables"]
+        for j, step in enumerate(r["by_size"][str(sizes[0])]["steps"]):
+            a.plot(sizes, [r["by_size"][str(n)]["steps"][step].get("s", 0) for n in sizes], "o-", color=f"C{j}", label=step)
+            b.plot(sizes, [r["by_size"][str(n)]["steps"][step].get("jobs", 0) for n in sizes], "o-", color=f"C{j}", label=step)
+        a.set_xlabel("tables")
+        a.set_ylabel("wall time (s)")
+        a.set_title(f"{name}: seconds per step")
+        b.set_xlabel("tables")
+        b.set_ylabel("Spark jobs")
+        b.set_title("Spark jobs per step")
+        b.legend(fontsize=7, loc="upper left")
+        out += [savefig(fig, "bench_tables_scaling.png"), ""]
+    return out
 
 
 def purge_section() -> list[str]:
@@ -402,7 +511,8 @@ def build() -> Path:
         state = "result in bench/results" if load(name) else "**not run yet**"
         lines.append(f"| `{name}` ({state}) | {size} (`{make_target(name)}`) | `{command_for(name)}` |")
     lines.append("")
-    for section in (erasure_section, pseudonymize_section, kanonymity_section, nightly_section, purge_section):
+    for section in (erasure_section, pseudonymize_section, kanonymity_section, nightly_section, purge_section,
+                    tables_scaling_section):
         try:
             lines += section()
         except Exception as exc:  # noqa: BLE001 - a broken result must not hide the others

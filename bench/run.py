@@ -1,6 +1,6 @@
 """Run every bench at one size, then regenerate docs/performance.md and its plots.
 
-    make bench        # = .venv/bin/python -m bench.run --size small  (~9 min on 2 cores)
+    make bench        # = .venv/bin/python -m bench.run --size small  (~21 min on 2 cores, 12 of them tables_scaling_small)
     make bench-full   # = .venv/bin/python -m bench.run --size full   (hours on 2 cores)
     .venv/bin/python -m bench.run --only erasure_1M kanonymity_1M   # chosen configurations
     .venv/bin/python -m bench.run --report-only                      # only the doc, from bench/results
@@ -28,6 +28,9 @@ CONFIGS: dict[str, tuple[str, str, list[str]]] = {
     "pseudonymize_small": ("small", "bench.pseudonymize_vs_copy", ["--subjects", "5000", "--events", "20"]),
     "kanonymity_small": ("small", "bench.kanonymity", ["--rows", "100000", "--k", "5", "50", "--adult"]),
     "purge_small": ("small", "bench.purge", ["--subjects", "5000", "--events", "20"]),
+    # The whole nightly on the same small data over 9 and 18 tables: per-table cost per step and the
+    # overhead counts (jobs, commits, log loads, GE validations; bench/metrics.py).
+    "tables_scaling_small": ("small", "bench.tables_scaling", ["--tables", "9", "18"]),
     # ---- full: `make bench-full`
     # The nightly at 1,000 subjects measures fixed costs (~4 min per round, 3 rounds): not one of
     # the issue's figures, and half of the small run's time, so it runs with the full sizes.
@@ -42,6 +45,8 @@ CONFIGS: dict[str, tuple[str, str, list[str]]] = {
     "kanonymity_10M": ("full", "bench.kanonymity", ["--rows", "10000000", "--k", "5", "50"]),
     "purge_full": ("full", "bench.purge", ["--subjects", "100000", "--events", "100"]),
     "nightly_full": ("full", "bench.nightly", ["--subjects", "100000", "--events", "100"]),
+    # The issue's sizes: 9, 36 and 144 tables (144 is ~an hour of nightly on 2 cores today).
+    "tables_scaling": ("full", "bench.tables_scaling", ["--tables", "9", "36", "144"]),
 }
 
 
