@@ -158,6 +158,21 @@ def create_table(spark: SparkSession, path: str, df: DataFrame, partition_by: li
     builder.execute()
 
 
+def purge_superseded(spark: SparkSession, path: str) -> None:
+    """Physically remove what the table's current version no longer references: REORG ... APPLY
+    (PURGE) rewrites files with deletion vectors, then VACUUM with 0 hours reaches the files that
+    REORG superseded just now (the safety check lifted for this call only). Callers hold the lake
+    lease (jobs/lease.py): a writer running at the same time would lose its uncommitted files."""
+    if "`" in path:
+        raise ValueError(f"a table path may not contain a backtick: {path!r}")
+    spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    try:
+        spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
+    finally:
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+
+
 def write_new_table(path: str, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None) -> None:
     """Write ``df`` as a new Delta table at ``path``, data and properties in one commit.
 

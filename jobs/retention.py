@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, append_rows, is_delta, read_current, rows_of_keys
+from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, check_lake, is_delta, purge_superseded, read_current, rows_of_keys
 from jobs.lease import with_lease
 from jobs.policy import Policy
 from jobs.subjects import Registers
@@ -297,15 +297,9 @@ def physical_purge(spark: SparkSession, policy: Policy, lake: Lake, today: dt.da
     purged = []
     for entry in due:
         path = str(lake.root / entry.path)
-        spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
-        # VACUUM must reach the files superseded just now by REORG: retention 0 hours, with the
-        # safety check lifted for this call only. Every superseded file goes (a later delete still
-        # inside its grace loses the rest of it: earlier erasure, never later).
-        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-        try:
-            spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
-        finally:
-            spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+        # Every superseded file goes (a later delete still inside its grace loses the rest of it:
+        # earlier erasure, never later).
+        purge_superseded(spark, path)
         (DeltaTable.forPath(spark, ledger_path).update(
             (F.col("table") == entry.table) & (F.col("status") == "pending") & (F.col("version") <= entry.version),
             {"status": F.lit("purged")}))

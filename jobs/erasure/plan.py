@@ -145,15 +145,6 @@ def relative_finding(lake: Lake, finding: Finding) -> str:
     return f"{shown} ({finding.kind}, {finding.matches} match(es))"
 
 
-def purge_table(spark: SparkSession, path: str) -> None:
-    spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
-    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-    try:
-        spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
-    finally:
-        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
-
-
 def all_commits(spark: SparkSession, policy: Policy, lake: Lake) -> dict[str, list[tuple[int, dict, dict]]]:
     return {name: erasure_commits(spark, lake.table_path(table)) for name, table in policy.tables.items()}
 

@@ -17,11 +17,11 @@ from jobs.erasure.model import (
 )
 from jobs.erasure.plan import (
     CommitAuditLake, capture_values, commits_by_request, effective_plan, erasure_commits, plan_rows,
-    pseudonymize_tables, purge_table, quarantined_backups, relative_finding, subjects_frame, table_hits,
+    pseudonymize_tables, quarantined_backups, relative_finding, subjects_frame, table_hits,
 )
 from jobs.erasure.receipts import audit_row, build_receipts
 from jobs.erasure.vault import destroy_vault, value_hash, write_vault
-from jobs.lake import append_rows, create_table, is_delta, read_current
+from jobs.lake import append_rows, create_table, is_delta, purge_superseded, read_current
 from jobs.lineage import RETAINED, DerivedCopy, keeps_pseudonymized, retained_purpose
 from jobs.retention import commit_metadata, current_version, delete_keys, physical_purge, reconcile
 from jobs.verify import EXCLUDE_SEPARATOR, Finding, scan_for_values
@@ -322,13 +322,13 @@ class Batch:
         if done:
             inbox = self.lake.state(REQUESTS_TABLE)
             if is_delta(inbox):
-                purge_table(self.spark, inbox)
+                purge_superseded(self.spark, inbox)
             # The derived copies' superseded files go with the raw tables' (same grace).
             for relative in sorted({c for r in done for c in details[r.request_id]["derived_copies"]}):
                 path = str(self.lake.root / relative)
                 if is_delta(path):
                     self.progress(f"physical purge of {relative}")
-                    purge_table(self.spark, path)
+                    purge_superseded(self.spark, path)
         self._advance("purged", done, details)
         return done
 
