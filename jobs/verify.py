@@ -95,13 +95,11 @@ def with_exclude(values: DataFrame, column: str = "value") -> DataFrame:
     return values.select(column, exclude.alias("exclude")).distinct()
 
 
-def scan_for_values(spark: SparkSession, root: str, values: DataFrame, exclude: tuple[str, ...] = ()) -> list[Finding]:
-    """Files under ``root`` (less the ``exclude`` paths) holding a value of ``values`` (column
-    ``value``; an optional column ``exclude`` names a path where that one value may stay)."""
+def lake_files(spark: SparkSession, root: str, exclude: tuple[str, ...] = ()
+               ) -> tuple[dict[str, list[str]], list[str], list[str]]:
+    """Every file under root less ``exclude``: data Parquet files grouped by table, ``_delta_log``
+    checkpoints, and everything else (read as raw bytes by the scans)."""
     files = [p for p in list_files(spark, root) if not any(f"/{e}/" in p for e in exclude)]
-    values = with_exclude(values)
-    values = F.broadcast(values.cache()) if values.count() < 200_000 else values
-    findings: list[Finding] = []
     data_groups: dict[str, list[str]] = defaultdict(list)
     checkpoints, others = [], []
     for path in files:
@@ -111,6 +109,16 @@ def scan_for_values(spark: SparkSession, root: str, values: DataFrame, exclude: 
             data_groups[_table_root(path)].append(path)
         else:
             others.append(path)
+    return data_groups, checkpoints, others
+
+
+def scan_for_values(spark: SparkSession, root: str, values: DataFrame, exclude: tuple[str, ...] = ()) -> list[Finding]:
+    """Files under ``root`` (less the ``exclude`` paths) holding a value of ``values`` (column
+    ``value``; an optional column ``exclude`` names a path where that one value may stay)."""
+    data_groups, checkpoints, others = lake_files(spark, root, exclude)
+    values = with_exclude(values)
+    values = F.broadcast(values.cache()) if values.count() < 200_000 else values
+    findings: list[Finding] = []
     for group in data_groups.values():
         df = spark.read.option("mergeSchema", "true").parquet(*group)
         strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string"]

@@ -17,7 +17,7 @@ from jobs.lake import Lake, is_delta, read_current
 from jobs.lease import with_lease
 from jobs.policy import Policy
 from jobs.verify import (
-    FULL_WIDTH, HALF_WIDTH, TOKEN_SPLIT, Finding, allowed_elsewhere, list_files, scan_for_values, with_exclude,
+    FULL_WIDTH, HALF_WIDTH, TOKEN_SPLIT, Finding, allowed_elsewhere, lake_files, scan_for_values, with_exclude,
 )
 
 # ------------------------------------------------------------------ verify-erasure (auditors)
@@ -28,20 +28,7 @@ def scan_for_hashes(spark: SparkSession, root: str, hashes: DataFrame, key: byte
     text) is hashed with the ledger key and joined with ``hashes`` (column ``value_hash``). Finds
     values made of token characters (emails, phones, numbers, card / passport / licence numbers,
     subject ids), not values with spaces or CJK text (names): those only the vault-based scan covers."""
-    from collections import defaultdict
-
-    from jobs.verify import _table_root
-
-    files = [p for p in list_files(spark, root) if not any(f"/{e}/" in p for e in exclude)]
-    groups: dict[str, list[str]] = defaultdict(list)
-    checkpoints, others = [], []
-    for path in files:
-        if path.endswith(".parquet") and "/_delta_log/" in path:
-            checkpoints.append(path)
-        elif path.endswith(".parquet"):
-            groups[_table_root(path)].append(path)
-        else:
-            others.append(path)
+    groups, checkpoints, others = lake_files(spark, root, exclude)
     parts: list[DataFrame] = []
     for group in groups.values():
         df = spark.read.option("mergeSchema", "true").parquet(*group)
