@@ -17,6 +17,8 @@ CORE = [
     "rich>=13",
     "faker>=40,<41",
     "matplotlib>=3.8",
+    # formal differential privacy for statistics (docs/statistics.md says why OpenDP)
+    "opendp>=0.16,<0.17",
 ]
 AIRFLOW = [
     "apache-airflow==3.3.2",
@@ -27,6 +29,9 @@ DEV = [
     "pytest-timeout",
     "hypothesis>=6",
     "pycanon",
+    # the readers data scientists use on published tables (docs/reading.md, tests/test_reading.py)
+    "deltalake>=1.6,<2",
+    "polars>=1.30",
 ]
 # Benchmarks only (bench/kanonymity.py compares with anjana on UCI Adult). anjana 1.2.3 pins exact
 # versions (typing_extensions==4.15.0, pycanon==1.3.5, numpy==2.0.2) that conflict with airflow and
