@@ -224,7 +224,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.da
     if Path(staging).exists():
         shutil.rmtree(staging)
     progress("staging and gate")
-    create_table(spark, staging, released, [], stats_columns=[])
+    create_table(spark, staging, released, [], stats_columns=[], published=True)
     released.write.format("delta").mode("overwrite").save(staging)
     gate = _gate(spark, policy, lake, name, release, qis, read_current(spark, staging))
     if not gate.success:

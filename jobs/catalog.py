@@ -42,6 +42,19 @@ def releases(lake: Lake) -> list[dict]:
     return sorted(found, key=lambda d: d["created"], reverse=True)
 
 
+def statistics_tables(lake: Lake) -> list[tuple[str, str, str]]:
+    """(statistic, region, path) of every published statistic table (one Delta table per region)."""
+    root = lake.root / "statistics"
+    return [(table.parent.name, table.name.split("=", 1)[1], str(table))
+            for table in sorted(root.glob("*/region=*")) if is_delta(table)]
+
+
+def reading_example(path: str) -> list[str]:
+    """Two lines a data scientist can paste to read a published table (docs/reading.md)."""
+    return [f'pandas: from deltalake import DeltaTable; df = DeltaTable("{path}").to_pandas()',
+            f'polars: import polars as pl; df = pl.read_delta("{path}")']
+
+
 def register_all(spark: SparkSession, lake: Lake) -> list[str]:
     return [register_release(spark, lake, doc["release"]) for doc in releases(lake)
             if is_delta(Path(doc["path"]) / "data")]

@@ -291,21 +291,32 @@ def anonymize(
 @app.command()
 @handles_errors
 def releases(lake: Optional[Path] = LakeOpt):
-    """List promoted releases with their manifests (what data scientists may read).
+    """List what data scientists may read: promoted releases with their manifests, and statistics.
 
-    Example: `wasure releases`, then in Python: `from jobs.catalog import analyst_session;
+    Each comes with two lines that read it with pandas or polars (docs/reading.md). Example:
+    `wasure releases`, then in Spark: `from jobs.catalog import analyst_session;
     analyst_session().table('anonymized.health_k5_data')`
     """
-    from jobs.catalog import releases as list_releases, table_name
+    from jobs.catalog import reading_example, releases as list_releases, statistics_tables, table_name
 
-    docs = list_releases(_lake(lake))
-    if not docs:
-        console.print("no release has been published yet: run `wasure anonymize`")
+    where = _lake(lake)
+    docs, statistics = list_releases(where), statistics_tables(where)
+    if not docs and not statistics:
+        console.print("nothing has been published yet: run `wasure anonymize` and `wasure statistics`")
         return
-    summary_table("releases (匿名加工情報)", ["release", "catalog table", "created", "region", "rows", "k", "l", "categories", "manifest"],
-                  [(d["release"], table_name(d["release"]), d["created"], d["region"], d["rows"], d["method"]["k"], d["method"]["l"],
-                    ", ".join(c["released_as"] for c in d["categories_of_personal_information"]), d["path"] + "/manifest.md")
-                   for d in docs])
+    if docs:
+        summary_table("releases (匿名加工情報)", ["release", "catalog table", "created", "region", "rows", "k", "l", "categories", "manifest"],
+                      [(d["release"], table_name(d["release"]), d["created"], d["region"], d["rows"], d["method"]["k"], d["method"]["l"],
+                        ", ".join(c["released_as"] for c in d["categories_of_personal_information"]), d["path"] + "/manifest.md")
+                       for d in docs])
+    for d in docs:
+        console.print(f"[bold]{d['release']}[/bold]  {d['path']}/data  (manifest {d['path']}/manifest.json)")
+        for line in reading_example(d["path"] + "/data"):
+            console.print("  " + line, markup=False, highlight=False, soft_wrap=True)
+    for name, region, path in statistics:
+        console.print(f"[bold]statistic {name}[/bold] region {region}  {path}")
+        for line in reading_example(path):
+            console.print("  " + line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -126,14 +126,19 @@ def read_current(spark: SparkSession, path: str) -> DataFrame:
 
 
 def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
-                     change_data_feed: bool = False) -> dict[str, str]:
+                     change_data_feed: bool = False, published: bool = False) -> dict[str, str]:
     """The Delta properties of a wasure table.
 
     stats_columns: the only columns whose min/max go into ``_delta_log`` (personal columns never
     do, or the values outlive a delete there). ``None`` keeps Delta's default (tables without
     personal data: audit, ledgers).
+    published: a table data scientists read (pseudonymized/, anonymized/, statistics/). Those are
+    rewritten whole, so deletion vectors buy nothing there, and the ``deltalake`` (delta-rs) reader
+    behind pandas and polars refuses tables with that reader feature (docs/reading.md). Raw tables
+    keep them: a subject delete marks rows instead of rewriting whole files.
     """
-    properties = {"delta.enableDeletionVectors": "true", "delta.enableChangeDataFeed": str(change_data_feed).lower()}
+    properties = {"delta.enableDeletionVectors": str(not published).lower(),
+                  "delta.enableChangeDataFeed": str(change_data_feed).lower()}
     if stats_columns is not None:
         # Delta collects min/max only for orderable types (not booleans, maps, arrays).
         types = {f.name: f.dataType.typeName() for f in df.schema.fields}
@@ -146,12 +151,12 @@ def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list
 
 
 def create_table(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str],
-                 stats_columns: list[str] | None = None, change_data_feed: bool = False) -> None:
+                 stats_columns: list[str] | None = None, change_data_feed: bool = False, published: bool = False) -> None:
     """Create the (empty) Delta table with the properties wasure relies on (idempotent)."""
     from delta.tables import DeltaTable
 
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
-    for name, value in table_properties(df, partition_by, stats_columns, change_data_feed).items():
+    for name, value in table_properties(df, partition_by, stats_columns, change_data_feed, published).items():
         builder = builder.property(name, value)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
@@ -173,7 +178,8 @@ def purge_superseded(spark: SparkSession, path: str) -> None:
         spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
 
 
-def write_new_table(path: str, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None) -> None:
+def write_new_table(path: str, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
+                    published: bool = False) -> None:
     """Write ``df`` as a new Delta table at ``path``, data and properties in one commit.
 
     For staging and backup copies, which always start from an empty directory: half the commits of
@@ -182,7 +188,7 @@ def write_new_table(path: str, df: DataFrame, partition_by: list[str], stats_col
     if "`" in path:
         raise ValueError(f"a table path may not contain a backtick: {path!r}")
     writer = df.writeTo(f"delta.`{path}`").using("delta")
-    for name, value in table_properties(df, partition_by, stats_columns).items():
+    for name, value in table_properties(df, partition_by, stats_columns, published=published).items():
         writer = writer.tableProperty(name, value)
     if partition_by:
         writer = writer.partitionedBy(*[F.col(c) for c in partition_by])

@@ -40,6 +40,9 @@ from jobs.policy import ColumnClass, Policy, Table
 from jobs.subjects import Registers
 
 ALWAYS_DROPPED = (ColumnClass.individual_code, ColumnClass.property_damage)
+# The layout of what a run writes, part of every skip check: outputs of an older layout (2: tables
+# without deletion vectors, readable by delta-rs) are rewritten once by the next run.
+OUTPUT_FORMAT = 2
 
 
 @dataclass
@@ -251,7 +254,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             for name, table in policy.tables.items():
                 if purpose not in table.purposes:
                     continue
-                inputs = {"source_version": version_of(name), "key_id": key_id, "registers": register_versions(purpose),
+                inputs = {"format": OUTPUT_FORMAT, "source_version": version_of(name), "key_id": key_id,
+                          "registers": register_versions(purpose),
                           "profile": hashlib.sha256(repr(rule31_plan(table)).encode()).hexdigest()[:16]}
                 if rule31_plan(table).scrub:       # the authors' own values come from the subject table
                     inputs["owners_version"] = version_of(policy.subject.table)
@@ -267,7 +271,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
                 output = apply_rule31(source, table, key, key_id, owners if rule31_plan(table).scrub else None)
                 # No repartition by region: a few regions hold most rows, and one task per region would
                 # write (and shuffle) most of the largest table alone.
-                write_new_table(staging, output, [table.region_column], stats_columns=table.stats_columns())
+                write_new_table(staging, output, [table.region_column], stats_columns=table.stats_columns(), published=True)
                 staged.append((name, table, source, staging, inputs))
             if not staged:
                 continue
@@ -318,7 +322,7 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     output = apply_rule31(rows_of_keys(source, table, keys, cutoff), table, key, key_id, owners)
     output = output.withColumn("_row_hash", F.sha2(F.to_json(F.struct(*[F.col(c) for c in output.columns])), 256))
     path = retained_path(lake, purpose, table_name)
-    create_table(spark, path, output, [table.region_column], stats_columns=table.stats_columns())
+    create_table(spark, path, output, [table.region_column], stats_columns=table.stats_columns(), published=True)
     (DeltaTable.forPath(spark, path).alias("t").merge(output.alias("s"), "t._row_hash = s._row_hash")
         .whenNotMatchedInsertAll().execute())
     return output.count()

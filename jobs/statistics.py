@@ -49,7 +49,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import Lake, check_lake, is_delta, read_current, with_registers
+from jobs.lake import Lake, check_lake, is_delta, read_current, with_registers, write_new_table
 from jobs.lease import with_lease
 from jobs.policy import ColumnClass, Policy
 from jobs.subjects import Registers
@@ -719,9 +719,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None
             staging = lake.staging("statistics", name, f"region={region}")
             if Path(staging).exists():
                 shutil.rmtree(staging)
-            # A new small table (session defaults: deletion vectors on, change feed off).
-            table.orderBy(F.length("margin_over").desc(), "margin_over", *plan.dims).coalesce(1) \
-                .write.format("delta").save(staging)
+            write_new_table(staging, table.orderBy(F.length("margin_over").desc(), "margin_over", *plan.dims).coalesce(1),
+                            [], published=True)
             progress(f"{name}: region {region}: staged")
             written = read_current(spark, staging)
             checks += gate_checks(region, written, cube, plan, forbidden_columns(policy, plan), dp)

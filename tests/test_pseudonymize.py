@@ -83,7 +83,7 @@ def test_published_tables_are_created_in_one_commit_with_personal_columns_out_of
         path = lake.pseudonymized("service", name)
         detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
         assert detail.partitionColumns == [table.region_column]
-        assert detail.properties["delta.enableDeletionVectors"] == "true"
+        assert detail.properties["delta.enableDeletionVectors"] == "false"   # readable by delta-rs (docs/reading.md)
         indexed = detail.properties.get("delta.dataSkippingStatsColumns", "").replace("`", "").split(",")
         assert set(indexed) - {""} <= set(table.stats_columns()), name
         assert not set(indexed) & set(rule31_plan(table).pseudonymize), name
