@@ -62,8 +62,21 @@ _STRIP = r"trim(BOTH ' \t\n\u000B\u000C\r\u3000\u00a0' FROM {x})"
 # byte per character in UTF-8 <=> ASCII): most identifiers are ASCII, and there are millions.
 _NFKC = ("CASE WHEN {x} IS NULL THEN NULL WHEN octet_length({x}) = char_length({x}) THEN {x} "
          "ELSE reflect('com.ibm.icu.text.Normalizer', 'compose', {x}, true) END")
-# Hex length of each digest: a digest can only equal a pseudonym of the same length.
-_DIGEST_HEX_LENGTH = {"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
+# Bytes of each digest. A digest can only equal a pseudonym of the same length in one of the text
+# forms a pseudonym may take: hex (2 per byte), unpadded base64url of the whole digest, or of its
+# first 16 bytes (22 characters, the form of wasure's own 128-bit pseudonyms).
+_DIGEST_BYTES = {"md5": 16, "sha1": 20, "sha224": 28, "sha256": 32, "sha384": 48, "sha512": 64}
+_B64URL = "TRIM(TRAILING '=' FROM translate(base64(unhex({x})), '+/', '-_'))"
+
+
+def _digest_forms(algorithm: str, x: str) -> list[tuple[int, str]]:
+    """(text length, SQL) of each text form of ``algorithm``'s digest of ``x``."""
+    hexed = _apply(_DIGESTS[algorithm], x)
+    n = _DIGEST_BYTES[algorithm]
+    forms = [(2 * n, hexed), (-(-4 * n // 3), _apply(_B64URL, hexed))]
+    if n > 16:
+        forms.append((22, _apply(_B64URL, f"substr({hexed}, 1, 32)")))
+    return forms
 
 
 def _apply(template: str, x: str) -> str:
@@ -546,8 +559,9 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
 
     A pseudonym that equals md5/sha1/sha256(identifier) can be reversed by hashing candidate
     identifiers, so it is not a 仮名加工情報 pseudonym. Candidates are every source value in 8 forms:
-    raw and every combination of NFKC, strip and lowercase (applied in that order); pseudonyms
-    compare trimmed and lowercased, so upper-case hex is caught too. Computed with Spark's
+    raw and every combination of NFKC, strip and lowercase (applied in that order), each digest as
+    hex, as unpadded base64url, and as the base64url of its first 128 bits; pseudonyms compare
+    trimmed and lowercased, so upper-case hex is caught too. Computed with Spark's
     md5/sha1/sha2 and a semi-join on 96-bit fingerprints (``_sql.fingerprint``).
 
     Args:
@@ -582,15 +596,15 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
             raise ValueError(f"unknown algorithms {unknown}; known: {sorted(_DIGESTS)}")
         source, source_columns = cls._source(values)
         values_of_source = _sql.union_of_columns(source, source_columns, "CAST({col} AS STRING)")
-        # Only digests whose hex length some pseudonym has are computed (HMAC-SHA256 hex pseudonyms:
-        # sha256 only; base64url pseudonyms: none): CASE evaluates lazily.
+        # Only digest forms whose length some pseudonym has are computed (64-hex pseudonyms: sha256's
+        # hex; 22-character ones: md5's base64url and the 128-bit prefix of the others): CASE is lazy.
         digests = ", ".join(
-            f"CASE WHEN array_contains(hex_lengths, {_DIGEST_HEX_LENGTH[a]}) THEN {_apply(_DIGESTS[a], 'f')} END"
-            for a in algorithms
+            f"CASE WHEN array_contains(lengths, {length}) THEN lower({form}) END"
+            for a in algorithms for length, form in _digest_forms(a, "f")
         )
         pseudonym_cells = f"(SELECT {_sql.stack_columns(pseudonyms)} FROM {{batch}})"
         return (
-            f"WITH lens AS (SELECT collect_set(length(lower(trim(v)))) AS hex_lengths FROM {pseudonym_cells} p0), "
+            f"WITH lens AS (SELECT collect_set(length(lower(trim(v)))) AS lengths FROM {pseudonym_cells} p0), "
             # DISTINCT first (unless the caller's source is already distinct): a linking code repeats
             # on every row of its subject; hash each value once.
             f"src AS (SELECT {cls._distinct(values)}v FROM ({values_of_source}) u WHERE v IS NOT NULL), "

@@ -40,9 +40,10 @@ from jobs.policy import ColumnClass, Policy, Table
 from jobs.subjects import Registers
 
 ALWAYS_DROPPED = (ColumnClass.individual_code, ColumnClass.property_damage)
-# The layout of what a run writes, part of every skip check: outputs of an older layout (2: tables
-# without deletion vectors, readable by delta-rs) are rewritten once by the next run.
-OUTPUT_FORMAT = 2
+# The layout of what a run writes, part of every skip check: outputs of an older layout are rewritten
+# once by the next run (2: tables without deletion vectors, readable by delta-rs; 3: 128-bit base64url
+# pseudonyms, anonymizers/pseudonym.py).
+OUTPUT_FORMAT = 3
 
 
 @dataclass

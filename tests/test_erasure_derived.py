@@ -40,6 +40,13 @@ def _key(key_id: str) -> bytes:
 
 
 def _pseudonym(policy, purpose: str, subject: str) -> str:
+    """The pseudonym format: HMAC-SHA256's first 16 bytes, base64url without padding."""
+    digest = hmac.new(_key(policy.purposes[purpose].key_id), subject.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode("ascii")
+
+
+def _legacy_pseudonym(policy, purpose: str, subject: str) -> str:
+    """What wasure wrote before the 128-bit format: the whole digest in hex."""
     return hmac.new(_key(policy.purposes[purpose].key_id), subject.encode(), hashlib.sha256).hexdigest()
 
 
@@ -95,11 +102,19 @@ def derived(spark, generated_lake, keys_env, tmp_path_factory):
     shutil.copy(source, state["residue"])
     state["residue_target"] = str(source.relative_to(lake.root)).replace(source.name, "part-99999-restored.snappy.parquet")
 
+    # A row as wasure wrote it before the 128-bit format (64 hex), still in a copy: it goes too.
+    state["legacy"] = _legacy_pseudonym(policy, "service", gdpr)
+    (read_current(spark, lake.pseudonymized("service", "accounts"))
+     .where(F.col("account_id") == _pseudonym(policy, "service", gdpr)).withColumn("account_id", F.lit(state["legacy"]))
+     .write.format("delta").mode("append").save(lake.pseudonymized("service", "accounts")))
+    assert _parquet_hits(lake.root / "pseudonymized", {state["legacy"]})[state["legacy"]]
+
     requests = [erasure.RequestInput("gdpr-derived", [gdpr], "gdpr", dt.datetime(2026, 11, 21)),
                 erasure.RequestInput("closure-derived", [closure], "account_closure", dt.datetime(2026, 11, 21))]
     state["report"] = erasure.run(spark, policy, lake, requests, as_of=AS_OF)
     state["receipts"] = {rc["request_id"]: rc for rc in state["report"].receipts}
-    state["after"] = _parquet_hits(lake.root, {_pseudonym(policy, p, s) for p in policy.purposes for s in chosen})
+    state["after"] = _parquet_hits(lake.root, {_pseudonym(policy, p, s) for p in policy.purposes for s in chosen}
+                                   | {state["legacy"]})
     return state
 
 
@@ -114,6 +129,10 @@ def test_gdpr_erasure_leaves_no_pseudonym_in_any_file(derived):
     policy = derived["policy"]
     for purpose in policy.purposes:
         assert derived["after"][_pseudonym(policy, purpose, derived["gdpr"])] == set(), purpose
+
+
+def test_a_legacy_hex_pseudonym_of_the_subject_is_erased_too(derived):
+    assert derived["after"][derived["legacy"]] == set()
 
 
 def test_closure_keeps_only_its_retained_pseudonymized_rows(derived):

@@ -7,6 +7,7 @@ the rows the SQL metric fetched), so "no value in the result" is checked at its 
 from __future__ import annotations
 
 import ast
+import base64
 import hashlib
 import hmac
 import itertools
@@ -15,6 +16,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+
+from anonymizers.pseudonym import pseudonym_of
 
 PLANTED = "taro@example.jp"  # a personal value that must never appear in any message or result
 PLANTED_NAME = "山田太郎"
@@ -189,6 +192,9 @@ def test_pseudonyms_not_unkeyed_hashes(spark, gx_validate, source_distinct):
             (hashlib.md5(b"hanako@example.jp").hexdigest().upper(), "k2"),  # raw, md5, upper-case hex
             ("k3", hashlib.sha1(b"A000000001").hexdigest()),  # linking code, sha1
             ("k4", "k5"),
+            # the 128-bit base64url form of wasure's own pseudonyms, but unkeyed: sha256, and md5 whole
+            (base64.urlsafe_b64encode(hashlib.sha256(b"hanako@example.jp").digest()[:16]).rstrip(b"=").decode(), "k6"),
+            ("k7", base64.urlsafe_b64encode(hashlib.md5(b"A000000002").digest()).rstrip(b"=").decode()),
         ],
         "email_pseudonym string, account_pseudonym string",
     )
@@ -197,14 +203,15 @@ def test_pseudonyms_not_unkeyed_hashes(spark, gx_validate, source_distinct):
         evr,
         "ExpectPseudonymsNotUnkeyedHashes",
         "2 pseudonym columns hold unkeyed hashes of source identifiers",
-        "email_pseudonym (2 rows)",
-        "account_pseudonym (1 row)",
+        "email_pseudonym (3 rows)",
+        "account_pseudonym (2 rows)",
     )
     assert hashlib.sha256(PLANTED.encode()).hexdigest() not in _text(evr) + message
     key = b"purpose-key-svc-2026-11"
     good = spark.createDataFrame(
         [
             (hmac.new(key, PLANTED.encode(), hashlib.sha256).hexdigest(), hmac.new(key, b"A000000001", hashlib.sha256).hexdigest()),
+            (pseudonym_of(key * 2, PLANTED), pseudonym_of(key * 2, "A000000002")),     # keyed, 128-bit base64url
         ],
         "email_pseudonym string, account_pseudonym string",
     )

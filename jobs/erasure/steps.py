@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import functions as F
 
-from anonymizers.pseudonym import pseudonym_of
+from anonymizers.pseudonym import pseudonym_forms
 from jobs.backup import add_to_ledger, expires_on, subject_hash, subjects_in_backups, unexpired_backups
 from jobs.console import CheckFailed
 from jobs.erasure.holds import HoldBook
@@ -86,7 +86,7 @@ class Batch:
                 held += [f"pseudonymized/{purpose}/{RETAINED}/{n}" for n in held_tables if n in keeps]
                 allowed = sorted(kept_root + held)
                 for key in self._purpose_keys(purpose):
-                    out.append((pseudonym_of(key, s), EXCLUDE_SEPARATOR.join(allowed) if allowed else None))
+                    out += [(p, EXCLUDE_SEPARATOR.join(allowed) if allowed else None) for p in pseudonym_forms(key, s)]
         return sorted(set(out), key=lambda p: (p[0], p[1] or ""))
 
     def _advance(self, state: str, requests: list[Request], details: dict[str, dict] | None = None) -> None:
@@ -234,7 +234,8 @@ class Batch:
             for r in requests:
                 if copy.retained and r.source in KEEPS_PSEUDONYMIZED:
                     continue                      # S5: what the closure keeps
-                mine = {pseudonym_of(key, s) for s in r.subjects if self.holds.hold_for(s, copy.table) is None for key in keys}
+                mine = {p for s in r.subjects if self.holds.hold_for(s, copy.table) is None
+                        for key in keys for p in pseudonym_forms(key, s)}
                 if mine:
                     targets |= mine
                     ids.append(r.request_id)

@@ -1,6 +1,7 @@
 package wasure.udf;
 
 import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
 import java.util.Base64;
 import java.util.Locale;
 
@@ -14,11 +15,12 @@ import org.apache.spark.sql.api.java.UDF1;
  *
  * <p>Same output, byte for byte: with {@code normalize}, the value is normalized like Python's
  * {@code normalize_value} (NFKC, Python's {@code str.strip()}, lower case if the whole value is an
- * e-mail address), encoded as UTF-8 and hashed with the key; hex (lower case) or unpadded
- * base64url. Normalization is done here for ASCII values only, where NFKC changes nothing: for
- * other text Java's and Python's Unicode versions differ (characters added in one are unassigned
- * in the other, and NFKC maps them differently), so a non-ASCII value returns null and the caller
- * hashes it with the Python twin. Without {@code normalize} every value is hashed here.
+ * e-mail address), encoded as UTF-8 and hashed with the key; written as the unpadded base64url
+ * of the digest's first 16 bytes ({@code base64url128}, the pseudonym format), of the whole digest
+ * ({@code base64url}), or as hex (lower case). Normalization is done here for ASCII values only,
+ * where NFKC changes nothing: for other text Java's and Python's Unicode versions differ
+ * (characters added in one are unassigned in the other, and NFKC maps them differently), so a
+ * non-ASCII value returns null and the caller hashes it with the Python twin. Without {@code normalize} every value is hashed here.
  *
  * <p>The key lives in this object only. Spark prints a registered UDF by its name, never its
  * fields, so the key does not reach a plan; {@link #toString()} withholds it too.
@@ -29,19 +31,19 @@ public final class KeyedPseudonym implements UDF1<String, String> {
 
     private final byte[] key;
     private final boolean normalize;
-    private final boolean hex;
+    private final String encoding;
     private transient Mac mac;
 
     public KeyedPseudonym(byte[] key, boolean normalize, String encoding) {
         if (key == null || key.length < 32) {
             throw new IllegalArgumentException("key must be at least 32 bytes");
         }
-        if (!"hex".equals(encoding) && !"base64url".equals(encoding)) {
-            throw new IllegalArgumentException("encoding must be hex or base64url");
+        if (!"base64url128".equals(encoding) && !"hex".equals(encoding) && !"base64url".equals(encoding)) {
+            throw new IllegalArgumentException("encoding must be base64url128, hex or base64url");
         }
         this.key = key.clone();
         this.normalize = normalize;
-        this.hex = "hex".equals(encoding);
+        this.encoding = encoding;
     }
 
     @Override
@@ -61,7 +63,10 @@ public final class KeyedPseudonym implements UDF1<String, String> {
             }
             digest = mac.doFinal(text.getBytes(StandardCharsets.UTF_8));
         }
-        if (!hex) {
+        if ("base64url128".equals(encoding)) {
+            return Base64.getUrlEncoder().withoutPadding().encodeToString(Arrays.copyOf(digest, 16));
+        }
+        if ("base64url".equals(encoding)) {
             return Base64.getUrlEncoder().withoutPadding().encodeToString(digest);
         }
         char[] out = new char[digest.length * 2];
