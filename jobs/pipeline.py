@@ -222,20 +222,23 @@ def anonymize(policy: str | None, lake: str | None, run_date_: Any = None, relea
 
 def statistics(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
     """k-anonymous statistics tables (``jobs.statistics.run``: cube, suppression, its own GE gate,
-    promotion), without differential privacy. Not recomputed when its inputs did not change since
-    the last successful run (so a re-run of a day does no double work)."""
+    promotion). Differentially private statistics are not released nightly: each release spends a
+    finite budget, so they are released on purpose (``wasure statistics --name``). Not recomputed
+    when its inputs did not change since the last successful run (so a re-run of a day does no double work)."""
     module = _optional("statistics", "statistics")
     pol, lk = load(policy, lake)
     day = run_date(run_date_)
-    if not pol.statistics:
-        return {"step": "statistics", "as_of": day.isoformat(), "statistics": [], "note": "the policy defines no statistics"}
+    names = [name for name, stat in pol.statistics.items() if stat.dp is None]
+    if not names:
+        return {"step": "statistics", "as_of": day.isoformat(), "statistics": [],
+                "note": "the policy defines no statistics" if not pol.statistics else "the policy defines no k-anonymous statistics"}
     spark = _spark("statistics")
     fingerprint = _fingerprint(spark, pol, lk, day)
-    outputs = [lk.root / "statistics" / name for name in pol.statistics]
+    outputs = [lk.root / "statistics" / name for name in names]
     if _already_done(lk, "statistics", "all", fingerprint) and all(p.is_dir() for p in outputs):
         return {"step": "statistics", "as_of": day.isoformat(), "status": "unchanged",
-                "statistics": [{"statistic": name, "status": "unchanged"} for name in pol.statistics]}
-    result = module.run(spark, pol, lk, as_of=day)
+                "statistics": [{"statistic": name, "status": "unchanged"} for name in names]}
+    result = module.run(spark, pol, lk, names, as_of=day)
     _record_done(lk, "statistics", "all", fingerprint)
     keys = ("statistic", "region", "status", "cells", "published", "primary", "complementary", "path")
     return {"step": "statistics", "as_of": day.isoformat(), "status": "published", "run_id": result.get("run_id"),

@@ -176,11 +176,64 @@ class Release(Strict):
     purpose: str | None = None
 
 
+# Differential privacy of a statistic (docs/statistics.md): sane ranges, as above.
+DP_EPSILON_MAX = 10.0              # epsilon of one release
+DP_RHO_MAX = 10.0                  # rho of one release (zCDP)
+DP_DELTA_MAX = 1e-3                # the delta a zCDP release's (epsilon, delta) is reported at
+DP_BUDGET_MAX = 100.0              # total epsilon or rho per statistic and region
+DP_ROWS_MAX = 10000                # rows one subject may contribute
+DP_BOUND_MAX = 10 ** 9             # |clip bound| of a measure: integer sums stay far from 2^63
+
+
+def _dp_bounds(value: Any) -> Any:
+    """``[low, high]``: two integers (DP sums are sums of integers), low <= high, within DP_BOUND_MAX."""
+    def integer(item: Any) -> bool:
+        return isinstance(item, int) and not isinstance(item, bool) and abs(item) <= DP_BOUND_MAX
+
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(integer(v) for v in value):
+        raise ValueError(f"clip bounds are a list of two integers, low and high, within +-{DP_BOUND_MAX} (e.g. 0, 50000000)")
+    if value[0] > value[1]:
+        raise ValueError(f"low ({value[0]}) must not be above high ({value[1]})")
+    return value
+
+
+DPBounds = Annotated[tuple[int, int], BeforeValidator(_dp_bounds)]
+MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
+
+class MonthRange(Strict):
+    from_: str = Field(alias="from", pattern=MONTH)
+    to: str = Field(pattern=MONTH)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DPDomain(Strict):
+    """The public values of one dimension, never taken from the data: exactly one of ``values``,
+    ``hierarchy`` (a tree's leaves, or an age_band's bands), ``months`` or ``last_months``."""
+    values: list[str] | None = Field(default=None, min_length=1)
+    hierarchy: str | None = None
+    months: MonthRange | None = None
+    last_months: int | None = Field(default=None, ge=1, le=1200)   # up to the release's as-of month
+
+
+class DifferentialPrivacy(Strict):
+    mechanism: Literal["laplace", "gaussian"] = "laplace"
+    epsilon: float | None = Field(default=None, gt=0, le=DP_EPSILON_MAX)   # laplace, per release
+    rho: float | None = Field(default=None, gt=0, le=DP_RHO_MAX)           # gaussian, per release
+    delta: float | None = Field(default=None, gt=0, le=DP_DELTA_MAX)       # gaussian
+    budget: float = Field(gt=0, le=DP_BUDGET_MAX)        # epsilon (laplace) or rho (gaussian), all releases
+    max_rows_per_subject: int = Field(ge=1, le=DP_ROWS_MAX)
+    bounds: dict[str, DPBounds] = Field(default_factory=dict)   # every measure
+    domains: dict[str, DPDomain]                                # every dimension
+
+
 class Statistic(Strict):
     table: str
     dimensions: list[str] = Field(min_length=1)
     measures: list[str] = Field(default_factory=list)
-    k: int = Field(ge=2, le=K_MAX)
+    k: int | None = Field(default=None, ge=2, le=K_MAX)    # k-anonymous statistics (no dp)
+    dp: DifferentialPrivacy | None = None                  # differentially private instead
 
 
 class Subject(Strict):
@@ -320,6 +373,7 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
             elif retention.release is not None:
                 problems.append((f"{base}.retention.release", "only action anonymize takes a release"))
     problems += _closure_order_problems(policy)
+    problems += _statistic_dp_problems(policy)
     for name, hierarchy in policy.hierarchies.items():
         base = f"hierarchies.{name}"
         if hierarchy.type == "tree" and not hierarchy.file:
@@ -382,6 +436,67 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
                 if entry.l is not None and not entry.sensitive:
                     problems.append((f"{base}.l", "l-diversity needs at least one sensitive column"))
     return problems
+
+
+def _statistic_dp_problems(policy: Policy) -> list[tuple[str, str]]:
+    """A statistic is k-anonymous (k) or differentially private (dp), and a dp block names its
+    privacy parameters, a clip bound for every measure and a public domain for every dimension."""
+    problems: list[tuple[str, str]] = []
+    for name, stat in policy.statistics.items():
+        base, dp = f"statistics.{name}", stat.dp
+        if dp is None:
+            if stat.k is None:
+                problems.append((f"{base}.k", "a statistic without dp needs k (k-anonymous cells, suppression below k)"))
+            continue
+        base = f"{base}.dp"
+        if stat.k is not None:
+            problems.append((f"statistics.{name}.k", "k applies to k-anonymous statistics; a dp statistic is not "
+                                                     "suppressed (its noise replaces suppression): remove k"))
+        amount, other = ("epsilon", "rho") if dp.mechanism == "laplace" else ("rho", "epsilon")
+        if getattr(dp, amount) is None:
+            problems.append((f"{base}.{amount}", f"the {dp.mechanism} mechanism needs {amount} (per release)"))
+        elif getattr(dp, amount) > dp.budget:
+            problems.append((f"{base}.budget", f"the budget ({dp.budget:g} {amount}) is below one release ({getattr(dp, amount):g})"))
+        if getattr(dp, other) is not None:
+            problems.append((f"{base}.{other}", f"the {dp.mechanism} mechanism is accounted in {amount}, not {other}"))
+        if dp.mechanism == "gaussian" and dp.delta is None:
+            problems.append((f"{base}.delta", "the gaussian mechanism needs delta (its rho is also reported as (epsilon, delta))"))
+        if dp.mechanism == "laplace" and dp.delta is not None:
+            problems.append((f"{base}.delta", "the laplace mechanism is pure epsilon-DP: no delta"))
+        for measure in stat.measures:
+            if measure not in dp.bounds:
+                problems.append((f"{base}.bounds", f"measure {measure!r} needs public clip bounds [low, high]"))
+        problems += [(f"{base}.bounds.{m}", "not a measure of the statistic") for m in dp.bounds if m not in stat.measures]
+        for column in stat.dimensions:
+            if column not in dp.domains:
+                problems.append((f"{base}.domains", f"dimension {column!r} needs a public domain (never taken from the data)"))
+        for column, domain in dp.domains.items():
+            problems += _dp_domain_problems(policy, f"{base}.domains.{column}", column, domain, stat.dimensions)
+    return problems
+
+
+def _dp_domain_problems(policy: Policy, where: str, column: str, domain: DPDomain, dimensions: list[str]) -> list[tuple[str, str]]:
+    if column not in dimensions:
+        return [(where, "not a dimension of the statistic")]
+    given = [key for key in ("values", "hierarchy", "months", "last_months") if getattr(domain, key) is not None]
+    if len(given) != 1:
+        return [(where, "exactly one of values, hierarchy, months, last_months")]
+    if domain.values is not None and (len(set(domain.values)) != len(domain.values) or "(all)" in domain.values):
+        return [(f"{where}.values", "distinct labels, without '(all)' (the label of totals)")]
+    if domain.months is not None and domain.months.from_ > domain.months.to:
+        return [(f"{where}.months", "from must not be after to")]
+    if domain.hierarchy is None:
+        return []
+    hierarchy = policy.hierarchies.get(domain.hierarchy)
+    if hierarchy is None:
+        return [(f"{where}.hierarchy", f"unknown hierarchy {domain.hierarchy!r}")]
+    if hierarchy.type not in ("tree", "age_band"):
+        return [(f"{where}.hierarchy", f"a domain comes from a tree (its leaves) or an age_band hierarchy, not {hierarchy.type}")]
+    if hierarchy.type == "age_band" and column != policy.subject.birth_date_column:
+        return [(f"{where}.hierarchy", "age bands are the domain of the subject's birth date column only")]
+    if hierarchy.type == "age_band" and hierarchy.top is None:
+        return [(f"{where}.hierarchy", f"age_band hierarchy {domain.hierarchy!r} needs a top: without one the ages are unbounded")]
+    return []
 
 
 def _closure_order_problems(policy: Policy) -> list[tuple[str, str]]:

@@ -1,66 +1,51 @@
-"""k-anonymous statistics (`wasure statistics`): REQUIREMENTS S7, per region (S15).
+"""Statistics (`wasure statistics`): REQUIREMENTS S7, per region (S15); docs/statistics.md.
 
 For every ``statistics.<name>`` of the policy and every region, publishes one Delta table
+``<lake>/statistics/<name>/region=<R>`` holding the whole cube of the statistic: the cells (every
+dimension concrete) and every marginal total down to the grand total (a dimension summed over holds
+``(all)``; ``margin_over`` lists those dimensions), with ``count``, ``sum_<m>``, ``mean_<m>`` and
+``suppressed``. A statistic is one of two kinds, chosen in the policy:
 
-    <lake>/statistics/<name>/region=<R>
+* k-anonymous (``k``): true values; cells and totals of fewer than k subjects suppressed, then
+  complementary suppression until no equation of the table has exactly one unknown
+  (anonymizers/cube.py). The gate checks both with a differencing attack.
+* differentially private (``dp:``): the public key set of the policy's domains, OpenDP's discrete
+  noise on every count and sum, no suppression (anonymizers/dp.py). Each release is charged to the
+  ledger ``<lake>/state/dp_budget`` before any noise is drawn; a release past the policy's budget is
+  refused (InputError, exit 2, nothing written).
 
-holding the whole cube of the statistic: the cells (every dimension concrete) and every marginal
-total down to the grand total (a dimension summed over holds ``(all)``; ``margin_over`` lists those
-dimensions). Totals are computed from all rows, so they are true (or, with differential privacy,
-noised from the true value). Each row has ``count`` (source rows), ``sum_<m>`` and ``mean_<m>``
-per measure, and ``suppressed``.
-
-Method (docs/statistics.md):
-
-1. Source rows of ONE region (partition pruned on the region column) are joined, inside that
-   region, with the subject table for dimensions that live there; restricted subjects and subjects
-   who withdrew consent for a consent-based purpose of the source table are left out (S11).
-2. Dimensions are generalized: the subject's birth date -> 5-year age band (policy hierarchy of
-   type ``age_band``, top-coded), dates / timestamps -> year-month, other columns as they are.
-3. Primary suppression: a cell (or total) of fewer than k distinct *subjects* is suppressed (a
-   cell of 15 rows of one person is not k-anonymous).
-4. Complementary suppression: every total and the cells it adds up form an equation; an equation
-   with exactly one suppressed member gives that member away by subtraction. Until no equation
-   has exactly one, the smallest published child of each such equation (the total itself only if
-   no child is left) is suppressed too. Spark joins / windows only; the driver sees one count per
-   iteration.
-5. Optional differential privacy (Laplace or Gaussian, noise drawn in Spark from ``rand(seed)``
-   with an unstored seed) on counts and sums of published cells; each release is charged to an
-   epsilon ledger (``<lake>/state/dp_budget``) per statistic and region *before* any noise is drawn;
-   a release that would exceed the budget is refused (InputError, exit 2, nothing written).
-6. Gate: staged output is validated by Great Expectations (region, no forbidden column, every
-   published cell of >= k true subjects, nothing left in suppressed cells, a differencing attack
-   that tries every equation of the published table) and promoted; on failure quarantined (exit 1).
+Source rows of ONE region (partition pruned) are joined, inside that region, with the subject table
+for dimensions that live there; restricted subjects and subjects who withdrew consent for a
+consent-based purpose of the source table are left out (S11). Dimensions are generalized: the
+subject's birth date -> age band, dates -> year-month, other columns as they are. Staged output is
+validated by Great Expectations and promoted, or quarantined on failure (exit 1).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import secrets
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from anonymizers import dp
+from anonymizers.cube import (ALL, MISSING, Suppression, build_cube, differencing_attack,  # noqa: F401 (re-exported)
+                              gate_audit, published_table, suppress)
+from anonymizers.registry import OperatorError
 from jobs.console import CheckFailed, InputError, entry_point
 from jobs.lake import Lake, check_lake, is_delta, read_current, with_registers, write_new_table
 from jobs.lease import with_lease
-from jobs.policy import ColumnClass, Policy
+from jobs.policy import ColumnClass, Policy, Statistic
 from jobs.subjects import Registers
 
-ALL = "(all)"            # value of a dimension a marginal total sums over
-MISSING = "(missing)"    # a null source value (or a subject without an account row in the region)
 MAX_DIMENSIONS = 8       # the cube has 2^n groupings
-DEFAULT_BUDGET = 1.0     # total epsilon per statistic and region, unless --budget (tightening only)
-DEFAULT_DELTA_BUDGET = 1e-5
-DEFAULT_MAX_ROWS = 20    # rows one subject may contribute to a DP release (contribution bound)
-MECHANISMS = ("laplace", "gaussian")
 DIMENSION_CLASSES = (ColumnClass.quasi_identifier, ColumnClass.other)
 MEASURE_CLASSES = (ColumnClass.other, ColumnClass.sensitive)
 FORBIDDEN_CLASSES = ("identifying", "individual_code", "property_damage", "linking_code", "free_text")
@@ -71,9 +56,9 @@ LEDGER_SCHEMA = T.StructType([
     T.StructField("statistic", T.StringType()), T.StructField("region", T.StringType()),
     T.StructField("release_id", T.StringType()), T.StructField("charged_at", T.TimestampType()),
     T.StructField("mechanism", T.StringType()), T.StructField("epsilon", T.DoubleType()),
-    T.StructField("delta", T.DoubleType()), T.StructField("budget", T.DoubleType()),
-    T.StructField("delta_budget", T.DoubleType()), T.StructField("parameters", T.StringType()),
-    T.StructField("policy_sha256", T.StringType()),
+    T.StructField("delta", T.DoubleType()), T.StructField("rho", T.DoubleType()),
+    T.StructField("budget", T.DoubleType()), T.StructField("budget_unit", T.StringType()),
+    T.StructField("parameters", T.StringType()), T.StructField("policy_sha256", T.StringType()),
 ])
 AUDIT_SCHEMA = T.StructType([
     T.StructField("run_id", T.StringType()), T.StructField("statistic", T.StringType()),
@@ -100,11 +85,13 @@ class Dimension:
 class StatPlan:
     name: str
     table: str
-    k: int
+    k: int | None
     dimensions: tuple[Dimension, ...]
     measures: tuple[tuple[str, str], ...]     # (column, "source" | "subject")
     age_width: int = 5
     age_top: int | None = 90
+    dp: dp.DPSpec | None = None               # a differentially private statistic
+    domains: tuple[tuple[str, ...], ...] = ()  # dp: the public labels of each dimension
 
     @property
     def dims(self) -> list[str]:
@@ -124,41 +111,7 @@ class StatPlan:
         return self.additive + [f"mean_{m}" for m in self.measure_names]
 
 
-@dataclass(frozen=True)
-class DPOptions:
-    epsilon: float
-    mechanism: str = "laplace"
-    delta: float = 0.0
-    budget: float | None = None
-    delta_budget: float | None = None
-    max_rows_per_subject: int = DEFAULT_MAX_ROWS
-    bounds: dict = field(default_factory=dict)     # measure -> (low, high)
-
-    def queries(self, plan: StatPlan) -> int:
-        return 1 + len(plan.measures)           # the count vector and one sum vector per measure
-
-    def scales(self, plan: StatPlan) -> dict[str, float]:
-        """Noise scale per additive column: Laplace b, or Gaussian sigma.
-
-        Unit of privacy: one subject, who contributes at most L rows (the contribution bound) to each
-        of the 2^n groupings, measures clipped to [low, high]. The epsilon (and delta) of the release
-        is split evenly over the count and the sums (sequential composition).
-        """
-        groupings = 2 ** len(plan.dimensions)
-        eps_q = self.epsilon / self.queries(plan)
-        L = self.max_rows_per_subject
-        magnitude = {"count": 1.0}
-        for m in plan.measure_names:
-            low, high = self.bounds[m]
-            magnitude[f"sum_{m}"] = max(abs(low), abs(high))
-        if self.mechanism == "laplace":
-            return {c: groupings * L * mag / eps_q for c, mag in magnitude.items()}
-        delta_q = self.delta / self.queries(plan)
-        factor = math.sqrt(2 * math.log(1.25 / delta_q)) / eps_q
-        return {c: math.sqrt(groupings) * L * mag * factor for c, mag in magnitude.items()}
-
-
-def plan_statistic(spark: SparkSession, policy: Policy, lake: Lake, name: str) -> StatPlan:
+def plan_statistic(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.date | None = None) -> StatPlan:
     """Check a statistic against the policy and the lake's schemas; bad input raises InputError."""
     stat = policy.statistics[name]
     source = policy.tables[stat.table]
@@ -171,9 +124,6 @@ def plan_statistic(spark: SparkSession, policy: Policy, lake: Lake, name: str) -
         side = "source" if column in source.columns else "subject"
         return side, (source if side == "source" else subject).column(column)
 
-    # The age hierarchy: the one named "age" if it is an age band, else the first age band.
-    bands = sorted(policy.hierarchies.items(), key=lambda item: item[0] != "age")
-    hierarchy = next((h for _, h in bands if h.type == "age_band"), None)
     if len(stat.dimensions) > MAX_DIMENSIONS:
         raise InputError(f"statistics.{name}: at most {MAX_DIMENSIONS} dimensions (the cube has 2^n groupings)")
     dims: list[Dimension] = []
@@ -205,57 +155,75 @@ def plan_statistic(spark: SparkSession, policy: Policy, lake: Lake, name: str) -
     clash = sorted({o for o in outputs if outputs.count(o) > 1 or o in reserved or "," in o})
     if clash:
         raise InputError(f"statistics.{name}: dimension output name(s) {', '.join(clash)} clash with another column")
-    return StatPlan(name=name, table=stat.table, k=stat.k, dimensions=tuple(dims), measures=tuple(measures),
-                    age_width=(hierarchy.width if hierarchy and hierarchy.width else 5),
-                    age_top=(hierarchy.top if hierarchy else 90))
+    width, top = _age_hierarchy(policy, stat)
+    plan = StatPlan(name=name, table=stat.table, k=stat.k, dimensions=tuple(dims), measures=tuple(measures),
+                    age_width=width, age_top=top)
+    return plan if stat.dp is None else _with_dp(policy, stat, plan, as_of or dt.datetime.now(dt.timezone.utc).date())
 
 
-def dp_options(epsilon: float | None, mechanism: str = "laplace", delta: float | None = None,
-               budget: float | None = None, delta_budget: float | None = None,
-               max_rows_per_subject: int | None = None, bounds: dict | None = None) -> DPOptions | None:
-    """Validated DP options (None when epsilon is None: no noise). Bad values raise InputError."""
-    if epsilon is None:
-        return None
-    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
-        raise InputError("--epsilon must be a positive number")
-    if mechanism not in MECHANISMS:
-        raise InputError(f"--mechanism must be one of {', '.join(MECHANISMS)}")
-    if budget is not None and not (math.isfinite(budget) and budget > 0):
-        raise InputError("--budget must be a positive number")
-    if mechanism == "gaussian":
-        if delta is None or not (0 < delta < 1):
-            raise InputError("the gaussian mechanism needs --delta in (0, 1)")
-    elif delta not in (None, 0, 0.0):
-        raise InputError("--delta applies to the gaussian mechanism only")
-    rows = DEFAULT_MAX_ROWS if max_rows_per_subject is None else max_rows_per_subject
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-        raise InputError("--max-rows-per-subject must be a positive integer")
-    clean = {}
-    for measure, pair in (bounds or {}).items():
+def _age_hierarchy(policy: Policy, stat: Statistic) -> tuple[int, int | None]:
+    """The age bands: those of a dp domain's age_band hierarchy, else the hierarchy named "age" if it
+    is an age band, else the first age band (5 years, 90+ without one)."""
+    named = stat.dp.domains.get(policy.subject.birth_date_column) if stat.dp and policy.subject.birth_date_column else None
+    bands = sorted(policy.hierarchies.items(), key=lambda item: item[0] != "age")
+    hierarchy = (policy.hierarchies[named.hierarchy] if named is not None and named.hierarchy is not None
+                 else next((h for _, h in bands if h.type == "age_band"), None))
+    return (hierarchy.width if hierarchy and hierarchy.width else 5), (hierarchy.top if hierarchy else 90)
+
+
+def _with_dp(policy: Policy, stat: Statistic, plan: StatPlan, as_of: dt.date) -> StatPlan:
+    """The plan with its DP spec and the public domain of every dimension (from the policy only)."""
+    config = stat.dp
+    domains = tuple(tuple(public_domain(policy, plan, dim, config.domains[dim.source], as_of)) for dim in plan.dimensions)
+    try:
+        dp.check_domains([list(d) for d in domains])
+    except OperatorError as exc:
+        raise InputError(f"statistics.{plan.name}.dp.domains: {exc}") from None
+    spec = dp.DPSpec(mechanism=config.mechanism, epsilon=config.epsilon, rho=config.rho, delta=config.delta,
+                     budget=config.budget, max_rows_per_subject=config.max_rows_per_subject,
+                     bounds={m: tuple(config.bounds[m]) for m in plan.measure_names})
+    return replace(plan, dp=spec, domains=domains)
+
+
+def public_domain(policy: Policy, plan: StatPlan, dim: Dimension, domain, as_of: dt.date) -> list[str]:
+    """The labels ``dim`` is published with: listed, a tree's leaves, age bands, or months."""
+    where = f"statistics.{plan.name}.dp.domains.{dim.source}"
+    monthly = domain.months is not None or domain.last_months is not None
+    if monthly != (dim.kind == "month") and domain.values is None:
+        raise InputError(f"{where}: {dim.source!r} is published as {dim.output!r} ({dim.kind}); "
+                         + ("its domain is months or last_months" if dim.kind == "month" else "months are the domain of a date column"))
+    if domain.values is not None:
+        return list(domain.values)
+    if domain.months is not None:
+        return dp.month_labels(domain.months.from_, domain.months.to)
+    if domain.last_months is not None:
+        return dp.last_months(as_of, domain.last_months)
+    hierarchy = policy.hierarchies[domain.hierarchy]
+    if hierarchy.type == "age_band":
+        return dp.age_band_labels(plan.age_width, plan.age_top)
+    if dim.kind != "value":
+        raise InputError(f"{where}: a tree's leaves cannot label {dim.source!r}, published as {dim.kind}")
+    from jobs.anonymize import _tree_hierarchy       # the file next to the policy, errors as InputError
+
+    return list(_tree_hierarchy(policy, domain.hierarchy, dim.output).leaves)
+
+
+def _apply_options(plans: dict[str, StatPlan], epsilon: float | None, rho: float | None,
+                   budget: float | None) -> dict[str, StatPlan]:
+    """--epsilon applies to laplace statistics, --rho to gaussian ones, --budget to every dp one;
+    an option that matches no selected statistic is bad input (DP is chosen in the policy)."""
+    for option, value, fits in (("epsilon", epsilon, lambda p: p.dp.unit == "epsilon"),
+                                ("rho", rho, lambda p: p.dp.unit == "rho"), ("budget", budget, lambda p: True)):
+        if value is not None and not any(p.dp is not None and fits(p) for p in plans.values()):
+            raise InputError(f"--{option}: none of the selected statistics is differentially private "
+                             f"{'' if option == 'budget' else 'with ' + option + ' '}(DP is chosen per statistic in the policy: dp)")
+    tight = {}
+    for name, plan in plans.items():
         try:
-            low, high = float(pair[0]), float(pair[1])
-        except (TypeError, ValueError, IndexError):
-            raise InputError(f"--bound {measure}: expected LOW:HIGH numbers") from None
-        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-            raise InputError(f"--bound {measure}: LOW must be <= HIGH, both finite")
-        clean[measure] = (low, high)
-    return DPOptions(epsilon=float(epsilon), mechanism=mechanism, delta=float(delta or 0.0), budget=budget,
-                     delta_budget=delta_budget, max_rows_per_subject=rows, bounds=clean)
-
-
-def parse_bounds(values: list[str] | None) -> dict:
-    """`measure=LOW:HIGH` strings (CLI) -> {measure: (low, high)}."""
-    bounds = {}
-    for value in values or []:
-        name, _, rest = value.partition("=")
-        low, sep, high = rest.partition(":")
-        if not name or not sep:
-            raise InputError(f"--bound must look like measure=LOW:HIGH, got {value!r}")
-        try:
-            bounds[name.strip()] = (float(low), float(high))
-        except ValueError:
-            raise InputError(f"--bound {name}: LOW and HIGH must be numbers") from None
-    return bounds
+            tight[name] = replace(plan, dp=plan.dp.tightened(epsilon, rho, budget)) if plan.dp is not None else plan
+        except OperatorError as exc:
+            raise InputError(f"statistics.{name}.dp: {exc}") from None
+    return tight
 
 
 # ------------------------------------------------------------------ source rows of one region
@@ -318,221 +286,9 @@ def generalize(rows: DataFrame, plan: StatPlan, as_of: dt.date) -> DataFrame:
                        *plan.measure_names)
 
 
-def bound_contributions(rows: DataFrame, plan: StatPlan, dp: DPOptions, seed: int) -> DataFrame:
-    """DP only: at most L random rows per subject, measures clipped to their public bounds."""
-    pick = Window.partitionBy("_subject").orderBy(F.rand(seed))
-    rows = rows.withColumn("_n", F.row_number().over(pick)).where(F.col("_n") <= dp.max_rows_per_subject).drop("_n")
-    for m in plan.measure_names:
-        low, high = dp.bounds[m]
-        rows = rows.withColumn(m, F.least(F.greatest(F.col(m).cast("double"), F.lit(low)), F.lit(high)))
-    return rows
-
-
-# ------------------------------------------------------------------ cube and suppression
-
-def _bit(gid: Column, i: int) -> Column:
-    return F.shiftright(gid, i).bitwiseAND(F.lit(1)) == 1
-
-
-def margin_over(gid: Column, dims: list[str]) -> Column:
-    return F.concat_ws(",", *[F.when(_bit(gid, i), F.lit(d)) for i, d in enumerate(dims)])
-
-
-def gid_of(margin: Column, dims: list[str]) -> Column:
-    parts = F.split(margin, ",")
-    return sum((F.array_contains(parts, F.lit(d)).cast("int") * (1 << i) for i, d in enumerate(dims)), F.lit(0))
-
-
-def build_cube(rows: DataFrame, dims: list[str], measures: list[str]) -> DataFrame:
-    """Every grouping of the dimensions (cells and all marginal totals), true values, materialized.
-
-    Columns: ``cell_id``, ``_gid`` (bit i set = summed over dims[i]), dims (``(all)`` where summed
-    over), ``margin_over``, ``count``, ``subjects`` (distinct), ``sum_<m>``, ``avg_<m>``.
-    """
-    aggs = [F.count(F.lit(1)).alias("count"), F.countDistinct("_subject").alias("subjects")]
-    for m in measures:
-        aggs += [F.sum(F.col(m).cast("double")).alias(f"sum_{m}"), F.avg(F.col(m).cast("double")).alias(f"avg_{m}")]
-    gid = sum((F.grouping(d).cast("int") * (1 << i) for i, d in enumerate(dims)), F.lit(0))
-    cube = rows.cube(*dims).agg(*aggs, gid.alias("_gid"))
-    # Materialized together with the ids: they are drawn once and stay fixed afterwards.
-    return cube.select(*[F.coalesce(F.col(d), F.lit(ALL)).alias(d) for d in dims], "_gid",
-                       margin_over(F.col("_gid"), dims).alias("margin_over"),
-                       *[c for c in cube.columns if c not in dims and c != "_gid"],
-                       F.monotonically_increasing_id().alias("cell_id")).localCheckpoint(eager=True)
-
-
-def memberships(cube: DataFrame, dims: list[str]) -> DataFrame:
-    """Every cell's place in the cube's equations: one row per (cell, dimension).
-
-    The equation of (dimension i, total T) is T = sum of the cells that equal T except for a concrete
-    value of dims[i]. Its key ``eq`` is (i, T's grouping, T's labels): the same key whether the cell
-    is T (``is_parent``) or one of its children.
-    """
-    entries = []
-    for i in range(len(dims)):
-        labels = [F.lit(ALL) if j == i else F.col(d) for j, d in enumerate(dims)]
-        eq = F.struct(F.lit(i).alias("dim"), F.col("_gid").bitwiseOR(F.lit(1 << i)).alias("gid"),
-                      *[label.alias(f"v{j}") for j, label in enumerate(labels)])
-        entries.append(F.struct(eq.alias("eq"), _bit(F.col("_gid"), i).alias("is_parent")))
-    return (cube.select("cell_id", "count", "subjects", F.explode(F.array(*entries)).alias("m"))
-            .select("cell_id", "count", "subjects", "m.eq", "m.is_parent"))
-
-
-@dataclass
-class Suppression:
-    suppressed: DataFrame       # cell_id of every suppressed cell
-    primary: int
-    complementary: int
-    iterations: int
-
-
-def suppress(cube: DataFrame, dims: list[str], k: int, progress: Callable[[str], None] = lambda _m: None,
-             complementary: bool = True) -> Suppression:
-    """Primary suppression (< k subjects), then complementary suppression to a fixed point."""
-    suppressed = cube.where(F.col("subjects") < k).select("cell_id")     # the cube is materialized
-    primary = suppressed.count()
-    if not complementary or primary == 0:
-        return Suppression(suppressed, primary, 0, 0)
-    members = memberships(cube, dims).localCheckpoint(eager=True)
-    # Prefer a child cell (the totals stay published), then the smallest, then a stable id.
-    smallest = Window.partitionBy("eq").orderBy("is_parent", "count", "subjects", "cell_id")
-    added, iterations = 0, 0
-    while True:
-        iterations += 1
-        flagged = (members.join(suppressed.withColumn("_s", F.lit(1)), "cell_id", "left")
-                   .withColumn("_s", F.coalesce(F.col("_s"), F.lit(0))))
-        exposed = flagged.groupBy("eq").agg(F.sum("_s").alias("_n")).where(F.col("_n") == 1).select("eq")
-        new = (flagged.join(exposed, "eq", "left_semi").where(F.col("_s") == 0)
-               .withColumn("_r", F.row_number().over(smallest)).where(F.col("_r") == 1)
-               .select("cell_id").distinct().localCheckpoint(eager=True))
-        count = new.count()
-        progress(f"complementary suppression: iteration {iterations}, {count} more cells")
-        if count == 0:
-            break
-        added += count
-        suppressed = suppressed.unionByName(new)      # both sides materialized: a short lineage
-    return Suppression(suppressed, primary, added, iterations)
-
-
-# ------------------------------------------------------------------ publishing
-
-def laplace_noise(seed: int, scale: float) -> Column:
-    """Laplace(0, scale) by inverse CDF of rand(seed): -b sgn(u) ln(1 - 2|u|), u uniform on [-1/2, 1/2)."""
-    u = F.rand(seed) - F.lit(0.5)
-    return -F.lit(scale) * F.signum(u) * F.log(F.greatest(F.lit(1.0) - F.lit(2.0) * F.abs(u), F.lit(1e-300)))
-
-
-def published_table(cube: DataFrame, suppression: Suppression, plan: StatPlan, region: str,
-                    dp: DPOptions | None = None, seed: int | None = None) -> DataFrame:
-    """The table as published: suppressed cells keep their labels only; DP noise on the rest."""
-    df = (cube.join(suppression.suppressed.withColumn("suppressed", F.lit(True)), "cell_id", "left")
-          .withColumn("suppressed", F.coalesce(F.col("suppressed"), F.lit(False))))
-    hidden = F.col("suppressed")
-    values: list[Column] = []
-    if dp is None:
-        values.append(F.when(~hidden, F.col("count")).cast("long").alias("count"))
-        for m in plan.measure_names:
-            values.append(F.when(~hidden, F.col(f"sum_{m}")).cast("double").alias(f"sum_{m}"))
-        for m in plan.measure_names:
-            values.append(F.when(~hidden, F.col(f"avg_{m}")).cast("double").alias(f"mean_{m}"))
-    else:
-        scales = dp.scales(plan)
-        seed = secrets.randbits(62) if seed is None else seed
-
-        def noise(column: str, offset: int) -> Column:
-            if dp.mechanism == "laplace":
-                return laplace_noise(seed + offset, scales[column])
-            return F.randn(seed + offset) * F.lit(scales[column])
-        noisy_count = F.greatest(F.round(F.col("count") + noise("count", 0)), F.lit(0)).cast("long")
-        df = df.withColumn("_count", noisy_count)
-        values.append(F.when(~hidden, F.col("_count")).alias("count"))
-        for j, m in enumerate(plan.measure_names, 1):
-            low, high = dp.bounds[m]
-            raw = F.col(f"sum_{m}") + noise(f"sum_{m}", j)
-            # Post-processing: a sum of _count values within [low, high].
-            df = df.withColumn(f"_sum_{m}", F.least(F.greatest(raw, F.col("_count") * F.lit(low)), F.col("_count") * F.lit(high)))
-        for m in plan.measure_names:
-            values.append(F.when(~hidden, F.col(f"_sum_{m}")).cast("double").alias(f"sum_{m}"))
-        for m in plan.measure_names:
-            values.append(F.when(~hidden & (F.col("_count") > 0), F.col(f"_sum_{m}") / F.col("_count"))
-                          .cast("double").alias(f"mean_{m}"))
-    return df.select(F.lit(region).alias("region"), *plan.dims, "margin_over", "suppressed", *values)
-
-
-# ------------------------------------------------------------------ the differencing attack
-
-def differencing_attack(published: DataFrame, truth: DataFrame, plan: StatPlan) -> DataFrame:
-    """Tries every equation of the published table as an attacker would, and compares with the truth.
-
-    Works from the published rows alone (labels, ``margin_over``, ``suppressed``, the additive
-    columns): for each total T and dimension d with T summed over d, the unknowns are the
-    suppressed among T and its children. With exactly one unknown, subtraction gives its value
-    (T - published children, or the sum of the children when T is the unknown); ``recovers`` says
-    whether that equals the true value of any additive column. One row per equation:
-    ``dimension``, ``members``, ``unknowns``, ``unknown`` (labels of the suppressed member when
-    there is one), ``recovers``.
-    """
-    dims, additive = plan.dims, plan.additive
-    key = dims + ["margin_over"]
-    gid = gid_of(F.col("margin_over"), dims)
-    rows = published.withColumn("_gid", gid)
-    entries = []
-    for i in range(len(dims)):
-        eq = F.struct(F.lit(i).alias("dim"), F.col("_gid").bitwiseOR(F.lit(1 << i)).alias("gid"),
-                      *[(F.lit(ALL) if j == i else F.col(d)).alias(f"v{j}") for j, d in enumerate(dims)])
-        entries.append(F.struct(eq.alias("eq"), _bit(F.col("_gid"), i).alias("is_parent")))
-    m = rows.select(*key, "suppressed", *additive, F.explode(F.array(*entries)).alias("e")).select("*", "e.eq", "e.is_parent")
-    known = ~F.col("suppressed")
-    aggs = [F.count(F.lit(1)).alias("members"), F.sum(F.col("suppressed").cast("int")).alias("unknowns"),
-            F.max(F.when(F.col("suppressed"), F.struct(*[F.col(c) for c in key], F.col("is_parent")))).alias("unknown")]
-    for a in additive:
-        aggs.append(F.max(F.when(F.col("is_parent") & known, F.col(a).cast("double"))).alias(f"_p_{a}"))
-        aggs.append(F.coalesce(F.sum(F.when(~F.col("is_parent") & known, F.col(a).cast("double"))), F.lit(0.0)).alias(f"_c_{a}"))
-    eqs = m.groupBy("eq").agg(*aggs)
-    t = truth.select(*[F.col(c).alias(f"_t_{c}") for c in key], *[F.col(a).cast("double").alias(f"_true_{a}") for a in additive])
-    joined = eqs.join(t, [F.col(f"unknown.{c}") == F.col(f"_t_{c}") for c in key] + [F.col("unknowns") == 1], "left")
-    tries = []
-    for a in additive:
-        recovered = F.when(F.col("unknown.is_parent"), F.col(f"_c_{a}")).otherwise(F.col(f"_p_{a}") - F.col(f"_c_{a}"))
-        truth_value = F.col(f"_true_{a}")
-        tries.append(F.coalesce(F.abs(recovered - truth_value) <= F.lit(1e-6) * F.greatest(F.lit(1.0), F.abs(truth_value)), F.lit(False)))
-    recovers = F.lit(False)
-    for attempt in tries:
-        recovers = recovers | attempt
-    dimension = F.element_at(F.array(*[F.lit(d) for d in dims]), F.col("eq.dim") + 1)
-    return joined.select(dimension.alias("dimension"), "members", "unknowns", "unknown",
-                         (recovers & (F.col("unknowns") == 1)).alias("recovers"))
-
-
 # ------------------------------------------------------------------ gate
 
-def gate_audit(staged: DataFrame, truth: DataFrame, plan: StatPlan) -> DataFrame:
-    """One row per staged row, with what the gate needs to judge it (never written anywhere).
-
-    ``published_subjects``: true distinct subjects of a published row (null for a suppressed one);
-    ``shows_values``: a suppressed row still carries a value; ``exposed_by_subtraction`` /
-    ``recovered_by_subtraction``: the row is the single unknown of an equation of the published
-    table, and subtraction gives back its true value (from ``differencing_attack``).
-    """
-    key = plan.dims + ["margin_over"]
-    attack = differencing_attack(staged, truth, plan).where(F.col("unknowns") == 1)
-    found = (attack.select(*[F.col(f"unknown.{c}").alias(c) for c in key], "recovers").groupBy(*key)
-             .agg(F.lit(True).alias("exposed_by_subtraction"), F.max("recovers").alias("recovered_by_subtraction")))
-    audit = (staged.join(truth.select(*key, F.col("subjects").alias("_true_subjects")), key, "left")
-             .join(found, key, "left"))
-    shows = F.lit(False)
-    for column in plan.value_columns:
-        shows = shows | F.col(column).isNotNull()
-    return audit.select(
-        *staged.columns,
-        F.when(~F.col("suppressed"), F.coalesce(F.col("_true_subjects"), F.lit(0))).alias("published_subjects"),
-        (F.col("suppressed") & shows).alias("shows_values"),
-        F.coalesce(F.col("exposed_by_subtraction"), F.lit(False)).alias("exposed_by_subtraction"),
-        F.coalesce(F.col("recovered_by_subtraction"), F.lit(False)).alias("recovered_by_subtraction"))
-
-
-def gate_checks(region: str, staged: DataFrame, truth: DataFrame, plan: StatPlan, forbidden: dict,
-                dp: DPOptions | None) -> list:
+def gate_checks(region: str, staged: DataFrame, truth: DataFrame, plan: StatPlan, forbidden: dict) -> list:
     """(label, DataFrame, expectations) of one region's staged table for ``run_gate``: one label per
     region, so each region is judged (and promoted or quarantined) on its own."""
     import great_expectations as gx
@@ -547,9 +303,8 @@ def gate_checks(region: str, staged: DataFrame, truth: DataFrame, plan: StatPlan
         gx.expectations.ExpectColumnValuesToBeInSet(column="shows_values", value_set=[False]),
         gx.expectations.ExpectColumnValuesToBeInSet(column="exposed_by_subtraction", value_set=[False]),
         gx.expectations.ExpectColumnValuesToBeInSet(column="recovered_by_subtraction", value_set=[False]),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="count", min_value=plan.k),
     ]
-    if dp is None:   # with noise a published count may fall below k; the true count may not
-        expectations.append(gx.expectations.ExpectColumnValuesToBeBetween(column="count", min_value=plan.k))
     # Materialized once (one row per staged row): GE's many metric queries then read memory.
     return [(region, gate_audit(staged, truth, plan).localCheckpoint(eager=True), expectations)]
 
@@ -565,6 +320,27 @@ def forbidden_columns(policy: Policy, plan: StatPlan) -> dict:
     return found
 
 
+def dp_gate_checks(region: str, staged: DataFrame, plan: StatPlan, forbidden: dict) -> list:
+    """The gate of a differentially private table: exactly the public key set (every key once, no
+    label outside the domains), a value in every row, nothing suppressed. Nothing is compared with
+    k or with the true values: noise replaces suppression."""
+    import great_expectations as gx
+
+    from expectations.custom import ExpectNoForbiddenColumns, ExpectRegionColumnToEqual
+
+    ex = gx.expectations
+    expectations = [
+        ExpectRegionColumnToEqual(region_column="region", region=region),
+        ExpectNoForbiddenColumns(forbidden_columns=forbidden),
+        ex.ExpectTableRowCountToEqual(value=dp.cube_size([list(d) for d in plan.domains])),
+        ex.ExpectCompoundColumnsToBeUnique(column_list=plan.dims + ["margin_over"]),
+        *[ex.ExpectColumnValuesToBeInSet(column=d, value_set=[*values, ALL]) for d, values in zip(plan.dims, plan.domains)],
+        *[ex.ExpectColumnValuesToNotBeNull(column=c) for c in plan.additive],
+        ex.ExpectColumnValuesToBeInSet(column="suppressed", value_set=[False]),
+    ]
+    return [(region, staged, expectations)]
+
+
 # ------------------------------------------------------------------ budget ledger
 
 def ledger_path(lake: Lake) -> str:
@@ -572,62 +348,68 @@ def ledger_path(lake: Lake) -> str:
 
 
 def read_ledger(spark: SparkSession, lake: Lake) -> dict:
-    """{(statistic, region): {epsilon, delta spent; budget, delta_budget (the tightest recorded)}}."""
+    """{(statistic, region): what was spent: epsilon, rho, delta sums; approximate (a release with
+    delta > 0); rho_known (every release recorded rho); the tightest recorded budget per unit}."""
     path = ledger_path(lake)
     if not is_delta(path):
         return {}
-    rows = (read_current(spark, path).groupBy("statistic", "region")
-            .agg(F.sum("epsilon").alias("epsilon"), F.sum("delta").alias("delta"),
-                 F.min("budget").alias("budget"), F.min("delta_budget").alias("delta_budget"), F.count("*").alias("releases"))
-            .collect())   # one small row per statistic and region
-    return {(r.statistic, r.region): {"epsilon": float(r.epsilon), "delta": float(r.delta or 0.0), "budget": float(r.budget),
-                                      "delta_budget": float(r.delta_budget), "releases": int(r.releases)} for r in rows}
+    df = read_current(spark, path)
+
+    def col(name: str):      # ledgers written before rho / budget_unit existed lack them
+        return F.col(name) if name in df.columns else F.lit(None).cast("double" if name == "rho" else "string")
+    unit = F.coalesce(col("budget_unit"), F.lit("epsilon"))
+    rows = (df.groupBy("statistic", "region").agg(
+        F.sum("epsilon").alias("epsilon"), F.sum(F.coalesce("delta", F.lit(0.0))).alias("delta"),
+        F.sum(col("rho")).alias("rho"), F.max(F.coalesce("delta", F.lit(0.0)) > 0).alias("approximate"),
+        (F.count(F.lit(1)) == F.count(col("rho"))).alias("rho_known"), F.count(F.lit(1)).alias("releases"),
+        F.min(F.when(unit == "epsilon", F.col("budget"))).alias("epsilon_budget"),
+        F.min(F.when(unit == "rho", F.col("budget"))).alias("rho_budget")).collect())   # one small row each
+    return {(r.statistic, r.region): {"epsilon": float(r.epsilon or 0.0), "delta": float(r.delta), "rho": float(r.rho or 0.0),
+                                      "approximate": bool(r.approximate), "rho_known": bool(r.rho_known),
+                                      "releases": int(r.releases),
+                                      "budgets": {"epsilon": r.epsilon_budget, "rho": r.rho_budget}} for r in rows}
 
 
-def _tightest(*values: float | None, default: float) -> float:
-    given = [v for v in values if v is not None]
-    return min(given) if given else default
-
-
-def check_budget(ledger: dict, dp: DPOptions, work: list[tuple[str, str]]) -> dict:
-    """The budget of each (statistic, region) of this release; raises InputError if one would be exceeded."""
+def check_budgets(ledger: dict, plans: dict[str, StatPlan], calibrations: dict, work: list[tuple[str, str]]) -> dict:
+    """{(statistic, region): (budget, spent before)} of this run's dp releases; InputError naming every
+    release that would exceed its budget. The budget is the policy's (tightened by --budget) or a
+    smaller one recorded by an earlier release: a budget once promised is never raised."""
     budgets, refusals = {}, []
     for name, region in work:
-        spent = ledger.get((name, region), {"epsilon": 0.0, "delta": 0.0, "budget": None, "delta_budget": None})
-        budget = _tightest(spent["budget"], dp.budget, default=DEFAULT_BUDGET)
-        delta_budget = _tightest(spent["delta_budget"], dp.delta_budget, default=DEFAULT_DELTA_BUDGET)
-        budgets[(name, region)] = (budget, delta_budget, spent["epsilon"], spent["delta"])
-        if spent["epsilon"] + dp.epsilon > budget * (1 + 1e-9):
-            refusals.append(f"{name} region {region}: epsilon {dp.epsilon:g} would exceed the budget "
-                            f"(spent {spent['epsilon']:g} of {budget:g})")
-        if dp.delta and spent["delta"] + dp.delta > delta_budget * (1 + 1e-9):
-            refusals.append(f"{name} region {region}: delta {dp.delta:g} would exceed the delta budget "
-                            f"(spent {spent['delta']:g} of {delta_budget:g})")
+        spec, spent = plans[name].dp, ledger.get((name, region))
+        recorded = (spent or {}).get("budgets", {}).get(spec.unit)
+        budget = min(spec.budget, recorded) if recorded is not None else spec.budget
+        budgets[(name, region)] = (budget, (spent or {}).get(spec.unit, 0.0))
+        why = dp.refusal(spent, spec, calibrations[name], budget)
+        if why:
+            refusals.append(f"{name} region {region}: {why}")
     if refusals:
         raise InputError("differential privacy budget exceeded, release refused: " + "; ".join(refusals))
     return budgets
 
 
-def charge(spark: SparkSession, lake: Lake, policy: Policy, dp: DPOptions, release_id: str, budgets: dict,
-           work: list[tuple[str, str]], plans: dict) -> None:
-    """Append the release's epsilon to the ledger (before any noise is drawn: a crash still counts)."""
+def charge(spark: SparkSession, lake: Lake, policy: Policy, plans: dict, calibrations: dict, release_id: str,
+           budgets: dict, work: list[tuple[str, str]]) -> None:
+    """Append every release to the ledger (before any noise is drawn: a crash still counts)."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     rows = []
     for name, region in work:
-        budget, delta_budget, _, _ = budgets[(name, region)]
-        parameters = {"max_rows_per_subject": dp.max_rows_per_subject,
-                      "bounds": {m: list(dp.bounds[m]) for m in plans[name].measure_names},
-                      "scales": dp.scales(plans[name]), "groupings": 2 ** len(plans[name].dimensions)}
-        rows.append((name, region, release_id, now, dp.mechanism, dp.epsilon, dp.delta, budget, delta_budget,
-                     json.dumps(parameters, sort_keys=True), policy.sha256))
-    _append(spark.createDataFrame(rows, LEDGER_SCHEMA), ledger_path(lake))
+        plan, cal = plans[name], calibrations[name]
+        parameters = {"max_rows_per_subject": plan.dp.max_rows_per_subject,
+                      "bounds": {m: list(b) for m, b in plan.dp.bounds.items()}, "sensitivities": cal.sensitivities,
+                      "scales": cal.scales, "groupings": 2 ** len(plan.dims),
+                      "domain_sizes": dict(zip(plan.dims, map(len, plan.domains))), "library": "opendp"}
+        rows.append((name, region, release_id, now, cal.mechanism, cal.epsilon, cal.delta, cal.rho,
+                     budgets[(name, region)][0], plan.dp.unit, json.dumps(parameters, sort_keys=True), policy.sha256))
+    _append(spark.createDataFrame(rows, LEDGER_SCHEMA), ledger_path(lake), merge_schema=True)
 
 
 # ------------------------------------------------------------------ the job
 
-def _append(df: DataFrame, path: str) -> None:
-    """Append to a small bookkeeping table (ledger, audit): created by its first append, one commit."""
-    df.coalesce(1).write.format("delta").mode("append").save(path)
+def _append(df: DataFrame, path: str, merge_schema: bool = False) -> None:
+    """Append to a small bookkeeping table (ledger, audit): created by its first append, one commit.
+    The ledger merges its schema: ledgers of older releases lack rho and budget_unit."""
+    df.coalesce(1).write.format("delta").mode("append").option("mergeSchema", str(merge_schema).lower()).save(path)
 
 
 def output_path(lake: Lake, name: str, region: str) -> str:
@@ -659,16 +441,89 @@ def regions_with_rows(spark: SparkSession, policy: Policy, lake: Lake, plan: Sta
     return [r for r in wanted if r in present]     # policy order; a handful of codes
 
 
+def _dp_table(spark: SparkSession, rows: DataFrame, plan: StatPlan, region: str, calibration: dp.Calibration) -> tuple[DataFrame, int]:
+    """Bounded rows -> true cube (collected: no larger than the public key set) -> OpenDP's noise on every key."""
+    domains = [list(values) for values in plan.domains]
+    bounded = dp.bound_contributions(rows, dict(zip(plan.dims, domains)), plan.dp.bounds, plan.dp.max_rows_per_subject,
+                                     secrets.randbits(48))
+    truth = dp.true_cube(bounded, plan.dims, plan.measure_names)      # stays in this function: never logged or written
+    released = dp.noisy_rows(truth, plan.dims, domains, plan.dp, calibration, region)
+    return spark.createDataFrame(released, dp.release_schema(plan.dims, plan.measure_names)), len(released)
+
+
+def _stage_region(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPlan, region: str, as_of: dt.date,
+                  excluded: DataFrame, calibration: dp.Calibration | None, progress: Callable[[str], None],
+                  complementary: bool) -> tuple[str, dict, list] | None:
+    """Stage one region's table: (staging path, info, gate checks); None for a k-anonymous statistic without rows."""
+    rows = source_rows(spark, policy, lake, plan, region, as_of, excluded)
+    truth = None
+    if plan.dp is not None:
+        table, cells = _dp_table(spark, rows, plan, region, calibration)
+        info = {"cells": cells, "published": cells, "primary": 0, "complementary": 0, "iterations": 0, "k": None}
+    else:
+        truth = build_cube(rows, plan.dims, plan.measure_names)
+        cells = truth.count()
+        progress(f"{plan.name}: region {region}: {cells} cells and totals")
+        if cells == 0:
+            return None
+        sup = suppress(truth, plan.dims, plan.k, progress, complementary=complementary)
+        table = published_table(truth, sup, plan, region)
+        info = {"cells": cells, "published": cells - sup.primary - sup.complementary, "primary": sup.primary,
+                "complementary": sup.complementary, "iterations": sup.iterations, "k": plan.k}
+    staging = lake.staging("statistics", plan.name, f"region={region}")
+    if Path(staging).exists():
+        shutil.rmtree(staging)
+    write_new_table(staging, table.orderBy(F.length("margin_over").desc(), "margin_over", *plan.dims).coalesce(1),
+                    [], published=True)
+    progress(f"{plan.name}: region {region}: staged")
+    written, forbidden = read_current(spark, staging), forbidden_columns(policy, plan)
+    checks = (dp_gate_checks(region, written, plan, forbidden) if plan.dp is not None
+              else gate_checks(region, written, truth, plan, forbidden))
+    return staging, {"statistic": plan.name, "region": region, **info}, checks
+
+
+def _gate_and_promote(lake: Lake, policy: Policy, plan: StatPlan, staged: list, checks: list, run_id: str,
+                      as_of: dt.date, results: dict, progress: Callable[[str], None]) -> list[tuple]:
+    """Run the statistic's gate over its staged regions; promote or quarantine each. Returns audit rows."""
+    from expectations.gates import run_gate
+
+    progress(f"{plan.name}: gate")
+    gate = run_gate(f"statistics-{plan.name}", checks, str(lake.docs / "statistics" / run_id / plan.name))
+    results["docs"].append(gate.docs_index)
+    failed: dict[str, list[str]] = {}
+    for failure in gate.failures:
+        failed.setdefault(failure.table, []).append(failure.message)
+    audit = []
+    for region, staging, info in staged:
+        if region in failed:
+            info["status"] = f"quarantined: {_quarantine(staging, lake, plan.name, region, run_id)}"
+            results["failures"].append(f"{plan.name}/{region}: " + "; ".join(failed[region]))
+        else:
+            _promote(staging, output_path(lake, plan.name, region))
+            info["status"], info["path"] = "published", output_path(lake, plan.name, region)
+        results["statistics"].append(info)
+        audit.append((run_id, plan.name, region, as_of, plan.k, info["cells"], info["published"], info["primary"],
+                      info["complementary"], info["iterations"], info.get("epsilon"),
+                      "published" if region not in failed else "quarantined", policy.sha256))
+    return audit
+
+
+def _dp_info(plan: StatPlan, cal: dp.Calibration, budget: tuple[float, float]) -> dict:
+    this = cal.epsilon if plan.dp.unit == "epsilon" else cal.rho
+    return {"mechanism": cal.mechanism, "epsilon": cal.epsilon, "delta": cal.delta, "rho": cal.rho,
+            "unit": plan.dp.unit, "spent": budget[1] + this, "budget": budget[0]}
+
+
 @with_lease("statistics")
 def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None = None, epsilon: float | None = None,
         progress: Callable[[str], None] = lambda _msg: None, *, regions: list[str] | None = None,
-        mechanism: str = "laplace", delta: float | None = None, budget: float | None = None,
-        delta_budget: float | None = None, max_rows_per_subject: int | None = None, bounds: dict | None = None,
-        as_of: dt.date | None = None, complementary: bool = True) -> dict:
+        rho: float | None = None, budget: float | None = None, as_of: dt.date | None = None,
+        complementary: bool = True) -> dict:
     """Publish the policy's statistics (all, or ``names``) per region; see the module docstring.
 
+    ``epsilon`` / ``rho`` / ``budget`` tighten the dp statistics' policy values (never loosen them).
     Returns {"run_id", "statistics": [per (name, region)], "docs": [...], "failures": [...]}.
-    Raises InputError (exit 2, nothing written) for bad names / regions / DP options or an exhausted
+    Raises InputError (exit 2, nothing written) for bad names / regions / options or an exhausted
     budget, CheckFailed (exit 1) after the run when a gate failed (that region's output quarantined).
     """
     names = list(names or policy.statistics)
@@ -679,78 +534,37 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None
     bad = [r for r in wanted if r not in policy.regions]
     if bad:
         raise InputError(f"unknown region(s): {', '.join(bad)} (the policy has {', '.join(policy.regions)})")
-    dp = dp_options(epsilon, mechanism, delta, budget, delta_budget, max_rows_per_subject, bounds)
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
-    plans = {name: plan_statistic(spark, policy, lake, name) for name in names}
-    if dp is not None:
-        for plan in plans.values():
-            missing = [m for m in plan.measure_names if m not in dp.bounds]
-            if missing:
-                raise InputError(f"statistics.{plan.name}: differential privacy needs public bounds for every measure "
-                                 f"(--bound {missing[0]}=LOW:HIGH); missing: {', '.join(missing)}")
-    work = [(name, region) for name, plan in plans.items() for region in regions_with_rows(spark, policy, lake, plan, wanted)]
+    plans = _apply_options({name: plan_statistic(spark, policy, lake, name, as_of) for name in names}, epsilon, rho, budget)
+    # A dp release covers every requested region: whether a region has rows is not public either.
+    work = [(name, region) for name, plan in plans.items()
+            for region in (wanted if plan.dp is not None else regions_with_rows(spark, policy, lake, plan, wanted))]
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    calibrations = {name: dp.calibrate(plan.dp, len(plan.dims)) for name, plan in plans.items() if plan.dp is not None}
+    dp_work = [(name, region) for name, region in work if name in calibrations]
     budgets = {}
-    if dp is not None and work:
-        budgets = check_budget(read_ledger(spark, lake), dp, work)     # refuse before anything is written
-        charge(spark, lake, policy, dp, run_id, budgets, work, plans)
+    if dp_work:     # refused before anything is written; charged before any noise is drawn
+        budgets = check_budgets(read_ledger(spark, lake), plans, calibrations, dp_work)
+        charge(spark, lake, policy, plans, calibrations, run_id, budgets, dp_work)
     results: dict = {"run_id": run_id, "as_of": as_of.isoformat(), "statistics": [], "docs": [], "failures": []}
     audit_rows = []
-    from expectations.gates import run_gate
-
     for name, plan in plans.items():
         # Materialized once per statistic: every region's anti-join reuses it (ids only, never output).
         excluded = excluded_subjects(spark, policy, lake, plan.table).localCheckpoint(eager=True)
         staged, checks = [], []
         for region in [r for n, r in work if n == name]:
             progress(f"{name}: region {region}")
-            rows = source_rows(spark, policy, lake, plan, region, as_of, excluded)
-            seed = secrets.randbits(48)
-            if dp is not None:
-                rows = bound_contributions(rows, plan, dp, seed)
-            cube = build_cube(rows, plan.dims, plan.measure_names)
-            cells = cube.count()
-            progress(f"{name}: region {region}: {cells} cells and totals")
-            if cells == 0:
+            out = _stage_region(spark, policy, lake, plan, region, as_of, excluded, calibrations.get(name), progress, complementary)
+            if out is None:
                 results["statistics"].append({"statistic": name, "region": region, "status": "no rows", "cells": 0})
                 continue
-            sup = suppress(cube, plan.dims, plan.k, progress, complementary=complementary)
-            table = published_table(cube, sup, plan, region, dp, seed=secrets.randbits(48) if dp else None)
-            staging = lake.staging("statistics", name, f"region={region}")
-            if Path(staging).exists():
-                shutil.rmtree(staging)
-            write_new_table(staging, table.orderBy(F.length("margin_over").desc(), "margin_over", *plan.dims).coalesce(1),
-                            [], published=True)
-            progress(f"{name}: region {region}: staged")
-            written = read_current(spark, staging)
-            checks += gate_checks(region, written, cube, plan, forbidden_columns(policy, plan), dp)
-            info = {"statistic": name, "region": region, "cells": cells, "published": cells - sup.primary - sup.complementary,
-                    "primary": sup.primary, "complementary": sup.complementary, "iterations": sup.iterations, "k": plan.k}
-            if dp is not None:
-                b, _, spent, _ = budgets[(name, region)]
-                info.update({"epsilon": dp.epsilon, "mechanism": dp.mechanism, "epsilon_spent": spent + dp.epsilon, "budget": b})
+            staging, info, region_checks = out
+            if plan.dp is not None:
+                info.update(_dp_info(plan, calibrations[name], budgets[(name, region)]))
             staged.append((region, staging, info))
-        if not staged:
-            continue
-        progress(f"{name}: gate")
-        gate = run_gate(f"statistics-{name}", checks, str(lake.docs / "statistics" / run_id / name))
-        results["docs"].append(gate.docs_index)
-        failed: dict[str, list[str]] = {}
-        for failure in gate.failures:
-            failed.setdefault(failure.table, []).append(failure.message)
-        for region, staging, info in staged:
-            if region in failed:
-                where = _quarantine(staging, lake, name, region, run_id)
-                info["status"] = f"quarantined: {where}"
-                results["failures"].append(f"{name}/{region}: " + "; ".join(failed[region]))
-            else:
-                _promote(staging, output_path(lake, name, region))
-                info["status"] = "published"
-                info["path"] = output_path(lake, name, region)
-            results["statistics"].append(info)
-            audit_rows.append((run_id, name, region, as_of, plan.k, info["cells"], info["published"], info["primary"],
-                               info["complementary"], info["iterations"], dp.epsilon if dp else None,
-                               "published" if region not in failed else "quarantined", policy.sha256))
+            checks += region_checks
+        if staged:
+            audit_rows += _gate_and_promote(lake, policy, plan, staged, checks, run_id, as_of, results, progress)
     if audit_rows:
         _append(spark.createDataFrame(audit_rows, AUDIT_SCHEMA), lake.audit("statistics"))
     if results["failures"]:
@@ -760,13 +574,15 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None
 
 
 def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:
-    """`wasure demo`: publish every statistic of the policy without noise, report the gate."""
+    """`wasure demo`: publish the policy's k-anonymous statistics, report the gate (dp statistics
+    spend a budget: they are released on purpose, with `wasure statistics --name`)."""
     from jobs.console import summary_table
 
-    if not policy.statistics:
-        return {"gate": "passed", "docs": "no statistics in the policy"}
+    names = [name for name, stat in policy.statistics.items() if stat.dp is None]
+    if not names:
+        return {"gate": "passed", "docs": "no k-anonymous statistics in the policy"}
     try:
-        result = run(spark, policy, lake)
+        result = run(spark, policy, lake, names)
     except CheckFailed as exc:
         return {"gate": "failed", "docs": str(exc)}
     summary_table("statistics (k-anonymous, per region)", ["statistic", "region", "cells", "published", "suppressed (primary + complementary)", "status"],
@@ -788,18 +604,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lake", required=True)
     parser.add_argument("--name", action="append")
     parser.add_argument("--region", action="append")
-    parser.add_argument("--epsilon", type=float)
-    parser.add_argument("--budget", type=float)
-    parser.add_argument("--mechanism", default="laplace", choices=MECHANISMS)
-    parser.add_argument("--delta", type=float)
-    parser.add_argument("--max-rows-per-subject", type=int)
-    parser.add_argument("--bound", action="append", help="measure=LOW:HIGH")
+    parser.add_argument("--epsilon", type=float, help="tighten the epsilon of laplace dp statistics")
+    parser.add_argument("--rho", type=float, help="tighten the rho of gaussian dp statistics")
+    parser.add_argument("--budget", type=float, help="tighten the budget of dp statistics")
     parser.add_argument("--as-of", type=dt.date.fromisoformat)
     args = parser.parse_args(argv)
-    policy, bounds = load_policy(args.policy), parse_bounds(args.bound)   # exit 2 before Spark starts
+    policy = load_policy(args.policy)     # exit 2 before Spark starts
     result = run(get_spark("wasure-statistics"), policy, Lake.at(args.lake), args.name, args.epsilon,
-                 regions=args.region, mechanism=args.mechanism, delta=args.delta, budget=args.budget,
-                 max_rows_per_subject=args.max_rows_per_subject, bounds=bounds, as_of=args.as_of)
+                 regions=args.region, rho=args.rho, budget=args.budget, as_of=args.as_of)
     print(json.dumps(result, default=str))
     return 0
 

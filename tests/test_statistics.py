@@ -1,7 +1,10 @@
-"""k-anonymous statistics (S7) per region (S15): primary and complementary suppression checked by an
-independent differencing attack, region separation, restricted subjects left out, the DP budget
-ledger across runs, DP noise, the gate quarantining a table that fails it, and the CLI."""
+"""Statistics (S7) per region (S15): primary and complementary suppression checked by an independent
+differencing attack, region separation, restricted subjects left out, the gate quarantining a table
+that fails it; differentially private statistics (OpenDP): the public key set, discrete noise, the
+policy's dp block, the budget ledger across runs and the CLI."""
 import datetime as dt
+import json
+import math
 import random
 from collections import defaultdict
 from itertools import product
@@ -254,58 +257,6 @@ def test_restricted_and_withdrawn_subjects_are_the_excluded_set(spark, tiny_poli
     assert {r[0] for r in excluded.collect()} == set(RESTRICTED) | WITHDRAWN
 
 
-def test_dp_noise_and_budget_ledger_across_runs_via_cli(spark, tiny_policy, tiny_copy, published, tmp_path):
-    import yaml
-    from typer.testing import CliRunner
-
-    import jobs.cli_statistics  # noqa: F401 - registers the command
-    from jobs.cli import app
-
-    runner = CliRunner()
-    out = runner.invoke(app, ["statistics", "--help"])
-    assert out.exit_code == 0 and "--epsilon" in out.output and "wasure statistics" in out.output
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump(POLICY, allow_unicode=True))
-    args = ["statistics", "--policy", str(policy_file), "--lake", str(tiny_copy.root), "--region", "US",
-            "--as-of", "2026-11-01", "--epsilon", "0.6", "--budget", "1", "--bound", "bytes_down=0:1000",
-            "--max-rows-per-subject", "5"]
-    first = runner.invoke(app, args)
-    assert first.exit_code == 0, first.output
-    assert "usage" in first.output and "0.6 of 1" in first.output
-    ledger = stats.read_ledger(spark, tiny_copy)
-    assert ledger == {("usage", "US"): {"epsilon": pytest.approx(0.6), "delta": 0.0, "budget": 1.0,
-                                        "delta_budget": stats.DEFAULT_DELTA_BUDGET, "releases": 1}}
-    files = read_current(spark, stats.output_path(tiny_copy, "usage", "US")).inputFiles()
-
-    # The ledger persists: the same release again would exceed the budget -> exit 2, nothing written.
-    again = runner.invoke(app, args)
-    assert again.exit_code == 2 and "budget" in again.output and "Nothing was written" in again.output
-    # Raising the budget does not lift the one recorded; what is left (0.4) is still allowed.
-    with pytest.raises(InputError, match="spent 0.6 of 1"):
-        stats.run(spark, tiny_policy, tiny_copy, epsilon=0.6, regions=["US"], budget=5.0,
-                  bounds={"bytes_down": (0, 1000)}, as_of=AS_OF)
-    dp = stats.dp_options(0.4, bounds={"bytes_down": (0, 1000)})
-    assert stats.check_budget(stats.read_ledger(spark, tiny_copy), dp, [("usage", "US"), ("usage", "JP")])
-    with pytest.raises(InputError):
-        stats.check_budget(stats.read_ledger(spark, tiny_copy), stats.dp_options(0.41, bounds={"bytes_down": (0, 1)}), [("usage", "US")])
-    assert read_current(spark, stats.output_path(tiny_copy, "usage", "US")).inputFiles() == files
-    assert read_current(spark, stats.ledger_path(tiny_copy)).count() == 1
-    assert "seed" not in read_current(spark, stats.ledger_path(tiny_copy)).first()["parameters"]
-
-    # DP noise changed published counts, but not which cells are suppressed (L=5 and the bounds
-    # keep every row and value of this lake).
-    def cells(lake):
-        return {(r["prefecture"], r["gender"], r["age_band"], r["event_ts_month"]): r
-                for r in read_current(spark, stats.output_path(lake, "usage", "US")).collect()}
-    plain, noisy = cells(published[0]), cells(tiny_copy)
-    assert plain.keys() == noisy.keys()
-    assert all(plain[key]["suppressed"] == noisy[key]["suppressed"] for key in plain)
-    shown = [key for key in plain if not plain[key]["suppressed"]]
-    assert shown and any(plain[key]["count"] != noisy[key]["count"] for key in shown)
-    assert all(noisy[key]["count"] is None and noisy[key]["sum_bytes_down"] is None for key in plain if plain[key]["suppressed"])
-    assert all(noisy[key]["count"] >= 0 for key in shown)
-
-
 def test_gate_quarantines_when_complementary_suppression_is_missing(spark, tiny_policy, tiny_copy):
     with pytest.raises(CheckFailed, match="exposed_by_subtraction.*recovered_by_subtraction"):
         stats.run(spark, tiny_policy, tiny_copy, regions=["JP"], as_of=AS_OF, complementary=False)
@@ -317,17 +268,201 @@ def test_gate_quarantines_when_complementary_suppression_is_missing(spark, tiny_
 def test_bad_input_exits_2_before_writing(spark, tiny_policy, tiny_copy):
     with pytest.raises(InputError, match="unknown statistic"):
         stats.run(spark, tiny_policy, tiny_copy, names=["nope"])
-    with pytest.raises(InputError, match="bounds"):
-        stats.run(spark, tiny_policy, tiny_copy, epsilon=0.5)
-    with pytest.raises(InputError, match="delta"):
-        stats.dp_options(0.5, "gaussian")
+    with pytest.raises(InputError, match="none of the selected statistics is differentially private"):
+        stats.run(spark, tiny_policy, tiny_copy, epsilon=0.5)     # DP is chosen in the policy, not by an option
     bad = parse_policy({**POLICY, "statistics": {"leak": {"table": "events", "dimensions": ["email"], "k": 3}}}, "bad.yaml")
     with pytest.raises(InputError, match="class identifying"):
         stats.run(spark, bad, tiny_copy)
     assert not (tiny_copy.root / "statistics").exists() and not is_delta(stats.ledger_path(tiny_copy))
 
 
-def test_laplace_noise_has_the_right_scale(spark):
-    df = spark.range(20000).select(stats.laplace_noise(123, 2.0).alias("x"))
-    row = df.select(F.avg("x").alias("m"), F.avg(F.abs("x")).alias("a")).first()
-    assert abs(row["m"]) < 0.1 and row["a"] == pytest.approx(2.0, rel=0.05)    # E|X| = b
+# ------------------------------------------------------------------ differential privacy (OpenDP)
+
+DP_PREFECTURES = ["東京都", "大阪府"]          # 鳥取県 has events in JP but is not in the public domain
+DP_MONTHS = ["2026-01", "2026-02", "2026-03"]  # 2026-03 has no events: its cells are released as noisy zeros
+DP_STATISTICS = {
+    "usage_dp": {"table": "events", "dimensions": ["prefecture", "gender", "event_ts"], "measures": ["bytes_down"],
+                 "dp": {"mechanism": "laplace", "epsilon": 4.0, "budget": 6.0, "max_rows_per_subject": 3,
+                        "bounds": {"bytes_down": [0, 1000]},
+                        "domains": {"prefecture": {"values": DP_PREFECTURES}, "gender": {"values": ["F", "M", "X"]},
+                                    "event_ts": {"months": {"from": "2026-01", "to": "2026-03"}}}}},
+    "ages_zcdp": {"table": "events", "dimensions": ["gender", "birth_date"],
+                  "dp": {"mechanism": "gaussian", "rho": 0.5, "delta": 1e-6, "budget": 1.0, "max_rows_per_subject": 3,
+                         "domains": {"gender": {"values": ["F", "M"]}, "birth_date": {"hierarchy": "age"}}}},
+}
+DP_POLICY = {**POLICY, "statistics": {**POLICY["statistics"], **DP_STATISTICS}}
+
+
+def _dp_truth(region):
+    """True counts and sums of usage_dp per key, from the test's own rows (plain Python)."""
+    accounts = {a[0]: a for a in _accounts()}
+    excluded = set(RESTRICTED) | WITHDRAWN
+    truth = defaultdict(lambda: [0, 0])
+    for _, account, ts, down, row_region in _events():
+        pref, gender = accounts[account][2], accounts[account][3]
+        if row_region != region or account in excluded or pref not in DP_PREFECTURES:
+            continue
+        labels = (pref, gender, ts.strftime("%Y-%m"))
+        for mask in product([False, True], repeat=3):
+            key = tuple(stats.ALL if summed else v for v, summed in zip(labels, mask))
+            truth[key][0] += 1
+            truth[key][1] += down
+    return truth
+
+
+def _lake_files(lake):
+    return sorted(str(p.relative_to(lake.root)) for p in lake.root.rglob("*") if p.name != "_wasure_lease")
+
+
+def test_dp_release_is_the_public_key_set_with_discrete_noise(spark, tiny_copy):
+    policy = parse_policy(DP_POLICY, "dp.yaml")
+    result = stats.run(spark, policy, tiny_copy, names=["usage_dp"], regions=["JP"], as_of=AS_OF)
+    (info,) = result["statistics"]
+    assert info["status"] == "published" and info["mechanism"] == "laplace" and info["k"] is None
+    rows = [r.asDict() for r in read_current(spark, stats.output_path(tiny_copy, "usage_dp", "JP")).collect()]
+    keys = [(r["prefecture"], r["gender"], r["event_ts_month"]) for r in rows]
+    # Exactly the public key set: no 鳥取県 (in the data only), every zero cell (gender X, March) present.
+    expected = set(product(DP_PREFECTURES + [stats.ALL], ["F", "M", "X", stats.ALL], DP_MONTHS + [stats.ALL]))
+    assert len(keys) == len(expected) == 48 and set(keys) == expected
+    truth = _dp_truth("JP")
+    assert truth[("大阪府", "F", "2026-01")][0] > 0 and ("東京都", "X", "2026-03") not in truth
+    assert all(isinstance(r["count"], int) and isinstance(r["sum_bytes_down"], int) and not r["suppressed"] for r in rows)
+    assert {r["region"] for r in rows} == {"JP"} and "account_id" not in rows[0]
+    # Noise scale b = sensitivity / (epsilon / 2): 2^3 groupings x 3 rows for the count, x 1000 for the sum.
+    ledger = read_current(spark, stats.ledger_path(tiny_copy)).collect()
+    assert len(ledger) == 1 and ledger[0]["statistic"] == "usage_dp" and ledger[0]["region"] == "JP"
+    assert (ledger[0]["mechanism"], ledger[0]["epsilon"], ledger[0]["delta"], ledger[0]["budget_unit"]) == ("laplace", 4.0, 0.0, "epsilon")
+    scales = json.loads(ledger[0]["parameters"])["scales"]
+    assert scales == {"count": pytest.approx(12.0), "sum_bytes_down": pytest.approx(12000.0)}
+    for column, index in (("count", 0), ("sum_bytes_down", 1)):
+        noise = [r[column] - truth.get(k, [0, 0])[index] for r, k in zip(rows, keys)]
+        assert sum(n != 0 for n in noise) >= 0.8 * len(noise)                 # noise is there
+        assert max(abs(n) for n in noise) < 20 * scales[column]               # P(|X| > 20 b) ~ e^-20
+        assert 0.3 * scales[column] < sum(abs(n) for n in noise) / len(noise) < 2.5 * scales[column]   # E|X| ~ b
+    assert result["docs"] and not (tiny_copy.root / "statistics" / "usage").exists()   # only the named statistic
+
+
+def test_dp_gaussian_release_records_rho_and_its_epsilon_delta(spark, tiny_copy):
+    from anonymizers import dp
+
+    policy = parse_policy(DP_POLICY, "dp.yaml")
+    result = stats.run(spark, policy, tiny_copy, names=["ages_zcdp"], regions=["US", "EU"], as_of=AS_OF)
+    by_region = {s["region"]: s for s in result["statistics"]}
+    # EU has no events: a dp statistic is released for it anyway (region presence is not published).
+    assert set(by_region) == {"US", "EU"} and all(s["status"] == "published" for s in by_region.values())
+    bands = dp.age_band_labels(5, 90)
+    for region in ("US", "EU"):
+        rows = read_current(spark, stats.output_path(tiny_copy, "ages_zcdp", region)).collect()
+        assert {(r["gender"], r["age_band"]) for r in rows} == set(product(["F", "M", stats.ALL], bands + [stats.ALL]))
+        assert all(isinstance(r["count"], int) for r in rows)
+    ledger = stats.read_ledger(spark, tiny_copy)
+    assert ledger[("ages_zcdp", "US")]["rho"] == pytest.approx(0.5) and ledger[("ages_zcdp", "US")]["approximate"]
+    row = read_current(spark, stats.ledger_path(tiny_copy)).where("region = 'US'").first()
+    assert (row["mechanism"], row["budget_unit"], row["delta"]) == ("gaussian", "rho", 1e-6)
+    # OpenDP's conversion is tighter than the classic rho + 2 sqrt(rho ln(1/delta)).
+    assert row["epsilon"] == pytest.approx(dp.zcdp_epsilon(0.5, 1e-6)) and 0.5 < row["epsilon"] < 0.5 + 2 * math.sqrt(0.5 * math.log(1e6))
+    assert by_region["US"]["spent"] == pytest.approx(0.5) and by_region["US"]["unit"] == "rho"
+
+
+def test_dp_budget_is_policy_driven_and_options_only_tighten_via_cli(spark, tiny_copy, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    import jobs.cli_statistics  # noqa: F401 - registers the command
+    from jobs.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["statistics", "--help"])
+    assert out.exit_code == 0 and "--epsilon" in out.output and "--rho" in out.output and "--bound" not in out.output
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(DP_POLICY, allow_unicode=True))
+    base = ["statistics", "--policy", str(policy_file), "--lake", str(tiny_copy.root), "--region", "US",
+            "--as-of", "2026-11-01", "--name", "usage_dp"]
+    first = runner.invoke(app, base + ["--epsilon", "3", "--budget", "5"])      # both tighter than the policy
+    assert first.exit_code == 0, first.output
+    assert "3 of 5 epsilon" in " ".join(first.output.split())
+    files = read_current(spark, stats.output_path(tiny_copy, "usage_dp", "US")).inputFiles()
+    before = _lake_files(tiny_copy)
+
+    def refused(args, message):
+        result = runner.invoke(app, base + args)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and message in text and "Nothing was written" in text, result.output
+        assert _lake_files(tiny_copy) == before
+
+    refused([], "spent 3 of 5")                  # the policy's epsilon 4: 3 + 4 > the budget recorded (5)
+    refused(["--epsilon", "2.5"], "spent 3 of 5")   # the policy's budget (6) does not lift the recorded 5
+    refused(["--epsilon", "5"], "only tighten")     # above the policy's epsilon
+    refused(["--budget", "10"], "only tighten")     # above the policy's budget
+    refused(["--rho", "0.1"], "none of the selected statistics")
+    assert read_current(spark, stats.output_path(tiny_copy, "usage_dp", "US")).inputFiles() == files
+    last = runner.invoke(app, base + ["--epsilon", "2"])      # what is left
+    assert last.exit_code == 0 and "5 of 5 epsilon" in " ".join(last.output.split()), last.output
+    spent = stats.read_ledger(spark, tiny_copy)[("usage_dp", "US")]
+    assert spent["epsilon"] == pytest.approx(5.0) and spent["releases"] == 2 and spent["budgets"]["epsilon"] == 5.0
+    assert "seed" not in read_current(spark, stats.ledger_path(tiny_copy)).first()["parameters"]
+
+
+def test_dp_domain_above_the_cap_is_refused_before_anything_is_written(spark, tiny_copy):
+    huge = {**DP_STATISTICS["usage_dp"], "dp": {**DP_STATISTICS["usage_dp"]["dp"], "domains": {
+        "prefecture": {"values": [f"p{i}" for i in range(1000)]}, "gender": {"values": ["F", "M", "X"]},
+        "event_ts": {"months": {"from": "1950-01", "to": "2049-12"}}}}}
+    policy = parse_policy({**POLICY, "statistics": {"huge": huge}}, "huge.yaml")
+    before = _lake_files(tiny_copy)
+    with pytest.raises(InputError, match=r"statistics.huge.dp.domains: .*4808804 cells and totals, more than 1000000"):
+        stats.run(spark, policy, tiny_copy, as_of=AS_OF)
+    assert _lake_files(tiny_copy) == before
+
+
+@pytest.mark.parametrize("change, path", [
+    ({"domains": {"prefecture": {"values": ["東京都"]}, "gender": {"values": ["F"]}}}, "statistics.s.dp.domains"),
+    ({"bounds": {}}, "statistics.s.dp.bounds"),
+    ({"k": 5}, "statistics.s.k"),
+    ({"mechanism": "gaussian"}, "statistics.s.dp.rho"),
+    ({"mechanism": "gaussian", "epsilon": None, "rho": 0.1}, "statistics.s.dp.delta"),
+    ({"epsilon": 7.0}, "statistics.s.dp.budget"),
+    ({"domains": {**DP_STATISTICS["usage_dp"]["dp"]["domains"], "gender": {"values": ["F"], "last_months": 3}}},
+     "statistics.s.dp.domains.gender"),
+    ({"domains": {**DP_STATISTICS["usage_dp"]["dp"]["domains"], "gender": {"values": ["F", "(all)"]}}},
+     "statistics.s.dp.domains.gender.values"),
+    ({"domains": {**DP_STATISTICS["usage_dp"]["dp"]["domains"], "gender": {"hierarchy": "age"}}},
+     "statistics.s.dp.domains.gender.hierarchy"),
+    ({"bounds": {"bytes_down": [0, 0.5]}}, "statistics.s.dp.bounds.bytes_down"),
+])
+def test_dp_block_is_validated_with_its_key_path(change, path):
+    from jobs.policy import PolicyError
+
+    stat = json.loads(json.dumps(DP_STATISTICS["usage_dp"]))
+    dp_block = {**stat["dp"], **{k: v for k, v in change.items() if k != "k"}}
+    stat = {**stat, "dp": {k: v for k, v in dp_block.items() if v is not None}, **({"k": change["k"]} if "k" in change else {})}
+    with pytest.raises(PolicyError) as info:
+        parse_policy({**POLICY, "statistics": {"s": stat}})
+    assert any(p == path or p.startswith(path + ".") for p, _ in info.value.problems), info.value.problems
+    assert parse_policy({**POLICY, "statistics": {"s": DP_STATISTICS["usage_dp"]}}).statistics["s"].k is None
+
+
+def test_opendp_calibration_sensitivity_and_noise_scale():
+    from anonymizers import dp
+    from anonymizers.registry import OperatorError
+
+    spec = dp.DPSpec("laplace", epsilon=1.0, rho=None, delta=None, budget=2.0, max_rows_per_subject=5,
+                     bounds={"v": (-10, 1000)})
+    cal = dp.calibrate(spec, n_dims=2)
+    assert cal.sensitivities == {"count": 20, "sum_v": 20000}        # 2^2 groupings x 5 rows (x max |bound|)
+    assert cal.epsilon == pytest.approx(1.0) and cal.scales["count"] == pytest.approx(40.0)
+    # The noise OpenDP draws on a public key set with no data at all: integers, E|X| ~ b.
+    domains = [[f"a{i}" for i in range(60)], ["x", "y"]]
+    rows = dp.noisy_rows({}, ["a", "b"], domains, spec, cal, "JP")
+    counts = [r[5] for r in rows]
+    assert len(rows) == dp.cube_size(domains) == 183 and all(isinstance(c, int) for c in counts)
+    assert 0.7 * 40 < sum(abs(c) for c in counts) / len(counts) < 1.4 * 40
+    assert all(r[7] is None or -10 <= r[7] <= 1000 for r in rows)      # means post-processed into the bounds
+    with pytest.raises(OperatorError, match="only tighten"):
+        spec.tightened(epsilon=1.5, rho=None, budget=None)
+    assert spec.tightened(epsilon=0.5, rho=0.1, budget=1.0).epsilon == 0.5    # rho does not apply to laplace
+    # A pure-epsilon budget cannot count a zCDP release; a rho budget counts a laplace one (eps^2/2).
+    spent = {"epsilon": 0.5, "rho": 0.125, "approximate": True, "rho_known": True}
+    assert "cannot count" in dp.refusal(spent, spec, cal, 2.0)
+    gauss = dp.DPSpec("gaussian", None, 0.2, 1e-6, 0.35, 5, {"v": (-10, 1000)})
+    assert dp.refusal(spent, gauss, dp.calibrate(gauss, 2), 0.35) is None          # 0.125 + 0.2 <= 0.35
+    assert "exceed" in dp.refusal({**spent, "rho": 0.2}, gauss, dp.calibrate(gauss, 2), 0.35)
