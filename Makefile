@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DELTA_VERSION ?= 4.4.0
 JARS   := jars/cache
 
-.PHONY: setup jars demo test bench bench-full clean schema
+.PHONY: setup jars demo test bench bench-full clean schema cluster-up cluster-down test-cluster
 
 $(BIN)/wasure: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ demo: setup
 	$(BIN)/wasure demo
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --ignore=tests/cluster --ignore=tests/browser
 
 schema: setup
 	$(BIN)/wasure validate-policy --write-schema policies/policy.schema.json
@@ -48,6 +48,22 @@ bench: setup
 
 bench-full: setup
 	$(BIN)/pip install -q --no-deps 'anjana==1.2.3' 'beartype==0.22.2' && $(BIN)/python -m bench.run --size full
+
+# The local test cluster (docs/cluster.md): HDFS NameNode + DataNode and a Spark standalone master with
+# two workers, all on 127.0.0.1. The Hadoop jars are fetched once with Maven (cluster/pom.xml).
+CLUSTER := $(BIN)/python -m cluster
+
+cluster-up: setup
+	$(CLUSTER) up
+
+cluster-down:
+	$(CLUSTER) down
+
+# Runs tests/cluster on the cluster; stops it afterwards unless it was already up before.
+test-cluster: setup
+	@if $(CLUSTER) status --quiet; then was_up=1; else was_up=0; $(CLUSTER) up || exit 1; fi; \
+	$(BIN)/python -m pytest -q tests/cluster; rc=$$?; \
+	if [ $$was_up = 0 ]; then $(CLUSTER) down; fi; exit $$rc
 
 clean:
 	rm -rf lake spark-warehouse metastore_db derby.log .pytest_cache
