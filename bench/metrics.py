@@ -62,7 +62,7 @@ stages and seconds by **segments** of the step's timeline, each charged to one t
   expired rows) is charged to the table whose segment was open when its gate started;
 * a few functions that jobs call once per table in loops without a message (``TABLE_MARKERS``:
   ``Registers.holds_for`` / ``table_level_hold``, ``retention.remaining_expired`` /
-  ``current_version``, ``pseudonymize.one_pseudonym_per_subject`` / ``source_identifiers``) open a
+  ``pseudonymize.one_pseudonym_per_subject`` / ``source_identifiers``) open a
   segment for the table in their arguments (a table name, a table path, a Table), so e.g. the
   nightly ``gates`` step's per-table reads, the version fingerprint of every table that
   ``anonymize`` and ``statistics`` compute, ``publish``'s dataset versions and the promotion after
@@ -101,7 +101,6 @@ PROGRESS_ENTRY_POINTS = (("jobs.backup", "run_backup"), ("jobs.retention", "run"
 TABLE_MARKERS = (("jobs.pseudonymize", "one_pseudonym_per_subject"),   # promotion after a purpose's gate
                  ("jobs.pseudonymize", "source_identifiers"),          # a purpose's gate checks, per table
                  ("jobs.retention", "remaining_expired"),              # checks after the retention gate
-                 ("jobs.retention", "current_version"),                # versions: fingerprints, publish, audit
                  ("jobs.subjects", "Registers.holds_for"),             # per-table holds (nightly gates, retention)
                  ("jobs.subjects", "Registers.table_level_hold"))
 SETUP_SEGMENT = "(step code outside the job entry points)"

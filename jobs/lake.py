@@ -120,6 +120,21 @@ def check_lake_schemas(spark: SparkSession, policy: Policy, lake: Lake, tables: 
                           + "\nclassify the new column(s) in the policy (or drop them from the lake) before any job runs")
 
 
+def table_version(spark: SparkSession, path: str) -> int:
+    """The table's latest version: the highest ``_delta_log/<version>.json``, listed through Hadoop's
+    FileSystem (any URI Spark can read). Delta writes that file for every commit and its log
+    cleanup never removes the newest, so this is the version a read would see now, without the
+    Spark job of ``DESCRIBE HISTORY`` (one per table per step added up: docs/performance.md)."""
+    jvm = spark.sparkContext._jvm
+    log = jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
+    fs = log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    versions = [int(name[:-5]) for name in (status.getPath().getName() for status in fs.listStatus(log))
+                if name.endswith(".json") and name[:-5].isdigit()]
+    if not versions:
+        raise InputError(f"{path} is not a Delta table (no commit in its _delta_log)")
+    return max(versions)
+
+
 def read_current(spark: SparkSession, path: str) -> DataFrame:
     """The read path of jobs and analysts: the current version only, never time travel."""
     return spark.read.format("delta").load(path)
@@ -216,9 +231,8 @@ def append_rows(spark: SparkSession, path: str, df: DataFrame, partition_by: lis
 
 def table_summary(spark: SparkSession, path: str) -> dict:
     detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select("numFiles", "sizeInBytes").first()
-    version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").select("version").first()[0]
     rows = read_current(spark, path).count()
-    return {"version": int(version), "files": int(detail.numFiles), "bytes": int(detail.sizeInBytes), "rows": int(rows)}
+    return {"version": table_version(spark, path), "files": int(detail.numFiles), "bytes": int(detail.sizeInBytes), "rows": int(rows)}
 
 
 def rows_of_keys(source: DataFrame, table: Table, keys: DataFrame, cutoff=None) -> DataFrame:

@@ -115,9 +115,9 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
 
 def _versions(spark, policy, lake) -> dict[str, int]:
     from jobs.lake import is_delta
-    from jobs.retention import current_version
+    from jobs.lake import table_version
 
-    return {n: current_version(spark, lake.table_path(t)) for n, t in policy.tables.items() if is_delta(lake.table_path(t))}
+    return {n: table_version(spark, lake.table_path(t)) for n, t in policy.tables.items() if is_delta(lake.table_path(t))}
 
 
 # ------------------------------------------------------------------ nightly steps
@@ -250,7 +250,7 @@ def _published_datasets(spark, policy, lake) -> list[dict]:
     """Every dataset a consumer may read: pseudonymized/<purpose>/<table>, anonymized/<release>/<table>
     and statistics/<statistic>/region=<R>."""
     from jobs.lake import is_delta
-    from jobs.retention import current_version
+    from jobs.lake import table_version
 
     out = []
     for kind in ("pseudonymized", "anonymized", "statistics"):
@@ -259,7 +259,7 @@ def _published_datasets(spark, policy, lake) -> list[dict]:
             continue
         for path in sorted(p for p in base.glob("*/*") if p.is_dir() and is_delta(p)):
             out.append({"kind": kind, "group": path.parent.name, "name": path.name,
-                        "path": str(path.relative_to(lake.root)), "version": current_version(spark, str(path))})
+                        "path": str(path.relative_to(lake.root)), "version": table_version(spark, str(path))})
     return out
 
 
@@ -514,8 +514,6 @@ def expire_backups(policy: str | None, lake: str | None, run_date_: Any = None) 
 
 def end_quarantines(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
     """Release deletion-ledger subjects whose last backup is gone (derived from the disk: heals killed runs)."""
-    from pyspark.sql import functions as F
-
     from jobs.backup import read_ledger, sync_ledger
 
     _pol, lk = load(policy, lake)

@@ -33,7 +33,9 @@ from anonymizers.pseudonym import keyed_pseudonym
 from anonymizers.scrub import scrub, scrub_own_values
 from jobs.console import CheckFailed, InputError, entry_point
 from jobs.keys import load_purpose_keys
-from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, write_new_table
+from jobs.concurrency import for_each_table
+from jobs.lake import (SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, table_version,
+                       write_new_table)
 from jobs.lease import with_lease
 from jobs.lineage import KEY_ID_COLUMN, retained_path, retained_purpose
 from jobs.policy import ColumnClass, Policy, Table
@@ -208,10 +210,6 @@ def _quarantine(staging: str, lake: Lake, purpose: str, table: str) -> str:
     return str(target)
 
 
-def source_version(spark: SparkSession, path: str) -> int:
-    return int(spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").select("version").first()[0])
-
-
 @with_lease("pseudonymize")
 def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | None = None, full: bool = False,
         progress=lambda _msg: None) -> dict:
@@ -237,7 +235,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
 
     def version_of(name: str) -> int:
         if name not in versions:
-            versions[name] = source_version(spark, lake.table_path(policy.tables[name]))
+            versions[name] = table_version(spark, lake.table_path(policy.tables[name]))
         return versions[name]
 
     def register_versions(purpose: str) -> dict[str, int]:
@@ -248,10 +246,29 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             names.append(policy.subject.consents_table)
         return {n: version_of(n) for n in names if n}
 
+    def stage(item: tuple[str, Table, dict, str, bytes, str]) -> tuple:
+        """Write one table's 仮名加工情報 to staging (several tables at once: jobs.concurrency)."""
+        name, table, inputs, purpose, key, key_id = item
+        progress(f"pseudonymizing {name} for {purpose}")
+        source = eligible_rows(spark, policy, lake, name, purpose, registers)
+        staging = lake.staging("pseudonymized", purpose, name)
+        if Path(staging).exists():
+            shutil.rmtree(staging)
+        output = apply_rule31(source, table, key, key_id, owners if rule31_plan(table).scrub else None)
+        # No repartition by region: a few regions hold most rows, and one task per region would
+        # write (and shuffle) most of the largest table alone.
+        write_new_table(staging, output, [table.region_column], stats_columns=table.stats_columns(), published=True)
+        return name, table, source, staging, inputs
+
+    def after_gate(item: tuple, failed: dict[str, str]) -> tuple[str | None, int | None]:
+        name, table, source, staging, _ = item
+        problem = failed.get(name) or one_pseudonym_per_subject(table, source, read_current(spark, staging))
+        return problem, None if problem else read_current(spark, staging).count()
+
     try:
         for purpose in purposes:
             key_id, key = keys[purpose]
-            staged = []
+            todo = []
             for name, table in policy.tables.items():
                 if purpose not in table.purposes:
                     continue
@@ -264,16 +281,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
                 if not full and state.get(marker) == inputs and is_delta(lake.pseudonymized(purpose, name)):
                     results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})
                     continue
-                progress(f"pseudonymizing {name} for {purpose}")
-                source = eligible_rows(spark, policy, lake, name, purpose, registers)
-                staging = lake.staging("pseudonymized", purpose, name)
-                if Path(staging).exists():
-                    shutil.rmtree(staging)
-                output = apply_rule31(source, table, key, key_id, owners if rule31_plan(table).scrub else None)
-                # No repartition by region: a few regions hold most rows, and one task per region would
-                # write (and shuffle) most of the largest table alone.
-                write_new_table(staging, output, [table.region_column], stats_columns=table.stats_columns(), published=True)
-                staged.append((name, table, source, staging, inputs))
+                todo.append((name, table, inputs, purpose, key, key_id))
+            staged = for_each_table(todo, stage)
             if not staged:
                 continue
             progress(f"gate for {purpose}")
@@ -285,14 +294,13 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             gate = run_gate(f"pseudonymize-{purpose}", checks, str(lake.docs / "pseudonymize" / run_id / purpose))
             results["docs"].append(gate.docs_index)
             failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
-            for name, table, source, staging, inputs in staged:
-                problem = failed.get(name) or one_pseudonym_per_subject(table, source, read_current(spark, staging))
+            outcomes = for_each_table(staged, lambda item: after_gate(item, failed))
+            for (name, table, source, staging, inputs), (problem, rows) in zip(staged, outcomes):
                 if problem:
                     where = _quarantine(staging, lake, purpose, name)
                     results["failures"].append(f"{purpose}/{name}: {problem}")
                     results["tables"].append({"purpose": purpose, "table": name, "status": f"quarantined: {where}", "rows": None})
                     continue
-                rows = read_current(spark, staging).count()
                 _promote(staging, lake.pseudonymized(purpose, name))
                 state[f"{purpose}/{name}"] = inputs
                 _save_state(lake, state)

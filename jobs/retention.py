@@ -28,7 +28,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, check_lake, is_delta, purge_superseded, read_current, rows_of_keys
+from jobs.concurrency import for_each_table
+from jobs.lake import (SUBJECT_BUCKET, Lake, append_rows, check_lake, is_delta, purge_superseded, read_current, rows_of_keys,
+                       table_version)
 from jobs.lease import with_lease
 from jobs.policy import Policy
 from jobs.subjects import Registers
@@ -184,12 +186,6 @@ def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFram
         .merge(keys.alias("s"), f"t.`{subject_key}` = s.subject AND t.`{SUBJECT_BUCKET}` = s.bucket "
                                 f"AND (s.all_rows OR {date_condition})")
         .whenMatchedDelete().execute())
-
-
-def current_version(spark: SparkSession, path: str) -> int:
-    from delta.tables import DeltaTable
-
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
 
 
 def _pseudonymize_before_delete(spark, policy, lake, table_name, keys, as_of, cutoff):
@@ -388,12 +384,14 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
     run_id = f"ret-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
     registers = Registers(spark, policy, lake)
-    plans: list[tuple[TablePlan, DataFrame]] = []
-    for name in policy.tables:
+
+    def plan_one(name: str) -> tuple[TablePlan, DataFrame]:
         progress(f"planning {name}")
         plan, keys = plan_table(spark, policy, lake, name, as_of, registers)
         # Fixed before the first write: deleting accounts must not change what devices lose.
-        plans.append((plan, keys if dry_run else keys.localCheckpoint(eager=True)))
+        return plan, keys if dry_run else keys.localCheckpoint(eager=True)
+
+    plans = for_each_table(list(policy.tables), plan_one)       # read-only: several tables at once
     report = RetentionReport(run_id, as_of, policy.sha256, dry_run, [p for p, _ in plans], [])
     # Everything is checked before the first write (the policy snapshot included).
     for plan, _ in plans:
@@ -413,7 +411,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
     for plan, keys in sorted(plans, key=lambda p: p[0].table == policy.subject.table):
         table = policy.tables[plan.table]
         path = lake.table_path(table)
-        before_version = current_version(spark, path)
+        before_version = table_version(spark, path)
         due = as_of + dt.timedelta(days=policy.grace_days(plan.table))
         cutoff = (as_of - dt.timedelta(days=table.retention.period_days)
                   if table.retention and table.retention.basis == "business_date" else None)
@@ -436,7 +434,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
                 plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version, None, False)], AUDIT_SCHEMA))
         after = read_current(spark, path).count()
         report.results[plan.table] = {"rows_after": after, "version_before": before_version, "anonymized": retired,
-                                      "version_after": current_version(spark, path), "purge_due": due if plan.to_remove else None}
+                                      "version_after": table_version(spark, path), "purge_due": due if plan.to_remove else None}
     reconcile(spark, policy, lake, current_run=run_id)
     _gate(spark, policy, lake, report, registers, progress)
     if purge:
@@ -474,8 +472,9 @@ def _gate(spark: SparkSession, policy: Policy, lake: Lake, report: RetentionRepo
                     str(lake.docs / "retention" / report.run_id))
     report.docs = gate.docs_index
     problems = [f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures]
-    for plan in report.plans:
-        remaining = remaining_expired(spark, policy, lake, plan.table, report.as_of, registers)
+    remaining_rows = for_each_table(report.plans, lambda plan: remaining_expired(spark, policy, lake, plan.table,
+                                                                                report.as_of, registers))
+    for plan, remaining in zip(report.plans, remaining_rows):
         if remaining:
             problems.append(f"{plan.table}: {remaining} row(s) past retention remain")
         if plan.rows_before - plan.to_remove != report.results[plan.table]["rows_after"]:

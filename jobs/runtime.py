@@ -33,6 +33,9 @@ EMBEDDED_CONFS = {
     "spark.sql.shuffle.partitions": "8",
     "spark.default.parallelism": "4",
     "spark.sql.adaptive.enabled": "true",
+    # Several small tables of one step run at once (jobs/concurrency.py): jobs share the cores
+    # instead of queueing behind the first submitted.
+    "spark.scheduler.mode": "FAIR",
     # Defaults sized for clusters launch 10,000 listing tasks per VACUUM and 50 tasks per Delta
     # log replay: on a 2-core box that overhead, not the data, was the cost of a purge.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",

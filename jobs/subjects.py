@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
@@ -30,11 +31,14 @@ class Registers:
     policy: Policy
     lake: Lake
     _cache: dict = field(default_factory=dict, repr=False)
+    # Tables of one step run on several threads (jobs.concurrency): each register is built once.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def _memo(self, key, build):
-        if key not in self._cache:
-            self._cache[key] = build().localCheckpoint(eager=True)
-        return self._cache[key]
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = build().localCheckpoint(eager=True)
+            return self._cache[key]
 
     def _table(self, name: str | None) -> DataFrame | None:
         if name is None:
@@ -132,10 +136,11 @@ class Registers:
 
     def table_level_hold(self, table: str, as_of: dt.date) -> str | None:
         """The id of a hold that covers the whole table (no subjects), if any (holds are few)."""
-        if ("table_holds", as_of) not in self._cache:
-            holds = self._memo(("holds", as_of), lambda: self.holds(as_of))
-            rows = holds.where(F.col("subject").isNull()).select("hold_id", "table_name").collect()
-            self._cache[("table_holds", as_of)] = rows
+        with self._lock:
+            if ("table_holds", as_of) not in self._cache:
+                holds = self._memo(("holds", as_of), lambda: self.holds(as_of))
+                rows = holds.where(F.col("subject").isNull()).select("hold_id", "table_name").collect()
+                self._cache[("table_holds", as_of)] = rows
         for row in sorted(self._cache[("table_holds", as_of)], key=lambda r: r.hold_id):
             if row.table_name in (None, table):
                 return row.hold_id

@@ -282,9 +282,9 @@ def small_lake(spark, e2e_policy, keys_env, tmp_path_factory):
 
 
 def _versions(spark, policy, lake) -> dict[str, int]:
-    from jobs.retention import current_version
+    from jobs.lake import table_version
 
-    return {n: current_version(spark, lake.table_path(t)) for n, t in policy.tables.items()}
+    return {n: table_version(spark, lake.table_path(t)) for n, t in policy.tables.items()}
 
 
 def _run(dag, conf: dict, logical_date=LOGICAL) -> tuple[dict, dict, str]:

@@ -137,9 +137,9 @@ def erased(spark, generated_lake, keys_env, tmp_path_factory):
         ("appi-unknown", UNKNOWN, dt.datetime(2026, 11, 21), "appi"),
     ])
     requests = erasure.requests_from_inbox(spark, policy, lake)
-    state["versions_before"] = {n: erasure.current_version(spark, lake.table_path(t)) for n, t in policy.tables.items()}
+    state["versions_before"] = {n: erasure.table_version(spark, lake.table_path(t)) for n, t in policy.tables.items()}
     state["dry"] = erasure.run(spark, policy, lake, requests, as_of=AS_OF, dry_run=True)
-    state["versions_after_dry"] = {n: erasure.current_version(spark, lake.table_path(t)) for n, t in policy.tables.items()}
+    state["versions_after_dry"] = {n: erasure.table_version(spark, lake.table_path(t)) for n, t in policy.tables.items()}
     state["state_after_dry"] = Path(lake.state(erasure.STATE_TABLE)).exists()
 
     # Kill the run right after each state is committed; every re-run continues where it stopped.

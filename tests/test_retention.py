@@ -11,7 +11,8 @@ from pyspark.sql import functions as F
 from jobs.console import CheckFailed, InputError
 from jobs.lake import Lake, read_current
 from jobs.policy import parse_policy
-from jobs.retention import current_version, run
+from jobs.lake import table_version
+from jobs.retention import run
 from jobs.verify import identifier_values, scan_for_values
 
 from conftest import EXAMPLE_POLICY
@@ -27,7 +28,7 @@ def _policy(**defaults):
 
 
 def _versions(spark, policy, lake):
-    return {n: current_version(spark, lake.table_path(t)) for n, t in policy.tables.items()}
+    return {n: table_version(spark, lake.table_path(t)) for n, t in policy.tables.items()}
 
 
 def _counts(spark, policy, lake):

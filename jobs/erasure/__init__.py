@@ -51,7 +51,7 @@ from jobs.erasure.plan import all_commits, capture_values, erasure_commits, pseu
 from jobs.erasure.receipts import build_receipts
 from jobs.erasure.vault import read_vault, value_hash, value_hash_column
 from jobs.erasure.verification import VerifyReport, scan_for_hashes, verify
-from jobs.retention import current_version
+from jobs.lake import table_version
 
 __all__ = [
     "Hold", "HoldBook", "RequestInput", "check_request_id", "check_source", "check_subject_ids", "default_request_id",
@@ -60,5 +60,5 @@ __all__ = [
     "REQUESTS_TABLE", "ROWS_TABLE", "SOURCES", "STATE_TABLE", "STATES", "VALUES_TABLE", "ErasureReport", "Request",
     "append_states", "load_states", "all_commits", "capture_values", "erasure_commits", "pseudonymize_tables",
     "table_hits", "build_receipts", "read_vault", "value_hash", "value_hash_column", "VerifyReport",
-    "scan_for_hashes", "verify", "current_version",
+    "scan_for_hashes", "verify", "table_version",
 ]

@@ -21,9 +21,9 @@ from jobs.erasure.plan import (
 )
 from jobs.erasure.receipts import audit_row, build_receipts
 from jobs.erasure.vault import destroy_vault, value_hash, write_vault
-from jobs.lake import append_rows, create_table, is_delta, purge_superseded, read_current
+from jobs.lake import append_rows, create_table, is_delta, purge_superseded, read_current, table_version
 from jobs.lineage import RETAINED, DerivedCopy, keeps_pseudonymized, retained_purpose
-from jobs.retention import commit_metadata, current_version, delete_keys, physical_purge, reconcile
+from jobs.retention import commit_metadata, delete_keys, physical_purge, reconcile
 from jobs.verify import EXCLUDE_SEPARATOR, Finding, scan_for_values
 
 # ------------------------------------------------------------------ the job
@@ -195,7 +195,7 @@ class Batch:
                         "as_of": self.as_of.isoformat(), "policy_sha256": self.policy.sha256,
                         "rows_before": read_current(session, path).count(), "rows_held": held_rows,
                         "files": len(files), "bytes": sum(size for _f, size in files),
-                        "version_before": current_version(session, path), "purge_due": due.isoformat()}
+                        "version_before": table_version(session, path), "purge_due": due.isoformat()}
             keys = subjects_frame(session, erasable, table.subject_buckets).withColumn("all_rows", F.lit(True))
             with commit_metadata(session, metadata):
                 delete_keys(session, path, table.subject_key, keys, None, None)
