@@ -378,6 +378,9 @@ def per(x: float | None, digits: int = 2) -> str:
     return "–" if x is None else f"{x:,.{digits}f}"
 
 
+STEPS_SHOWN = ("retention", "pseudonymize", "statistics", "gates")
+
+
 def tables_scaling_section() -> list[str]:
     out = ["## 6. Overhead per step and per table: the same data over more tables", "",
            "`bench/tables_scaling.py`: the example policy with each of its 9 tables cloned N/9 times (clones "
@@ -415,6 +418,18 @@ def tables_scaling_section() -> list[str]:
                        f"{per(f['log_loads']['slope'])} | {per(f['snapshots']['slope'])} | {per(f['validations']['slope'])} |")
         if len(sizes) == 2:
             out += ["", "(Two sizes: each slope is the line through both points; `make bench-full` fits 9, 36 and 144.)"]
+        by_threads = r.get("by_threads") or {}
+        if len(by_threads) > 1:
+            out += ["", f"Side by side in this run (the nightlies interleaved per size): tables processed one at a time "
+                    f"(`WASURE_TABLE_THREADS=1`) and a few at a time (`jobs/concurrency.py`); the tables above are for "
+                    f"{p['threads'][-1]} threads.", "",
+                    "| threads | " + " | ".join(f"nightly at {n} tables" for n in sizes)
+                    + " | s per table per nightly | " + " | ".join(f"{st} s/table" for st in STEPS_SHOWN) + " |",
+                    "|---|" + "---|" * (len(sizes) + 1 + len(STEPS_SHOWN))]
+            for threads, t in by_threads.items():
+                out.append(f"| {threads} | " + " | ".join(s(t["by_size"][str(n)]["total_s"]) for n in sizes)
+                           + f" | **{per(t['slopes']['nightly']['s']['slope'])}** | "
+                           + " | ".join(per(t["slopes"][st]["s"]["slope"]) for st in STEPS_SHOWN) + " |")
         for n in sizes:
             size = r["by_size"][str(n)]
             tot = {k: sum(v.get(k, 0) or 0 for v in size["steps"].values())

@@ -30,7 +30,7 @@ CONFIGS: dict[str, tuple[str, str, list[str]]] = {
     "purge_small": ("small", "bench.purge", ["--subjects", "5000", "--events", "20"]),
     # The whole nightly on the same small data over 9 and 18 tables: per-table cost per step and the
     # overhead counts (jobs, commits, log loads, GE validations; bench/metrics.py).
-    "tables_scaling_small": ("small", "bench.tables_scaling", ["--tables", "9", "18"]),
+    "tables_scaling_small": ("small", "bench.tables_scaling", ["--tables", "9", "18", "--threads", "1", "4"]),
     # ---- full: `make bench-full`
     # The nightly at 1,000 subjects measures fixed costs (~4 min per round, 3 rounds): not one of
     # the figures, and half of the small run's time, so it runs with the full sizes.

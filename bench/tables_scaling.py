@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import datetime as dt
 import shutil
 import statistics
@@ -169,6 +170,30 @@ def run_nightly(spark, policy, policy_path: str, lake_root: Path, run_date: str,
             "steps": steps, "notes": notes}
 
 
+def summarize(runs: list[dict], sizes: list[int]) -> dict:
+    """Slopes over the sizes and medians per size of one set of runs (one WASURE_TABLE_THREADS value)."""
+    slopes = {}
+    for step in STEPS + ["nightly"]:
+        slopes[step] = {}
+        for field in FIT_FIELDS:
+            pts = []
+            for run in runs:
+                value = run["totals"].get(field) if step == "nightly" else run["steps"][step].get(field)
+                if isinstance(value, (int, float)):
+                    pts.append((run["tables"], float(value)))
+            slopes[step][field] = fit(pts)
+    by_size = {}
+    for n in sizes:
+        rs = [r for r in runs if r["tables"] == n]
+        by_size[str(n)] = {"total_s": statistics.median(r["total_s"] for r in rs),
+                           "steps": {s: {f: statistics.median(r["steps"][s][f] for r in rs)
+                                         for f in rs[0]["steps"][s] if isinstance(rs[0]["steps"][s][f], (int, float))
+                                         and not isinstance(rs[0]["steps"][s][f], bool)}
+                                     for s in STEPS},
+                           "status": {s: sorted({r["steps"][s]["status"] for r in rs}) for s in STEPS}}
+    return {"slopes": slopes, "by_size": by_size}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tables", type=int, nargs="+", default=[9, 18],
@@ -178,6 +203,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=1, help="nightlies per size (default 1: the fit is over sizes)")
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--name", default="tables_scaling_small")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="WASURE_TABLE_THREADS values run side by side, interleaved per size "
+                             "(default: the engine's default only); the last one is the headline")
     args = parser.parse_args(argv)
     sizes = sorted(set(args.tables))
 
@@ -214,43 +242,31 @@ def main(argv=None) -> None:
         warm = one_run(sizes[0], f"warm-up {sizes[0]} tables")
         warmup = {"tables": sizes[0], "total_s": warm["total_s"],
                   "steps": {s: {"s": v["s"], "jobs": v["jobs"], "status": v["status"]} for s, v in warm["steps"].items()}}
-    runs = []
-    for n in sizes:
-        for r in range(args.repeats):
-            out = one_run(n, f"{n} tables round {r}")
-            bases = {name: base for name, (base, _p) in policies[n][1].items()}
-            runs.append({"tables": n, "round": r, "total_s": out["total_s"], "lake_bytes": out["lake_bytes"],
-                         "notes": out["notes"], "totals": totals(out["steps"]),
-                         "steps": {s: {**compact(v), "per_table_summary": per_table_summary(v, bases),
-                                       "per_table": v.get("per_table", {})}
-                                   for s, v in out["steps"].items()}})
-            write(args.name + "_partial", {"command": command_line("bench.tables_scaling", argv), "runs": runs})
+    from jobs.concurrency import table_threads
 
-    slopes = {}
-    for step in STEPS + ["nightly"]:
-        slopes[step] = {}
-        for field in FIT_FIELDS:
-            pts = []
-            for run in runs:
-                value = run["totals"].get(field) if step == "nightly" else run["steps"][step].get(field)
-                if isinstance(value, (int, float)):
-                    pts.append((run["tables"], float(value)))
-            slopes[step][field] = fit(pts)
-    by_size = {}
-    for n in sizes:
-        rs = [r for r in runs if r["tables"] == n]
-        by_size[str(n)] = {"total_s": statistics.median(r["total_s"] for r in rs),
-                           "steps": {s: {f: statistics.median(r["steps"][s][f] for r in rs)
-                                         for f in rs[0]["steps"][s] if isinstance(rs[0]["steps"][s][f], (int, float))
-                                         and not isinstance(rs[0]["steps"][s][f], bool)}
-                                     for s in STEPS},
-                           "status": {s: sorted({r["steps"][s]["status"] for r in rs}) for s in STEPS}}
+    thread_counts = args.threads or [table_threads()]
+    runs = []
+    for n, r, threads in [(n, r, t) for n in sizes for r in range(args.repeats) for t in thread_counts]:
+        os.environ["WASURE_TABLE_THREADS"] = str(threads)
+        out = one_run(n, f"{n} tables round {r} threads {threads}")
+        bases = {name: base for name, (base, _p) in policies[n][1].items()}
+        runs.append({"tables": n, "round": r, "threads": threads, "total_s": out["total_s"], "lake_bytes": out["lake_bytes"],
+                     "notes": out["notes"], "totals": totals(out["steps"]),
+                     "steps": {s: {**compact(v), "per_table_summary": per_table_summary(v, bases),
+                                   "per_table": v.get("per_table", {})}
+                               for s, v in out["steps"].items()}})
+        write(args.name + "_partial", {"command": command_line("bench.tables_scaling", argv), "runs": runs})
+
+    by_threads = {str(t): summarize([x for x in runs if x["threads"] == t], sizes) for t in thread_counts}
+    slopes, by_size = by_threads[str(thread_counts[-1])]["slopes"], by_threads[str(thread_counts[-1])]["by_size"]
     payload = {"command": command_line("bench.tables_scaling", argv),
                "parameters": {"tables": sizes, "subjects": args.subjects, "events_per_subject": args.events,
                               "repeats": args.repeats, "warmup": not args.no_warmup, "run_date": run_date,
+                              "threads": thread_counts,
                               "steps": STEPS, "mode": "embedded (one process, one Spark session)",
                               "policy": "policies/example.yaml with each table cloned N/9 times"},
                "rows_by_base_table": counts, "generate_s": generate_s, "by_size": by_size, "slopes": slopes,
+               "by_threads": by_threads,
                "warmup": warmup, "runs": runs, "peak_memory_mib": peak_memory()}
     print(write(args.name, payload))
     (Path(__file__).resolve().parent / "results" / f"{args.name}_partial.json").unlink(missing_ok=True)

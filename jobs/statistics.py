@@ -19,6 +19,9 @@ for dimensions that live there; restricted subjects and subjects who withdrew co
 consent-based purpose of the source table are left out (S11). Dimensions are generalized: the
 subject's birth date -> age band, dates -> year-month, other columns as they are. Staged output is
 validated by Great Expectations and promoted, or quarantined on failure (exit 1).
+
+What a statistic means (dimensions, measures, public domains) is jobs/statistics_plan.py; the DP
+budget ledger is jobs/statistics_ledger.py; the cube and the noise are in anonymizers/.
 """
 from __future__ import annotations
 
@@ -27,7 +30,6 @@ import json
 import secrets
 import shutil
 import uuid
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -38,28 +40,15 @@ from pyspark.sql import types as T
 from anonymizers import dp
 from anonymizers.cube import (ALL, MISSING, Suppression, build_cube, differencing_attack,  # noqa: F401 (re-exported)
                               gate_audit, published_table, suppress)
-from anonymizers.registry import OperatorError
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import Lake, check_lake, is_delta, read_current, with_registers, write_new_table
+from jobs.lake import Lake, is_delta, read_current, write_new_table
 from jobs.lease import with_lease
-from jobs.policy import ColumnClass, Policy, Statistic
+from jobs.statistics_plan import (FORBIDDEN_CLASSES, Dimension, StatPlan, _apply_options,  # noqa: F401 (re-exported)
+                                  plan_statistic)
+from jobs.statistics_ledger import _append, charge, check_budgets, ledger_path, read_ledger  # noqa: F401 (re-exported)
+from jobs.policy import Policy
 from jobs.subjects import Registers
 
-MAX_DIMENSIONS = 8       # the cube has 2^n groupings
-DIMENSION_CLASSES = (ColumnClass.quasi_identifier, ColumnClass.other)
-MEASURE_CLASSES = (ColumnClass.other, ColumnClass.sensitive)
-FORBIDDEN_CLASSES = ("identifying", "individual_code", "property_damage", "linking_code", "free_text")
-NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
-DATES = (T.DateType, T.TimestampType, T.TimestampNTZType)
-
-LEDGER_SCHEMA = T.StructType([
-    T.StructField("statistic", T.StringType()), T.StructField("region", T.StringType()),
-    T.StructField("release_id", T.StringType()), T.StructField("charged_at", T.TimestampType()),
-    T.StructField("mechanism", T.StringType()), T.StructField("epsilon", T.DoubleType()),
-    T.StructField("delta", T.DoubleType()), T.StructField("rho", T.DoubleType()),
-    T.StructField("budget", T.DoubleType()), T.StructField("budget_unit", T.StringType()),
-    T.StructField("parameters", T.StringType()), T.StructField("policy_sha256", T.StringType()),
-])
 AUDIT_SCHEMA = T.StructType([
     T.StructField("run_id", T.StringType()), T.StructField("statistic", T.StringType()),
     T.StructField("region", T.StringType()), T.StructField("as_of", T.DateType()),
@@ -69,161 +58,6 @@ AUDIT_SCHEMA = T.StructType([
     T.StructField("epsilon", T.DoubleType()), T.StructField("status", T.StringType()),
     T.StructField("policy_sha256", T.StringType()),
 ])
-
-
-# ------------------------------------------------------------------ plan
-
-@dataclass(frozen=True)
-class Dimension:
-    source: str        # column in the source or subject table
-    output: str        # published column name
-    kind: str          # "age_band", "month" or "value"
-    table: str         # "source" or "subject"
-
-
-@dataclass(frozen=True)
-class StatPlan:
-    name: str
-    table: str
-    k: int | None
-    dimensions: tuple[Dimension, ...]
-    measures: tuple[tuple[str, str], ...]     # (column, "source" | "subject")
-    age_width: int = 5
-    age_top: int | None = 90
-    dp: dp.DPSpec | None = None               # a differentially private statistic
-    domains: tuple[tuple[str, ...], ...] = ()  # dp: the public labels of each dimension
-
-    @property
-    def dims(self) -> list[str]:
-        return [d.output for d in self.dimensions]
-
-    @property
-    def measure_names(self) -> list[str]:
-        return [m for m, _ in self.measures]
-
-    @property
-    def additive(self) -> list[str]:
-        """Published columns that add up along every dimension (what differencing works on)."""
-        return ["count"] + [f"sum_{m}" for m in self.measure_names]
-
-    @property
-    def value_columns(self) -> list[str]:
-        return self.additive + [f"mean_{m}" for m in self.measure_names]
-
-
-def plan_statistic(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.date | None = None) -> StatPlan:
-    """Check a statistic against the policy and the lake's schemas; bad input raises InputError."""
-    stat = policy.statistics[name]
-    source = policy.tables[stat.table]
-    subject = policy.tables[policy.subject.table]
-    check_lake(spark, policy, lake, with_registers(policy, [stat.table]))   # missing, drift: exit 2
-    schemas = {"source": read_current(spark, lake.table_path(source)).schema,
-               "subject": read_current(spark, lake.table_path(subject)).schema}
-
-    def where(column: str) -> tuple[str, object]:
-        side = "source" if column in source.columns else "subject"
-        return side, (source if side == "source" else subject).column(column)
-
-    if len(stat.dimensions) > MAX_DIMENSIONS:
-        raise InputError(f"statistics.{name}: at most {MAX_DIMENSIONS} dimensions (the cube has 2^n groupings)")
-    dims: list[Dimension] = []
-    for column in stat.dimensions:
-        side, spec = where(column)
-        if spec.class_ not in DIMENSION_CLASSES:
-            raise InputError(f"statistics.{name}: dimension {column!r} is of class {spec.class_.value}; only "
-                             "quasi_identifier and other columns can be dimensions (a suppressed cell still shows its labels)")
-        if column == source.subject_key or column == policy.subject.key:
-            raise InputError(f"statistics.{name}: the subject key cannot be a dimension")
-        data_type = schemas[side][column].dataType
-        if side == "subject" and column == policy.subject.birth_date_column:
-            dims.append(Dimension(column, "age_band", "age_band", side))
-        elif isinstance(data_type, DATES):
-            dims.append(Dimension(column, f"{column}_month", "month", side))
-        else:
-            dims.append(Dimension(column, column, "value", side))
-    measures = []
-    for column in stat.measures:
-        side, spec = where(column)
-        if spec.class_ not in MEASURE_CLASSES:
-            raise InputError(f"statistics.{name}: measure {column!r} is of class {spec.class_.value}; "
-                             "only other and sensitive columns can be measures")
-        if not isinstance(schemas[side][column].dataType, NUMERIC):
-            raise InputError(f"statistics.{name}: measure {column!r} is not numeric")
-        measures.append((column, side))
-    outputs = [d.output for d in dims]
-    reserved = {"region", "margin_over", "suppressed", "count"} | {f"{p}_{m}" for p in ("sum", "mean") for m, _ in measures}
-    clash = sorted({o for o in outputs if outputs.count(o) > 1 or o in reserved or "," in o})
-    if clash:
-        raise InputError(f"statistics.{name}: dimension output name(s) {', '.join(clash)} clash with another column")
-    width, top = _age_hierarchy(policy, stat)
-    plan = StatPlan(name=name, table=stat.table, k=stat.k, dimensions=tuple(dims), measures=tuple(measures),
-                    age_width=width, age_top=top)
-    return plan if stat.dp is None else _with_dp(policy, stat, plan, as_of or dt.datetime.now(dt.timezone.utc).date())
-
-
-def _age_hierarchy(policy: Policy, stat: Statistic) -> tuple[int, int | None]:
-    """The age bands: those of a dp domain's age_band hierarchy, else the hierarchy named "age" if it
-    is an age band, else the first age band (5 years, 90+ without one)."""
-    named = stat.dp.domains.get(policy.subject.birth_date_column) if stat.dp and policy.subject.birth_date_column else None
-    bands = sorted(policy.hierarchies.items(), key=lambda item: item[0] != "age")
-    hierarchy = (policy.hierarchies[named.hierarchy] if named is not None and named.hierarchy is not None
-                 else next((h for _, h in bands if h.type == "age_band"), None))
-    return (hierarchy.width if hierarchy and hierarchy.width else 5), (hierarchy.top if hierarchy else 90)
-
-
-def _with_dp(policy: Policy, stat: Statistic, plan: StatPlan, as_of: dt.date) -> StatPlan:
-    """The plan with its DP spec and the public domain of every dimension (from the policy only)."""
-    config = stat.dp
-    domains = tuple(tuple(public_domain(policy, plan, dim, config.domains[dim.source], as_of)) for dim in plan.dimensions)
-    try:
-        dp.check_domains([list(d) for d in domains])
-    except OperatorError as exc:
-        raise InputError(f"statistics.{plan.name}.dp.domains: {exc}") from None
-    spec = dp.DPSpec(mechanism=config.mechanism, epsilon=config.epsilon, rho=config.rho, delta=config.delta,
-                     budget=config.budget, max_rows_per_subject=config.max_rows_per_subject,
-                     bounds={m: tuple(config.bounds[m]) for m in plan.measure_names})
-    return replace(plan, dp=spec, domains=domains)
-
-
-def public_domain(policy: Policy, plan: StatPlan, dim: Dimension, domain, as_of: dt.date) -> list[str]:
-    """The labels ``dim`` is published with: listed, a tree's leaves, age bands, or months."""
-    where = f"statistics.{plan.name}.dp.domains.{dim.source}"
-    monthly = domain.months is not None or domain.last_months is not None
-    if monthly != (dim.kind == "month") and domain.values is None:
-        raise InputError(f"{where}: {dim.source!r} is published as {dim.output!r} ({dim.kind}); "
-                         + ("its domain is months or last_months" if dim.kind == "month" else "months are the domain of a date column"))
-    if domain.values is not None:
-        return list(domain.values)
-    if domain.months is not None:
-        return dp.month_labels(domain.months.from_, domain.months.to)
-    if domain.last_months is not None:
-        return dp.last_months(as_of, domain.last_months)
-    hierarchy = policy.hierarchies[domain.hierarchy]
-    if hierarchy.type == "age_band":
-        return dp.age_band_labels(plan.age_width, plan.age_top)
-    if dim.kind != "value":
-        raise InputError(f"{where}: a tree's leaves cannot label {dim.source!r}, published as {dim.kind}")
-    from jobs.anonymize import _tree_hierarchy       # the file next to the policy, errors as InputError
-
-    return list(_tree_hierarchy(policy, domain.hierarchy, dim.output).leaves)
-
-
-def _apply_options(plans: dict[str, StatPlan], epsilon: float | None, rho: float | None,
-                   budget: float | None) -> dict[str, StatPlan]:
-    """--epsilon applies to laplace statistics, --rho to gaussian ones, --budget to every dp one;
-    an option that matches no selected statistic is bad input (DP is chosen in the policy)."""
-    for option, value, fits in (("epsilon", epsilon, lambda p: p.dp.unit == "epsilon"),
-                                ("rho", rho, lambda p: p.dp.unit == "rho"), ("budget", budget, lambda p: True)):
-        if value is not None and not any(p.dp is not None and fits(p) for p in plans.values()):
-            raise InputError(f"--{option}: none of the selected statistics is differentially private "
-                             f"{'' if option == 'budget' else 'with ' + option + ' '}(DP is chosen per statistic in the policy: dp)")
-    tight = {}
-    for name, plan in plans.items():
-        try:
-            tight[name] = replace(plan, dp=plan.dp.tightened(epsilon, rho, budget)) if plan.dp is not None else plan
-        except OperatorError as exc:
-            raise InputError(f"statistics.{name}.dp: {exc}") from None
-    return tight
 
 
 # ------------------------------------------------------------------ source rows of one region
@@ -341,76 +175,7 @@ def dp_gate_checks(region: str, staged: DataFrame, plan: StatPlan, forbidden: di
     return [(region, staged, expectations)]
 
 
-# ------------------------------------------------------------------ budget ledger
-
-def ledger_path(lake: Lake) -> str:
-    return lake.state("dp_budget")
-
-
-def read_ledger(spark: SparkSession, lake: Lake) -> dict:
-    """{(statistic, region): what was spent: epsilon, rho, delta sums; approximate (a release with
-    delta > 0); rho_known (every release recorded rho); the tightest recorded budget per unit}."""
-    path = ledger_path(lake)
-    if not is_delta(path):
-        return {}
-    df = read_current(spark, path)
-
-    def col(name: str):      # ledgers written before rho / budget_unit existed lack them
-        return F.col(name) if name in df.columns else F.lit(None).cast("double" if name == "rho" else "string")
-    unit = F.coalesce(col("budget_unit"), F.lit("epsilon"))
-    rows = (df.groupBy("statistic", "region").agg(
-        F.sum("epsilon").alias("epsilon"), F.sum(F.coalesce("delta", F.lit(0.0))).alias("delta"),
-        F.sum(col("rho")).alias("rho"), F.max(F.coalesce("delta", F.lit(0.0)) > 0).alias("approximate"),
-        (F.count(F.lit(1)) == F.count(col("rho"))).alias("rho_known"), F.count(F.lit(1)).alias("releases"),
-        F.min(F.when(unit == "epsilon", F.col("budget"))).alias("epsilon_budget"),
-        F.min(F.when(unit == "rho", F.col("budget"))).alias("rho_budget")).collect())   # one small row each
-    return {(r.statistic, r.region): {"epsilon": float(r.epsilon or 0.0), "delta": float(r.delta), "rho": float(r.rho or 0.0),
-                                      "approximate": bool(r.approximate), "rho_known": bool(r.rho_known),
-                                      "releases": int(r.releases),
-                                      "budgets": {"epsilon": r.epsilon_budget, "rho": r.rho_budget}} for r in rows}
-
-
-def check_budgets(ledger: dict, plans: dict[str, StatPlan], calibrations: dict, work: list[tuple[str, str]]) -> dict:
-    """{(statistic, region): (budget, spent before)} of this run's dp releases; InputError naming every
-    release that would exceed its budget. The budget is the policy's (tightened by --budget) or a
-    smaller one recorded by an earlier release: a budget once promised is never raised."""
-    budgets, refusals = {}, []
-    for name, region in work:
-        spec, spent = plans[name].dp, ledger.get((name, region))
-        recorded = (spent or {}).get("budgets", {}).get(spec.unit)
-        budget = min(spec.budget, recorded) if recorded is not None else spec.budget
-        budgets[(name, region)] = (budget, (spent or {}).get(spec.unit, 0.0))
-        why = dp.refusal(spent, spec, calibrations[name], budget)
-        if why:
-            refusals.append(f"{name} region {region}: {why}")
-    if refusals:
-        raise InputError("differential privacy budget exceeded, release refused: " + "; ".join(refusals))
-    return budgets
-
-
-def charge(spark: SparkSession, lake: Lake, policy: Policy, plans: dict, calibrations: dict, release_id: str,
-           budgets: dict, work: list[tuple[str, str]]) -> None:
-    """Append every release to the ledger (before any noise is drawn: a crash still counts)."""
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    rows = []
-    for name, region in work:
-        plan, cal = plans[name], calibrations[name]
-        parameters = {"max_rows_per_subject": plan.dp.max_rows_per_subject,
-                      "bounds": {m: list(b) for m, b in plan.dp.bounds.items()}, "sensitivities": cal.sensitivities,
-                      "scales": cal.scales, "groupings": 2 ** len(plan.dims),
-                      "domain_sizes": dict(zip(plan.dims, map(len, plan.domains))), "library": "opendp"}
-        rows.append((name, region, release_id, now, cal.mechanism, cal.epsilon, cal.delta, cal.rho,
-                     budgets[(name, region)][0], plan.dp.unit, json.dumps(parameters, sort_keys=True), policy.sha256))
-    _append(spark.createDataFrame(rows, LEDGER_SCHEMA), ledger_path(lake), merge_schema=True)
-
-
 # ------------------------------------------------------------------ the job
-
-def _append(df: DataFrame, path: str, merge_schema: bool = False) -> None:
-    """Append to a small bookkeeping table (ledger, audit): created by its first append, one commit.
-    The ledger merges its schema: ledgers of older releases lack rho and budget_unit."""
-    df.coalesce(1).write.format("delta").mode("append").option("mergeSchema", str(merge_schema).lower()).save(path)
-
 
 def output_path(lake: Lake, name: str, region: str) -> str:
     return str(lake.root / "statistics" / name / f"region={region}")
