@@ -300,7 +300,7 @@ def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
         df, suite = read_current(spark, path), []
         retention_rule = table.retention
         holds = registers.holds_for(name, day)
-        whole_table_held = holds.where(F.col("subject").isNull()).limit(1).count() > 0   # keeps every row, as retention does
+        whole_table_held = registers.table_level_hold(name, day) is not None   # keeps every row, as retention does
         if retention_rule is not None and retention_rule.basis == "business_date" and table.date_column and not whole_table_held:
             held = holds.where(F.col("subject").isNotNull()).select(F.col("subject").alias("held_subject"))
             cutoff = day - dt.timedelta(days=retention_rule.period_days)

@@ -162,13 +162,15 @@ def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output:
         output_columns=strings)
 
 
-def one_pseudonym_per_subject(table: Table, source: DataFrame, output: DataFrame) -> str | None:
-    """Distinct pseudonyms = distinct subjects (a collision or a split would break joins)."""
+def one_pseudonym_per_subject(table: Table, source: DataFrame, output: DataFrame) -> tuple[str | None, int]:
+    """Distinct pseudonyms = distinct subjects (a collision or a split would break joins); and the
+    output's row count, from the same pass over it."""
     key = table.subject_key
-    pseudonyms, subjects = output.select(key).distinct().count(), source.select(key).distinct().count()
-    if pseudonyms != subjects:
-        return f"{pseudonyms} distinct pseudonyms for {subjects} distinct subjects in column {key}"
-    return None
+    counts = output.agg(F.countDistinct(key).alias("pseudonyms"), F.count(F.lit(1)).alias("rows")).first()
+    subjects = source.select(key).distinct().count()
+    if counts.pseudonyms != subjects:
+        return f"{counts.pseudonyms} distinct pseudonyms for {subjects} distinct subjects in column {key}", counts.rows
+    return None, counts.rows
 
 
 # ------------------------------------------------------------------ writing
@@ -262,8 +264,9 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
 
     def after_gate(item: tuple, failed: dict[str, str]) -> tuple[str | None, int | None]:
         name, table, source, staging, _ = item
-        problem = failed.get(name) or one_pseudonym_per_subject(table, source, read_current(spark, staging))
-        return problem, None if problem else read_current(spark, staging).count()
+        if name in failed:
+            return failed[name], None
+        return one_pseudonym_per_subject(table, source, read_current(spark, staging))
 
     try:
         for purpose in purposes:
