@@ -6,19 +6,22 @@
 
 A backup is a *read + write* of each table's current version (a deep-clone-like copy), not a copy of
 the table directory: the directory also holds superseded Parquet files, deletion vectors and
-`_delta_log` history, i.e. rows that were already erased. Written with the same layout and the same
-Delta properties as the lake (region / subject-bucket partitions, personal columns kept out of the
-statistics), into a temporary directory renamed into place when complete.
+`_delta_log` history, i.e. rows that were already erased. Written with the lake's layout (region /
+subject-bucket partitions) into a temporary directory renamed into place when complete; encrypted
+(Parquet modular encryption) under a key of its own kept in the key store outside the lake, the
+manifest naming the key id only, and with no min/max statistics in its log (jobs/backup_crypto.py,
+docs/backups.md). Every read of a backup sets its key for that read only.
 
 Backups are kept `policy.defaults.backup_retention_days` days (a backup of day D expires on
-D + retention days; `backup --expire` deletes every backup that has expired). A subject erased while
-unexpired backups still hold them gets a row in the deletion ledger (HMAC-SHA256 of the subject id
-with the ledger key `policy.defaults.ledger_key_id`, the request id, when, the tables erased and the
-backups holding them): those backups are quarantined for that subject. Only `restore` reads a
-backup, and it re-applies the whole ledger (plus the subjects of erasure requests still in flight)
-before any restored row becomes readable: the backup is read, ledgered subjects are removed
-(matched by the keyed hash of each restored row's subject id), the result is written to staging and
-only then swapped into raw/. A subject's quarantine ends when the last backup holding them is gone.
+D + retention days; `backup --expire` destroys the key of every expired backup, then deletes its
+files: crypto-shredding). A subject erased while unexpired backups still hold them gets a row in the
+deletion ledger (HMAC-SHA256 of the subject id with the ledger key `policy.defaults.ledger_key_id`,
+the request id, when, the tables erased and the backups holding them): those backups are
+quarantined for that subject. Only `restore` makes a backup's rows readable again, and it re-applies
+the whole ledger (plus the subjects of erasure requests still in flight) first: the backup is read
+(a backup whose key is gone is refused, exit 2), ledgered subjects are removed (matched by the keyed
+hash of each restored row's subject id), the result is written to staging (plain Parquet) and only
+then swapped into raw/. A subject's quarantine ends when the last backup holding them is gone.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import hashlib
 import hmac
 import json
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -35,11 +39,15 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs.backup_crypto import (
+    ENCRYPTION, backup_keys, check_destroyable, create_backup_key, destroy_key, load_backup_key, marked_key_id,
+    reading_backups, require_kms, write_backup_table, write_key_marker,
+)
 from jobs.console import CheckFailed, InputError, entry_point
 from jobs.keys import load_key
 from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, subject_bucket, write_policy_table
 from jobs.lease import with_lease
-from jobs.policy import Policy
+from jobs.policy import Policy, Table
 
 MANIFEST = "_manifest.json"
 LEDGER = "deletion_ledger"
@@ -114,7 +122,8 @@ def read_manifest(lake: Lake, day: dt.date) -> dict:
 @with_lease("backup")
 def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | None = None,
                progress: Callable[[str], None] = lambda _m: None) -> dict:
-    """Copy the current version of every policy table into backups/<day>/ (idempotent per day)."""
+    """Copy the current version of every policy table into backups/<day>/, encrypted under a new
+    key of the backup's own (idempotent per day)."""
     day = day or dt.datetime.now(dt.timezone.utc).date()
     check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
     final = backup_dir(lake, day)
@@ -124,23 +133,29 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
         return manifest
     if final.exists():
         raise CheckFailed(f"{final} exists but has no {MANIFEST}: an incomplete backup; remove it, then run again")
+    require_kms(spark)
     tmp = lake.backups / f".tmp-{day.isoformat()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)                      # a killed earlier attempt
+    key_id, key = create_backup_key(day, lake)       # a bad key file: exit 2, nothing written
+    if tmp.exists():                                  # a killed earlier attempt: its key goes first
+        destroy_key(marked_key_id(tmp), lake)
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write_key_marker(tmp, key_id)
     target = Lake(tmp)
     tables = {}
-    for name, table in policy.tables.items():
-        progress(f"backing up {name}")
-        source = lake.table_path(table)
-        version = int(spark.sql(f"DESCRIBE HISTORY delta.`{source}` LIMIT 1").select("version").first()[0])
-        # Time travel to the version read: the copy is one consistent version even if a job writes meanwhile.
-        df = spark.read.format("delta").option("versionAsOf", version).load(source)
-        write_policy_table(spark, target, table, df.drop(SUBJECT_BUCKET))
-        tables[name] = {"path": table.path, "source_version": version, "rows": written_rows(spark, target.table_path(table))}
+    with backup_keys(spark, {key_id: key}, encrypt_with=key_id):
+        for name, table in policy.tables.items():
+            progress(f"backing up {name}")
+            source = lake.table_path(table)
+            version = int(spark.sql(f"DESCRIBE HISTORY delta.`{source}` LIMIT 1").select("version").first()[0])
+            # Time travel to the version read: the copy is one consistent version even if a job writes meanwhile.
+            df = spark.read.format("delta").option("versionAsOf", version).load(source)
+            write_backup_table(target, table, df.drop(SUBJECT_BUCKET))
+            tables[name] = {"path": table.path, "source_version": version, "rows": written_rows(spark, target.table_path(table))}
     manifest = {"date": day.isoformat(), "taken_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "expires": expires_on(policy, day).isoformat(), "policy_sha256": policy.sha256, "tables": tables}
+                "expires": expires_on(policy, day).isoformat(), "policy_sha256": policy.sha256, "tables": tables,
+                "encryption": ENCRYPTION, "key_id": key_id}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(final)
     manifest["status"] = "created"
     return manifest
@@ -156,16 +171,22 @@ def written_rows(spark: SparkSession, path: str) -> int:
 
 @with_lease("backup expiry")
 def expire_backups(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None) -> dict:
-    """Delete every backup that has expired, then end the quarantine of subjects no backup holds any more."""
+    """Destroy the key of every backup that has expired, then delete its files; then end the
+    quarantine of subjects no backup holds any more."""
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
     expired = [d for d in list_backups(lake) if expires_on(policy, d) <= as_of]
-    for day in expired:
-        shutil.rmtree(backup_dir(lake, day))
-    if lake.backups.is_dir():
-        for stale in lake.backups.glob(".tmp-*"):       # killed backups never became readable
-            shutil.rmtree(stale)
+    doomed = [(backup_dir(lake, d), read_manifest(lake, d).get("key_id")) for d in expired]
+    if lake.backups.is_dir():              # killed backups never became readable
+        doomed += [(stale, marked_key_id(stale)) for stale in sorted(lake.backups.glob(".tmp-*"))]
+    check_destroyable([k for _d, k in doomed if k])           # exit 2 before anything is destroyed
+    destroyed = []
+    for directory, key_id in doomed:
+        # The key first: if the deletion stops half-way, what is left is already unreadable.
+        if destroy_key(key_id, lake):
+            destroyed.append(key_id)
+        shutil.rmtree(directory)
     released = sync_ledger(spark, lake)
-    return {"as_of": as_of.isoformat(), "deleted": [d.isoformat() for d in expired],
+    return {"as_of": as_of.isoformat(), "deleted": [d.isoformat() for d in expired], "keys_destroyed": destroyed,
             "kept": [d.isoformat() for d in list_backups(lake)], "subjects_released": released}
 
 
@@ -225,6 +246,7 @@ def subjects_in_backups(spark: SparkSession, policy: Policy, lake: Lake, subject
                         days: Iterable[dt.date]) -> dict[str, list[str]]:
     """subject id -> dates (ISO) of the given backups that hold any row of them, in ONE Spark job
     (ids stay in driver memory; only the subjects' bucket partitions are read)."""
+    days = list(days)
     if not subjects:
         return {}
     wanted = spark.createDataFrame([(s,) for s in subjects], "subject string")
@@ -242,8 +264,9 @@ def subjects_in_backups(spark: SparkSession, policy: Policy, lake: Lake, subject
             parts = part if parts is None else parts.unionByName(part)
     found: dict[str, set[str]] = {}
     if parts is not None:
-        for row in parts.distinct().collect():
-            found.setdefault(row.subject, set()).add(row.day)
+        with reading_backups(spark, lake, days):
+            for row in parts.distinct().collect():
+                found.setdefault(row.subject, set()).add(row.day)
     return {s: sorted(d) for s, d in found.items()}
 
 
@@ -273,8 +296,6 @@ def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake) -> tuple[
 def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, as_of: dt.date | None = None,
                 progress: Callable[[str], None] = lambda _m: None) -> dict:
     """Restore backups/<day> into raw/, re-applying the whole deletion ledger before any table is readable."""
-    from expectations.custom import ExpectNoErasedSubjects
-    from expectations.gates import run_gate
     from jobs.erasure import HoldBook     # erasure imports this module: imported here, not at the top
 
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
@@ -286,6 +307,10 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
     missing = [n for n in policy.tables if n not in manifest["tables"]]
     if missing:
         raise InputError(f"the backup of {day.isoformat()} has no table(s) {', '.join(missing)}")
+    backup_key_id = manifest.get("key_id")                  # none: a backup from before encryption
+    backup_key = {backup_key_id: load_backup_key(day, backup_key_id, lake)} if backup_key_id else {}
+    if backup_key:
+        require_kms(spark)
     ledgered, in_flight = _hashes_to_remove(spark, policy, lake)
     holds = HoldBook.load(spark, policy, lake, as_of) if in_flight else None
     source = Lake(backup_dir(lake, day))
@@ -295,47 +320,77 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
     report: dict = {"date": day.isoformat(), "tables": {}}
     in_flight_hashes = (F.broadcast(spark.createDataFrame([(h,) for h in in_flight], "subject_hash string"))
                         if in_flight else None)
-    for name, table in policy.tables.items():
-        progress(f"restoring {name} to staging")
-        df, key_col = read_current(spark, source.table_path(table)), table.subject_key
-        subjects = (df.select(F.col(key_col).alias("_withheld")).distinct()
-                    .withColumn("subject_hash", hash_column(F.col("_withheld"), key)))
-        # Withheld: every subject the ledger names for this table (found by a join in Spark, the plain
-        # ids never leave it), plus in-flight requests' subjects that no hold keeps (few: decided here).
-        withheld = None
-        if ledgered is not None:
-            withheld = subjects.join(ledgered.where(F.col("table") == name), "subject_hash").select("_withheld")
-        if in_flight_hashes is not None:
-            matched = subjects.join(in_flight_hashes, "subject_hash").select("_withheld").collect()
-            erasable = [(r._withheld,) for r in matched if holds.hold_for(r._withheld, name) is None]
-            if erasable:
-                extra = spark.createDataFrame(erasable, "_withheld string")
-                withheld = extra if withheld is None else withheld.unionByName(extra)
-        kept, count = df, 0
-        if withheld is not None:
-            # Plain ids: kept in executor memory only (never spilled to local disk), dropped after the write.
-            withheld = withheld.distinct().persist(StorageLevel.MEMORY_ONLY)
-            count = withheld.count()
-            kept = df.join(withheld, df[key_col] == withheld["_withheld"], "left_anti")
-        write_policy_table(spark, staging, table, kept.drop(SUBJECT_BUCKET))
-        if withheld is not None:
-            withheld.unpersist()
-        report["tables"][name] = {"rows_in_backup": manifest["tables"][name]["rows"],
-                                  "subjects_withheld": count,
-                                  "rows_restored": written_rows(spark, staging.table_path(table))}
-    # Gate (Great Expectations): no staged table holds a ledgered subject, checked again on what was written.
+    # The backup's key is set for reading only: the staged tables are written as plain Parquet.
+    with backup_keys(spark, backup_key) if backup_key else nullcontext():
+        for name, table in policy.tables.items():
+            progress(f"restoring {name} to staging")
+            df = read_current(spark, source.table_path(table))
+            withheld = _withheld_subjects(spark, df, name, table.subject_key, key, ledgered, in_flight_hashes, holds)
+            count = _stage(spark, df, table, staging, withheld)
+            report["tables"][name] = {"rows_in_backup": manifest["tables"][name]["rows"], "subjects_withheld": count,
+                                      "rows_restored": written_rows(spark, staging.table_path(table))}
+    if ledgered is not None:
+        report["docs"] = _restore_gate(spark, policy, lake, day, staging, ledgered, key)
+    _swap_into_raw(policy, lake, day, staging, progress)
+    report["ledger_subjects"] = ledgered.select("subject_hash").distinct().count() if ledgered is not None else 0
+    report["requests_in_flight_subjects"] = len(in_flight)
+    return report
+
+
+def _withheld_subjects(spark: SparkSession, df: DataFrame, name: str, key_col: str, key: bytes,
+                       ledgered: DataFrame | None, in_flight_hashes: DataFrame | None, holds) -> DataFrame | None:
+    """Subject ids (column ``_withheld``) of the table not to restore: every subject the ledger names
+    for this table (found by a join in Spark, the plain ids never leave it), plus in-flight
+    requests' subjects that no hold keeps (few: decided here)."""
+    subjects = (df.select(F.col(key_col).alias("_withheld")).distinct()
+                .withColumn("subject_hash", hash_column(F.col("_withheld"), key)))
+    withheld = None
+    if ledgered is not None:
+        withheld = subjects.join(ledgered.where(F.col("table") == name), "subject_hash").select("_withheld")
+    if in_flight_hashes is not None:
+        matched = subjects.join(in_flight_hashes, "subject_hash").select("_withheld").collect()
+        erasable = [(r._withheld,) for r in matched if holds.hold_for(r._withheld, name) is None]
+        if erasable:
+            extra = spark.createDataFrame(erasable, "_withheld string")
+            withheld = extra if withheld is None else withheld.unionByName(extra)
+    return withheld
+
+
+def _stage(spark: SparkSession, df: DataFrame, table: Table, staging: Lake, withheld: DataFrame | None) -> int:
+    """Write the table less the withheld subjects to staging; returns how many subjects were withheld."""
+    kept, count = df, 0
+    if withheld is not None:
+        # Plain ids: kept in executor memory only (never spilled to local disk), dropped after the write.
+        withheld = withheld.distinct().persist(StorageLevel.MEMORY_ONLY)
+        count = withheld.count()
+        kept = df.join(withheld, df[table.subject_key] == withheld["_withheld"], "left_anti")
+    write_policy_table(spark, staging, table, kept.drop(SUBJECT_BUCKET))
+    if withheld is not None:
+        withheld.unpersist()
+    return count
+
+
+def _restore_gate(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, staging: Lake,
+                  ledgered: DataFrame, key: bytes) -> str:
+    """Gate (Great Expectations): no staged table holds a ledgered subject, checked again on what was
+    written. Returns the Data Docs index; a failure is CheckFailed and nothing reaches raw/."""
+    from expectations.custom import ExpectNoErasedSubjects
+    from expectations.gates import run_gate
+
     checks = []
-    for name, table in policy.tables.items() if ledgered is not None else ():
+    for name, table in policy.tables.items():
         staged = read_current(spark, staging.table_path(table)).select(hash_column(F.col(table.subject_key), key).alias("subject_hash"))
         ledger = ledgered.where(F.col("table") == name).select("subject_hash")
         checks.append((name, staged, [ExpectNoErasedSubjects(hash_column="subject_hash", ledger=ledger)]))
-    if checks:
-        run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        gate = run_gate(f"restore-{day.isoformat()}", checks, str(lake.docs / "restore" / f"{day.isoformat()}-{run_id}"))
-        report["docs"] = gate.docs_index
-        if not gate.success:
-            raise CheckFailed("restore gate: " + "; ".join(f"{f.table}: {f.message}" for f in gate.failures)
-                              + f"; nothing was swapped into raw/ (Data Docs: {gate.docs_index})")
+    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    gate = run_gate(f"restore-{day.isoformat()}", checks, str(lake.docs / "restore" / f"{day.isoformat()}-{run_id}"))
+    if not gate.success:
+        raise CheckFailed("restore gate: " + "; ".join(f"{f.table}: {f.message}" for f in gate.failures)
+                          + f"; nothing was swapped into raw/ (Data Docs: {gate.docs_index})")
+    return gate.docs_index
+
+
+def _swap_into_raw(policy: Policy, lake: Lake, day: dt.date, staging: Lake, progress: Callable[[str], None]) -> None:
     replaced = Path(lake.staging("restore", f"{day.isoformat()}-replaced"))
     for name, table in policy.tables.items():
         progress(f"swapping {name} into place")
@@ -349,9 +404,6 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
         staged.rename(final)
     shutil.rmtree(replaced, ignore_errors=True)
     shutil.rmtree(staging.root, ignore_errors=True)
-    report["ledger_subjects"] = ledgered.select("subject_hash").distinct().count() if ledgered is not None else 0
-    report["requests_in_flight_subjects"] = len(in_flight)
-    return report
 
 
 # ------------------------------------------------------------------ spark-submit entry point

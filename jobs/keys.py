@@ -6,23 +6,30 @@ Lookup order for a key id:
 2. the key file ``$WASURE_KEYS`` (default ``~/.config/wasure/keys.json``): ``{"keys": {"<key id>":
    "<base64>"}}``, which must be mode 0600 and must not lie under the lake root.
 
+Besides the purpose and ledger keys (`wasure keys init`), `wasure backup` creates one key per backup
+here and `wasure backup --expire` destroys it (jobs/backup_crypto.py): the key file must be writable
+by the job, and a backup key given by an environment variable cannot be destroyed by wasure.
+
 Errors name the key id and the store, never key material.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import json
 import os
 import re
 import secrets
 import stat
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from jobs.console import InputError
 from jobs.lake import Lake
 
 MIN_KEY_BYTES = 32
+T = TypeVar("T")
 
 
 def key_file_path() -> Path:
@@ -85,18 +92,69 @@ def load_purpose_keys(policy, purposes: list[str], lake: Lake | None = None) -> 
 
 def init_keys(key_ids: list[str], lake: Lake | None = None) -> list[str]:
     """Create the missing keys (32 random bytes each) in the key file, mode 0600. Returns the new ids."""
+    if all(_env_name(k) in os.environ for k in key_ids):
+        return []                         # every key comes from the environment: the file is not needed
+
+    def add_missing(keys: dict[str, str]) -> list[str]:
+        created = [k for k in key_ids if k not in keys and _env_name(k) not in os.environ]
+        for key_id in created:
+            keys[key_id] = base64.b64encode(secrets.token_bytes(MIN_KEY_BYTES)).decode()
+        return created
+
+    return _update_file(lake, add_missing)
+
+
+def create_key(key_id: str, lake: Lake | None = None) -> bytes:
+    """A new key (32 random bytes) under a new id in the key file: a backup's key (jobs/backup_crypto.py).
+    An id already in use is refused, so a key is never replaced under data it encrypts."""
+    def add(keys: dict[str, str]) -> bytes:
+        if key_id in keys or _env_name(key_id) in os.environ:
+            raise InputError(f"key {key_id!r} exists already (key file {key_file_path()} or {_env_name(key_id)}); "
+                             "a new key needs a new id")
+        key = secrets.token_bytes(MIN_KEY_BYTES)
+        keys[key_id] = base64.b64encode(key).decode()
+        return key
+
+    return _update_file(lake, add)
+
+
+def env_key_name(key_id: str) -> str | None:
+    """The environment variable holding ``key_id`` when there is one: wasure cannot destroy such a key."""
+    name = _env_name(key_id)
+    return name if name in os.environ else None
+
+
+def delete_key(key_id: str, lake: Lake | None = None) -> bool:
+    """Destroy ``key_id`` in the key file (crypto-shredding: what it encrypted becomes unreadable).
+    False when it was not there. A key held in an environment variable is refused: it lives in a
+    secrets backend wasure cannot change."""
+    if env_key_name(key_id):
+        raise InputError(f"key {key_id!r} is given by the environment variable {_env_name(key_id)}: wasure cannot destroy it; "
+                         "delete it in the secrets backend and unset the variable, then run again")
+    return _update_file(lake, lambda keys: keys.pop(key_id, None) is not None)
+
+
+def _update_file(lake: Lake | None, change: Callable[[dict[str, str]], T]) -> T:
+    """Read, change and rewrite the key file under an exclusive lock (lakes sharing one key file
+    may add backup keys at the same time: a lost update would lose a backup's only key). The new
+    file (0600) is renamed over the old one: never half-written. Unchanged keys: nothing written."""
     path = key_file_path()
     _check_location(path, lake)
-    keys = _read_file(path) if path.is_file() else {}
-    created = [k for k in key_ids if k not in keys and _env_name(k) not in os.environ]
-    if not created:
-        return []
-    for key_id in created:
-        keys[key_id] = base64.b64encode(secrets.token_bytes(MIN_KEY_BYTES)).decode()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"keys": keys}, handle, indent=2)
-    os.replace(tmp, path)
-    return created
+    lock = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        keys = _read_file(path) if path.is_file() else {}
+        before = dict(keys)
+        result = change(keys)
+        if keys != before:
+            tmp = path.with_name(path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"keys": keys}, handle, indent=2)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        return result
+    finally:
+        os.close(lock)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pyspark.sql import functions as F
 
 from anonymizers.pseudonym import pseudonym_forms
-from jobs.backup import add_to_ledger, expires_on, subject_hash, subjects_in_backups, unexpired_backups
+from jobs.backup import add_to_ledger, expires_on, reading_backups, subject_hash, subjects_in_backups, unexpired_backups
 from jobs.console import CheckFailed
 from jobs.erasure.holds import HoldBook
 from jobs.erasure.model import (
@@ -343,8 +343,9 @@ class Batch:
         if values:
             self.progress(f"scanning every file under the lake for {len(values)} identifying value(s) and pseudonym(s)")
             frame = self.spark.createDataFrame(sorted(values, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
-            findings = scan_for_values(self.spark, str(self.lake.root), frame,
-                                       exclude=tuple(f"backups/{d}" for d in excluded))
+            with reading_backups(self.spark, self.lake):     # encrypted backups: keys for this read only
+                findings = scan_for_values(self.spark, str(self.lake.root), frame,
+                                           exclude=tuple(f"backups/{d}" for d in excluded))
         if findings:
             raise CheckFailed("erasure verification found residue of the batch's identifying values in "
                               f"{len(findings)} file(s) (values not shown):\n  " + "\n  ".join(relative_finding(self.lake, f) for f in findings))

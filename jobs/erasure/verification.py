@@ -7,7 +7,7 @@ from typing import Callable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.backup import ledger_key
+from jobs.backup import ledger_key, reading_backups
 from jobs.console import CheckFailed, InputError
 from jobs.erasure.intake import check_request_id
 from jobs.erasure.model import MIN_VALUE_LENGTH, STATE_TABLE, STATES, VALUES_TABLE, load_states
@@ -97,16 +97,17 @@ def verify(spark: SparkSession, policy: Policy, lake: Lake, request_ids: list[st
     excluded = quarantined_backups(spark, lake, [r.request_id for r in chosen])
     exclude = tuple(f"backups/{d}" for d in excluded)
     findings: list[Finding] = []
-    if plain:
-        progress(f"scanning for {len(plain)} value(s)")
-        frame = spark.createDataFrame(sorted(plain, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
-        findings += scan_for_values(spark, str(lake.root), frame, exclude)
-    values_path = lake.state(VALUES_TABLE)
-    if hashed_ids and is_delta(values_path):
-        hashes = read_current(spark, values_path).where(F.col("request_id").isin(hashed_ids))
-        if hashes.limit(1).count():
-            progress(f"keyed-hash scan for {len(hashed_ids)} closed request(s)")
-            findings += scan_for_hashes(spark, str(lake.root), hashes, key, exclude)
+    with reading_backups(spark, lake):          # the backups scanned are encrypted: their keys, for this read only
+        if plain:
+            progress(f"scanning for {len(plain)} value(s)")
+            frame = spark.createDataFrame(sorted(plain, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
+            findings += scan_for_values(spark, str(lake.root), frame, exclude)
+        values_path = lake.state(VALUES_TABLE)
+        if hashed_ids and is_delta(values_path):
+            hashes = read_current(spark, values_path).where(F.col("request_id").isin(hashed_ids))
+            if hashes.limit(1).count():
+                progress(f"keyed-hash scan for {len(hashed_ids)} closed request(s)")
+                findings += scan_for_hashes(spark, str(lake.root), hashes, key, exclude)
     paths = sorted({relative_finding(lake, f) for f in findings})
     report = VerifyReport([r.request_id for r in chosen], method, excluded, paths)
     if paths:
