@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DELTA_VERSION ?= 4.4.0
 JARS   := jars/cache
 
-.PHONY: setup jars demo test bench bench-full clean schema cluster-up cluster-down test-cluster
+.PHONY: setup jars demo test bench bench-full clean schema cluster-up cluster-down test-cluster test-browser
 
 $(BIN)/wasure: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,12 @@ test-cluster: setup
 	@if $(CLUSTER) status --quiet; then was_up=1; else was_up=0; $(CLUSTER) up || exit 1; fi; \
 	$(BIN)/python -m pytest -q tests/cluster; rc=$$?; \
 	if [ $$was_up = 0 ]; then $(CLUSTER) down; fi; exit $$rc
+
+# The Airflow trigger form in a real browser (tests/browser, docs/airflow.md). Needs Debian's chromium
+# (as root: apt-get install -y chromium fonts-ipafont-gothic); Playwright never downloads a browser.
+test-browser: setup
+	$(BIN)/pip install -q -e '.[browser]'
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m pytest -q tests/browser
 
 clean:
 	rm -rf lake spark-warehouse metastore_db derby.log .pytest_cache

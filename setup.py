@@ -49,7 +49,9 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=["jobs", "jobs.erasure", "anonymizers", "expectations", "dags"],
     include_package_data=True,
+    package_data={"expectations": ["static/vendor/**/*"]},   # offline Data Docs assets
     install_requires=CORE,
-    extras_require={"airflow": AIRFLOW, "dev": DEV, "bench": BENCH},
+    # browser: the Airflow form test (tests/browser) drives Debian's chromium; never `playwright install`
+    extras_require={"airflow": AIRFLOW, "dev": DEV, "bench": BENCH, "browser": ["playwright==1.65.2"]},
     entry_points={"console_scripts": ["wasure=jobs.cli:main"]},
 )

@@ -35,8 +35,9 @@ START = pendulum.datetime(2026, 1, 1, tz="UTC")
 # undefined in a manual run's context (Airflow 3), so it is read from dag_run.
 RUN_DATE = ("{{ params.as_of if params.as_of is defined and params.as_of "
             "else (dag_run.logical_date or dag_run.run_after).strftime('%Y-%m-%d') }}")
-POLICY = "{{ params.policy }}"
-LAKE = "{{ params.lake }}"
+# An empty form field may arrive as null: render it as "" (the job's default), never as "None".
+POLICY = "{{ params.policy or '' }}"
+LAKE = "{{ params.lake or '' }}"
 
 
 def mode() -> str:
@@ -54,15 +55,18 @@ def default_args() -> dict:
 
 
 def common_params(as_of: bool = True) -> dict[str, Param]:
-    """policy / lake (defaults: $WASURE_POLICY / $WASURE_LAKE at parse time) and the run date."""
+    """policy / lake (defaults: $WASURE_POLICY / $WASURE_LAKE at parse time) and the run date.
+
+    All three may be left empty, so they admit null: Airflow's trigger form treats a param whose
+    type excludes "null" as required and will not submit it empty."""
     params = {
-        "policy": Param(os.environ.get("WASURE_POLICY", ""), type="string", title="Policy file",
+        "policy": Param(os.environ.get("WASURE_POLICY", ""), type=["null", "string"], title="Policy file",
                         description="Policy YAML on the workers. Empty: $WASURE_POLICY of the worker, else policies/example.yaml."),
-        "lake": Param(os.environ.get("WASURE_LAKE", ""), type="string", title="Lake root",
+        "lake": Param(os.environ.get("WASURE_LAKE", ""), type=["null", "string"], title="Lake root",
                       description="Lake root directory. Empty: $WASURE_LAKE of the worker."),
     }
     if as_of:
-        params["as_of"] = Param("", type="string", title="Business date", pattern=r"^(|\d{4}-\d{2}-\d{2})$",
+        params["as_of"] = Param("", type=["null", "string"], title="Business date", pattern=r"^(|\d{4}-\d{2}-\d{2})$",
                                 description="YYYY-MM-DD; empty: the date of the run (UTC).")
     return params
 

@@ -49,7 +49,8 @@ def _receipt(context) -> dict:
     params={
         "subject_ids": Param([], type="array", items={"type": "string", "minLength": 1}, minItems=1, title="Subject ids",
                              description="Subject (account) ids to erase, one per line; checked against the policy's subject.id_pattern."),
-        "request_id": Param("", type="string", title="Request id", pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,79})?$",
+        # null allowed: the trigger form would otherwise refuse to submit it empty (see w.common_params)
+        "request_id": Param("", type=["null", "string"], title="Request id", pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,79})?$",
                             description="Names the receipt (receipts/<request id>.json). Empty: derived from the ids (keyed)."),
         "source": Param("account_closure", type="string", enum=SOURCES, title="Source",
                         description="account_closure and appi keep 仮名加工情報; ccpa and gdpr erase it too."),

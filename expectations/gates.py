@@ -5,7 +5,9 @@ or written to a GE project on disk, so concurrent jobs cannot corrupt each other
 single filesystem Data Docs site whose root *is* ``docs_dir``: ``docs_dir/index.html`` lists this
 run's validations, one page per checked table under ``docs_dir/validations/``. Use one
 ``docs_dir`` per gate run (e.g. ``<lake>/_gates/<run id>/<gate>/``); a second run into the same
-directory rewrites ``index.html`` to list only its own validations.
+directory rewrites ``index.html`` to list only its own validations. The site works offline: its
+scripts, stylesheets and fonts are copied to ``docs_dir/static/vendor/`` and every page links
+them there (``expectations.data_docs``).
 
 Privacy of what is written: results use a SUMMARY format with unexpected values excluded (GE's
 built-in column expectations would otherwise list offending cell values), and exception messages
@@ -23,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Tuple
+
+from expectations.data_docs import make_offline
 
 SITE_NAME = "wasure_gate"
 
@@ -123,6 +127,8 @@ def run_gate(name: str, checks: Iterable[Check], docs_dir: str) -> GateResult:
         _scrub(stored)
         store.set(key, stored)
     context.build_data_docs(site_names=[SITE_NAME])
+    # GE's pages load their scripts, stylesheets and fonts from CDNs: ship them with the site.
+    make_offline(docs_path)
 
     return GateResult(
         name=name,
