@@ -63,7 +63,7 @@ def common_params(as_of: bool = True) -> dict[str, Param]:
         "policy": Param(os.environ.get("WASURE_POLICY", ""), type=["null", "string"], title="Policy file",
                         description="Policy YAML on the workers. Empty: $WASURE_POLICY of the worker, else policies/example.yaml."),
         "lake": Param(os.environ.get("WASURE_LAKE", ""), type=["null", "string"], title="Lake root",
-                      description="Lake root directory. Empty: $WASURE_LAKE of the worker."),
+                      description="Lake root: a directory or a URI (hdfs://host:port/path, s3a://bucket/path). Empty: $WASURE_LAKE of the worker."),
     }
     if as_of:
         params["as_of"] = Param("", type=["null", "string"], title="Business date", pattern=r"^(|\d{4}-\d{2}-\d{2})$",

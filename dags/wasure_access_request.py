@@ -29,10 +29,11 @@ def _validate(context) -> dict:
 
 def _receipt(context) -> dict:
     import json
-    from pathlib import Path
+
+    from jobs.storage import files_for
 
     checked = context["ti"].xcom_pull(task_ids="validate_request")
-    receipt = json.loads(Path(checked["receipt"]).read_text())
+    receipt = json.loads(files_for(checked["receipt"]).read_text(checked["receipt"]))
     return {"request_id": checked["request_id"], "receipt": checked["receipt"], "deadline": receipt["deadline"],
             "deadline_met": receipt["deadline_met"], "rows_by_table": receipt["rows_by_table"]}
 

@@ -180,6 +180,18 @@ def make_offline(site_dir: str | Path) -> list[str]:
     return sorted(left)
 
 
+def copy_site(site_dir: str | Path, uri: str, spark) -> None:
+    """Copy a built site to ``uri`` (hdfs://, s3a://...) through the Spark session's Hadoop
+    FileSystem: the same credentials and configuration as the lake's tables."""
+    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    target = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = target.getFileSystem(conf)
+    for path in sorted(Path(site_dir).rglob("*")):
+        if path.is_file():
+            fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(str(path)),
+                                 jvm.org.apache.hadoop.fs.Path(f"{uri.rstrip('/')}/{path.relative_to(site_dir).as_posix()}"))
+
+
 def _local(url: str, to_root: str) -> str | None:
     if url in CDN_ASSETS:
         return f"{to_root}{SITE_VENDOR}/{CDN_ASSETS[url]}"

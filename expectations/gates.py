@@ -3,7 +3,9 @@
 Context choice: every ``run_gate`` call uses its own **ephemeral** GE context (nothing read from
 or written to a GE project on disk, so concurrent jobs cannot corrupt each other's config) with a
 single filesystem Data Docs site whose root *is* ``docs_dir``: ``docs_dir/index.html`` lists this
-run's validations, one page per checked table under ``docs_dir/validations/``. Use one
+run's validations, one page per checked table under ``docs_dir/validations/``. ``docs_dir`` may be
+a URI of the lake's file system (hdfs://, s3a://): the site is built in a temporary directory and
+copied there through the Spark session's Hadoop FileSystem. Use one
 ``docs_dir`` per gate run (e.g. ``<lake>/_gates/<run id>/<gate>/``); a second run into the same
 directory rewrites ``index.html`` to list only its own validations. The site works offline: its
 scripts, stylesheets and fonts are copied to ``docs_dir/static/vendor/`` and every page links
@@ -22,11 +24,13 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Tuple
 
-from expectations.data_docs import make_offline
+from expectations.data_docs import copy_site, make_offline
 
 SITE_NAME = "wasure_gate"
 
@@ -85,7 +89,9 @@ def run_gate(name: str, checks: Iterable[Check], docs_dir: str) -> GateResult:
     # Labels name assets, suites and Data Docs paths (where unsafe characters become "_").
     if len({_safe(label) for label in labels}) != len(labels):
         raise ValueError(f"gate {name!r}: table labels must be unique, got {labels}")
-    docs_path = Path(docs_dir).resolve()
+    remote = "://" in str(docs_dir) and not str(docs_dir).startswith("file:")
+    # GE's site builder writes local files: a lake on hdfs:// or s3a:// gets the finished site copied.
+    docs_path = Path(tempfile.mkdtemp(prefix="wasure-docs-")) if remote else Path(str(docs_dir).removeprefix("file://")).resolve()
     docs_path.mkdir(parents=True, exist_ok=True)
 
     context = _context(gx, docs_path)
@@ -129,12 +135,15 @@ def run_gate(name: str, checks: Iterable[Check], docs_dir: str) -> GateResult:
     context.build_data_docs(site_names=[SITE_NAME])
     # GE's pages load their scripts, stylesheets and fonts from CDNs: ship them with the site.
     make_offline(docs_path)
+    if remote:
+        copy_site(docs_path, str(docs_dir), checks[0][1].sparkSession if checks else None)
+        shutil.rmtree(docs_path, ignore_errors=True)
 
     return GateResult(
         name=name,
         success=all(r.success for r in results) and not failures,
         failures=failures,
-        docs_index=str(docs_path / "index.html"),
+        docs_index=f"{str(docs_dir).rstrip('/')}/index.html" if remote else str(docs_path / "index.html"),
         results=results,
     )
 

@@ -35,6 +35,7 @@ from anonymizers.checkdigits import luhn_valid
 from jobs.backup import ledger_key, subject_hash
 from jobs.console import InputError
 from jobs.erasure import check_request_id, check_subject_ids
+from jobs.storage import join
 from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, check_lake, is_delta, read_current, subject_bucket
 from jobs.lease import with_lease
 from jobs.policy import ColumnClass, Policy
@@ -85,8 +86,8 @@ def check_formats(formats: list[str] | None) -> list[str]:
 def check_out_dir(lake: Lake, out: str | Path, request_id: str) -> Path:
     """<out>/<request id>, outside the lake root and not an earlier export."""
     target = (Path(out).expanduser().resolve() / request_id)
-    if target == lake.root or lake.root in target.parents:
-        raise InputError(f"--out {out}: lies under the lake root {lake.root}; an export holds personal data in the clear "
+    if lake.is_local and (target == lake.root or lake.root in target.parents):
+        raise InputError(f"--out {out}: lies under the lake root {lake.uri}; an export holds personal data in the clear "
                          "and must be written outside the lake")
     if target.exists() and any(target.iterdir()):
         raise InputError(f"--out {out}: {target} already holds an export; choose another --request-id or --out")
@@ -265,9 +266,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, subject: str, request_i
                "deadline_met": now.date() <= deadline, "rows_by_table": counts, "legal_holds": len(holds),
                "formats": formats, "files": files, "excluded": [x["datasets"] for x in EXCLUDED],
                "policy_sha256": policy.sha256}
-    lake.receipts.mkdir(parents=True, exist_ok=True)
-    receipt_path = lake.receipts / f"access-{request_id}.json"
-    receipt_path.write_text(json.dumps(receipt, indent=2, ensure_ascii=False))
+    receipt_path = join(lake.receipts, f"access-{request_id}.json")
+    lake.files.write_text(receipt_path, json.dumps(receipt, indent=2, ensure_ascii=False))
     row = (request_id, h, received_at, deadline, "answered", now, json.dumps(counts, sort_keys=True), formats)
     append_rows(spark, state_path, spark.createDataFrame([row], STATE_SCHEMA))
     append_rows(spark, lake.audit(AUDIT_TABLE), spark.createDataFrame([row], STATE_SCHEMA))

@@ -8,10 +8,11 @@ id, a per-release random surrogate (``uuid()``, no key, nothing stored) is added
 random material is gone when the job ends. Rare values (特異な記述) are top/bottom-coded first:
 ages at the hierarchy's ``top`` (90+), sensitive values at the release's ``rare_values`` bounds.
 
-Output is written to ``staging/anonymized/<release>``, checked by the Great Expectations release
-suite (k, l, no forbidden column, no source identifier value, no rare value), then promoted to
-``anonymized/<release>/data`` with a manifest (JSON + Markdown) stating that it is 匿名加工情報,
-the categories of personal information it contains, the method, k, l, suppression and metrics.
+The Mondrian result is persisted, checked by the Great Expectations release suite (k, l, no
+forbidden column, no source identifier value, no rare value), then published to
+``anonymized/<release>/data`` in ONE Delta transaction (or written under ``quarantine/`` when the
+gate fails), with a manifest (JSON + Markdown) stating that it is 匿名加工情報, the categories of
+personal information it contains, the method, k, l, suppression and metrics.
 Releases are per region: rows of two regions are never mixed (S15).
 """
 from __future__ import annotations
@@ -19,9 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import csv
 import json
-import shutil
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -31,10 +32,12 @@ from anonymizers.privacy_models import DistinctLDiversity
 from anonymizers.risk import risk_report
 from anonymizers.utility import utility_report
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import Lake, check_lake, create_table, read_current, with_registers
+from jobs.lake import Lake, check_lake, read_current, with_registers
 from jobs.lease import with_lease
 from jobs.policy import ColumnClass, Policy, Release
+from jobs.storage import join, parent_of
 from jobs.subjects import Registers
+from jobs.table import LakeTable
 
 STATEMENT_JA = "本データは、個人情報の保護に関する法律に基づく匿名加工情報です。特定の個人を識別することはできず、作成に用いた個人情報を復元することもできません。"
 STATEMENT_EN = ("This dataset is anonymously processed information (匿名加工情報) under the Act on the "
@@ -220,32 +223,29 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.da
     for qi in qis:
         if qi.endswith("_month"):
             released = released.withColumn(qi, _month_label(qi))
-    staging = lake.staging("anonymized", name)
-    if Path(staging).exists():
-        shutil.rmtree(staging)
-    progress("staging and gate")
-    create_table(spark, staging, released, [], stats_columns=[], published=True)
-    released.write.format("delta").mode("overwrite").save(staging)
-    gate = _gate(spark, policy, lake, name, release, qis, read_current(spark, staging))
-    if not gate.success:
-        target = Path(lake.quarantine("anonymized", name, dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Path(staging).rename(target)
-        raise CheckFailed(f"release {name} not published (quarantined at {target}; Data Docs {gate.docs_index}): "
-                          + "; ".join(f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures))
-    final = Path(lake.anonymized(name))
-    if final.exists():
-        shutil.rmtree(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    Path(staging).rename(final)
+    # Persisted: the gate and the publish read the same rows (Mondrian's result, checkpointed above).
+    released = released.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        progress("gate")
+        gate = _gate(spark, policy, lake, name, release, qis, released)
+        if not gate.success:
+            target = lake.quarantine("anonymized", name, dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S"))
+            LakeTable(spark, target).write_new(released, [], stats_columns=[], published=True)
+            raise CheckFailed(f"release {name} not published (quarantined at {target}; Data Docs {gate.docs_index}): "
+                              + "; ".join(f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures))
+        final = lake.anonymized(name)
+        LakeTable(spark, final).publish(released, [], stats_columns=[], published=True)
+    finally:
+        released.unpersist()
     doc = manifest(policy, name, release, qis, metrics, rows, total - rows, as_of)
-    (final.parent / "manifest.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2))
-    (final.parent / "manifest.md").write_text(manifest_markdown(doc))
+    files, folder = lake.files, parent_of(final)
+    files.write_text(join(folder, "manifest.json"), json.dumps(doc, ensure_ascii=False, indent=2))
+    files.write_text(join(folder, "manifest.md"), manifest_markdown(doc))
     from jobs.catalog import register_release
 
     table_name = register_release(spark, lake, name)
     return {"release": name, "rows": rows, "suppressed": total - rows, "metrics": metrics, "table": table_name,
-            "manifest": str(final.parent / "manifest.md"), "docs": gate.docs_index, "gate": "passed"}
+            "manifest": join(folder, "manifest.md"), "docs": gate.docs_index, "gate": "passed"}
 
 
 def _gate(spark, policy: Policy, lake: Lake, name: str, release: Release, qis: list[str], staged: DataFrame):
@@ -265,7 +265,7 @@ def _gate(spark, policy: Policy, lake: Lake, name: str, release: Release, qis: l
                           rare_thresholds={"numeric_bounds": {c: b for c, b in release.rare_values.items() if c in staged.columns}},
                           output_columns=[c for c in staged.columns], source=source, source_columns=identifiers)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return run_gate(f"anonymize-{name}", [(f"{name}", staged, suite)], str(lake.docs / "anonymize" / run_id / name))
+    return run_gate(f"anonymize-{name}", [(f"{name}", staged, suite)], join(lake.docs, "anonymize", run_id, name))
 
 
 def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:

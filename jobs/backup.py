@@ -20,8 +20,9 @@ the request id, when, the tables erased and the backups holding them): those bac
 quarantined for that subject. Only `restore` makes a backup's rows readable again, and it re-applies
 the whole ledger (plus the subjects of erasure requests still in flight) first: the backup is read
 (a backup whose key is gone is refused, exit 2), ledgered subjects are removed (matched by the keyed
-hash of each restored row's subject id), the result is written to staging (plain Parquet) and only
-then swapped into raw/. A subject's quarantine ends when the last backup holding them is gone.
+hash of each restored row's subject id), the result is written to staging (plain Parquet), gated, and
+only then published into raw/ (one Delta transaction per table, never a directory rename). A
+subject's quarantine ends when the last backup holding them is gone.
 """
 from __future__ import annotations
 
@@ -29,9 +30,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import shutil
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Callable, Iterable
 
 from pyspark import StorageLevel
@@ -48,6 +47,8 @@ from jobs.keys import load_key
 from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, subject_bucket, write_policy_table
 from jobs.lease import with_lease
 from jobs.policy import Policy, Table
+from jobs.storage import join, name_of
+from jobs.table import LakeTable
 
 MANIFEST = "_manifest.json"
 LEDGER = "deletion_ledger"
@@ -88,8 +89,8 @@ def hash_column(column: Column, key: bytes) -> Column:
 
 # ------------------------------------------------------------------ backups on disk
 
-def backup_dir(lake: Lake, day: dt.date) -> Path:
-    return lake.backups / day.isoformat()
+def backup_dir(lake: Lake, day: dt.date) -> str:
+    return join(lake.backups, day.isoformat())
 
 
 def expires_on(policy: Policy, day: dt.date) -> dt.date:
@@ -98,15 +99,14 @@ def expires_on(policy: Policy, day: dt.date) -> dt.date:
 
 def list_backups(lake: Lake) -> list[dt.date]:
     """Dates of complete backups (those with a manifest), oldest first."""
-    if not lake.backups.is_dir():
-        return []
+    files = lake.files
     days = []
-    for child in lake.backups.iterdir():
+    for child in files.list(lake.backups):          # [] when there is no backups/ yet
         try:
-            day = dt.date.fromisoformat(child.name)
+            day = dt.date.fromisoformat(name_of(child))
         except ValueError:
             continue
-        if (child / MANIFEST).is_file():
+        if files.is_file(join(child, MANIFEST)):
             days.append(day)
     return sorted(days)
 
@@ -116,7 +116,7 @@ def unexpired_backups(policy: Policy, lake: Lake, as_of: dt.date) -> list[dt.dat
 
 
 def read_manifest(lake: Lake, day: dt.date) -> dict:
-    return json.loads((backup_dir(lake, day) / MANIFEST).read_text())
+    return json.loads(lake.files.read_text(join(backup_dir(lake, day), MANIFEST)))
 
 
 @with_lease("backup")
@@ -126,20 +126,21 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
     key of the backup's own (idempotent per day)."""
     day = day or dt.datetime.now(dt.timezone.utc).date()
     check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
+    files = lake.files
     final = backup_dir(lake, day)
-    if (final / MANIFEST).is_file():
+    if files.is_file(join(final, MANIFEST)):
         manifest = read_manifest(lake, day)
         manifest["status"] = "exists"
         return manifest
-    if final.exists():
+    if files.exists(final):
         raise CheckFailed(f"{final} exists but has no {MANIFEST}: an incomplete backup; remove it, then run again")
     require_kms(spark)
-    tmp = lake.backups / f".tmp-{day.isoformat()}"
+    tmp = join(lake.backups, f".tmp-{day.isoformat()}")
     key_id, key = create_backup_key(day, lake)       # a bad key file: exit 2, nothing written
-    if tmp.exists():                                  # a killed earlier attempt: its key goes first
+    if files.exists(tmp):                             # a killed earlier attempt: its key goes first
         destroy_key(marked_key_id(tmp), lake)
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+        files.delete(tmp)
+    files.mkdirs(tmp)
     write_key_marker(tmp, key_id)
     target = Lake(tmp)
     tables = {}
@@ -155,18 +156,15 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
     manifest = {"date": day.isoformat(), "taken_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "expires": expires_on(policy, day).isoformat(), "policy_sha256": policy.sha256, "tables": tables,
                 "encryption": ENCRYPTION, "key_id": key_id}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tmp.rename(final)
+    files.write_text(join(tmp, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
+    files.rename(tmp, final)
     manifest["status"] = "created"
     return manifest
 
 
 def written_rows(spark: SparkSession, path: str) -> int:
     """Rows written by the table's last commit (from its metrics: no scan)."""
-    from delta.tables import DeltaTable
-
-    metrics = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()[0] or {}
-    return int(metrics.get("numOutputRows", 0))
+    return int(LakeTable(spark, path).last_commit_metrics().get("numOutputRows", 0))
 
 
 @with_lease("backup expiry")
@@ -176,15 +174,15 @@ def expire_backups(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.da
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
     expired = [d for d in list_backups(lake) if expires_on(policy, d) <= as_of]
     doomed = [(backup_dir(lake, d), read_manifest(lake, d).get("key_id")) for d in expired]
-    if lake.backups.is_dir():              # killed backups never became readable
-        doomed += [(stale, marked_key_id(stale)) for stale in sorted(lake.backups.glob(".tmp-*"))]
+    # Killed backups never became readable.
+    doomed += [(stale, marked_key_id(stale)) for stale in lake.files.glob(join(lake.backups, ".tmp-*"))]
     check_destroyable([k for _d, k in doomed if k])           # exit 2 before anything is destroyed
     destroyed = []
     for directory, key_id in doomed:
         # The key first: if the deletion stops half-way, what is left is already unreadable.
         if destroy_key(key_id, lake):
             destroyed.append(key_id)
-        shutil.rmtree(directory)
+        lake.files.delete(directory)
     released = sync_ledger(spark, lake)
     return {"as_of": as_of.isoformat(), "deleted": [d.isoformat() for d in expired], "keys_destroyed": destroyed,
             "kept": [d.isoformat() for d in list_backups(lake)], "subjects_released": released}
@@ -203,16 +201,12 @@ def read_ledger(spark: SparkSession, lake: Lake) -> DataFrame | None:
 
 def add_to_ledger(spark: SparkSession, lake: Lake, rows: list[tuple]) -> None:
     """Insert ledger rows (LEDGER_SCHEMA) not there yet, keyed on (subject_hash, request_id): re-runs add nothing."""
-    from delta.tables import DeltaTable
-
     if not rows:
         return
     df = spark.createDataFrame(rows, LEDGER_SCHEMA)
     path = ledger_path(lake)
     create_table(spark, path, df, [])
-    (DeltaTable.forPath(spark, path).alias("t")
-        .merge(df.alias("s"), "t.subject_hash = s.subject_hash AND t.request_id = s.request_id")
-        .whenNotMatchedInsertAll().execute())
+    LakeTable(spark, path).insert_new(df, "t.subject_hash = s.subject_hash AND t.request_id = s.request_id")
 
 
 def sync_ledger(spark: SparkSession, lake: Lake) -> int:
@@ -220,8 +214,6 @@ def sync_ledger(spark: SparkSession, lake: Lake) -> int:
 
     Derived from what is on disk, so a `--expire` killed between deleting a backup and updating
     the ledger is healed by the next run. Returns the number of rows released now."""
-    from delta.tables import DeltaTable
-
     path = ledger_path(lake)
     if not is_delta(path):
         return 0
@@ -234,11 +226,10 @@ def sync_ledger(spark: SparkSession, lake: Lake) -> int:
     if not changes:
         return 0
     updates = spark.createDataFrame(changes, "subject_hash string, request_id string, backups array<string>, status string")
-    (DeltaTable.forPath(spark, path).alias("t")
-        .merge(updates.alias("s"), "t.subject_hash = s.subject_hash AND t.request_id = s.request_id")
-        .whenMatchedUpdate(set={"backups": "s.backups", "status": "s.status",
-                                "released_at": "CASE WHEN s.status = 'released' THEN current_timestamp() ELSE t.released_at END"})
-        .execute())
+    LakeTable(spark, path).update_matching(
+        updates, "t.subject_hash = s.subject_hash AND t.request_id = s.request_id",
+        {"backups": "s.backups", "status": "s.status",
+         "released_at": "CASE WHEN s.status = 'released' THEN current_timestamp() ELSE t.released_at END"})
     return sum(1 for c in changes if c[3] == "released")
 
 
@@ -299,7 +290,7 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
     from jobs.erasure import HoldBook     # erasure imports this module: imported here, not at the top
 
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
-    if not (backup_dir(lake, day) / MANIFEST).is_file():
+    if not lake.files.is_file(join(backup_dir(lake, day), MANIFEST)):
         available = ", ".join(d.isoformat() for d in list_backups(lake)) or "none"
         raise InputError(f"no complete backup of {day.isoformat()} under {lake.backups} (available: {available})")
     _key_id, key = ledger_key(policy, lake)                 # exit 2 before any write
@@ -314,9 +305,8 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
     ledgered, in_flight = _hashes_to_remove(spark, policy, lake)
     holds = HoldBook.load(spark, policy, lake, as_of) if in_flight else None
     source = Lake(backup_dir(lake, day))
-    staging = Lake(Path(lake.staging("restore", day.isoformat())))
-    if staging.root.exists():
-        shutil.rmtree(staging.root)
+    staging = Lake(lake.staging("restore", day.isoformat()))
+    lake.files.delete(staging.uri)                          # a killed earlier restore's staging
     report: dict = {"date": day.isoformat(), "tables": {}}
     in_flight_hashes = (F.broadcast(spark.createDataFrame([(h,) for h in in_flight], "subject_hash string"))
                         if in_flight else None)
@@ -331,7 +321,7 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
                                       "rows_restored": written_rows(spark, staging.table_path(table))}
     if ledgered is not None:
         report["docs"] = _restore_gate(spark, policy, lake, day, staging, ledgered, key)
-    _swap_into_raw(policy, lake, day, staging, progress)
+    _publish_into_raw(spark, policy, lake, staging, progress)
     report["ledger_subjects"] = ledgered.select("subject_hash").distinct().count() if ledgered is not None else 0
     report["requests_in_flight_subjects"] = len(in_flight)
     return report
@@ -383,27 +373,29 @@ def _restore_gate(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date,
         ledger = ledgered.where(F.col("table") == name).select("subject_hash")
         checks.append((name, staged, [ExpectNoErasedSubjects(hash_column="subject_hash", ledger=ledger)]))
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    gate = run_gate(f"restore-{day.isoformat()}", checks, str(lake.docs / "restore" / f"{day.isoformat()}-{run_id}"))
+    gate = run_gate(f"restore-{day.isoformat()}", checks, join(lake.docs, "restore", f"{day.isoformat()}-{run_id}"))
     if not gate.success:
         raise CheckFailed("restore gate: " + "; ".join(f"{f.table}: {f.message}" for f in gate.failures)
                           + f"; nothing was swapped into raw/ (Data Docs: {gate.docs_index})")
     return gate.docs_index
 
 
-def _swap_into_raw(policy: Policy, lake: Lake, day: dt.date, staging: Lake, progress: Callable[[str], None]) -> None:
-    replaced = Path(lake.staging("restore", f"{day.isoformat()}-replaced"))
+def _publish_into_raw(spark: SparkSession, policy: Policy, lake: Lake, staging: Lake,
+                      progress: Callable[[str], None]) -> None:
+    """Replace each raw table with its staged (ledger-applied, gated) rows in ONE Delta transaction
+    per table (CREATE OR REPLACE): a reader sees the old table or the restored one, never a missing
+    or half-moved directory, on any file system (a directory rename is not atomic on object stores,
+    and a swap killed half-way left raw/ without the table). Same layout and properties as
+    ``write_policy_table``: region / subject-bucket partitions, one file per partition, personal
+    columns kept out of the statistics, deletion vectors kept (a raw table, not a published one).
+    The replaced version's files stay in the table's history until its next physical purge (VACUUM)."""
     for name, table in policy.tables.items():
-        progress(f"swapping {name} into place")
-        final, staged, old = Path(lake.table_path(table)), Path(staging.table_path(table)), replaced / table.path
-        old.parent.mkdir(parents=True, exist_ok=True)
-        if old.exists():
-            shutil.rmtree(old)
-        if final.exists():
-            final.rename(old)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staged.rename(final)
-    shutil.rmtree(replaced, ignore_errors=True)
-    shutil.rmtree(staging.root, ignore_errors=True)
+        progress(f"publishing {name} into raw/")
+        partition_by = [table.region_column, SUBJECT_BUCKET]
+        staged = LakeTable(spark, staging.table_path(table)).read()
+        laid_out = staged.repartition(*[F.col(c) for c in partition_by])
+        LakeTable(spark, lake.table_path(table)).publish(laid_out, partition_by, table.stats_columns(), published=False)
+    lake.files.delete(staging.uri)
 
 
 # ------------------------------------------------------------------ spark-submit entry point

@@ -29,7 +29,6 @@ import datetime as dt
 import secrets
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterable, Iterator
 
 from pyspark.sql import DataFrame, SparkSession
@@ -39,6 +38,7 @@ from jobs.console import InputError
 from jobs.keys import create_key, delete_key, env_key_name, load_key
 from jobs.lake import SUBJECT_BUCKET, Lake, subject_bucket, write_new_table
 from jobs.policy import Table
+from jobs.storage import files_for, join
 
 CRYPTO_FACTORY = "org.apache.parquet.crypto.keytools.PropertiesDrivenCryptoFactory"
 KMS_CLASS = "wasure.udf.BackupKeyKms"
@@ -68,15 +68,16 @@ def load_backup_key(day: dt.date, key_id: str, lake: Lake) -> bytes:
                          "Nothing was written") from None
 
 
-def write_key_marker(directory: Path, key_id: str) -> None:
-    (directory / KEY_ID_FILE).write_text(key_id + "\n")
+def write_key_marker(directory: str, key_id: str) -> None:
+    """Name the key in a backup's (temporary) directory, a URI: the id only, never the key."""
+    files_for(directory).write_text(join(directory, KEY_ID_FILE), key_id + "\n")
 
 
-def marked_key_id(directory: Path) -> str | None:
-    marker = directory / KEY_ID_FILE
-    if not marker.is_file():
+def marked_key_id(directory: str) -> str | None:
+    marker, files = join(directory, KEY_ID_FILE), files_for(directory)
+    if not files.is_file(marker):
         return None
-    return marker.read_text().strip() or None
+    return files.read_text(marker).strip() or None
 
 
 def check_destroyable(key_ids: list[str]) -> None:
@@ -169,8 +170,8 @@ def reading_backups(spark: SparkSession, lake: Lake, days: Iterable[dt.date] | N
         key_id = read_manifest(lake, day).get("key_id")
         if key_id:                         # backups written before encryption have none
             keys[key_id] = load_backup_key(day, key_id, lake)
-    if days is None and lake.backups.is_dir():
-        for stale in lake.backups.glob(".tmp-*"):
+    if days is None and lake.files.is_dir(lake.backups):
+        for stale in lake.files.glob(join(lake.backups, ".tmp-*")):
             key_id = marked_key_id(stale)
             try:
                 if key_id:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from jobs.lake import Lake, is_delta
+from jobs.storage import join, name_of, parent_of
 
 DATABASE = "anonymized"
 
@@ -33,20 +33,19 @@ def register_release(spark: SparkSession, lake: Lake, release: str, table: str =
 
 def releases(lake: Lake) -> list[dict]:
     """Promoted releases with their manifests (newest first)."""
-    root = lake.root / "anonymized"
+    files = lake.files
     found = []
-    for manifest in sorted(root.glob("*/manifest.json")) if root.exists() else []:
-        doc = json.loads(manifest.read_text())
-        doc["path"] = str(manifest.parent)
+    for manifest in files.glob(join(lake.uri, "anonymized", "*", "manifest.json")):
+        doc = json.loads(files.read_text(manifest))
+        doc["path"] = parent_of(manifest)
         found.append(doc)
     return sorted(found, key=lambda d: d["created"], reverse=True)
 
 
 def statistics_tables(lake: Lake) -> list[tuple[str, str, str]]:
     """(statistic, region, path) of every published statistic table (one Delta table per region)."""
-    root = lake.root / "statistics"
-    return [(table.parent.name, table.name.split("=", 1)[1], str(table))
-            for table in sorted(root.glob("*/region=*")) if is_delta(table)]
+    return [(name_of(parent_of(table)), name_of(table).split("=", 1)[1], table)
+            for table in lake.files.glob(join(lake.uri, "statistics", "*", "region=*")) if is_delta(table)]
 
 
 def reading_example(path: str) -> list[str]:
@@ -57,7 +56,7 @@ def reading_example(path: str) -> list[str]:
 
 def register_all(spark: SparkSession, lake: Lake) -> list[str]:
     return [register_release(spark, lake, doc["release"]) for doc in releases(lake)
-            if is_delta(Path(doc["path"]) / "data")]
+            if is_delta(join(doc["path"], "data"))]
 
 
 def analyst_session(lake_root: str | None = None) -> SparkSession:

@@ -31,7 +31,8 @@ app = typer.Typer(
 )
 
 PolicyOpt = typer.Option(None, "--policy", "-p", help="Policy YAML (default: $WASURE_POLICY or policies/example.yaml).")
-LakeOpt = typer.Option(None, "--lake", "-l", help="Lake root directory (default: $WASURE_LAKE or ./lake).")
+LakeOpt = typer.Option(None, "--lake", "-l", help="Lake root: a directory or a URI such as hdfs://127.0.0.1:8020/lake "
+                       "or s3a://bucket/lake (default: $WASURE_LAKE or ./lake).")
 
 
 def handles_errors(func: Callable) -> Callable:
@@ -61,10 +62,15 @@ def _policy(path: Optional[Path]):
     return load_policy(path or default_policy_path())
 
 
-def _lake(root: Optional[Path]):
+def _lake(root: Optional[str], must_exist: bool = True):
+    """The lake of --lake; a remote one (hdfs://, s3a://) must answer before anything starts."""
     from jobs.lake import Lake
+    from jobs.storage import check_reachable
 
-    return Lake.at(root)
+    lake = Lake.at(root)
+    if not lake.is_local:
+        check_reachable(lake.uri, must_exist=must_exist)
+    return lake
 
 
 @app.command("validate-policy")
@@ -97,7 +103,7 @@ def generate(
     seed: int = typer.Option(42, help="Same seed, same lake."),
     overwrite: bool = typer.Option(False, help="Replace tables that already exist."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Generate the synthetic lake (Faker ja_JP/en_US pools expanded by Spark) as Delta tables.
 
@@ -107,21 +113,21 @@ def generate(
     from jobs.lake import is_delta
     from jobs.runtime import get_spark
 
-    loaded, where = _policy(policy), _lake(lake)
+    loaded, where = _policy(policy), _lake(lake, must_exist=False)
     existing = [n for n, t in loaded.tables.items() if is_delta(where.table_path(t))]
     if existing and not overwrite:
-        raise InputError(f"the lake {where.root} already has tables ({', '.join(existing)}); pass --overwrite to replace them")
+        raise InputError(f"the lake {where.uri} already has tables ({', '.join(existing)}); pass --overwrite to replace them")
     with step("starting Spark"):
         spark = get_spark("wasure-generate")
     options = GenerateOptions(subjects=subjects, events_per_subject=events_per_subject, seed=seed)
     with console.status("generating") as status:
         counts = generate_lake(spark, loaded, where, options, progress=lambda msg: status.update(msg))
-    summary_table(f"lake {where.root}", ["table", "rows"], counts.items())
+    summary_table(f"lake {where.uri}", ["table", "rows"], counts.items())
 
 
 @app.command()
 @handles_errors
-def status(policy: Optional[Path] = PolicyOpt, lake: Optional[Path] = LakeOpt):
+def status(policy: Optional[Path] = PolicyOpt, lake: Optional[str] = LakeOpt):
     """Show every policy table of the lake: Delta version, files, size and rows.
 
     Example: `wasure status --lake ./lake`
@@ -139,7 +145,7 @@ def status(policy: Optional[Path] = PolicyOpt, lake: Optional[Path] = LakeOpt):
             continue
         info = table_summary(spark, path)
         rows.append((name, info["version"], info["files"], human_bytes(info["bytes"]), info["rows"]))
-    summary_table(f"lake {where.root}", ["table", "version", "files", "size", "rows"], rows)
+    summary_table(f"lake {where.uri}", ["table", "version", "files", "size", "rows"], rows)
 
 
 def _as_of(value: Optional[str]):
@@ -161,7 +167,7 @@ def retention(
     as_of: Optional[str] = typer.Option(None, help="Business date of the run (YYYY-MM-DD, default today UTC)."),
     no_purge: bool = typer.Option(False, "--no-purge", help="Skip the physical purge of files past their grace."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Remove what has expired (date, closure, minors without consent, withdrawn consent), except legal holds.
 
@@ -211,7 +217,7 @@ def pseudonymize(
     purpose: Optional[list[str]] = typer.Option(None, help="Only these purposes (repeatable; default: all)."),
     full: bool = typer.Option(False, help="Rewrite every table even if its source did not change."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Write 仮名加工情報 per purpose to `pseudonymized/PURPOSE/TABLE` (APPI rule 31), gated.
 
@@ -239,7 +245,7 @@ app.add_typer(keys_app, name="keys")
 
 @keys_app.command("init")
 @handles_errors
-def keys_init(policy: Optional[Path] = PolicyOpt, lake: Optional[Path] = LakeOpt):
+def keys_init(policy: Optional[Path] = PolicyOpt, lake: Optional[str] = LakeOpt):
     """Create the missing key of every purpose in the key file (32 random bytes, mode 0600).
 
     Example: `WASURE_KEYS=~/.config/wasure/keys.json wasure keys init`
@@ -257,7 +263,7 @@ def anonymize(
     release: Optional[list[str]] = typer.Option(None, help="Release name from the policy (repeatable; default: every release)."),
     as_of: Optional[str] = typer.Option(None, help="Date ages are computed at (YYYY-MM-DD, default today UTC)."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Publish 匿名加工情報 (APPI rule 34): k-anonymous, l-diverse releases with a manifest, gated.
 
@@ -290,7 +296,7 @@ def anonymize(
 
 @app.command()
 @handles_errors
-def releases(lake: Optional[Path] = LakeOpt):
+def releases(lake: Optional[str] = LakeOpt):
     """List what data scientists may read: promoted releases with their manifests, and statistics.
 
     Each comes with two lines that read it with pandas or polars (docs/reading.md). Example:
@@ -321,18 +327,23 @@ def releases(lake: Optional[Path] = LakeOpt):
 
 @app.command()
 @handles_errors
-def docs(lake: Optional[Path] = LakeOpt):
+def docs(lake: Optional[str] = LakeOpt):
     """Print where the Great Expectations Data Docs of every gate run are (HTML to open in a browser).
 
     Example: `wasure docs` then open the newest index.html
     """
+    from jobs.storage import join, parent_of, relative
+
     where = _lake(lake)
-    indexes = sorted((where.docs).rglob("index.html"), key=lambda p: p.stat().st_mtime) if where.docs.exists() else []
+    files = where.files
+    # A gate run's site: docs/<job>/<run id>/<gate>/index.html (the nightly's: docs/gates/nightly-<date>/).
+    indexes = [p for depth in range(1, 5) for p in files.glob(join(where.docs, *["*"] * depth, "index.html"))]
     if not indexes:
         console.print(f"no Data Docs yet under {where.docs}: run `wasure demo` or a publishing job first")
         return
+    indexes.sort(key=files.modified)
     summary_table(f"Data Docs under {where.docs}", ["gate run", "open"],
-                  [(str(p.parent.relative_to(where.docs)), f"file://{p}") for p in indexes])
+                  [(relative(parent_of(p), where.docs), f"file://{p}" if where.is_local else p) for p in indexes])
 
 
 @app.command()
@@ -340,7 +351,7 @@ def docs(lake: Optional[Path] = LakeOpt):
 def demo(
     subjects: int = typer.Option(300, min=10, help="Subjects in the demo lake (only when it is created)."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Run the whole pipeline on a small lake (created under ./lake if there is none).
 

@@ -38,7 +38,7 @@ def erase(
                                          "(needs --reason; nothing else is done)."),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why the request is extended (told to the consumer; no personal data)."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Erase subjects from every table, quarantine them in backups, purge, verify, and write receipts.
 
@@ -127,7 +127,7 @@ def access(
     out: Path = typer.Option(Path("exports"), "--out", help="Folder OUTSIDE the lake; the export goes to OUT/REQUEST_ID/."),
     received_at: Optional[str] = typer.Option(None, "--received-at", help="When the request was received (default: now)."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Answer an access / portability request: every row of one subject in every raw table.
 
@@ -164,7 +164,7 @@ def access(
 def verify_erasure(
     request_id: Optional[list[str]] = typer.Option(None, "--request-id", help="Only these requests (repeatable; default: every purged one)."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Scan every file under the lake (except backups quarantined for the subjects) for erased values.
 
@@ -195,7 +195,7 @@ def backup(
     date: Optional[str] = typer.Option(None, "--date", help="Backup date (default today UTC); with --expire, the day to expire as of."),
     expire: bool = typer.Option(False, "--expire", help="Delete expired backups and end quarantines no backup needs."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Copy the current version of every table to backups/YYYY-MM-DD/, or expire old backups.
 
@@ -224,7 +224,7 @@ def backup(
 def restore(
     date: str = typer.Argument(..., help="Date of the backup to restore (YYYY-MM-DD)."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Restore backups/DATE into raw/, re-applying the deletion ledger before any table is readable.
 

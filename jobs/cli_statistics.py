@@ -24,7 +24,7 @@ def statistics(
     budget: Optional[float] = typer.Option(None, "--budget", help="Tighten the total budget (epsilon or rho) per statistic and region of dp statistics (at most the policy's; a budget recorded in the ledger is never raised)."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Date ages are computed at (YYYY-MM-DD, default today UTC)."),
     policy: Optional[Path] = PolicyOpt,
-    lake: Optional[Path] = LakeOpt,
+    lake: Optional[str] = LakeOpt,
 ):
     """Publish aggregate tables (counts, sums, means) per region to statistics/<name>/region=<R>.
 

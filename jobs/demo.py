@@ -15,12 +15,12 @@ def run_demo(policy: Policy, lake: Lake, subjects: int = 300) -> dict:
     from jobs import anonymize, cli, pseudonymize, retention, statistics
 
     console.rule("[bold]wasure demo")
-    console.print(f"policy {policy.source} (sha256 {policy.sha256[:12]}…), lake {lake.root}")
+    console.print(f"policy {policy.source} (sha256 {policy.sha256[:12]}…), lake {lake.uri}")
     with step("starting Spark with Delta Lake"):
         spark = get_spark("wasure-demo")
     accounts = lake.table_path(policy.tables[policy.subject.table])
     if is_delta(accounts):
-        console.print(f"using the existing lake at {lake.root}")
+        console.print(f"using the existing lake at {lake.uri}")
     else:
         with step(f"generating a synthetic lake of {subjects} subjects"):
             generate_lake(spark, policy, lake, GenerateOptions(subjects=subjects))
@@ -51,7 +51,7 @@ def run_demo(policy: Policy, lake: Lake, subjects: int = 300) -> dict:
         report = erasure.run(spark, policy, lake, [request])
         print_erasure(report)
         states = {r["request_id"]: r["state"] for r in report.receipts}
-        return {"gate": "passed", "docs": f"receipt {lake.root / 'receipts' / 'demo-closure.json'} "
+        return {"gate": "passed", "docs": f"receipt {lake.receipts}/demo-closure.json "
                                           f"(state {states.get('demo-closure', 'closed')})"}
 
     def pseudonymize_step():

@@ -42,8 +42,9 @@ def _env_name(key_id: str) -> str:
 
 
 def _check_location(path: Path, lake: Lake | None) -> None:
-    if lake is not None and (path == lake.root or lake.root in path.parents):
-        raise InputError(f"the key file {path} lies under the lake root {lake.root}: keys must be stored apart from the data")
+    # A remote lake (hdfs://, s3a://) cannot contain a local key file; a local one must not.
+    if lake is not None and lake.is_local and (path == lake.root or lake.root in path.parents):
+        raise InputError(f"the key file {path} lies under the lake root {lake.uri}: keys must be stored apart from the data")
 
 
 def _read_file(path: Path) -> dict[str, str]:

@@ -1,14 +1,19 @@
-"""Lake layout and the Delta read/write helpers every job uses.
+"""Lake layout under one root URI, and the policy-aware checks and writes every job uses.
+
+The root is a URI (a local path, hdfs://, s3a://...): the layout only joins strings. Files are
+read and written by ``jobs.storage``, Delta tables by the handle ``jobs.table.LakeTable``; the short
+functions below (``read_current``, ``table_version``...) are that handle's most used actions.
 
     <root>/raw/<table>                      personal data, partitioned by region and subject bucket
     <root>/pseudonymized/<purpose>/<table>  仮名加工情報
     <root>/anonymized/<release>/<table>     匿名加工情報 (promoted releases only)
-    <root>/staging/...                      outputs waiting for their gate
+    <root>/staging/...                      restores waiting for their gate
     <root>/quarantine/...                   failed outputs and files awaiting physical purge
     <root>/audit/<name>                     audit tables (no personal values)
     <root>/backups/YYYY-MM-DD/...           dated snapshots
     <root>/docs/                            Great Expectations Data Docs
     <root>/receipts/                        erasure receipts (JSON)
+    <root>/state/                           job state (JSON, small Delta ledgers)
 
 Keys (削除情報等) never live under the root: see jobs/keys.py.
 """
@@ -22,52 +27,81 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.console import InputError
+from jobs.storage import files_for, is_local, join, normalize
 from jobs.policy import Policy, Table
+from jobs.table import LakeTable
 
 SUBJECT_BUCKET = "subject_bucket"
-STATS_TYPES = {"string", "integer", "long", "short", "byte", "double", "float", "decimal", "date", "timestamp"}
 
 
 @dataclass(frozen=True)
 class Lake:
-    root: Path
+    """The lake's layout under one root URI (a local path, hdfs://, s3a://...). Every path it
+    answers is a URI string for ``jobs.storage`` and ``jobs.table``; nothing here touches a file."""
+
+    uri: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "uri", normalize(self.uri))
 
     @classmethod
     def at(cls, root: str | Path | None = None) -> "Lake":
-        return cls(Path(root or os.environ.get("WASURE_LAKE", "lake")).resolve())
+        return cls(str(root or os.environ.get("WASURE_LAKE", "lake")))
+
+    @property
+    def is_local(self) -> bool:
+        return is_local(self.uri)
+
+    @property
+    def root(self) -> Path:
+        """The local directory of a local lake (tests, and the checks that a key file or an export
+        lies outside it). Remote lakes have none."""
+        if not self.is_local:
+            raise InputError(f"the lake {self.uri} is not a local directory")
+        return Path(self.uri)
+
+    @property
+    def files(self):
+        return files_for(self.uri)
+
+    def path(self, *parts: str) -> str:
+        return join(self.uri, *parts)
 
     def table_path(self, table: Table) -> str:
-        return str(self.root / table.path)
+        return join(self.uri, table.path)
 
     def pseudonymized(self, purpose: str, table: str) -> str:
-        return str(self.root / "pseudonymized" / purpose / table)
+        return join(self.uri, "pseudonymized", purpose, table)
 
     def anonymized(self, release: str, table: str = "data") -> str:
-        return str(self.root / "anonymized" / release / table)
+        return join(self.uri, "anonymized", release, table)
 
     def staging(self, *parts: str) -> str:
-        return str(self.root.joinpath("staging", *parts))
+        return join(self.uri, "staging", *parts)
 
     def quarantine(self, *parts: str) -> str:
-        return str(self.root.joinpath("quarantine", *parts))
+        return join(self.uri, "quarantine", *parts)
 
     def audit(self, name: str) -> str:
-        return str(self.root / "audit" / name)
+        return join(self.uri, "audit", name)
 
     def state(self, name: str) -> str:
-        return str(self.root / "state" / name)
+        return join(self.uri, "state", name)
 
     @property
-    def docs(self) -> Path:
-        return self.root / "docs"
+    def docs(self) -> str:
+        return join(self.uri, "docs")
 
     @property
-    def receipts(self) -> Path:
-        return self.root / "receipts"
+    def receipts(self) -> str:
+        return join(self.uri, "receipts")
 
     @property
-    def backups(self) -> Path:
-        return self.root / "backups"
+    def backups(self) -> str:
+        return join(self.uri, "backups")
+
+    def __str__(self) -> str:
+        return self.uri
 
 
 def subject_bucket(subject: Column, buckets: int) -> Column:
@@ -76,7 +110,7 @@ def subject_bucket(subject: Column, buckets: int) -> Column:
 
 
 def is_delta(path: str | Path) -> bool:
-    return (Path(path) / "_delta_log").is_dir()
+    return files_for(str(path)).is_dir(join(str(path), "_delta_log"))
 
 
 class SchemaDrift(InputError):
@@ -88,7 +122,7 @@ def check_lake(spark: SparkSession, policy: Policy, lake: Lake, tables: list[str
     names = tables if tables is not None else list(policy.tables)
     missing = [n for n in names if not is_delta(lake.table_path(policy.tables[n]))]
     if missing:
-        raise InputError(f"the lake {lake.root} has no table(s) {', '.join(missing)}: run `wasure generate` first")
+        raise InputError(f"the lake {lake.uri} has no table(s) {', '.join(missing)}: run `wasure generate` first")
     check_lake_schemas(spark, policy, lake, names)
 
 
@@ -120,94 +154,29 @@ def check_lake_schemas(spark: SparkSession, policy: Policy, lake: Lake, tables: 
                           + "\nclassify the new column(s) in the policy (or drop them from the lake) before any job runs")
 
 
+# Shorthands of the table handle (jobs.table.LakeTable) for the operations every job uses.
+
 def table_version(spark: SparkSession, path: str) -> int:
-    """The table's latest version: the highest ``_delta_log/<version>.json``, listed through Hadoop's
-    FileSystem (any URI Spark can read). Delta writes that file for every commit and its log
-    cleanup never removes the newest, so this is the version a read would see now, without the
-    Spark job of ``DESCRIBE HISTORY`` (one per table per step added up: docs/performance.md)."""
-    jvm = spark.sparkContext._jvm
-    log = jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
-    fs = log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    versions = [int(name[:-5]) for name in (status.getPath().getName() for status in fs.listStatus(log))
-                if name.endswith(".json") and name[:-5].isdigit()]
-    if not versions:
-        raise InputError(f"{path} is not a Delta table (no commit in its _delta_log)")
-    return max(versions)
+    return LakeTable(spark, path).version()
 
 
 def read_current(spark: SparkSession, path: str) -> DataFrame:
     """The read path of jobs and analysts: the current version only, never time travel."""
-    return spark.read.format("delta").load(path)
-
-
-def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
-                     change_data_feed: bool = False, published: bool = False) -> dict[str, str]:
-    """The Delta properties of a wasure table.
-
-    stats_columns: the only columns whose min/max go into ``_delta_log`` (personal columns never
-    do, or the values outlive a delete there). ``None`` keeps Delta's default (tables without
-    personal data: audit, ledgers).
-    published: a table data scientists read (pseudonymized/, anonymized/, statistics/). Those are
-    rewritten whole, so deletion vectors buy nothing there, and the ``deltalake`` (delta-rs) reader
-    behind pandas and polars refuses tables with that reader feature (docs/reading.md). Raw tables
-    keep them: a subject delete marks rows instead of rewriting whole files.
-    """
-    properties = {"delta.enableDeletionVectors": str(not published).lower(),
-                  "delta.enableChangeDataFeed": str(change_data_feed).lower()}
-    if stats_columns is not None:
-        # Delta collects min/max only for orderable types (not booleans, maps, arrays).
-        types = {f.name: f.dataType.typeName() for f in df.schema.fields}
-        usable = [c for c in stats_columns if c not in partition_by and types.get(c) in STATS_TYPES]
-        if usable:
-            properties["delta.dataSkippingStatsColumns"] = ",".join(f"`{c}`" for c in usable)
-        else:
-            properties["delta.dataSkippingNumIndexedCols"] = "0"
-    return properties
+    return LakeTable(spark, path).read()
 
 
 def create_table(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str],
                  stats_columns: list[str] | None = None, change_data_feed: bool = False, published: bool = False) -> None:
-    """Create the (empty) Delta table with the properties wasure relies on (idempotent)."""
-    from delta.tables import DeltaTable
-
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
-    for name, value in table_properties(df, partition_by, stats_columns, change_data_feed, published).items():
-        builder = builder.property(name, value)
-    if partition_by:
-        builder = builder.partitionedBy(*partition_by)
-    builder.execute()
+    LakeTable(spark, path).create(df, partition_by, stats_columns, change_data_feed, published)
 
 
 def purge_superseded(spark: SparkSession, path: str) -> None:
-    """Physically remove what the table's current version no longer references: REORG ... APPLY
-    (PURGE) rewrites files with deletion vectors, then VACUUM with 0 hours reaches the files that
-    REORG superseded just now (the safety check lifted for this call only). Callers hold the lake
-    lease (jobs/lease.py): a writer running at the same time would lose its uncommitted files."""
-    if "`" in path:
-        raise ValueError(f"a table path may not contain a backtick: {path!r}")
-    spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
-    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-    try:
-        spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
-    finally:
-        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+    LakeTable(spark, path).purge()
 
 
 def write_new_table(path: str, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
                     published: bool = False) -> None:
-    """Write ``df`` as a new Delta table at ``path``, data and properties in one commit.
-
-    For staging and backup copies, which always start from an empty directory: half the commits of
-    ``create_table`` + write, and no moment where the table exists without its rows.
-    """
-    if "`" in path:
-        raise ValueError(f"a table path may not contain a backtick: {path!r}")
-    writer = df.writeTo(f"delta.`{path}`").using("delta")
-    for name, value in table_properties(df, partition_by, stats_columns, published=published).items():
-        writer = writer.tableProperty(name, value)
-    if partition_by:
-        writer = writer.partitionedBy(*[F.col(c) for c in partition_by])
-    writer.create()
+    LakeTable(df.sparkSession, path).write_new(df, partition_by, stats_columns, published)
 
 
 def write_policy_table(spark: SparkSession, lake: Lake, table: Table, df: DataFrame, mode: str = "overwrite") -> None:
@@ -218,21 +187,17 @@ def write_policy_table(spark: SparkSession, lake: Lake, table: Table, df: DataFr
     # One file per (region, bucket): few files per purge, no small-file storm.
     laid_out = df.repartition(*[F.col(c) for c in partition_by])
     if not is_delta(path):
-        write_new_table(path, laid_out, partition_by, stats_columns=table.stats_columns())
+        LakeTable(spark, path).write_new(laid_out, partition_by, stats_columns=table.stats_columns())
         return
     laid_out.write.format("delta").mode(mode).option("overwriteSchema", "false").save(path)
 
 
 def append_rows(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str] | None = None) -> None:
-    """Append to a small bookkeeping table (audit, ledger, state), creating it on first use."""
-    create_table(spark, path, df, partition_by or [])
-    df.coalesce(1).write.format("delta").mode("append").save(path)
+    LakeTable(spark, path).append(df, partition_by)
 
 
 def table_summary(spark: SparkSession, path: str) -> dict:
-    detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select("numFiles", "sizeInBytes").first()
-    rows = read_current(spark, path).count()
-    return {"version": table_version(spark, path), "files": int(detail.numFiles), "bytes": int(detail.sizeInBytes), "rows": int(rows)}
+    return LakeTable(spark, path).summary()
 
 
 def rows_of_keys(source: DataFrame, table: Table, keys: DataFrame, cutoff=None) -> DataFrame:

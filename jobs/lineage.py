@@ -17,12 +17,12 @@ A job that adds a per-subject output adds its location to ``derived_copies``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from jobs.lake import Lake, is_delta
 from jobs.policy import Policy, Table
+from jobs.storage import join, name_of, relative
 
 RETAINED = "retained"
 KEY_ID_COLUMN = "pseudonym_key_id"   # which key made a row's pseudonyms (written by jobs.pseudonymize)
@@ -48,34 +48,34 @@ def keeps_pseudonymized(table: Table) -> bool:
 
 
 def retained_path(lake: Lake, purpose: str, table_name: str) -> str:
-    return str(Path(lake.pseudonymized(purpose, RETAINED)) / table_name)
+    return join(lake.pseudonymized(purpose, RETAINED), table_name)
 
 
 def derived_copies(policy: Policy, lake: Lake) -> list[DerivedCopy]:
     """Every existing copy of every policy table's subject rows outside raw/, found on disk under the
     layouts of the module docstring for ANY purpose folder there (a purpose the policy no longer
     gives a table still left its copy behind)."""
-    root = lake.root
+    files = lake.files
     out: list[DerivedCopy] = []
 
-    def add(name: str, purpose: str, path: Path, retained: bool = False) -> None:
-        if is_delta(path):
-            out.append(DerivedCopy(name, purpose, str(path.relative_to(root)), policy.tables[name].subject_key, retained))
+    def add(name: str, purpose: str, uri: str, retained: bool = False) -> None:
+        if is_delta(uri):
+            out.append(DerivedCopy(name, purpose, relative(uri, lake.uri), policy.tables[name].subject_key, retained))
 
-    def folders(path: Path) -> list[Path]:
-        return sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+    def folders(uri: str) -> list[str]:
+        return [child for child in files.list(uri) if files.is_dir(child)]    # sorted; [] when missing
 
-    for purpose_dir in folders(root / "pseudonymized"):
+    for purpose_dir in folders(lake.path("pseudonymized")):
         for name in policy.tables:
-            add(name, purpose_dir.name, purpose_dir / name)
-            add(name, purpose_dir.name, purpose_dir / RETAINED / name, retained=True)
-    for purpose_dir in folders(root / "staging" / "pseudonymized"):
+            add(name, name_of(purpose_dir), join(purpose_dir, name))
+            add(name, name_of(purpose_dir), join(purpose_dir, RETAINED, name), retained=True)
+    for purpose_dir in folders(lake.staging("pseudonymized")):
         for name in policy.tables:
-            add(name, purpose_dir.name, purpose_dir / name)
-    for purpose_dir in folders(root / "quarantine" / "pseudonymized"):
+            add(name, name_of(purpose_dir), join(purpose_dir, name))
+    for purpose_dir in folders(lake.quarantine("pseudonymized")):
         for name in policy.tables:
-            for attempt in folders(purpose_dir / name):
-                add(name, purpose_dir.name, attempt)
+            for attempt in folders(join(purpose_dir, name)):
+                add(name, name_of(purpose_dir), attempt)
     return out
 
 
@@ -87,7 +87,7 @@ def copy_key_ids(spark: SparkSession, lake: Lake, copies: list[DerivedCopy]) -> 
 
     parts = None
     for copy in copies:
-        df = spark.read.format("delta").load(str(lake.root / copy.relative))
+        df = spark.read.format("delta").load(lake.path(copy.relative))
         if KEY_ID_COLUMN not in df.columns:
             continue
         part = df.select(F.lit(copy.relative).alias("copy"), F.col(KEY_ID_COLUMN).alias("key_id")).distinct()

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jobs.console import CheckFailed, InputError, entry_point
+from jobs.storage import join, name_of, parent_of, relative
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 CLOSURE_SOURCES = ("account_closure", "ccpa", "appi", "gdpr")
@@ -74,7 +75,12 @@ def load(policy_path: str | os.PathLike | None, lake_root: str | os.PathLike | N
     lake_root = lake_root or os.environ.get("WASURE_LAKE")
     if not lake_root:
         raise InputError("no lake root: pass the lake (DAG param `lake`) or set WASURE_LAKE")
-    return load_policy(policy_path or default_policy_path()), Lake.at(lake_root)
+    policy, lake = load_policy(policy_path or default_policy_path()), Lake.at(lake_root)
+    if not lake.is_local:                # hdfs:// or s3a:// down or mistyped: exit 2 naming it, before any write
+        from jobs.storage import check_reachable
+
+        check_reachable(lake.uri)
+    return policy, lake
 
 
 def _spark(step: str):
@@ -163,8 +169,8 @@ def pseudonymize(policy: str | None, lake: str | None, run_date_: Any = None, pu
             "unchanged": sum(1 for t in result["tables"] if t["status"] == "unchanged")}
 
 
-def _pipeline_state(lake) -> Path:
-    return lake.root / "state" / "pipeline"
+def _pipeline_state(lake) -> str:
+    return lake.state("pipeline")
 
 
 def _fingerprint(spark, policy, lake, day: dt.date) -> dict:
@@ -172,20 +178,19 @@ def _fingerprint(spark, policy, lake, day: dt.date) -> dict:
     return {"policy_sha256": policy.sha256, "as_of": day.isoformat(), "sources": _versions(spark, policy, lake)}
 
 
+def _step_state(lake, step: str) -> dict:
+    path = join(_pipeline_state(lake), f"{step}.json")
+    return json.loads(lake.files.read_text(path)) if lake.files.is_file(path) else {}
+
+
 def _already_done(lake, step: str, key: str, fingerprint: dict) -> bool:
-    path = _pipeline_state(lake) / f"{step}.json"
-    return path.is_file() and json.loads(path.read_text()).get(key) == fingerprint
+    return _step_state(lake, step).get(key) == fingerprint
 
 
 def _record_done(lake, step: str, key: str, fingerprint: dict) -> None:
-    folder = _pipeline_state(lake)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{step}.json"
-    state = json.loads(path.read_text()) if path.is_file() else {}
+    state = _step_state(lake, step)
     state[key] = fingerprint
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    lake.files.write_text(join(_pipeline_state(lake), f"{step}.json"), json.dumps(state, indent=2, sort_keys=True))
 
 
 def anonymize(policy: str | None, lake: str | None, run_date_: Any = None, releases: list[str] | None = None) -> dict:
@@ -234,8 +239,8 @@ def statistics(policy: str | None, lake: str | None, run_date_: Any = None) -> d
                 "note": "the policy defines no statistics" if not pol.statistics else "the policy defines no k-anonymous statistics"}
     spark = _spark("statistics")
     fingerprint = _fingerprint(spark, pol, lk, day)
-    outputs = [lk.root / "statistics" / name for name in names]
-    if _already_done(lk, "statistics", "all", fingerprint) and all(p.is_dir() for p in outputs):
+    outputs = [lk.path("statistics", name) for name in names]
+    if _already_done(lk, "statistics", "all", fingerprint) and all(lk.files.is_dir(p) for p in outputs):
         return {"step": "statistics", "as_of": day.isoformat(), "status": "unchanged",
                 "statistics": [{"statistic": name, "status": "unchanged"} for name in names]}
     result = module.run(spark, pol, lk, names, as_of=day)
@@ -254,12 +259,10 @@ def _published_datasets(spark, policy, lake) -> list[dict]:
 
     out = []
     for kind in ("pseudonymized", "anonymized", "statistics"):
-        base = lake.root / kind
-        if not base.is_dir():
-            continue
-        for path in sorted(p for p in base.glob("*/*") if p.is_dir() and is_delta(p)):
-            out.append({"kind": kind, "group": path.parent.name, "name": path.name,
-                        "path": str(path.relative_to(lake.root)), "version": table_version(spark, str(path))})
+        for path in lake.files.glob(join(lake.path(kind), "*", "*")):
+            if is_delta(path):
+                out.append({"kind": kind, "group": name_of(parent_of(path)), "name": name_of(path),
+                            "path": relative(path, lake.uri), "version": table_version(spark, path)})
     return out
 
 
@@ -330,17 +333,16 @@ def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
                                            RELEASE_FORBIDDEN_CLASSES)
         else:
             continue                             # statistics tables: gated by jobs.statistics before promotion
-        checks.append((f"{dataset['kind']}.{dataset['group']}.{dataset['name']}", read_current(spark, str(lk.root / dataset["path"])),
+        checks.append((f"{dataset['kind']}.{dataset['group']}.{dataset['name']}", read_current(spark, lk.path(dataset["path"])),
                        [ExpectNoForbiddenColumns(forbidden_columns=forbidden)]))
-    retained_root = lk.root / "pseudonymized"
-    for path in sorted(retained_root.glob("*/retained/*")) if retained_root.is_dir() else []:
-        if path.name in pol.tables and is_delta(path):
-            forbidden = columns_of_classes(classes_of[path.name], PSEUDONYMIZED_FORBIDDEN_CLASSES)
-            forbidden.update({c: "dropped by policy" for c in rule31_plan(pol.tables[path.name]).drop if c not in forbidden})
-            checks.append((f"pseudonymized.{path.parent.parent.name}.retained.{path.name}", read_current(spark, str(path)),
+    for path in lk.files.glob(join(lk.path("pseudonymized"), "*", "retained", "*")):
+        table = name_of(path)
+        if table in pol.tables and is_delta(path):
+            forbidden = columns_of_classes(classes_of[table], PSEUDONYMIZED_FORBIDDEN_CLASSES)
+            forbidden.update({c: "dropped by policy" for c in rule31_plan(pol.tables[table]).drop if c not in forbidden})
+            checks.append((f"pseudonymized.{name_of(parent_of(parent_of(path)))}.retained.{table}", read_current(spark, path),
                            [ExpectNoForbiddenColumns(forbidden_columns=forbidden)]))
-    docs = lk.docs / "gates" / f"nightly-{day.isoformat()}"
-    result = run_gate(f"nightly-{day.isoformat()}", checks, str(docs))
+    result = run_gate(f"nightly-{day.isoformat()}", checks, join(lk.docs, "gates", f"nightly-{day.isoformat()}"))
     summary = {"step": "gates", "as_of": day.isoformat(), "success": result.success, "checks": len(checks),
                "labels": [label for label, _df, _e in checks], "docs_index": result.docs_index,
                "failures": [f.message for f in result.failures]}
@@ -357,22 +359,19 @@ def publish(policy: str | None, lake: str | None, run_date_: Any = None) -> dict
     pol, lk = load(policy, lake)
     day = run_date(run_date_)
     spark = _spark("publish")
-    docs = lk.docs / "gates" / f"nightly-{day.isoformat()}" / "index.html"
-    if not docs.is_file():
+    docs = join(lk.docs, "gates", f"nightly-{day.isoformat()}", "index.html")
+    if not lk.files.is_file(docs):
         raise CheckFailed(f"no gate result for {day.isoformat()} ({docs} is missing): run the gates step first; nothing was published")
     datasets = _published_datasets(spark, pol, lk)
     manifest = {"date": day.isoformat(), "policy": pol.name, "policy_sha256": pol.sha256,
-                "gate_docs": str(docs.relative_to(lk.root)), "datasets": datasets}
-    folder = lk.root / "state" / "published"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{day.isoformat()}.json"
+                "gate_docs": relative(docs, lk.uri), "datasets": datasets}
+    folder = lk.state("published")
+    target = join(folder, f"{day.isoformat()}.json")
     status = "unchanged"
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False)
-    if not target.is_file() or target.read_text() != text:
-        for path in (target, folder / "latest.json"):
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+    if not lk.files.is_file(target) or lk.files.read_text(target) != text:
+        for path in (target, join(folder, "latest.json")):
+            lk.files.write_text(path, text)
         status = "written"
     return {"step": "publish", "date": day.isoformat(), "manifest": str(target), "status": status,
             "datasets": len(datasets)}
@@ -435,7 +434,7 @@ def validate_closure(policy: str | None, lake: str | None, subject_ids: Any, req
             problems.append(str(exc))
     missing = [n for n, t in pol.tables.items() if not is_delta(lk.table_path(t))]
     if missing:
-        problems.append(f"lake {lk.root}: no table(s) {', '.join(missing)}")
+        problems.append(f"lake {lk.uri}: no table(s) {', '.join(missing)}")
     if problems:
         raise InputError("bad closure request (nothing was touched):\n  " + "\n  ".join(problems))
     from jobs.backup import ledger_key
@@ -446,7 +445,7 @@ def validate_closure(policy: str | None, lake: str | None, subject_ids: Any, req
     check_purpose_keys(pol, lk, [source])
     resolved = request_id or default_request_id(key, ids, source)
     return {"step": "validate", "request_id": resolved, "source": source, "subjects": len(ids), "dry_run": dry_run,
-            "policy": pol.source, "lake": str(lk.root), "receipt": str(lk.receipts / f"{resolved}.json")}
+            "policy": pol.source, "lake": lk.uri, "receipt": join(lk.receipts, f"{resolved}.json")}
 
 
 def _subjects_from_env() -> list[str]:
@@ -488,12 +487,12 @@ def receipt_summary(lake_or_root, request_id: str, receipt: dict | None = None) 
     from jobs.lake import Lake
 
     lk = lake_or_root if isinstance(lake_or_root, Lake) else Lake.at(lake_or_root)
-    path = lk.receipts / f"{request_id}.json"
+    path = join(lk.receipts, f"{request_id}.json")
     if receipt is None:
-        if not path.is_file():
+        if not lk.files.is_file(path):
             raise CheckFailed(f"no receipt at {path}: the erasure of request {request_id} did not record one")
-        receipt = json.loads(path.read_text())
-    return {"receipt": str(path), "state": receipt["state"], "deadline": receipt["deadline"],
+        receipt = json.loads(lk.files.read_text(path))
+    return {"receipt": path, "state": receipt["state"], "deadline": receipt["deadline"],
             "deadline_met": receipt["deadline_met"], "purge_due": receipt["purge_due"],
             "rows_removed": sum(receipt["rows_removed"].values()),
             "held": sum(len(s["held"]) for s in receipt["subjects"]),
@@ -590,11 +589,13 @@ def erasure_deadlines(policy: str | None, lake: str | None, run_date_: Any = Non
 
 # ------------------------------------------------------------------ access requests
 
-def exports_dir(lake_root) -> str:
-    """Where access exports go: $WASURE_EXPORTS, else `wasure-exports` beside (never inside) the lake."""
-    from pathlib import Path
-
-    return os.environ.get("WASURE_EXPORTS") or str(Path(lake_root).parent / "wasure-exports")
+def exports_dir(lake) -> str:
+    """Where access exports go (a local folder: the export is handed to the subject, it is not lake
+    data): $WASURE_EXPORTS, else `wasure-exports` beside (never inside) a local lake, else in the
+    home folder of the machine running the job."""
+    if os.environ.get("WASURE_EXPORTS"):
+        return os.environ["WASURE_EXPORTS"]
+    return str((lake.root.parent if lake.is_local else Path.home()) / "wasure-exports")
 
 
 def validate_access(policy: str | None, lake: str | None, subject_ids: Any, request_id: Any, formats: Any) -> dict:
@@ -621,11 +622,11 @@ def validate_access(policy: str | None, lake: str | None, subject_ids: Any, requ
     attempt(check_request_id, request_id if isinstance(request_id, str) else "", "request_id")
     attempt(check_formats, list(formats or []))
     if isinstance(request_id, str) and request_id:
-        attempt(check_out_dir, lk, exports_dir(lk.root), request_id)
+        attempt(check_out_dir, lk, exports_dir(lk), request_id)
     if problems:
         raise InputError("bad access request (nothing was touched):\n  " + "\n  ".join(problems))
     return {"step": "validate", "request_id": request_id, "formats": check_formats(list(formats or [])),
-            "lake": str(lk.root), "receipt": str(lk.receipts / f"access-{request_id}.json")}
+            "lake": lk.uri, "receipt": join(lk.receipts, f"access-{request_id}.json")}
 
 
 def access(policy: str | None, lake: str | None, run_date_: Any = None, subject_ids: list[str] | None = None,
@@ -637,7 +638,7 @@ def access(policy: str | None, lake: str | None, run_date_: Any = None, subject_
     ids = list(subject_ids) if subject_ids else _subjects_from_env()
     checked = validate_access(policy, lake, ids, request_id, formats)
     pol, lk = load(policy, lake)
-    report = run(_spark("access"), pol, lk, ids[0].strip(), checked["request_id"], exports_dir(lk.root), checked["formats"])
+    report = run(_spark("access"), pol, lk, ids[0].strip(), checked["request_id"], exports_dir(lk), checked["formats"])
     return {"step": "access", "request_id": report.request_id, "directory": report.directory, "files": report.files,
             "rows_by_table": report.rows, "legal_holds": report.holds, "deadline": report.deadline.isoformat(),
             "receipt": report.receipt, "notes": report.notes}

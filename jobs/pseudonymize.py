@@ -8,8 +8,10 @@ For every purpose and every table that serves it, writes ``pseudonymized/<purpos
 - free text -> scrubbed or dropped; other classes as the policy says.
 Restricted subjects and subjects who withdrew consent for the purpose are left out (S11).
 
-Output goes to staging first; it is promoted only after the gate (no source identifier in the
-output, no unkeyed hash of one, no dropped class present, one pseudonym per subject).
+Each output is built once and persisted (HMAC pseudonyms: deterministic), checked by the gate (no
+source identifier in the output, no unkeyed hash of one, no dropped class present, one pseudonym
+per subject), then published in ONE Delta transaction (readers see the old version or the new one,
+never a missing table); a failing output is written under ``quarantine/`` instead.
 A table is skipped when neither its source version, nor the purpose's key id, nor the version of a
 register that decides eligibility (restrictions; consents for a consent purpose) changed since the last
 run (the increment is the table: Delta does not tell which rows an overwrite changed without the
@@ -20,9 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -34,12 +34,13 @@ from anonymizers.scrub import scrub, scrub_own_values
 from jobs.console import CheckFailed, InputError, entry_point
 from jobs.keys import load_purpose_keys
 from jobs.concurrency import for_each_table
-from jobs.lake import (SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, table_version,
-                       write_new_table)
+from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, table_version
 from jobs.lease import with_lease
 from jobs.lineage import KEY_ID_COLUMN, retained_path, retained_purpose
 from jobs.policy import ColumnClass, Policy, Table
+from jobs.storage import join
 from jobs.subjects import Registers
+from jobs.table import LakeTable
 
 ALWAYS_DROPPED = (ColumnClass.individual_code, ColumnClass.property_damage)
 # The layout of what a run writes, part of every skip check: outputs of an older layout are rewritten
@@ -175,41 +176,17 @@ def one_pseudonym_per_subject(table: Table, source: DataFrame, output: DataFrame
 
 # ------------------------------------------------------------------ writing
 
-def _state_path(lake: Lake) -> Path:
-    return lake.root / "state" / "pseudonymize.json"
+def _state_path(lake: Lake) -> str:
+    return lake.state("pseudonymize.json")
 
 
 def _load_state(lake: Lake) -> dict:
-    path = _state_path(lake)
-    return json.loads(path.read_text()) if path.exists() else {}
+    files, path = lake.files, _state_path(lake)
+    return json.loads(files.read_text(path)) if files.exists(path) else {}
 
 
 def _save_state(lake: Lake, state: dict) -> None:
-    path = _state_path(lake)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-    tmp.replace(path)
-
-
-def _promote(staging: str, final: str) -> None:
-    """Swap the gated staging table into place (directory renames; the old copy is removed)."""
-    final_path, old = Path(final), Path(final + ".old")
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    if old.exists():
-        shutil.rmtree(old)
-    if final_path.exists():
-        final_path.rename(old)
-    Path(staging).rename(final_path)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def _quarantine(staging: str, lake: Lake, purpose: str, table: str) -> str:
-    target = Path(lake.quarantine("pseudonymized", purpose, table, dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    Path(staging).rename(target)
-    return str(target)
+    lake.files.write_text(_state_path(lake), json.dumps(state, indent=2, sort_keys=True))   # atomic replace
 
 
 @with_lease("pseudonymize")
@@ -248,25 +225,35 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             names.append(policy.subject.consents_table)
         return {n: version_of(n) for n in names if n}
 
+    outputs: list[DataFrame] = []     # persisted outputs, released when the run ends
+
     def stage(item: tuple[str, Table, dict, str, bytes, str]) -> tuple:
-        """Write one table's 仮名加工情報 to staging (several tables at once: jobs.concurrency)."""
+        """Build and persist one table's 仮名加工情報 (several tables at once: jobs.concurrency).
+        Persisted once, the gate, the checks after it and the publish all read the same rows; the
+        rows are deterministic (HMAC pseudonyms), so a recomputed lost block is the same too."""
         name, table, inputs, purpose, key, key_id = item
         progress(f"pseudonymizing {name} for {purpose}")
         source = eligible_rows(spark, policy, lake, name, purpose, registers)
-        staging = lake.staging("pseudonymized", purpose, name)
-        if Path(staging).exists():
-            shutil.rmtree(staging)
         output = apply_rule31(source, table, key, key_id, owners if rule31_plan(table).scrub else None)
+        output = output.persist(StorageLevel.MEMORY_AND_DISK)
+        outputs.append(output)
+        output.count()      # materialized here, in this table's thread, not by the one-at-a-time gate
+        return name, table, source, output, inputs
+
+    def settle(item: tuple, purpose: str, failed: dict[str, str]) -> tuple[str | None, int | None, str | None]:
+        """After the gate: the one-pseudonym check, then ONE Delta transaction that publishes the
+        table, or the output written under quarantine/. Returns (problem, rows, quarantine URI)."""
+        name, table, source, output, _ = item
+        problem, rows = (failed[name], None) if name in failed else one_pseudonym_per_subject(table, source, output)
         # No repartition by region: a few regions hold most rows, and one task per region would
         # write (and shuffle) most of the largest table alone.
-        write_new_table(staging, output, [table.region_column], stats_columns=table.stats_columns(), published=True)
-        return name, table, source, staging, inputs
-
-    def after_gate(item: tuple, failed: dict[str, str]) -> tuple[str | None, int | None]:
-        name, table, source, staging, _ = item
-        if name in failed:
-            return failed[name], None
-        return one_pseudonym_per_subject(table, source, read_current(spark, staging))
+        layout = dict(partition_by=[table.region_column], stats_columns=table.stats_columns(), published=True)
+        if problem:
+            where = lake.quarantine("pseudonymized", purpose, name, run_id)
+            LakeTable(spark, where).write_new(output, **layout)
+            return problem, None, where
+        LakeTable(spark, lake.pseudonymized(purpose, name)).publish(output, **layout)
+        return None, rows, None
 
     try:
         for purpose in purposes:
@@ -291,24 +278,24 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             progress(f"gate for {purpose}")
             from expectations.gates import run_gate
 
-            checks = [(name, read_current(spark, staging),
-                       gate_checks(policy, name, identifiers_of(name, table), read_current(spark, staging)))
-                      for name, table, source, staging, _ in staged]
-            gate = run_gate(f"pseudonymize-{purpose}", checks, str(lake.docs / "pseudonymize" / run_id / purpose))
+            checks = [(name, output, gate_checks(policy, name, identifiers_of(name, table), output))
+                      for name, table, _, output, _ in staged]
+            gate = run_gate(f"pseudonymize-{purpose}", checks, join(lake.docs, "pseudonymize", run_id, purpose))
             results["docs"].append(gate.docs_index)
             failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
-            outcomes = for_each_table(staged, lambda item: after_gate(item, failed))
-            for (name, table, source, staging, inputs), (problem, rows) in zip(staged, outcomes):
+            outcomes = for_each_table(staged, lambda item: settle(item, purpose, failed))
+            for (name, _, _, output, inputs), (problem, rows, where) in zip(staged, outcomes):
+                output.unpersist()
                 if problem:
-                    where = _quarantine(staging, lake, purpose, name)
                     results["failures"].append(f"{purpose}/{name}: {problem}")
                     results["tables"].append({"purpose": purpose, "table": name, "status": f"quarantined: {where}", "rows": None})
                     continue
-                _promote(staging, lake.pseudonymized(purpose, name))
                 state[f"{purpose}/{name}"] = inputs
                 _save_state(lake, state)
                 results["tables"].append({"purpose": purpose, "table": name, "status": "published", "rows": rows, "key_id": key_id})
     finally:
+        for output in outputs:
+            output.unpersist()
         for identifiers in identifier_sets.values():
             identifiers.unpersist()
     if results["failures"]:
@@ -324,8 +311,6 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     Writes to ``pseudonymized/<purpose>/retained/<table>``, which regular pseudonymize runs never
     overwrite; inserts are keyed on a hash of the pseudonymized row, so a re-run adds nothing twice.
     """
-    from delta.tables import DeltaTable
-
     table = policy.tables[table_name]
     purpose = retained_purpose(table)
     key_id, key = load_purpose_keys(policy, [purpose], lake)[purpose]
@@ -335,8 +320,7 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     output = output.withColumn("_row_hash", F.sha2(F.to_json(F.struct(*[F.col(c) for c in output.columns])), 256))
     path = retained_path(lake, purpose, table_name)
     create_table(spark, path, output, [table.region_column], stats_columns=table.stats_columns(), published=True)
-    (DeltaTable.forPath(spark, path).alias("t").merge(output.alias("s"), "t._row_hash = s._row_hash")
-        .whenNotMatchedInsertAll().execute())
+    LakeTable(spark, path).insert_new(output, "t._row_hash = s._row_hash")
     return output.count()
 
 

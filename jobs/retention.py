@@ -31,8 +31,10 @@ from jobs.console import CheckFailed, InputError, entry_point
 from jobs.concurrency import for_each_table
 from jobs.lake import (SUBJECT_BUCKET, Lake, append_rows, check_lake, is_delta, purge_superseded, read_current, rows_of_keys,
                        table_version)
+from jobs.table import LakeTable
 from jobs.lease import with_lease
 from jobs.policy import Policy
+from jobs.storage import join
 from jobs.subjects import Registers
 
 JOB = "retention"
@@ -179,13 +181,9 @@ def commit_metadata(spark: SparkSession, metadata: dict):
 def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFrame,
                 date_column: str | None, cutoff: dt.date | None) -> None:
     """One MERGE: delete every row of the listed subjects, or only their rows older than cutoff."""
-    from delta.tables import DeltaTable
-
     date_condition = f"t.`{date_column}` < DATE'{cutoff.isoformat()}'" if date_column and cutoff else "false"
-    (DeltaTable.forPath(spark, path).alias("t")
-        .merge(keys.alias("s"), f"t.`{subject_key}` = s.subject AND t.`{SUBJECT_BUCKET}` = s.bucket "
-                                f"AND (s.all_rows OR {date_condition})")
-        .whenMatchedDelete().execute())
+    LakeTable(spark, path).delete_matching(keys, f"t.`{subject_key}` = s.subject AND t.`{SUBJECT_BUCKET}` = s.bucket "
+                                                 f"AND (s.all_rows OR {date_condition})")
 
 
 def _pseudonymize_before_delete(spark, policy, lake, table_name, keys, as_of, cutoff):
@@ -283,8 +281,6 @@ def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = JOB, c
 @with_lease("physical purge")
 def physical_purge(spark: SparkSession, policy: Policy, lake: Lake, today: dt.date) -> list[dict]:
     """After the grace: REORG ... APPLY (PURGE) and VACUUM, for every table with a ledger entry due."""
-    from delta.tables import DeltaTable
-
     ledger_path = lake.state("quarantine_ledger")
     if not is_delta(ledger_path):
         return []
@@ -292,13 +288,13 @@ def physical_purge(spark: SparkSession, policy: Policy, lake: Lake, today: dt.da
            .groupBy("table", "path").agg(F.max("version").alias("version")).collect())
     purged = []
     for entry in due:
-        path = str(lake.root / entry.path)
+        path = lake.path(entry.path)
         # Every superseded file goes (a later delete still inside its grace loses the rest of it:
         # earlier erasure, never later).
         purge_superseded(spark, path)
-        (DeltaTable.forPath(spark, ledger_path).update(
+        LakeTable(spark, ledger_path).update_where(
             (F.col("table") == entry.table) & (F.col("status") == "pending") & (F.col("version") <= entry.version),
-            {"status": F.lit("purged")}))
+            {"status": F.lit("purged")})
         purged.append({"table": entry.table, "up_to_version": int(entry.version)})
     return purged
 
@@ -325,26 +321,26 @@ def _without_hold_subjects(policy: dict) -> dict:
 
 def policy_changes(lake: Lake, policy: Policy) -> list[str]:
     """Key paths changed since the policy of the last run (snapshots under state/policies)."""
-    snapshots = lake.root / "state" / "policies"
-    snapshots.mkdir(parents=True, exist_ok=True)
-    for snapshot in snapshots.glob("*.json"):   # written before hold ids were left out: rewrite
+    files, snapshots = lake.files, lake.state("policies")
+    files.mkdirs(snapshots)
+    for snapshot in files.glob(join(snapshots, "*.json")):   # written before hold ids were left out: rewrite
         try:
-            earlier = json.loads(snapshot.read_text())
+            earlier = json.loads(files.read_text(snapshot))
         except (OSError, ValueError):           # not one of ours: the change report names no keys
             continue
         if isinstance(earlier, dict) and _without_hold_subjects(earlier) != earlier:
-            snapshot.write_text(json.dumps(_without_hold_subjects(earlier), ensure_ascii=False, sort_keys=True))
+            files.write_text(snapshot, json.dumps(_without_hold_subjects(earlier), ensure_ascii=False, sort_keys=True))
     current = _without_hold_subjects(policy.model_dump(mode="json", by_alias=True))
-    last_file = snapshots / "last.txt"
-    (snapshots / f"{policy.sha256}.json").write_text(json.dumps(current, ensure_ascii=False, sort_keys=True))
-    if not last_file.exists():
-        last_file.write_text(policy.sha256)
+    last_file = join(snapshots, "last.txt")
+    files.write_text(join(snapshots, f"{policy.sha256}.json"), json.dumps(current, ensure_ascii=False, sort_keys=True))
+    if not files.exists(last_file):
+        files.write_text(last_file, policy.sha256)
         return ["first run: no earlier policy"]
-    last_sha = last_file.read_text().strip()
-    last_file.write_text(policy.sha256)
+    last_sha = files.read_text(last_file).strip()
+    files.write_text(last_file, policy.sha256)
     if last_sha == policy.sha256:
         return []
-    before = _flatten(_without_hold_subjects(json.loads((snapshots / f"{last_sha}.json").read_text())))
+    before = _flatten(_without_hold_subjects(json.loads(files.read_text(join(snapshots, f"{last_sha}.json")))))
     after = _flatten(current)
     changes = []
     for key in sorted(set(before) | set(after)):
@@ -469,7 +465,7 @@ def _gate(spark: SparkSession, policy: Policy, lake: Lake, report: RetentionRepo
 
     progress("retention gate (Great Expectations)")
     gate = run_gate(f"retention-{report.run_id}", gate_checks(spark, policy, lake, report.as_of, registers),
-                    str(lake.docs / "retention" / report.run_id))
+                    join(lake.docs, "retention", report.run_id))
     report.docs = gate.docs_index
     problems = [f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures]
     remaining_rows = for_each_table(report.plans, lambda plan: remaining_expired(spark, policy, lake, plan.table,

@@ -17,8 +17,10 @@ dimension concrete) and every marginal total down to the grand total (a dimensio
 Source rows of ONE region (partition pruned) are joined, inside that region, with the subject table
 for dimensions that live there; restricted subjects and subjects who withdrew consent for a
 consent-based purpose of the source table are left out (S11). Dimensions are generalized: the
-subject's birth date -> age band, dates -> year-month, other columns as they are. Staged output is
-validated by Great Expectations and promoted, or quarantined on failure (exit 1).
+subject's birth date -> age band, dates -> year-month, other columns as they are. Each region's table
+is built once and persisted (suppression and the drawn noise are fixed by then), validated by Great
+Expectations, and published in ONE Delta transaction, or written under ``quarantine/`` on failure
+(exit 1).
 
 What a statistic means (dimensions, measures, public domains) is jobs/statistics_plan.py; the DP
 budget ledger is jobs/statistics_ledger.py; the cube and the noise are in anonymizers/.
@@ -28,11 +30,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import shutil
 import uuid
-from pathlib import Path
 from typing import Callable
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -41,13 +42,15 @@ from anonymizers import dp
 from anonymizers.cube import (ALL, MISSING, Suppression, build_cube, differencing_attack,  # noqa: F401 (re-exported)
                               gate_audit, published_table, suppress)
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.lake import Lake, is_delta, read_current, write_new_table
+from jobs.lake import Lake, is_delta, read_current
 from jobs.lease import with_lease
 from jobs.statistics_plan import (FORBIDDEN_CLASSES, Dimension, StatPlan, _apply_options,  # noqa: F401 (re-exported)
                                   plan_statistic)
 from jobs.statistics_ledger import _append, charge, check_budgets, ledger_path, read_ledger  # noqa: F401 (re-exported)
 from jobs.policy import Policy
 from jobs.subjects import Registers
+from jobs.storage import join
+from jobs.table import LakeTable
 
 AUDIT_SCHEMA = T.StructType([
     T.StructField("run_id", T.StringType()), T.StructField("statistic", T.StringType()),
@@ -123,8 +126,8 @@ def generalize(rows: DataFrame, plan: StatPlan, as_of: dt.date) -> DataFrame:
 # ------------------------------------------------------------------ gate
 
 def gate_checks(region: str, staged: DataFrame, truth: DataFrame, plan: StatPlan, forbidden: dict) -> list:
-    """(label, DataFrame, expectations) of one region's staged table for ``run_gate``: one label per
-    region, so each region is judged (and promoted or quarantined) on its own."""
+    """(label, DataFrame, expectations) of one region's built table for ``run_gate``: one label per
+    region, so each region is judged (and published or quarantined) on its own."""
     import great_expectations as gx
 
     from expectations.custom import ExpectNoForbiddenColumns, ExpectRegionColumnToEqual
@@ -178,26 +181,7 @@ def dp_gate_checks(region: str, staged: DataFrame, plan: StatPlan, forbidden: di
 # ------------------------------------------------------------------ the job
 
 def output_path(lake: Lake, name: str, region: str) -> str:
-    return str(lake.root / "statistics" / name / f"region={region}")
-
-
-def _promote(staging: str, final: str) -> None:
-    final_path, old = Path(final), Path(final + ".old")
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    if old.exists():
-        shutil.rmtree(old)
-    if final_path.exists():
-        final_path.rename(old)
-    Path(staging).rename(final_path)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def _quarantine(staging: str, lake: Lake, name: str, region: str, run_id: str) -> str:
-    target = Path(lake.quarantine("statistics", name, f"region={region}", run_id))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    Path(staging).rename(target)
-    return str(target)
+    return lake.path("statistics", name, f"region={region}")
 
 
 def regions_with_rows(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPlan, wanted: list[str]) -> list[str]:
@@ -218,8 +202,9 @@ def _dp_table(spark: SparkSession, rows: DataFrame, plan: StatPlan, region: str,
 
 def _stage_region(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPlan, region: str, as_of: dt.date,
                   excluded: DataFrame, calibration: dp.Calibration | None, progress: Callable[[str], None],
-                  complementary: bool) -> tuple[str, dict, list] | None:
-    """Stage one region's table: (staging path, info, gate checks); None for a k-anonymous statistic without rows."""
+                  complementary: bool) -> tuple[DataFrame, dict, list] | None:
+    """Build one region's table: (persisted table, info, gate checks); None for a k-anonymous
+    statistic without rows. The caller unpersists the table once it is published or quarantined."""
     rows = source_rows(spark, policy, lake, plan, region, as_of, excluded)
     truth = None
     if plan.dp is not None:
@@ -235,36 +220,42 @@ def _stage_region(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPla
         table = published_table(truth, sup, plan, region)
         info = {"cells": cells, "published": cells - sup.primary - sup.complementary, "primary": sup.primary,
                 "complementary": sup.complementary, "iterations": sup.iterations, "k": plan.k}
-    staging = lake.staging("statistics", plan.name, f"region={region}")
-    if Path(staging).exists():
-        shutil.rmtree(staging)
-    write_new_table(staging, table.orderBy(F.length("margin_over").desc(), "margin_over", *plan.dims).coalesce(1),
-                    [], published=True)
-    progress(f"{plan.name}: region {region}: staged")
-    written, forbidden = read_current(spark, staging), forbidden_columns(policy, plan)
-    checks = (dp_gate_checks(region, written, plan, forbidden) if plan.dp is not None
-              else gate_checks(region, written, truth, plan, forbidden))
-    return staging, {"statistic": plan.name, "region": region, **info}, checks
+    # One file, totals first (the grand total on top), then the cells in dimension order. Persisted:
+    # the gate checks and the publish read these rows (driver-side noise, fixed suppression).
+    built = (table.orderBy(F.length("margin_over").desc(), "margin_over", *plan.dims).coalesce(1)
+             .persist(StorageLevel.MEMORY_AND_DISK))
+    try:
+        forbidden = forbidden_columns(policy, plan)
+        checks = (dp_gate_checks(region, built, plan, forbidden) if plan.dp is not None
+                  else gate_checks(region, built, truth, plan, forbidden))
+    except BaseException:
+        built.unpersist()
+        raise
+    progress(f"{plan.name}: region {region}: built")
+    return built, {"statistic": plan.name, "region": region, **info}, checks
 
 
-def _gate_and_promote(lake: Lake, policy: Policy, plan: StatPlan, staged: list, checks: list, run_id: str,
+def _gate_and_publish(lake: Lake, policy: Policy, plan: StatPlan, staged: list, checks: list, run_id: str,
                       as_of: dt.date, results: dict, progress: Callable[[str], None]) -> list[tuple]:
-    """Run the statistic's gate over its staged regions; promote or quarantine each. Returns audit rows."""
+    """Run the statistic's gate over its built regions; publish each region (one Delta transaction)
+    or write it under quarantine/. Returns audit rows."""
     from expectations.gates import run_gate
 
     progress(f"{plan.name}: gate")
-    gate = run_gate(f"statistics-{plan.name}", checks, str(lake.docs / "statistics" / run_id / plan.name))
+    gate = run_gate(f"statistics-{plan.name}", checks, join(lake.docs, "statistics", run_id, plan.name))
     results["docs"].append(gate.docs_index)
     failed: dict[str, list[str]] = {}
     for failure in gate.failures:
         failed.setdefault(failure.table, []).append(failure.message)
     audit = []
-    for region, staging, info in staged:
+    for region, built, info in staged:
         if region in failed:
-            info["status"] = f"quarantined: {_quarantine(staging, lake, plan.name, region, run_id)}"
+            where = lake.quarantine("statistics", plan.name, f"region={region}", run_id)
+            LakeTable(built.sparkSession, where).write_new(built, [], published=True)
+            info["status"] = f"quarantined: {where}"
             results["failures"].append(f"{plan.name}/{region}: " + "; ".join(failed[region]))
         else:
-            _promote(staging, output_path(lake, plan.name, region))
+            LakeTable(built.sparkSession, output_path(lake, plan.name, region)).publish(built, [], published=True)
             info["status"], info["path"] = "published", output_path(lake, plan.name, region)
         results["statistics"].append(info)
         audit.append((run_id, plan.name, region, as_of, plan.k, info["cells"], info["published"], info["primary"],
@@ -317,19 +308,24 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None
         # Materialized once per statistic: every region's anti-join reuses it (ids only, never output).
         excluded = excluded_subjects(spark, policy, lake, plan.table).localCheckpoint(eager=True)
         staged, checks = [], []
-        for region in [r for n, r in work if n == name]:
-            progress(f"{name}: region {region}")
-            out = _stage_region(spark, policy, lake, plan, region, as_of, excluded, calibrations.get(name), progress, complementary)
-            if out is None:
-                results["statistics"].append({"statistic": name, "region": region, "status": "no rows", "cells": 0})
-                continue
-            staging, info, region_checks = out
-            if plan.dp is not None:
-                info.update(_dp_info(plan, calibrations[name], budgets[(name, region)]))
-            staged.append((region, staging, info))
-            checks += region_checks
-        if staged:
-            audit_rows += _gate_and_promote(lake, policy, plan, staged, checks, run_id, as_of, results, progress)
+        try:
+            for region in [r for n, r in work if n == name]:
+                progress(f"{name}: region {region}")
+                out = _stage_region(spark, policy, lake, plan, region, as_of, excluded, calibrations.get(name), progress,
+                                    complementary)
+                if out is None:
+                    results["statistics"].append({"statistic": name, "region": region, "status": "no rows", "cells": 0})
+                    continue
+                built, info, region_checks = out
+                if plan.dp is not None:
+                    info.update(_dp_info(plan, calibrations[name], budgets[(name, region)]))
+                staged.append((region, built, info))
+                checks += region_checks
+            if staged:
+                audit_rows += _gate_and_publish(lake, policy, plan, staged, checks, run_id, as_of, results, progress)
+        finally:
+            for _, built, _ in staged:
+                built.unpersist()
     if audit_rows:
         _append(spark.createDataFrame(audit_rows, AUDIT_SCHEMA), lake.audit("statistics"))
     if results["failures"]:

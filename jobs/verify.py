@@ -15,10 +15,11 @@ from __future__ import annotations
 import string
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from jobs.storage import parent_of
 
 
 FULL_WIDTH = "０１２３４５６７８９－＋＠．"
@@ -71,11 +72,13 @@ def list_files(spark: SparkSession, root: str) -> list[str]:
 
 
 def _table_root(path: str) -> str:
-    parts = PurePosixPath(path).parts
+    """The table directory of a data file's URI: what precedes its first partition (``k=v``) or
+    ``_change_data`` folder, else its parent. String work only: the ``//`` of ``hdfs://`` stays."""
+    parts = path.split("/")
     for i, part in enumerate(parts):
         if "=" in part or part == "_change_data":
-            return str(PurePosixPath(*parts[:i]))
-    return str(PurePosixPath(path).parent)
+            return "/".join(parts[:i])
+    return parent_of(path)
 
 
 EXCLUDE_SEPARATOR = "|"

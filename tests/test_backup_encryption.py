@@ -81,7 +81,7 @@ def backed_up(spark, policy, generated_lake, key_file, tmp_path_factory):
             backups.run_backup(spark, policy, lake, DAY)
     finally:
         backups.write_backup_table = real_write
-    state["killed_key_id"] = backup_crypto.marked_key_id(lake.backups / f".tmp-{DAY.isoformat()}")
+    state["killed_key_id"] = backup_crypto.marked_key_id(str(lake.root / "backups" / f".tmp-{DAY.isoformat()}"))
     state["keys_after_kill"] = _key_ids(key_file)
     state["manifest"] = backups.run_backup(spark, policy, lake, DAY)
     state["key_id"] = state["manifest"]["key_id"]
@@ -115,7 +115,7 @@ def _files_holding(root: Path, values: set[str]) -> dict[str, int]:
 # ------------------------------------------------------------------ at rest
 
 def test_backup_parquet_files_cannot_be_read_without_the_key(backed_up, policy):
-    root = backups.backup_dir(backed_up["lake"], DAY)
+    root = Path(backups.backup_dir(backed_up["lake"], DAY))
     data = [p for p in (root / "raw").rglob("*.parquet")]
     assert len(data) >= len(policy.tables)
     for path in data:
@@ -130,7 +130,7 @@ def test_backup_parquet_files_cannot_be_read_without_the_key(backed_up, policy):
 def test_no_personal_value_in_any_backup_file(spark, policy, backed_up, generated_lake, tmp_path):
     values = _personal_values(spark, policy, generated_lake)
     assert len(values) > 1000
-    root = backups.backup_dir(backed_up["lake"], DAY)
+    root = Path(backups.backup_dir(backed_up["lake"], DAY))
     assert _files_holding(root, values) == {}               # data files, _delta_log (JSON, .crc), manifest
     for commit in root.rglob("_delta_log/*.json"):
         for action in map(json.loads, commit.read_text().splitlines()):
@@ -153,7 +153,7 @@ def test_the_key_is_outside_the_lake_and_a_killed_attempts_key_is_destroyed(back
     killed = backed_up["killed_key_id"]
     assert killed and killed in backed_up["keys_after_kill"]
     assert killed not in backed_up["keys_after_backup"] and backed_up["key_id"] in backed_up["keys_after_backup"]
-    assert not (backed_up["lake"].backups / f".tmp-{DAY.isoformat()}").exists()
+    assert not (backed_up["lake"].root / "backups" / f".tmp-{DAY.isoformat()}").exists()
     assert (key_file.stat().st_mode & 0o777) == 0o600
 
 
@@ -215,7 +215,7 @@ def test_every_read_of_a_backup_without_its_key_is_refused_naming_it(spark, poli
     lost = backup_crypto.new_key_id(day)
     shutil.copytree(backups.backup_dir(lake, DAY), backups.backup_dir(lake, day))
     manifest = backups.read_manifest(lake, day) | {"date": day.isoformat(), "key_id": lost}
-    (backups.backup_dir(lake, day) / backups.MANIFEST).write_text(json.dumps(manifest))
+    (Path(backups.backup_dir(lake, day)) / backups.MANIFEST).write_text(json.dumps(manifest))
     try:
         with pytest.raises(InputError, match=f"backup of {day.isoformat()}.*{lost}"):
             backups.subjects_in_backups(spark, policy, lake, ["A000000001"], [DAY, day])
@@ -247,16 +247,20 @@ def test_expiry_destroys_the_key_first_then_restore_exits_2(spark, policy, backe
     args = ["--policy", EXAMPLE_POLICY, "--lake", str(lake.root)]
     expiry = (backups.expires_on(policy, DAY)).isoformat()
     # Killed while deleting the files: the key is already gone, what is left cannot be read.
-    real_rmtree = backups.shutil.rmtree
+    from jobs.storage import LocalFiles
 
-    def killed_rmtree(path, *a, **k):
-        raise Killed(str(path))
+    real_delete = LocalFiles.delete
 
-    monkeypatch.setattr(backups.shutil, "rmtree", killed_rmtree)
+    def killed_delete(self, uri):
+        if str(uri).startswith(lake.backups + "/"):
+            raise Killed(str(uri))
+        real_delete(self, uri)
+
+    monkeypatch.setattr(LocalFiles, "delete", killed_delete)
     with pytest.raises(Killed):
         backups.expire_backups(spark, policy, lake, backups.expires_on(policy, DAY))
-    monkeypatch.setattr(backups.shutil, "rmtree", real_rmtree)
-    assert key_id not in _key_ids(key_file) and (backups.backup_dir(lake, DAY) / backups.MANIFEST).is_file()
+    monkeypatch.setattr(LocalFiles, "delete", real_delete)
+    assert key_id not in _key_ids(key_file) and (Path(backups.backup_dir(lake, DAY)) / backups.MANIFEST).is_file()
     before = _snapshot(lake.root)
     result = CliRunner().invoke(app, ["restore", DAY.isoformat(), *args])
     assert result.exit_code == 2, result.output
@@ -266,14 +270,14 @@ def test_expiry_destroys_the_key_first_then_restore_exits_2(spark, policy, backe
     # The expiry run again: the files go too; a restore is still exit 2.
     result = CliRunner().invoke(app, ["backup", "--expire", "--date", expiry, *args])
     assert result.exit_code == 0, result.output
-    assert not backups.backup_dir(lake, DAY).exists() and key_id not in _key_ids(key_file)
+    assert not Path(backups.backup_dir(lake, DAY)).exists() and key_id not in _key_ids(key_file)
     result = CliRunner().invoke(app, ["restore", DAY.isoformat(), *args])
     assert result.exit_code == 2 and DAY.isoformat() in " ".join(result.output.split())
 
 
 def test_expiry_refuses_a_backup_key_held_in_the_environment(spark, policy, backed_up, monkeypatch):
     lake = backed_up["lake"]
-    day_dir = backups.backup_dir(lake, OTHER_DAY)
+    day_dir = Path(backups.backup_dir(lake, OTHER_DAY))
     day_dir.mkdir(parents=True)
     key_id = backup_crypto.new_key_id(OTHER_DAY)
     (day_dir / backups.MANIFEST).write_text(json.dumps({"date": OTHER_DAY.isoformat(), "key_id": key_id, "tables": {}}))

@@ -44,7 +44,7 @@ def test_a_ccpa_request_is_extended_once_by_45_days_and_everything_shows_it(spar
 
     receipt = erasure.build_receipts(spark, policy, lake_copy, [request], dt.date(2026, 12, 10))[0]
     assert receipt["deadline"] == "2027-01-30" and receipt["deadline_extension"]["by"] == "privacy-desk"
-    assert json.loads((lake_copy.receipts / "ccpa-7.json").read_text())["deadline_extension"]["original_deadline"] == "2026-12-16"
+    assert json.loads((lake_copy.root / "receipts" / "ccpa-7.json").read_text())["deadline_extension"]["original_deadline"] == "2026-12-16"
 
     with pytest.raises(DeadlineAlert) as alert:
         erasure_deadlines(EXAMPLE_POLICY, str(lake_copy.root), "2027-01-20", warn_days=30)

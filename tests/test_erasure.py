@@ -164,7 +164,7 @@ def erased(spark, generated_lake, keys_env, tmp_path_factory):
     state["final"] = erasure.run(spark, policy, lake, [], as_of=AS_OF, on_state=lambda s, _i: seen.append(s))
     state["seen"] = seen
     state["again"] = erasure.run(spark, policy, lake, requests, as_of=AS_OF)   # the same input once more
-    state["receipts"] = {p.stem: json.loads(p.read_text()) for p in lake.receipts.glob("*.json")}
+    state["receipts"] = {p.stem: json.loads(p.read_text()) for p in (lake.root / "receipts").glob("*.json")}
     state["files_after"] = {n: _log_files(lake.table_path(t)) for n, t in policy.tables.items()}
     state["counts_after"] = {n: read_current(spark, lake.table_path(t)).count() for n, t in policy.tables.items()}
     state["commits"] = {n: erasure.erasure_commits(spark, lake.table_path(t)) for n, t in policy.tables.items()}

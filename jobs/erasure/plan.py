@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -12,8 +11,10 @@ from jobs.backup import list_backups, read_ledger
 from jobs.erasure.holds import HoldBook
 from jobs.erasure.model import JOB, MIN_VALUE_LENGTH, ROWS_TABLE, VALUE_CLASSES
 from jobs.lake import SUBJECT_BUCKET, Lake, is_delta, read_current, subject_bucket
+from jobs.table import LakeTable
 from jobs.lineage import keeps_pseudonymized
 from jobs.policy import Policy
+from jobs.storage import relative
 from jobs.verify import Finding, cell_tokens
 
 # ------------------------------------------------------------------ planning (counts, files; nothing written)
@@ -100,9 +101,7 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
 
 def erasure_commits(spark: SparkSession, path: str) -> list[tuple[int, dict, dict]]:
     """(version, userMetadata, operationMetrics) of the table's erasure commits."""
-    from delta.tables import DeltaTable
-
-    history = (DeltaTable.forPath(spark, path).history().where(F.col("userMetadata").contains(f'"job": "{JOB}"'))
+    history = (LakeTable(spark, path).history().where(F.col("userMetadata").contains(f'"job": "{JOB}"'))
                .select("version", "userMetadata", "operationMetrics").collect())
     out = []
     for row in history:
@@ -137,9 +136,11 @@ def pseudonymize_tables(policy: Policy) -> list[str]:
 
 
 def relative_finding(lake: Lake, finding: Finding) -> str:
-    path = finding.path.removeprefix("file:")
+    path = finding.path
+    if lake.is_local and path.startswith("file:"):      # Spark names local files file:/x or file:///x
+        path = "/" + path.removeprefix("file:").lstrip("/")
     try:
-        shown = str(Path(path).relative_to(lake.root))
+        shown = relative(path, lake.uri)
     except ValueError:
         shown = path
     return f"{shown} ({finding.kind}, {finding.matches} match(es))"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -14,6 +13,7 @@ from jobs.erasure.plan import all_commits, effective_plan
 from jobs.lake import Lake
 from jobs.lineage import RETAINED, retained_purpose
 from jobs.policy import Policy
+from jobs.storage import join
 
 # ------------------------------------------------------------------ receipts and audit
 
@@ -30,7 +30,6 @@ def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: li
         for row in ledger.where(F.col("request_id").isin(ids)).collect():
             ledger_rows[(row.request_id, row.subject_hash)] = row
     existing = {d.isoformat() for d in list_backups(lake)}
-    lake.receipts.mkdir(parents=True, exist_ok=True)
     receipts = []
     for r in requests:
         table_versions = {}
@@ -107,10 +106,9 @@ def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: li
             "last_byte_gone": last_gone_all.isoformat() if last_gone_all else None,
             "policy_sha256": policy.sha256,
         }
-        path = lake.receipts / f"{r.request_id}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(receipt, indent=2, ensure_ascii=False, sort_keys=False))
-        os.replace(tmp, path)
+        # Replaced atomically (a reader sees the old receipt or the new one), receipts/ created on first use.
+        lake.files.write_text(join(lake.receipts, f"{r.request_id}.json"),
+                              json.dumps(receipt, indent=2, ensure_ascii=False, sort_keys=False))
         receipts.append(receipt)
     return receipts
 

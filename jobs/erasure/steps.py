@@ -22,6 +22,7 @@ from jobs.erasure.plan import (
 from jobs.erasure.receipts import audit_row, build_receipts
 from jobs.erasure.vault import destroy_vault, value_hash, write_vault
 from jobs.lake import append_rows, create_table, is_delta, purge_superseded, read_current, table_version
+from jobs.table import LakeTable
 from jobs.lineage import RETAINED, DerivedCopy, keeps_pseudonymized, retained_purpose
 from jobs.retention import commit_metadata, delete_keys, physical_purge, reconcile
 from jobs.verify import EXCLUDE_SEPARATOR, Finding, scan_for_values
@@ -112,17 +113,13 @@ class Batch:
             details[r.request_id] = {"subjects": len(r.subjects), "values_for_verification": len(r.values),
                                      "pseudonyms_for_verification": len(r.pseudonyms)}
         if hashed:
-            from delta.tables import DeltaTable
-
             df = self.spark.createDataFrame(hashed, VALUES_SCHEMA)
             path = self.lake.state(VALUES_TABLE)
             create_table(self.spark, path, df, [])
             if "exclude" not in read_current(self.spark, path).columns:       # a table from before the column
                 self.spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS (exclude STRING)")
-            (DeltaTable.forPath(self.spark, path).alias("t")
-                .merge(df.alias("s"), "t.request_id = s.request_id AND t.value_hash = s.value_hash "
-                                      "AND t.exclude <=> s.exclude")
-                .whenNotMatchedInsertAll().execute())
+            LakeTable(self.spark, path).insert_new(df, "t.request_id = s.request_id AND t.value_hash = s.value_hash "
+                                                       "AND t.exclude <=> s.exclude")
         self._advance("received", requests, details)
 
     # -- retained_copy
@@ -216,10 +213,8 @@ class Batch:
         derived = self.delete_derived(requests)
         inbox = self.lake.state(REQUESTS_TABLE)
         if is_delta(inbox):
-            from delta.tables import DeltaTable
-
             ids = ", ".join(f"'{r.request_id}'" for r in requests)   # request ids are checked: [A-Za-z0-9._-]
-            DeltaTable.forPath(self.spark, inbox).delete(f"request_id IN ({ids})")
+            LakeTable(self.spark, inbox).delete_where(f"request_id IN ({ids})")
         self._advance("deleted", requests, derived)
 
     def delete_derived(self, requests: list[Request]) -> dict[str, dict]:
@@ -246,18 +241,13 @@ class Batch:
         self.progress(f"erasing from {len(work)} derived cop{'y' if len(work) == 1 else 'ies'} (仮名加工情報)")
 
         def erase(copy: DerivedCopy, pseudonyms: list[str], ids: list[str]) -> int:
-            from delta.tables import DeltaTable
-
             session = self.spark.newSession()
-            path = str(self.lake.root / copy.relative)
+            path = self.lake.path(copy.relative)
             keys = F.broadcast(session.createDataFrame([(p,) for p in pseudonyms], "pseudonym string"))
             metadata = {"job": f"{JOB}_derived", "run_id": self.batch_id, "copy": copy.relative,
                         "requests": sorted(ids), "subjects": len(pseudonyms), "policy_sha256": self.policy.sha256}
             with commit_metadata(session, metadata):
-                (DeltaTable.forPath(session, path).alias("t")
-                    .merge(keys.alias("s"), f"t.`{copy.subject_column}` = s.pseudonym").whenMatchedDelete().execute())
-            metrics = DeltaTable.forPath(session, path).history(1).select("operationMetrics").first()[0] or {}
-            return int(metrics.get("numTargetRowsDeleted", 0))
+                return LakeTable(session, path).delete_matching(keys, f"t.`{copy.subject_column}` = s.pseudonym")
 
         with ThreadPoolExecutor(max_workers=CONCURRENT_ERASES, thread_name_prefix="erase-derived") as pool:
             removed = [pool.submit(erase, *item) for item in work]
@@ -296,7 +286,7 @@ class Batch:
     # -- purged
     def purge(self, requests: list[Request], report: ErasureReport) -> list[Request]:
         self.progress("physical purge of files past their grace (REORG ... APPLY (PURGE) + VACUUM)")
-        reconcile(self.spark, self.policy, CommitAuditLake(self.lake.root), job=JOB, current_run=self.batch_id)
+        reconcile(self.spark, self.policy, CommitAuditLake(self.lake.uri), job=JOB, current_run=self.batch_id)
         physical_purge(self.spark, self.policy, self.lake, self.as_of)
         statuses = {(r.table, r.version): (r.status, r.purge_due)
                     for r in read_current(self.spark, self.lake.state("quarantine_ledger")).where(F.col("job") == JOB)
@@ -326,7 +316,7 @@ class Batch:
                 purge_superseded(self.spark, inbox)
             # The derived copies' superseded files go with the raw tables' (same grace).
             for relative in sorted({c for r in done for c in details[r.request_id]["derived_copies"]}):
-                path = str(self.lake.root / relative)
+                path = self.lake.path(relative)
                 if is_delta(path):
                     self.progress(f"physical purge of {relative}")
                     purge_superseded(self.spark, path)
@@ -344,7 +334,7 @@ class Batch:
             self.progress(f"scanning every file under the lake for {len(values)} identifying value(s) and pseudonym(s)")
             frame = self.spark.createDataFrame(sorted(values, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
             with reading_backups(self.spark, self.lake):     # encrypted backups: keys for this read only
-                findings = scan_for_values(self.spark, str(self.lake.root), frame,
+                findings = scan_for_values(self.spark, self.lake.uri, frame,
                                            exclude=tuple(f"backups/{d}" for d in excluded))
         if findings:
             raise CheckFailed("erasure verification found residue of the batch's identifying values in "

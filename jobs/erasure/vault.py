@@ -5,13 +5,13 @@ import hashlib
 import hmac
 import json
 import os
-from pathlib import Path
 
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.console import InputError
 from jobs.lake import Lake
+from jobs.storage import join
 
 # ------------------------------------------------------------------ vault (plain ids and values, encrypted)
 
@@ -19,30 +19,26 @@ def _vault_key(key: bytes) -> bytes:
     return hmac.new(key, b"wasure erasure vault v1", hashlib.sha256).digest()
 
 
-def vault_path(lake: Lake, request_id: str) -> Path:
-    return lake.root / "state" / "erasure_vault" / f"{request_id}.bin"
+def vault_path(lake: Lake, request_id: str) -> str:
+    return join(lake.state("erasure_vault"), f"{request_id}.bin")
 
 
 def write_vault(lake: Lake, key: bytes, request_id: str, payload: dict) -> None:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    path = vault_path(lake, request_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     nonce = os.urandom(12)
     blob = nonce + AESGCM(_vault_key(key)).encrypt(nonce, json.dumps(payload).encode(), request_id.encode())
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    lake.files.write_bytes(vault_path(lake, request_id), blob)     # atomic replace
 
 
 def read_vault(lake: Lake, key: bytes, request_id: str) -> dict | None:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    path = vault_path(lake, request_id)
-    if not path.is_file():
+    path, files = vault_path(lake, request_id), lake.files
+    if not files.is_file(path):
         return None
-    blob = path.read_bytes()
+    blob = files.read_bytes(path)
     try:
         return json.loads(AESGCM(_vault_key(key)).decrypt(blob[:12], blob[12:], request_id.encode()))
     except InvalidTag:
@@ -51,7 +47,7 @@ def read_vault(lake: Lake, key: bytes, request_id: str) -> dict | None:
 
 
 def destroy_vault(lake: Lake, request_id: str) -> None:
-    vault_path(lake, request_id).unlink(missing_ok=True)
+    lake.files.delete(vault_path(lake, request_id))
 
 
 def value_hash(key: bytes, value: str) -> str:

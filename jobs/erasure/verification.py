@@ -101,13 +101,13 @@ def verify(spark: SparkSession, policy: Policy, lake: Lake, request_ids: list[st
         if plain:
             progress(f"scanning for {len(plain)} value(s)")
             frame = spark.createDataFrame(sorted(plain, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
-            findings += scan_for_values(spark, str(lake.root), frame, exclude)
+            findings += scan_for_values(spark, lake.uri, frame, exclude)
         values_path = lake.state(VALUES_TABLE)
         if hashed_ids and is_delta(values_path):
             hashes = read_current(spark, values_path).where(F.col("request_id").isin(hashed_ids))
             if hashes.limit(1).count():
                 progress(f"keyed-hash scan for {len(hashed_ids)} closed request(s)")
-                findings += scan_for_hashes(spark, str(lake.root), hashes, key, exclude)
+                findings += scan_for_hashes(spark, lake.uri, hashes, key, exclude)
     paths = sorted({relative_finding(lake, f) for f in findings})
     report = VerifyReport([r.request_id for r in chosen], method, excluded, paths)
     if paths:

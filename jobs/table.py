@@ -1,0 +1,248 @@
+"""One Delta table of the lake, addressed by URI: every read, write, purge and publish goes here.
+
+In the spirit of ``DeltaTable.forPath``: get a handle, call an action.
+
+    >>> t = LakeTable.for_path(spark, lake.pseudonymized("service", "accounts"))
+    >>> t.version()                           # one listing of _delta_log, no Spark job
+    >>> t.read().count()                      # the current version, never time travel
+    >>> t.publish(gated, partition_by=["region"], stats_columns=[], published=True)
+    >>> t.purge()                             # REORG ... APPLY (PURGE) + VACUUM 0 hours
+    >>> LakeTable.for_path(spark, lake.staging("x")).move_to(lake.quarantine("x", run_id))
+
+A URI is whatever Spark reads: a local path, ``hdfs://``, ``s3a://``. Files around the tables
+(state, receipts, manifests) belong to ``jobs.storage``.
+"""
+from __future__ import annotations
+
+import json
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.console import InputError
+from jobs.storage import files_for, join
+
+STATS_TYPES = {"string", "integer", "long", "short", "byte", "double", "float", "decimal", "date", "timestamp"}
+
+
+def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
+                     change_data_feed: bool = False, published: bool = False) -> dict[str, str]:
+    """The Delta properties of a wasure table.
+
+    stats_columns: the only columns whose min/max go into ``_delta_log`` (personal columns never
+    do, or the values outlive a delete there). ``None`` keeps Delta's default (tables without
+    personal data: audit, ledgers).
+    published: a table data scientists read (pseudonymized/, anonymized/, statistics/). Those are
+    rewritten whole, so deletion vectors buy nothing there, and the ``deltalake`` (delta-rs) reader
+    behind pandas and polars refuses tables with that reader feature (docs/reading.md). Raw tables
+    keep them: a subject delete marks rows instead of rewriting whole files.
+    """
+    properties = {"delta.enableDeletionVectors": str(not published).lower(),
+                  "delta.enableChangeDataFeed": str(change_data_feed).lower()}
+    if stats_columns is not None:
+        # Delta collects min/max only for orderable types (not booleans, maps, arrays).
+        types = {f.name: f.dataType.typeName() for f in df.schema.fields}
+        usable = [c for c in stats_columns if c not in partition_by and types.get(c) in STATS_TYPES]
+        if usable:
+            properties["delta.dataSkippingStatsColumns"] = ",".join(f"`{c}`" for c in usable)
+        else:
+            properties["delta.dataSkippingNumIndexedCols"] = "0"
+    return properties
+
+
+class LakeTable:
+    """A Delta table at a URI (it need not exist yet: ``exists()``, then ``create``/``write_new``)."""
+
+    def __init__(self, spark: SparkSession, uri: str) -> None:
+        if "`" in str(uri):
+            raise InputError(f"a table URI may not contain a backtick: {uri!r}")
+        self.spark, self.uri = spark, str(uri).rstrip("/")
+
+    @classmethod
+    def for_path(cls, spark: SparkSession, uri: str) -> "LakeTable":
+        return cls(spark, uri)
+
+    def __repr__(self) -> str:
+        return f"LakeTable({self.uri})"
+
+    @property
+    def _sql_name(self) -> str:
+        return f"delta.`{self.uri}`"
+
+    # ------------------------------------------------------------------ reading
+
+    def exists(self) -> bool:
+        return files_for(self.uri, self.spark).is_dir(join(self.uri, "_delta_log"))
+
+    def version(self) -> int:
+        """The latest version: the highest ``_delta_log/<version>.json``, listed through Hadoop's
+        FileSystem. Delta writes that file for every commit and its log cleanup never removes the
+        newest, so this is the version a read would see now, without the Spark job of ``DESCRIBE
+        HISTORY`` (one per table per step added up: docs/performance.md)."""
+        jvm = self.spark.sparkContext._jvm
+        log = jvm.org.apache.hadoop.fs.Path(self.uri + "/_delta_log")
+        fs = log.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+        names = [s.getPath().getName() for s in fs.listStatus(log)] if fs.exists(log) else []
+        versions = [int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()]
+        if not versions:
+            raise InputError(f"{self.uri} is not a Delta table (no commit in its _delta_log)")
+        return max(versions)
+
+    def read(self) -> DataFrame:
+        """The read path of jobs and analysts: the current version only, never time travel."""
+        return self.spark.read.format("delta").load(self.uri)
+
+    def columns(self) -> list[str]:
+        return self.read().columns
+
+    def summary(self) -> dict:
+        detail = self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").select("numFiles", "sizeInBytes").first()
+        return {"version": self.version(), "files": int(detail.numFiles), "bytes": int(detail.sizeInBytes),
+                "rows": int(self.read().count())}
+
+    def has_reader_feature(self, feature: str) -> bool:
+        detail = self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").select("tableFeatures").first()
+        return feature in (detail.tableFeatures or [])
+
+    # ------------------------------------------------------------------ writing
+
+    def create(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
+               change_data_feed: bool = False, published: bool = False) -> "LakeTable":
+        """Create the (empty) table with ``df``'s schema and wasure's properties (idempotent)."""
+        from delta.tables import DeltaTable
+
+        builder = DeltaTable.createIfNotExists(self.spark).location(self.uri).addColumns(df.schema)
+        for name, value in table_properties(df, partition_by, stats_columns, change_data_feed, published).items():
+            builder = builder.property(name, value)
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
+        builder.execute()
+        return self
+
+    def write_new(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
+                  published: bool = False) -> "LakeTable":
+        """Write ``df`` as a new table, data and properties in one commit (staging, backups, quarantine):
+        half the commits of ``create`` + append, and no moment where the table exists without its rows."""
+        self._writer(df, partition_by, stats_columns, published).create()
+        return self
+
+    def publish(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
+                published: bool = True) -> "LakeTable":
+        """Replace the table's content, schema and properties with ``df`` in ONE Delta transaction
+        (``CREATE OR REPLACE``): readers see the old version or the new one, never a missing or a
+        half-written table. Creates the table on first publish. The files of the replaced version
+        are deleted right after (``delete_replaced_files``): a published output must not keep, in
+        its history, rows that a restriction, an erasure or a key rotation took out of it.
+
+        A table first written with deletion vectors (before published tables went without them)
+        still lists that reader feature in its protocol, which no replace can drop; it is rewritten
+        once from scratch so the ``deltalake`` readers can open it (docs/reading.md)."""
+        if published and self.exists() and self.has_reader_feature("deletionVectors"):
+            df = df.localCheckpoint() if not df.isStreaming else df   # the rows must not depend on the old files
+            self.drop()
+            return self.write_new(df, partition_by, stats_columns, published)
+        existed = self.exists()
+        self._writer(df, partition_by, stats_columns, published).createOrReplace()
+        if existed:
+            self.delete_replaced_files(self.version())
+        return self
+
+    def delete_replaced_files(self, version: int) -> int:
+        """Delete the data files that commit ``version`` removed from the table: a VACUUM of that one
+        commit, without VACUUM's Spark job over the whole directory. Time travel to earlier versions
+        ends there, as after ``purge``. Callers hold the lake lease (jobs/lease.py)."""
+        files = files_for(self.uri, self.spark)
+        commit = files.read_text(join(self.uri, "_delta_log", f"{version:020d}.json"))
+        removed = [json.loads(line)["remove"]["path"] for line in commit.splitlines() if '"remove"' in line]
+        removed = [r for r in removed if r]
+        for path in removed:
+            path = unquote(path)
+            files.delete(path if "://" in path or path.startswith("/") else join(self.uri, path))
+        return len(removed)
+
+    def _writer(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None, published: bool):
+        writer = df.writeTo(self._sql_name).using("delta")
+        for name, value in table_properties(df, partition_by, stats_columns, published=published).items():
+            writer = writer.tableProperty(name, value)
+        if partition_by:
+            writer = writer.partitionedBy(*[F.col(c) for c in partition_by])
+        return writer
+
+    def append(self, df: DataFrame, partition_by: list[str] | None = None) -> "LakeTable":
+        """Append to a small bookkeeping table (audit, ledger, state), creating it on first use."""
+        self.create(df, partition_by or [])
+        df.coalesce(1).write.format("delta").mode("append").save(self.uri)
+        return self
+
+    def delete_matching(self, keys: DataFrame, condition: str) -> int:
+        """One MERGE ... WHEN MATCHED DELETE: the rows of ``t`` that match a row of ``keys`` (``s``)
+        under ``condition`` (a subject's rows, a purpose's pseudonyms). Returns the rows deleted,
+        from the commit's own metrics (no extra Spark job)."""
+        self._merge(keys, condition).whenMatchedDelete().execute()
+        return int(self.last_commit_metrics().get("numTargetRowsDeleted", 0))
+
+    def insert_new(self, rows: DataFrame, condition: str) -> None:
+        """Insert the rows (``s``) that no row of the table (``t``) matches: a re-run adds nothing."""
+        self._merge(rows, condition).whenNotMatchedInsertAll().execute()
+
+    def update_matching(self, rows: DataFrame, condition: str, assignments: dict[str, str]) -> None:
+        """Update the matched rows of ``t`` with SQL ``assignments`` over ``t`` and ``s``."""
+        self._merge(rows, condition).whenMatchedUpdate(set=assignments).execute()
+
+    def delete_where(self, condition) -> None:
+        """DELETE the rows matching a SQL condition or Column (bookkeeping tables: inbox, ledgers)."""
+        from delta.tables import DeltaTable
+
+        DeltaTable.forPath(self.spark, self.uri).delete(condition)
+
+    def update_where(self, condition, assignments: dict) -> None:
+        """UPDATE the rows matching ``condition`` with ``assignments`` (column -> Column or SQL)."""
+        from delta.tables import DeltaTable
+
+        DeltaTable.forPath(self.spark, self.uri).update(condition, assignments)
+
+    def _merge(self, source: DataFrame, condition: str):
+        from delta.tables import DeltaTable
+
+        # The source's session: callers run MERGEs from their own sessions (per-thread commit metadata).
+        return DeltaTable.forPath(source.sparkSession, self.uri).alias("t").merge(source.alias("s"), condition)
+
+    def history(self) -> DataFrame:
+        """Delta's history (one Spark job): commit info, operation metrics, userMetadata."""
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, self.uri).history()
+
+    def last_commit_metrics(self) -> dict[str, str]:
+        """``operationMetrics`` of the latest commit, read from its log file (not DESCRIBE HISTORY).
+        Callers hold the lake lease, so the latest commit is their own."""
+        commit = files_for(self.uri, self.spark).read_text(join(self.uri, "_delta_log", f"{self.version():020d}.json"))
+        for line in commit.splitlines():
+            if '"commitInfo"' in line:
+                return json.loads(line)["commitInfo"].get("operationMetrics") or {}
+        return {}
+
+    def purge(self) -> None:
+        """Physically remove what the current version no longer references: REORG ... APPLY (PURGE)
+        rewrites files with deletion vectors, then VACUUM with 0 hours reaches the files that REORG
+        superseded just now (the safety check lifted for this call only). Callers hold the lake
+        lease (jobs/lease.py): a writer running at the same time would lose its uncommitted files."""
+        self.spark.sql(f"REORG TABLE {self._sql_name} APPLY (PURGE)")
+        self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+        try:
+            self.spark.sql(f"VACUUM {self._sql_name} RETAIN 0 HOURS")
+        finally:
+            self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+
+    # ------------------------------------------------------------------ whole-table moves
+
+    def drop(self) -> None:
+        """Remove the table and its files (staging and expired copies; never a published table)."""
+        files_for(self.uri, self.spark).delete(self.uri)
+
+    def move_to(self, uri: str) -> "LakeTable":
+        """Move the whole table (its log and files) to ``uri``: a failed output into quarantine.
+        One rename on HDFS and local disks; object stores copy."""
+        files_for(self.uri, self.spark).rename(self.uri, uri)
+        return LakeTable(self.spark, uri)

@@ -1,0 +1,79 @@
+"""The lake's file layer (jobs/storage.py) and table handle (jobs/table.py): both backends answer
+alike, so a lake on hdfs:// behaves as a local one (the HDFS run itself is in tests/cluster)."""
+import pytest
+
+from jobs.console import InputError
+from jobs.lake import Lake
+from jobs.storage import HadoopFiles, LocalFiles, check_reachable, join, normalize, relative
+from jobs.table import LakeTable
+
+
+@pytest.fixture(params=["local", "hadoop"])
+def files_and_root(request, spark, tmp_path):
+    if request.param == "local":
+        return LocalFiles(), str(tmp_path)
+    return HadoopFiles(spark), f"file://{tmp_path}"      # Hadoop's FileSystem API over the local disk
+
+
+def test_both_backends_write_read_list_move_delete(files_and_root, tmp_path):
+    files, root = files_and_root
+    state = join(root, "state", "job.json")
+    assert not files.exists(state) and files.list(join(root, "state")) == []
+    files.write_text(state, '{"v": 1}')
+    files.write_text(state, '{"v": 2, "名": "x"}')                     # replaced whole, utf-8
+    assert files.read_text(state) == '{"v": 2, "名": "x"}' and files.is_file(state) and not files.is_dir(state)
+    assert files.list(join(root, "state")) == [state]                   # no temporary or checksum files left
+    files.write_text(join(root, "backups", "2026-12-01", "manifest.json"), "{}")
+    files.write_text(join(root, "backups", ".tmp-2026-12-02", "manifest.json"), "{}")
+    assert files.glob(join(root, "backups", ".tmp-*")) == [join(root, "backups", ".tmp-2026-12-02")]
+    assert files.glob(join(root, "backups", "*", "manifest.json")) == [join(root, "backups", "2026-12-01", "manifest.json")]
+    files.rename(join(root, "backups", ".tmp-2026-12-02"), join(root, "backups", "2026-12-02"))
+    with pytest.raises(FileExistsError):
+        files.rename(join(root, "backups", "2026-12-01"), join(root, "backups", "2026-12-02"))
+    assert [relative(p, root) for p in files.list(join(root, "backups"))] == ["backups/2026-12-01", "backups/2026-12-02"]
+    site = tmp_path / "site-src"
+    (site / "static").mkdir(parents=True)
+    (site / "index.html").write_text("<html/>")
+    (site / "static" / "app.js").write_text("1")
+    files.put_dir(str(site), join(root, "docs", "run-1"))
+    assert files.read_text(join(root, "docs", "run-1", "static", "app.js")) == "1"
+    files.delete(join(root, "backups"))
+    files.delete(join(root, "backups"))                                   # absent: nothing to do
+    assert not files.exists(join(root, "backups"))
+
+
+def test_lake_addresses_are_uris():
+    lake = Lake("hdfs://127.0.0.1:8020/lakes/prod/")
+    assert lake.uri == "hdfs://127.0.0.1:8020/lakes/prod" and not lake.is_local
+    assert lake.state("pipeline") == "hdfs://127.0.0.1:8020/lakes/prod/state/pipeline"
+    assert lake.pseudonymized("service", "accounts") == "hdfs://127.0.0.1:8020/lakes/prod/pseudonymized/service/accounts"
+    with pytest.raises(InputError, match="not a local directory"):
+        lake.root
+    assert Lake("file:///tmp/x/../lake").uri == "/tmp/lake" and Lake("/tmp/lake").is_local
+    for bad in ("", "hdfs:///no-host/lake", "file://host/lake"):
+        with pytest.raises(InputError):
+            normalize(bad)
+
+
+def test_unreachable_lake_is_a_clear_input_error(spark):
+    # Nothing listens on port 1 of the loopback: the NameNode "is down".
+    with pytest.raises(InputError, match=r"the lake hdfs://127\.0\.0\.1:1/lake cannot be reached"):
+        check_reachable("hdfs://127.0.0.1:1/lake", spark)
+
+
+def test_table_handle_publishes_in_one_transaction(spark, tmp_path):
+    table = LakeTable(spark, str(tmp_path / "pseudonymized" / "p" / "t"))
+    assert not table.exists()
+    first = spark.createDataFrame([(1, "JP"), (2, "US")], "id int, region string")
+    table.publish(first, ["region"], stats_columns=[], published=True)
+    assert table.version() == 0 and sorted(r.id for r in table.read().collect()) == [1, 2]
+    before = {p.name for p in (tmp_path / "pseudonymized" / "p" / "t").rglob("*.parquet")}
+    table.publish(spark.createDataFrame([(3, "JP")], "id int, region string"), ["region"], stats_columns=[])
+    assert table.version() == 1 and [r.id for r in table.read().collect()] == [3]
+    after = {p.name for p in (tmp_path / "pseudonymized" / "p" / "t").rglob("*.parquet")}
+    assert before and not before & after               # the replaced version's rows are gone from disk
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{table.uri}`").select("operation").collect()
+    assert [h.operation for h in history][0] == "CREATE OR REPLACE TABLE AS SELECT"
+    assert not table.has_reader_feature("deletionVectors")              # readable by delta-rs (docs/reading.md)
+    moved = table.move_to(str(tmp_path / "quarantine" / "t"))
+    assert moved.exists() and not table.exists() and moved.version() == 1
