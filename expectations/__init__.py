@@ -19,8 +19,6 @@ from expectations.custom import (
 )
 from expectations.gates import Failure, GateResult, run_gate
 from expectations.suites import (
-    PSEUDONYMIZED_FORBIDDEN_CLASSES,
-    RELEASE_FORBIDDEN_CLASSES,
     columns_of_classes,
     pseudonymized_suite,
     release_suite,
@@ -45,6 +43,4 @@ __all__ = [
     "pseudonymized_suite",
     "retention_suite",
     "columns_of_classes",
-    "RELEASE_FORBIDDEN_CLASSES",
-    "PSEUDONYMIZED_FORBIDDEN_CLASSES",
 ]

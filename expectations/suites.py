@@ -22,16 +22,10 @@ from expectations.custom import (
     ExpectSensitiveAttributeToBeLDiverse,
 )
 
-# 匿名加工情報 (APPI art. 43, rule 34): identifying descriptions, 個人識別符号, linking codes and
-# property-damage items are removed; none of these columns may reach a release.
-RELEASE_FORBIDDEN_CLASSES = ("identifying", "individual_code", "property_damage", "linking_code")
-# 仮名加工情報 (art. 41, rule 31): 個人識別符号 and property-damage items are removed; identifying
-# columns and linking codes are replaced by pseudonyms (checked by the hash / source-value gates).
-PSEUDONYMIZED_FORBIDDEN_CLASSES = ("individual_code", "property_damage")
-
-
 def columns_of_classes(column_classes: Mapping[str, str], classes: Iterable[str]) -> dict[str, str]:
-    """``{column: class}`` restricted to ``classes``: the forbidden-column map for a table."""
+    """``{column: class}`` restricted to ``classes``: the forbidden-column map for a table. Which
+    classes an output may not carry is the policy's to say (jobs.policy.TREATMENTS:
+    PSEUDONYMIZED_FORBIDDEN, RELEASE_FORBIDDEN), not the suites'."""
     wanted = {str(c) for c in classes}
     return {column: str(klass) for column, klass in column_classes.items() if str(klass) in wanted}
 

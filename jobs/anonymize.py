@@ -250,7 +250,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.da
 
 def _gate(spark, policy: Policy, lake: Lake, name: str, release: Release, qis: list[str], staged: DataFrame):
     from expectations.gates import run_gate
-    from expectations.suites import RELEASE_FORBIDDEN_CLASSES, columns_of_classes, release_suite
+    from expectations.suites import columns_of_classes, release_suite
+    from jobs.policy import RELEASE_FORBIDDEN
 
     table = policy.tables[release.table]
     subject_table = policy.tables[policy.subject.table]
@@ -260,7 +261,7 @@ def _gate(spark, policy: Policy, lake: Lake, name: str, release: Release, qis: l
                    (ColumnClass.identifying, ColumnClass.linking_code, ColumnClass.individual_code)]
     source = read_current(spark, lake.table_path(table)).select(*identifiers)
     suite = release_suite(qis, release.k, sensitive=release.sensitive, l=release.l,
-                          forbidden_columns=columns_of_classes(classes, RELEASE_FORBIDDEN_CLASSES),
+                          forbidden_columns=columns_of_classes(classes, RELEASE_FORBIDDEN),
                           # 特異な記述: after top/bottom coding no numeric value lies beyond the release's bounds.
                           rare_thresholds={"numeric_bounds": {c: b for c, b in release.rare_values.items() if c in staged.columns}},
                           output_columns=[c for c in staged.columns], source=source, source_columns=identifiers)

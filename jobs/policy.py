@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -46,8 +47,35 @@ PERSONAL_CLASSES = {
 }
 
 
-RELEASE_FORBIDDEN = {ColumnClass.identifying, ColumnClass.individual_code, ColumnClass.property_damage,
-                     ColumnClass.linking_code, ColumnClass.free_text}
+@dataclass(frozen=True)
+class Treatment:
+    """What a column of one class becomes in each kind of output: the one table that pseudonymize,
+    anonymize, statistics and their gates all read (APPI rule 31 for 仮名加工情報, rule 34 and
+    k-anonymity for 匿名加工情報 and statistics)."""
+
+    pseudonymized: str                    # the default in 仮名加工情報: pseudonymize / drop / scrub / keep
+    allowed: tuple[str, ...] | None       # treatments a policy may choose instead (None: any)
+    refusal: str = ""                     # why another treatment is refused (policy validation)
+    released: bool = True                 # may a release or a statistics table carry it (generalized)
+
+
+TREATMENTS: dict[ColumnClass, Treatment] = {
+    ColumnClass.identifying: Treatment("pseudonymize", ("pseudonymize", "drop"),
+                                       "identifying columns are pseudonymized or dropped", released=False),
+    ColumnClass.individual_code: Treatment("drop", ("drop",), "{cls} is always dropped (APPI rule 31); "
+                                           "treatment {treatment!r} is not allowed", released=False),
+    ColumnClass.property_damage: Treatment("drop", ("drop",), "{cls} is always dropped (APPI rule 31); "
+                                           "treatment {treatment!r} is not allowed", released=False),
+    ColumnClass.quasi_identifier: Treatment("keep", None),
+    ColumnClass.sensitive: Treatment("keep", None),
+    ColumnClass.linking_code: Treatment("pseudonymize", None, released=False),
+    ColumnClass.free_text: Treatment("scrub", ("scrub", "drop"), "free_text columns are scrubbed or dropped", released=False),
+    ColumnClass.other: Treatment("keep", None),
+}
+# Classes no output may carry at all: always dropped, even from 仮名加工情報.
+PSEUDONYMIZED_FORBIDDEN = tuple(c.value for c, t in TREATMENTS.items() if t.pseudonymized == "drop" and t.allowed == ("drop",))
+# Classes a 匿名加工情報 release or a statistics table may not carry.
+RELEASE_FORBIDDEN = tuple(c.value for c, t in TREATMENTS.items() if not t.released)
 
 
 # Sane ranges (docs/policy.md, "Bounds and checks"): a value outside them is a typo or a
@@ -347,13 +375,9 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
                 problems.append((f"{where}.hierarchy", "a quasi_identifier needs a generalization hierarchy"))
             if spec.hierarchy is not None and spec.hierarchy not in policy.hierarchies:
                 problems.append((f"{where}.hierarchy", f"unknown hierarchy {spec.hierarchy!r}"))
-            if spec.class_ in (ColumnClass.individual_code, ColumnClass.property_damage) and spec.treatment not in (None, "drop"):
-                problems.append((f"{where}.treatment", f"{spec.class_.value} is always dropped (APPI rule 31); "
-                                                       f"treatment {spec.treatment!r} is not allowed"))
-            if spec.class_ == ColumnClass.identifying and spec.treatment not in (None, "pseudonymize", "drop"):
-                problems.append((f"{where}.treatment", "identifying columns are pseudonymized or dropped"))
-            if spec.class_ == ColumnClass.free_text and spec.treatment not in (None, "scrub", "drop"):
-                problems.append((f"{where}.treatment", "free_text columns are scrubbed or dropped"))
+            rule = TREATMENTS[spec.class_]
+            if rule.allowed is not None and spec.treatment not in (None, *rule.allowed):
+                problems.append((f"{where}.treatment", rule.refusal.format(cls=spec.class_.value, treatment=spec.treatment)))
         retention = table.retention
         if retention is not None:
             if retention.basis == "business_date" and table.date_column is None:
@@ -417,7 +441,7 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
                 owner = tables[entry.table]
                 for column in list(entry.quasi_identifiers) + entry.sensitive:
                     home = owner if column in owner.columns else tables.get(policy.subject.table)
-                    if home is not None and column in home.columns and home.column(column).class_ in RELEASE_FORBIDDEN:
+                    if home is not None and column in home.columns and home.column(column).class_.value in RELEASE_FORBIDDEN:
                         problems.append((f"{base}", f"column {column!r} is {home.column(column).class_.value}: "
                                                     "it can never be part of 匿名加工情報 (APPI rule 34)"))
                 if entry.region is not None and entry.region not in policy.regions:

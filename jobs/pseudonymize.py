@@ -37,12 +37,11 @@ from jobs.concurrency import for_each_table
 from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, table_version
 from jobs.lease import with_lease
 from jobs.lineage import KEY_ID_COLUMN, retained_path, retained_purpose
-from jobs.policy import ColumnClass, Policy, Table
+from jobs.policy import PSEUDONYMIZED_FORBIDDEN, TREATMENTS, ColumnClass, Policy, Table
 from jobs.storage import join
 from jobs.subjects import Registers
 from jobs.table import LakeTable
 
-ALWAYS_DROPPED = (ColumnClass.individual_code, ColumnClass.property_damage)
 # The layout of what a run writes, part of every skip check: outputs of an older layout are rewritten
 # once by the next run (2: tables without deletion vectors, readable by delta-rs; 3: 128-bit base64url
 # pseudonyms, anonymizers/pseudonym.py).
@@ -59,19 +58,13 @@ class Rule31Plan:
 
 
 def rule31_plan(table: Table) -> Rule31Plan:
+    """Each column's fate in 仮名加工情報: the class's treatment (jobs.policy.TREATMENTS), or `drop`
+    when the policy asks for it (the policy validated that the class allows it)."""
     plan = Rule31Plan()
     for name in table.columns:
         spec = table.column(name)
-        if spec.class_ in ALWAYS_DROPPED:
-            plan.drop.append(name)          # no option to keep (validated in the policy too)
-        elif spec.class_ in (ColumnClass.identifying, ColumnClass.linking_code):
-            (plan.drop if spec.treatment == "drop" else plan.pseudonymize).append(name)
-        elif spec.class_ == ColumnClass.free_text:
-            (plan.drop if spec.treatment == "drop" else plan.scrub).append(name)
-        elif spec.treatment == "drop":
-            plan.drop.append(name)
-        else:
-            plan.keep.append(name)
+        treatment = "drop" if spec.treatment == "drop" else TREATMENTS[spec.class_].pseudonymized
+        {"drop": plan.drop, "pseudonymize": plan.pseudonymize, "scrub": plan.scrub}.get(treatment, plan.keep).append(name)
     return plan
 
 
@@ -149,7 +142,7 @@ def source_identifiers(spark: SparkSession, lake: Lake, table: Table) -> DataFra
 
 def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output: DataFrame) -> list:
     """The Great Expectations suite of one pseudonymized table (see expectations.suites)."""
-    from expectations.suites import PSEUDONYMIZED_FORBIDDEN_CLASSES, columns_of_classes, pseudonymized_suite
+    from expectations.suites import columns_of_classes, pseudonymized_suite
 
     table = policy.tables[table_name]
     plan = rule31_plan(table)
@@ -158,7 +151,7 @@ def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output:
     return pseudonymized_suite(
         pseudonym_columns=[c for c in plan.pseudonymize if c in output.columns],
         source=identifiers, source_columns=[SOURCE_IDENTIFIER], source_distinct=True,
-        forbidden_columns=columns_of_classes(classes, PSEUDONYMIZED_FORBIDDEN_CLASSES)
+        forbidden_columns=columns_of_classes(classes, PSEUDONYMIZED_FORBIDDEN)
         | {c: classes[c] for c in plan.drop},
         output_columns=strings)
 

@@ -18,12 +18,12 @@ from anonymizers import dp
 from anonymizers.registry import OperatorError
 from jobs.console import InputError
 from jobs.lake import Lake, check_lake, read_current, with_registers
-from jobs.policy import ColumnClass, Policy, Statistic
+from jobs.policy import RELEASE_FORBIDDEN, ColumnClass, Policy, Statistic
 
 MAX_DIMENSIONS = 8       # the cube has 2^n groupings
 DIMENSION_CLASSES = (ColumnClass.quasi_identifier, ColumnClass.other)
 MEASURE_CLASSES = (ColumnClass.other, ColumnClass.sensitive)
-FORBIDDEN_CLASSES = ("identifying", "individual_code", "property_damage", "linking_code", "free_text")
+FORBIDDEN_CLASSES = RELEASE_FORBIDDEN      # a statistic is a release: the classes of jobs.policy.TREATMENTS it may not carry
 NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
 DATES = (T.DateType, T.TimestampType, T.TimestampNTZType)
 

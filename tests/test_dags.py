@@ -10,13 +10,14 @@
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.e2e import E2E_TABLES, keys_file, write_e2e_policy, write_small_lake
 
 # The repository root (this file may live in tests/ or tests/pending/).
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "jobs").is_dir() and (p / "dags").is_dir())
@@ -223,62 +224,23 @@ def airflow_db():
     yield
 
 
-# The end-to-end runs use the example policy cut down to three tables (one of each retention kind:
-# closure -> pseudonymize, closure -> delete, business date -> delete) and one purpose, so that
-# several whole DAG runs stay affordable; the jobs themselves are tested on the full policy elsewhere.
-E2E_TABLES = ("accounts", "devices", "network_events")
-
-
 @pytest.fixture(scope="module")
 def e2e_policy(tmp_path_factory):
-    import yaml
-
-    from jobs.policy import load_policy
-
-    data = yaml.safe_load(open(POLICY))
-    data["tables"] = {name: spec for name, spec in data["tables"].items() if name in E2E_TABLES}
-    data["purposes"] = {"service": data["purposes"]["service"]}
-    for spec in data["tables"].values():
-        spec["purposes"] = ["service"]
-    for register in ("consents_table", "restrictions_table", "legal_holds_table"):
-        data["subject"].pop(register, None)
-    data["releases"], data["statistics"] = {}, {}
-    path = tmp_path_factory.mktemp("dag-policy") / "policy.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
-    shutil.copytree(Path(POLICY).parent / "hierarchies", path.parent / "hierarchies")   # tree files, next to it
-    return load_policy(path)
+    return write_e2e_policy(tmp_path_factory.mktemp("dag-policy"))
 
 
 @pytest.fixture(scope="module")
 def keys_env(e2e_policy, tmp_path_factory):
-    from jobs.keys import init_keys
-
-    path = tmp_path_factory.mktemp("dag-keys") / "keys.json"
-    old = os.environ.get("WASURE_KEYS")
-    os.environ["WASURE_KEYS"] = str(path)
-    init_keys([p.key_id for p in e2e_policy.purposes.values()] + [e2e_policy.defaults.ledger_key_id])
-    yield path
-    if old is None:
-        os.environ.pop("WASURE_KEYS", None)
-    else:
-        os.environ["WASURE_KEYS"] = old
+    with keys_file(e2e_policy, tmp_path_factory.mktemp("dag-keys") / "keys.json") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
 def small_lake(spark, e2e_policy, keys_env, tmp_path_factory):
     """60 subjects, 4 events each, the three tables of the e2e policy (generator's table builders)."""
-    from jobs.generate import GenerateOptions, accounts, build_pools, devices, network_events
-    from jobs.lake import Lake, write_policy_table
-    from jobs.policy import check_table_schema
+    from jobs.lake import Lake
 
-    lake = Lake.at(tmp_path_factory.mktemp("dag-lake") / "lake")
-    options = GenerateOptions(subjects=60, events_per_subject=4)
-    pools = build_pools(options.seed)
-    for name, build in (("accounts", accounts), ("devices", devices), ("network_events", network_events)):
-        df = build(spark, options, pools)
-        check_table_schema(e2e_policy, name, df.columns)
-        write_policy_table(spark, lake, e2e_policy.tables[name], df)
-    return lake
+    return write_small_lake(spark, e2e_policy, Lake.at(tmp_path_factory.mktemp("dag-lake") / "lake"))
 
 
 def _versions(spark, policy, lake) -> dict[str, int]:
@@ -365,7 +327,7 @@ def test_closure_with_bad_params_fails_before_touching_data(dagbag, airflow_db, 
     assert states["erase"] == "upstream_failed" and states["receipt"] == "upstream_failed"
     assert run_state == "failed"
     assert _versions(spark, policy, small_lake) == before
-    assert not (small_lake.receipts / "closure-bad.json").exists()
+    assert not (small_lake.root / "receipts" / "closure-bad.json").exists()
     assert not Path(small_lake.state("erasure_state")).exists()
     # Values the form's JSON schema rejects never create a run.
     with pytest.raises(ParamValidationError):
@@ -394,7 +356,7 @@ def test_closure_erases_and_returns_the_receipt_path(closure, spark, e2e_policy,
     assert run_state == "success"
     assert values["validate_request"]["subjects"] == 2 and values["validate_request"]["request_id"] == "closure-test-1"
     receipt_path = Path(values["receipt"]["receipt"])
-    assert receipt_path == small_lake.receipts / "closure-test-1.json" and receipt_path.is_file()
+    assert receipt_path == small_lake.root / "receipts" / "closure-test-1.json" and receipt_path.is_file()
     receipt = json.loads(receipt_path.read_text())
     assert receipt["state"] == "backups_quarantined"           # waits for the grace period
     assert values["receipt"]["rows_removed"] == sum(receipt["rows_removed"].values()) > 0
@@ -430,7 +392,7 @@ def test_backup_lifecycle_finishes_erasures_past_their_grace(dagbag, airflow_db,
     assert values["advance_erasures"]["closed_now"] == ["closure-test-1"]
     assert values["reverify_erasures"]["requests"] == ["closure-test-1"] and values["reverify_erasures"]["findings"] == 0
     assert values["erasure_deadlines"]["approaching"] == [] and values["erasure_deadlines"]["open"] == 0
-    receipt = json.loads((small_lake.receipts / "closure-test-1.json").read_text())
+    receipt = json.loads((small_lake.root / "receipts" / "closure-test-1.json").read_text())
     assert receipt["state"] == "closed" and receipt["deadline_met"] is True
 
 

@@ -372,12 +372,13 @@ def test_bad_parameters_are_rejected(build):
 
 def test_suite_builders_and_forbidden_classes():
     import expectations as ex
+    from jobs.policy import PSEUDONYMIZED_FORBIDDEN, RELEASE_FORBIDDEN
 
     classes = {"email": "identifying", "my_number": "individual_code", "card_number": "property_damage",
                "account_id": "linking_code", "birth_date": "quasi_identifier", "body_temp_c": "sensitive"}
     release = ex.release_suite(
         ["birth_date", "gender"], 5, ["body_temp_c"], 2,
-        ex.columns_of_classes(classes, ex.RELEASE_FORBIDDEN_CLASSES),
+        ex.columns_of_classes(classes, RELEASE_FORBIDDEN),
         {"numeric_bounds": {"body_temp_c": (34.0, 42.0)}},
     )
     assert [type(e).__name__ for e in release] == [
@@ -388,7 +389,7 @@ def test_suite_builders_and_forbidden_classes():
     ]
     assert set(release[0].forbidden_columns) == {"email", "my_number", "card_number", "account_id"}
     pseudo = ex.pseudonymized_suite(["email"], "accounts_view", ["email"],
-                                    ex.columns_of_classes(classes, ex.PSEUDONYMIZED_FORBIDDEN_CLASSES),
+                                    ex.columns_of_classes(classes, PSEUDONYMIZED_FORBIDDEN),
                                     output_columns=["email"], region_column="region", region="JP")
     assert [type(e).__name__ for e in pseudo] == [
         "ExpectNoForbiddenColumns", "ExpectPseudonymsNotUnkeyedHashes",

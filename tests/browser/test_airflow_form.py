@@ -19,10 +19,12 @@ Not part of ``make test`` (chromium is a system package); run it as docs/airflow
 import datetime as dt
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.e2e import E2E_TABLES, write_e2e_policy, write_small_lake
+from tests.e2e import keys_file as e2e_keys
 
 from _airflow_stack import AirflowStack
 
@@ -30,7 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 IMG = REPO / "docs" / "img"
 CHROMIUM = os.environ.get("WASURE_CHROMIUM", "/usr/bin/chromium")
 DAG_ID = "wasure_account_closure"
-E2E_TABLES = ("accounts", "devices", "network_events")
 RUN_TIMEOUT = 900            # the erase task starts its own Spark; a busy 2-core box is slow
 UI_TIMEOUT = 60_000          # ms, for one page or element
 VIEWPORT = {"width": 1280, "height": 860}
@@ -44,53 +45,21 @@ pytestmark = pytest.mark.timeout(2400)
 
 @pytest.fixture(scope="module")
 def e2e_policy(tmp_path_factory):
-    """The example policy cut to three tables and one purpose (tests/test_dags.py's e2e policy)."""
-    import yaml
-
-    from jobs.policy import load_policy
-
-    source = REPO / "policies" / "example.yaml"
-    data = yaml.safe_load(source.read_text())
-    data["tables"] = {name: spec for name, spec in data["tables"].items() if name in E2E_TABLES}
-    data["purposes"] = {"service": data["purposes"]["service"]}
-    for spec in data["tables"].values():
-        spec["purposes"] = ["service"]
-    for register in ("consents_table", "restrictions_table", "legal_holds_table"):
-        data["subject"].pop(register, None)
-    data["releases"], data["statistics"] = {}, {}
-    path = tmp_path_factory.mktemp("browser-policy") / "policy.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
-    shutil.copytree(source.parent / "hierarchies", path.parent / "hierarchies")
-    return load_policy(path)
+    return write_e2e_policy(tmp_path_factory.mktemp("browser-policy"))
 
 
 @pytest.fixture(scope="module")
 def keys_file(e2e_policy, tmp_path_factory):
-    from jobs.keys import init_keys
-
-    path = tmp_path_factory.mktemp("browser-keys") / "keys.json"
-    old = os.environ.get("WASURE_KEYS")
-    os.environ["WASURE_KEYS"] = str(path)
-    init_keys([p.key_id for p in e2e_policy.purposes.values()] + [e2e_policy.defaults.ledger_key_id])
-    yield path
-    if old is None:
-        os.environ.pop("WASURE_KEYS", None)
-    else:
-        os.environ["WASURE_KEYS"] = old
+    with e2e_keys(e2e_policy, tmp_path_factory.mktemp("browser-keys") / "keys.json") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
 def small_lake(spark, e2e_policy, keys_file, tmp_path_factory):
     """60 subjects, 4 events each, the three tables of the e2e policy."""
-    from jobs.generate import GenerateOptions, accounts, build_pools, devices, network_events
-    from jobs.lake import Lake, write_policy_table
+    from jobs.lake import Lake
 
-    lake = Lake.at(tmp_path_factory.mktemp("browser-lake") / "lake")
-    options = GenerateOptions(subjects=60, events_per_subject=4)
-    pools = build_pools(options.seed)
-    for name, build in (("accounts", accounts), ("devices", devices), ("network_events", network_events)):
-        write_policy_table(spark, lake, e2e_policy.tables[name], build(spark, options, pools))
-    return lake
+    return write_small_lake(spark, e2e_policy, Lake.at(tmp_path_factory.mktemp("browser-lake") / "lake"))
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +187,7 @@ def test_a_valid_request_from_the_form_erases_the_subject(closure_run, airflow, 
 
     assert closure_run["tasks"] == {"validate_request": "success", "erase": "success", "receipt": "success"}
     assert closure_run["run"]["conf"]["request_id"] == ""          # derived from the ids (keyed)
-    receipts = list(small_lake.receipts.glob("*.json"))
+    receipts = list((small_lake.root / "receipts").glob("*.json"))
     assert len(receipts) == 1
     receipt = json.loads(receipts[0].read_text())
     assert receipt["state"] == "backups_quarantined" and sum(receipt["rows_removed"].values()) > 0
