@@ -72,6 +72,8 @@ TREATMENTS: dict[ColumnClass, Treatment] = {
     ColumnClass.free_text: Treatment("scrub", ("scrub", "drop"), "free_text columns are scrubbed or dropped", released=False),
     ColumnClass.other: Treatment("keep", None),
 }
+# The operator (anonymizers.registry, by name) that carries out each 仮名加工情報 treatment.
+PSEUDONYMIZED_OPERATORS = {"drop": "drop", "scrub": "scrub", "pseudonymize": "keyed_pseudonym"}
 # Classes no output may carry at all: always dropped, even from 仮名加工情報.
 PSEUDONYMIZED_FORBIDDEN = tuple(c.value for c, t in TREATMENTS.items() if t.pseudonymized == "drop" and t.allowed == ("drop",))
 # Classes a 匿名加工情報 release or a statistics table may not carry.

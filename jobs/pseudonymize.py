@@ -28,16 +28,14 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from anonymizers.drop import drop
-from anonymizers.pseudonym import keyed_pseudonym
-from anonymizers.scrub import scrub, scrub_own_values
+from anonymizers.registry import get_operator
 from jobs.console import CheckFailed, InputError, entry_point
 from jobs.keys import load_purpose_keys
 from jobs.concurrency import for_each_table
 from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, table_version
 from jobs.lease import with_lease
 from jobs.lineage import KEY_ID_COLUMN, retained_path, retained_purpose
-from jobs.policy import PSEUDONYMIZED_FORBIDDEN, TREATMENTS, ColumnClass, Policy, Table
+from jobs.policy import PSEUDONYMIZED_FORBIDDEN, PSEUDONYMIZED_OPERATORS, TREATMENTS, ColumnClass, Policy, Table
 from jobs.storage import join
 from jobs.subjects import Registers
 from jobs.table import LakeTable
@@ -94,20 +92,21 @@ def owner_values(spark: SparkSession, policy: Policy, lake: Lake) -> Owners | No
 def drop_and_scrub(df: DataFrame, plan: Rule31Plan, owners: Owners | None = None, subject_key: str | None = None) -> DataFrame:
     """The rule-31 profile before pseudonymization: dropped columns gone, free text scrubbed (the
     detectors, then the row's own subject's values when ``owners`` is given)."""
-    df = drop(df, [c for c in plan.drop + [SUBJECT_BUCKET] if c in df.columns])
+    df = get_operator(PSEUDONYMIZED_OPERATORS["drop"])(df, [c for c in plan.drop + [SUBJECT_BUCKET] if c in df.columns])
     if not plan.scrub:
         return df
-    df = scrub(df, plan.scrub)
+    df = get_operator(PSEUDONYMIZED_OPERATORS["scrub"])(df, plan.scrub)
     if owners is not None and subject_key is not None:
-        df = scrub_own_values(df, plan.scrub, owners.rows.withColumnRenamed(OWNER_KEY, subject_key), subject_key,
+        df = get_operator("scrub_own_values")(df, plan.scrub, owners.rows.withColumnRenamed(OWNER_KEY, subject_key), subject_key,
                               owners.value_columns, owners.name_columns)
     return df
 
 
 def apply_rule31(df: DataFrame, table: Table, key: bytes, key_id: str, owners: Owners | None = None) -> DataFrame:
     plan = rule31_plan(table)
-    return keyed_pseudonym(drop_and_scrub(df, plan, owners, table.subject_key), plan.pseudonymize, key=key,
-                           key_id=key_id, key_id_column=KEY_ID_COLUMN)
+    pseudonymize = get_operator(PSEUDONYMIZED_OPERATORS["pseudonymize"])
+    return pseudonymize(drop_and_scrub(df, plan, owners, table.subject_key), plan.pseudonymize, key=key,
+                        key_id=key_id, key_id_column=KEY_ID_COLUMN)
 
 
 def eligible_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, purpose: str,

@@ -112,13 +112,13 @@ def source_rows(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPlan,
 
 def generalize(rows: DataFrame, plan: StatPlan, as_of: dt.date) -> DataFrame:
     """Dimensions -> published classes, as non-null strings (null -> ``(missing)``)."""
-    from anonymizers.generalize import age_band, generalize_date
+    from anonymizers.registry import get_operator
 
-    for dim in plan.dimensions:
+    for dim in plan.dimensions:          # the registry's operators, by the names the plan's kinds map to
         if dim.kind == "age_band":
-            rows = age_band(rows, dim.output, as_of, width=plan.age_width, top=plan.age_top, output=dim.output)
+            rows = get_operator("age_band")(rows, dim.output, as_of, width=plan.age_width, top=plan.age_top, output=dim.output)
         elif dim.kind == "month":
-            rows = generalize_date(rows, dim.output, "month")
+            rows = get_operator("generalize_date")(rows, dim.output, "month")
     return rows.select("_subject", *[F.coalesce(F.col(d).cast("string"), F.lit(MISSING)).alias(d) for d in plan.dims],
                        *plan.measure_names)
 
