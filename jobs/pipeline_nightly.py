@@ -21,7 +21,7 @@ def backup(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
     day = run_date(run_date_)
     manifest = run_backup(_spark("backup"), pol, lk, day)
     return {"step": "backup", "date": manifest["date"], "status": manifest["status"], "expires": manifest["expires"],
-            "path": str(lk.backups / manifest["date"]),
+            "path": join(lk.backups, manifest["date"]),
             "tables": {n: {"source_version": t["source_version"], "rows": t["rows"]} for n, t in manifest["tables"].items()}}
 
 
