@@ -350,6 +350,10 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
             name = getattr(policy.subject, key)
             if name is not None and name not in tables:
                 problems.append((f"subject.{key}", f"unknown table {name!r}"))
+        for name, purpose in policy.purposes.items():
+            if purpose.requires_consent and policy.subject.consents_table is None:
+                problems.append((f"purposes.{name}.requires_consent", "a purpose based on consent needs the consent "
+                                 "register: set subject.consents_table (or requires_consent: false)"))
         for key in ("closure_column", "birth_date_column", "guardian_consent_column"):
             column = getattr(policy.subject, key)
             if column is not None and column not in home.columns:

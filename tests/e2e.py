@@ -20,7 +20,7 @@ E2E_TABLES = ("accounts", "devices", "network_events")
 def write_e2e_policy(directory: Path, tables: tuple[str, ...] = E2E_TABLES, releases: tuple[str, ...] = (),
                      statistics: tuple[str, ...] = ()):
     """The example policy with only ``tables``, the `service` purpose (and those of the named
-    releases), no registers, and only the named releases and statistics; written to ``directory/policy.yaml`` beside its hierarchies."""
+    releases, none of them consent-based), no registers, and only the named releases and statistics; written to ``directory/policy.yaml`` beside its hierarchies."""
     import yaml
 
     from jobs.policy import load_policy
@@ -29,6 +29,8 @@ def write_e2e_policy(directory: Path, tables: tuple[str, ...] = E2E_TABLES, rele
     data["tables"] = {name: spec for name, spec in data["tables"].items() if name in tables}
     kept = {"service"} | {data["releases"][r]["purpose"] for r in releases}
     data["purposes"] = {name: spec for name, spec in data["purposes"].items() if name in kept}
+    for spec in data["purposes"].values():
+        spec["requires_consent"] = False          # no consent register in this cut
     for spec in data["tables"].values():
         purposes = spec.get("purposes", [])
         spec["purposes"] = ["service"] if "service" in purposes else [p for p in purposes if p in kept] or ["service"]

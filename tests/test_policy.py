@@ -204,6 +204,8 @@ NEW_RULES = [
     # closure dates must outlive every table retained by account closure
     ("tables.devices.retention.period_days", 31, "tables.devices.retention.period_days"),
     ("tables.accounts.retention", {"basis": "business_date", "period_days": 3650, "action": "delete"}, "tables.accounts.retention.basis"),
+    # a consent-based purpose needs the consent register
+    ("subject.consents_table", DELETE, "purposes.research.requires_consent"),
     # hierarchy files
     ("hierarchies.gender.file", DELETE, "hierarchies.gender.file"),
     ("hierarchies.age.file", "hierarchies/gender.csv", "hierarchies.age.file"),

@@ -43,7 +43,7 @@ def _dagbag(mode: str):
     os.environ["WASURE_AIRFLOW_MODE"] = mode
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
-    return bag
+    return bag.dags
 
 
 def _run(dag, conf: dict, hour: int, day: dt.date = RUN_DAY) -> tuple[dict, str]:
