@@ -388,7 +388,7 @@ def _publish_into_raw(spark: SparkSession, policy: Policy, lake: Lake, staging: 
     and a swap killed half-way left raw/ without the table). Same layout and properties as
     ``write_policy_table``: region / subject-bucket partitions, one file per partition, personal
     columns kept out of the statistics, deletion vectors kept (a raw table, not a published one).
-    The replaced version's files stay in the table's history until its next physical purge (VACUUM)."""
+    The replaced version's data files are deleted right after (``LakeTable.publish``)."""
     for name, table in policy.tables.items():
         progress(f"publishing {name} into raw/")
         partition_by = [table.region_column, SUBJECT_BUCKET]
