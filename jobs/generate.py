@@ -21,7 +21,7 @@ from anonymizers.checkdigits import (
     licence_check_digit_col, luhn_check_digit_col, my_number_check_digit_col, passport_check_digit_col,
 )
 from jobs.console import InputError
-from jobs.lake import Lake, write_policy_table
+from jobs.lake import Lake, read_current, write_policy_table
 from jobs.policy import Policy, check_table_schema
 
 REGION_SHARES = [("JP", 0.70), ("US", 0.12), ("EU", 0.10), ("CN", 0.04), ("RU", 0.04)]
@@ -514,5 +514,5 @@ def generate_lake(spark: SparkSession, policy: Policy, lake: Lake, options: Gene
             continue
         progress(f"writing {name}")
         write_policy_table(spark, lake, policy.tables[name], frames[name])
-        counts[name] = spark.read.format("delta").load(lake.table_path(policy.tables[name])).count()
+        counts[name] = read_current(spark, lake.table_path(policy.tables[name])).count()
     return counts

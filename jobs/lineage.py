@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from jobs.lake import Lake, is_delta
+from jobs.lake import Lake, is_delta, read_current
 from jobs.policy import Policy, Table
 from jobs.storage import join, name_of, relative
 
@@ -87,7 +87,7 @@ def copy_key_ids(spark: SparkSession, lake: Lake, copies: list[DerivedCopy]) -> 
 
     parts = None
     for copy in copies:
-        df = spark.read.format("delta").load(lake.path(copy.relative))
+        df = read_current(spark, lake.path(copy.relative))
         if KEY_ID_COLUMN not in df.columns:
             continue
         part = df.select(F.lit(copy.relative).alias("copy"), F.col(KEY_ID_COLUMN).alias("key_id")).distinct()
