@@ -107,7 +107,7 @@ def components(lay: L.Layout, p: dict[str, int]) -> list[Component]:
     for n in range(1, L.WORKERS + 1):
         found.append(Component(
             f"spark-worker-{n}", WORKER,
-            [spark_class, WORKER, "--host", L.HOST, "--cores", "1", "--memory", "2g",
+            [spark_class, WORKER, "--host", L.HOST, "--cores", "1", "--memory", "4g",
              "--webui-port", str(p[f"spark_worker{n}_ui"]), "--work-dir", str(lay.work / f"worker-{n}"), master],
             spark_env, (f"spark_worker{n}_ui",)))
     return found

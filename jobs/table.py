@@ -6,7 +6,7 @@ In the spirit of ``DeltaTable.forPath``: get a handle, call an action.
     >>> t.version()                           # one listing of _delta_log, no Spark job
     >>> t.read().count()                      # the current version, never time travel
     >>> t.publish(gated, partition_by=["region"], stats_columns=[], published=True)
-    >>> t.purge()                             # REORG ... APPLY (PURGE) + VACUUM 0 hours
+    >>> t.purge()                             # rewrite files with deleted rows + VACUUM 0 hours
     >>> LakeTable.for_path(spark, lake.staging("x")).move_to(lake.quarantine("x", run_id))
 
 A URI is whatever Spark reads: a local path, ``hdfs://``, ``s3a://``. Files around the tables
@@ -49,6 +49,12 @@ def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list
         else:
             properties["delta.dataSkippingNumIndexedCols"] = "0"
     return properties
+
+
+def executors_share_driver_jvm(spark: SparkSession) -> bool:
+    """True for Spark local mode (``local``, ``local[n]``, ``local[*]``): tasks run in the driver's JVM."""
+    master = spark.sparkContext.master
+    return master == "local" or master.startswith("local[")
 
 
 class LakeTable:
@@ -223,17 +229,39 @@ class LakeTable:
                 return json.loads(line)["commitInfo"].get("operationMetrics") or {}
         return {}
 
-    def purge(self) -> None:
-        """Physically remove what the current version no longer references: REORG ... APPLY (PURGE)
-        rewrites files with deletion vectors, then VACUUM with 0 hours reaches the files that REORG
-        superseded just now (the safety check lifted for this call only). Callers hold the lake
-        lease (jobs/lease.py): a writer running at the same time would lose its uncommitted files."""
-        self.spark.sql(f"REORG TABLE {self._sql_name} APPLY (PURGE)")
+    def purge(self, rewrite_every_file: bool | None = None) -> None:
+        """Physically remove what the current version no longer references: rewrite the files that
+        carry deletion vectors, then VACUUM with 0 hours reaches the files superseded just now (the
+        safety check lifted for this call only). Callers hold the lake lease (jobs/lease.py): a
+        writer running at the same time would lose its uncommitted files.
+
+        The rewrite is Delta's REORG ... APPLY (PURGE) (only the files with deleted rows) when the
+        executors run inside the driver's JVM (``local[n]``). On a real cluster Delta 4.4's REORG
+        fails: it reads Parquet footers in executor tasks through ``SparkSession.active``, which
+        exists only on the driver (delta-io/delta#5697). There the current rows are written over
+        the table with ``dataChange=false`` (every file rewritten, deletion vectors applied).
+        ``rewrite_every_file`` forces one or the other (None: chosen by the Spark master)."""
+        if rewrite_every_file is None:
+            rewrite_every_file = not executors_share_driver_jvm(self.spark)
+        if not rewrite_every_file:
+            self.spark.sql(f"REORG TABLE {self._sql_name} APPLY (PURGE)")
+        else:
+            self.rewrite_current_rows()
         self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
         try:
             self.spark.sql(f"VACUUM {self._sql_name} RETAIN 0 HOURS")
         finally:
             self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+
+    def rewrite_current_rows(self) -> None:
+        """Write the current rows over the table in one commit that changes no data (Delta's
+        compaction form of overwrite): the new files carry no deletion vectors, the partitioning
+        and the table's properties stay; the old files become superseded, ready for VACUUM."""
+        partition_by = list(self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").first().partitionColumns)
+        current = self.read()
+        if partition_by:                                   # one file per partition, as when written
+            current = current.repartition(*[F.col(c) for c in partition_by])
+        current.write.format("delta").mode("overwrite").option("dataChange", "false").save(self.uri)
 
     # ------------------------------------------------------------------ whole-table moves
 

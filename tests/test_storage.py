@@ -77,3 +77,28 @@ def test_table_handle_publishes_in_one_transaction(spark, tmp_path):
     assert not table.has_reader_feature("deletionVectors")              # readable by delta-rs (docs/reading.md)
     moved = table.move_to(str(tmp_path / "quarantine" / "t"))
     assert moved.exists() and not table.exists() and moved.version() == 1
+
+
+@pytest.mark.parametrize("rewrite_every_file", [False, True], ids=["reorg-purge", "rewrite-for-clusters"])
+def test_purge_leaves_no_deleted_row_in_any_file(spark, tmp_path, rewrite_every_file):
+    """Both purge forms (REORG in local mode, the rewrite used on a real cluster) leave the deleted
+    value in no Parquet file and no deletion-vector file behind; the rows, partitioning and
+    properties stay."""
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "raw" / "events"
+    table = LakeTable(spark, str(root))
+    rows = spark.createDataFrame([(i, "JP" if i % 2 else "US", f"user-{i:03d}") for i in range(60)],
+                                 "id int, region string, handle string")
+    table.write_new(rows.repartition(3), ["region"], stats_columns=["id"])
+    assert table.has_reader_feature("deletionVectors")
+    spark.sql(f"DELETE FROM delta.`{table.uri}` WHERE handle = 'user-007'")
+    assert list(root.rglob("deletion_vector_*.bin"))                   # a soft delete: the row is still on disk
+    table.purge(rewrite_every_file=rewrite_every_file)
+    on_disk = [v for p in root.rglob("*.parquet") if "_delta_log" not in p.parts
+               for v in pq.read_table(p).column("handle").to_pylist()]
+    assert "user-007" not in on_disk and len(on_disk) == 59
+    assert not list(root.rglob("deletion_vector_*.bin"))
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{table.uri}`").first()
+    assert list(detail.partitionColumns) == ["region"] and detail.properties["delta.dataSkippingStatsColumns"] == "`id`"
+    assert table.read().count() == 59

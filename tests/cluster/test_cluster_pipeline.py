@@ -5,9 +5,9 @@ submits jobs/pipeline.py to spark://127.0.0.1:7077 (the `spark_default` connecti
 hdfs://127.0.0.1:8020. Embedded run: the same nightly DAG in embedded mode (Spark local, in this
 process) on a byte-for-byte copy of the same generated lake on the local disk. Checked: the same row
 counts, pseudonyms, release classes and statistics; the gates' Data Docs on HDFS; a closure of one
-subject through the cluster leaves it in no current raw or pseudonymized table on HDFS. (The
-physical purge after the grace is not run on the cluster: Delta 4.4's REORG ... APPLY (PURGE) asks
-for an active SparkSession inside executor tasks and fails on a real cluster; see docs/cluster.md.)
+subject through the cluster leaves it in no current raw or pseudonymized table on HDFS, and after the
+grace the backup lifecycle's erasure step on the cluster purges it from every file on HDFS (the
+superseded ones included) and closes the request.
 
 Runs in a pytest process of its own (make test-cluster): the cluster has two one-core workers and an
 application takes both, so no other session may hold them while the DAGs submit theirs.
@@ -179,6 +179,43 @@ def test_closure_on_the_cluster_erases_the_subject_on_hdfs(erased, setup):
         elif path.startswith("pseudonymized"):
             assert current.where(F.col("account_id").isin(list(pseudonyms))).count() == 0, path
     assert subject not in json.dumps(erased["receipt"])
+
+
+@pytest.fixture(scope="module")
+def purged(erased, setup):
+    """After the grace: the backup lifecycle's erasure step (purge, verify, close) on the cluster."""
+    policy, hdfs = setup["policy"], setup["hdfs"]
+    step = _dagbag("cluster")["wasure_backup_lifecycle"].partial_subset(["advance_erasures"], include_upstream=False)
+    day = RUN_DAY + dt.timedelta(days=max(policy.grace_days(name) for name in policy.tables) + 1)
+    run = _run(step, {"policy": policy.source, "lake": hdfs.uri}, hour=4, day=day)
+    receipt = json.loads(hdfs.files.read_text(f"{hdfs.receipts}/cluster-closure-1.json"))
+    return {"run": run, "receipt": receipt}
+
+
+def test_after_the_grace_no_file_on_hdfs_holds_the_subject(purged, erased, setup):
+    from pyspark.sql import functions as F
+
+    from anonymizers.pseudonym import pseudonym_forms
+    from jobs.keys import load_purpose_keys
+
+    assert purged["run"] == ({"advance_erasures": "success"}, "success"), purged["run"]
+    assert purged["receipt"]["state"] == "closed" and purged["receipt"]["purged_on"], purged["receipt"]
+    spark, policy, hdfs, subject = setup["spark"], setup["policy"], setup["hdfs"], erased["subject"]
+    pseudonyms = list(pseudonym_forms(load_purpose_keys(policy, ["service"], hdfs)["service"][1], subject))
+    scanned = 0
+    for path, uri in _datasets(setup, hdfs).items():
+        if not path.startswith(("raw", "pseudonymized")):
+            continue
+        # Every data file under the table, read as plain Parquet: deletion vectors and the Delta log
+        # do not hide a row here, and files no version references any more are read too.
+        files = (spark.read.option("recursiveFileLookup", "true").option("pathGlobFilter", "part-*.parquet")
+                 .parquet(uri))
+        if "account_id" not in files.columns:
+            continue
+        wanted = [subject] if path.startswith("raw") else pseudonyms
+        assert files.where(F.col("account_id").isin(wanted)).count() == 0, path
+        scanned += 1
+    assert scanned >= 4
 
 
 def test_the_lease_on_hdfs_shuts_out_a_second_job_but_not_a_dead_one(setup, monkeypatch):
