@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DELTA_VERSION ?= 4.4.0
 JARS   := jars/cache
 
-.PHONY: setup jars demo test bench bench-full clean schema cluster-up cluster-down test-cluster test-browser
+.PHONY: setup jars demo test bench bench-full bench-cluster clean schema cluster-up cluster-down test-cluster test-browser
 
 $(BIN)/wasure: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: setup
 
 bench-full: setup
 	$(BIN)/pip install -q --no-deps 'anjana==1.2.3' 'beartype==0.22.2' && $(BIN)/python -m bench.run --size full
+
+# k-anonymity and erasure at 10M rows on the local cluster beside local[2] (bench/cluster_vs_local.py).
+bench-cluster: setup
+	$(BIN)/python -m bench.run --size cluster
 
 # The local test cluster (docs/cluster.md): HDFS NameNode + DataNode and a Spark standalone master with
 # two workers, all on 127.0.0.1. The Hadoop jars are fetched once with Maven (cluster/pom.xml).

@@ -480,7 +480,7 @@ def tables_scaling_section() -> list[str]:
 
 def purge_section() -> list[str]:
     out = ["## 5. Physical purge (REORG ... APPLY (PURGE) + VACUUM)", "",
-           "The statements of `jobs.retention.physical_purge` on a fresh copy of the generated `network_events` "
+           "The statements of `jobs.quarantine.physical_purge` on a fresh copy of the generated `network_events` "
            "table after a logical delete (deletion vectors) of 1% of the subjects, which touches every file; "
            "medians of 3.", "",
            "| rows | table | rewritten | REORG | VACUUM | total | s per table GB | s per rewritten GB | result |",
@@ -526,8 +526,13 @@ def build() -> Path:
         state = "result in bench/results" if load(name) else "**not run yet**"
         lines.append(f"| `{name}` ({state}) | {size} (`{make_target(name)}`) | `{command_for(name)}` |")
     lines.append("")
+    from bench.cluster_vs_local import report_section
+
+    def cluster_section() -> list[str]:
+        return report_section(load, produced_by, missing, machine_line)
+
     for section in (erasure_section, pseudonymize_section, kanonymity_section, nightly_section, purge_section,
-                    tables_scaling_section):
+                    tables_scaling_section, cluster_section):
         try:
             lines += section()
         except Exception as exc:  # noqa: BLE001 - a broken result must not hide the others

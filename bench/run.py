@@ -2,6 +2,7 @@
 
     make bench        # = .venv/bin/python -m bench.run --size small  (~21 min on 2 cores, 12 of them tables_scaling_small)
     make bench-full   # = .venv/bin/python -m bench.run --size full   (hours on 2 cores)
+    make bench-cluster  # = .venv/bin/python -m bench.run --size cluster (the local cluster beside local[2])
     .venv/bin/python -m bench.run --only erasure_1M kanonymity_1M   # chosen configurations
     .venv/bin/python -m bench.run --report-only                      # only the doc, from bench/results
 
@@ -47,6 +48,11 @@ CONFIGS: dict[str, tuple[str, str, list[str]]] = {
     "nightly_full": ("full", "bench.nightly", ["--subjects", "100000", "--events", "100"]),
     # The sizes: 9, 36 and 144 tables (144 is ~an hour of nightly on 2 cores today).
     "tables_scaling": ("full", "bench.tables_scaling", ["--tables", "9", "36", "144"]),
+    # ---- cluster: `make bench-cluster` (starts the local cluster if it is down, stops it after)
+    # k-anonymity on 10M rows and erasure of 100 subjects of the 10M-event lake on the 2-worker
+    # cluster with the lake on HDFS, beside local[2] on the local disk (~35 min on 2 cores).
+    "cluster_10M": ("cluster", "bench.cluster_vs_local", ["--rows", "10000000", "--subjects", "100000",
+                                                          "--events", "100", "--erase", "100"]),
 }
 
 
@@ -56,7 +62,7 @@ def command_for(name: str) -> str:
 
 
 def make_target(name: str) -> str:
-    return "make bench" if CONFIGS[name][0] == "small" else "make bench-full"
+    return {"small": "make bench", "full": "make bench-full", "cluster": "make bench-cluster"}[CONFIGS[name][0]]
 
 
 def run_one(name: str) -> int:
@@ -81,7 +87,7 @@ def run_one(name: str) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--size", choices=["small", "full"], default="small")
+    parser.add_argument("--size", choices=["small", "full", "cluster"], default="small")
     parser.add_argument("--only", nargs="+", choices=sorted(CONFIGS), help="run these configurations only")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
