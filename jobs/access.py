@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from anonymizers.checkdigits import luhn_valid
-from jobs.backup import ledger_key, subject_hash
+from jobs.backup_ledger import ledger_key, subject_hash
 from jobs.console import InputError
 from jobs.erasure import check_request_id, check_subject_ids
 from jobs.storage import join

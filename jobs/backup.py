@@ -4,6 +4,9 @@
     <root>/backups/YYYY-MM-DD/_manifest.json    written last: a backup without it is incomplete
     <root>/state/deletion_ledger                 keyed hashes of erased subjects and the backups holding them
 
+Beside this job: jobs/backup_catalog.py (which backups exist), jobs/backup_crypto.py (their
+encryption and keys), jobs/backup_ledger.py (the deletion ledger).
+
 A backup is a *read + write* of each table's current version (a deep-clone-like copy), not a copy of
 the table directory: the directory also holds superseded Parquet files, deletion vectors and
 `_delta_log` history, i.e. rows that were already erased. Written with the lake's layout (region /
@@ -27,96 +30,30 @@ subject's quarantine ends when the last backup holding them is gone.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 from contextlib import nullcontext
-from typing import Callable, Iterable
+from typing import Callable
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from jobs.backup_catalog import MANIFEST, backup_dir, expires_on, list_backups, read_manifest
 from jobs.backup_crypto import (
     ENCRYPTION, backup_keys, check_destroyable, create_backup_key, destroy_key, load_backup_key, marked_key_id,
-    reading_backups, require_kms, write_backup_table, write_key_marker,
+    require_kms, write_backup_table, write_key_marker,
 )
+from jobs.backup_ledger import hash_column, ledger_key, read_ledger, sync_ledger
 from jobs.console import CheckFailed, InputError, entry_point
-from jobs.keys import load_key
-from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, subject_bucket, write_policy_table
+from jobs.erasure.holds import HoldBook
+from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, is_delta, read_current, write_policy_table
 from jobs.lease import with_lease
 from jobs.policy import Policy, Table
-from jobs.storage import join, name_of
+from jobs.storage import join
 from jobs.table import LakeTable
 
-MANIFEST = "_manifest.json"
-LEDGER = "deletion_ledger"
 STATE = "erasure_state"          # written by jobs.erasure; read here for requests in flight
 OPEN_STATES = ("received", "retained_copy", "deleted")   # not in the deletion ledger yet
-
-LEDGER_SCHEMA = T.StructType([
-    T.StructField("subject_hash", T.StringType()), T.StructField("request_id", T.StringType()),
-    T.StructField("erased_at", T.TimestampType()), T.StructField("tables", T.ArrayType(T.StringType())),
-    T.StructField("backups", T.ArrayType(T.StringType())), T.StructField("quarantine_until", T.DateType()),
-    T.StructField("status", T.StringType()), T.StructField("released_at", T.TimestampType()),
-    T.StructField("key_id", T.StringType()),
-])
-
-
-# ------------------------------------------------------------------ keyed hashes (ledger key)
-
-def ledger_key(policy: Policy, lake: Lake | None = None) -> tuple[str, bytes]:
-    """(key id, key) of the deletion ledger; a missing or short key is bad input (exit 2, nothing written)."""
-    key_id = policy.defaults.ledger_key_id
-    return key_id, load_key(key_id, lake)
-
-
-def subject_hash(key: bytes, subject: str) -> str:
-    """HMAC-SHA256(ledger key, subject id), hex: the only form of a subject id the ledger, state,
-    audit and receipts hold. Without the key nobody can test a guessed id against it."""
-    return hmac.new(key, subject.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def hash_column(column: Column, key: bytes) -> Column:
-    """The same keyed hash as a Spark Column: the JVM HMAC UDF when its jar is on the classpath,
-    else an Arrow UDF (the key stays in the UDF object or closure, never in a plan). The gates hash
-    every row of the largest tables with it."""
-    from anonymizers.pseudonym import keyed_hash
-
-    return keyed_hash(SparkSession.active(), key)(column.cast("string"))
-
-
-# ------------------------------------------------------------------ backups on disk
-
-def backup_dir(lake: Lake, day: dt.date) -> str:
-    return join(lake.backups, day.isoformat())
-
-
-def expires_on(policy: Policy, day: dt.date) -> dt.date:
-    return day + dt.timedelta(days=policy.defaults.backup_retention_days)
-
-
-def list_backups(lake: Lake) -> list[dt.date]:
-    """Dates of complete backups (those with a manifest), oldest first."""
-    files = lake.files
-    days = []
-    for child in files.list(lake.backups):          # [] when there is no backups/ yet
-        try:
-            day = dt.date.fromisoformat(name_of(child))
-        except ValueError:
-            continue
-        if files.is_file(join(child, MANIFEST)):
-            days.append(day)
-    return sorted(days)
-
-
-def unexpired_backups(policy: Policy, lake: Lake, as_of: dt.date) -> list[dt.date]:
-    return [d for d in list_backups(lake) if expires_on(policy, d) > as_of]
-
-
-def read_manifest(lake: Lake, day: dt.date) -> dict:
-    return json.loads(lake.files.read_text(join(backup_dir(lake, day), MANIFEST)))
 
 
 @with_lease("backup")
@@ -188,79 +125,6 @@ def expire_backups(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.da
             "kept": [d.isoformat() for d in list_backups(lake)], "subjects_released": released}
 
 
-# ------------------------------------------------------------------ the deletion ledger
-
-def ledger_path(lake: Lake) -> str:
-    return lake.state(LEDGER)
-
-
-def read_ledger(spark: SparkSession, lake: Lake) -> DataFrame | None:
-    path = ledger_path(lake)
-    return read_current(spark, path) if is_delta(path) else None
-
-
-def add_to_ledger(spark: SparkSession, lake: Lake, rows: list[tuple]) -> None:
-    """Insert ledger rows (LEDGER_SCHEMA) not there yet, keyed on (subject_hash, request_id): re-runs add nothing."""
-    if not rows:
-        return
-    df = spark.createDataFrame(rows, LEDGER_SCHEMA)
-    path = ledger_path(lake)
-    create_table(spark, path, df, [])
-    LakeTable(spark, path).insert_new(df, "t.subject_hash = s.subject_hash AND t.request_id = s.request_id")
-
-
-def sync_ledger(spark: SparkSession, lake: Lake) -> int:
-    """Drop backups that no longer exist from every ledger row; a row left with none is released.
-
-    Derived from what is on disk, so a `--expire` killed between deleting a backup and updating
-    the ledger is healed by the next run. Returns the number of rows released now."""
-    path = ledger_path(lake)
-    if not is_delta(path):
-        return 0
-    existing = {d.isoformat() for d in list_backups(lake)}
-    changes = []
-    for row in read_current(spark, path).where(F.col("status") == "quarantined").select("subject_hash", "request_id", "backups").collect():
-        still = sorted(d for d in (row.backups or []) if d in existing)
-        if still != sorted(row.backups or []):
-            changes.append((row.subject_hash, row.request_id, still, "quarantined" if still else "released"))
-    if not changes:
-        return 0
-    updates = spark.createDataFrame(changes, "subject_hash string, request_id string, backups array<string>, status string")
-    LakeTable(spark, path).update_matching(
-        updates, "t.subject_hash = s.subject_hash AND t.request_id = s.request_id",
-        {"backups": "s.backups", "status": "s.status",
-         "released_at": "CASE WHEN s.status = 'released' THEN current_timestamp() ELSE t.released_at END"})
-    return sum(1 for c in changes if c[3] == "released")
-
-
-def subjects_in_backups(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str],
-                        days: Iterable[dt.date]) -> dict[str, list[str]]:
-    """subject id -> dates (ISO) of the given backups that hold any row of them, in ONE Spark job
-    (ids stay in driver memory; only the subjects' bucket partitions are read)."""
-    days = list(days)
-    if not subjects:
-        return {}
-    wanted = spark.createDataFrame([(s,) for s in subjects], "subject string")
-    parts = None
-    for day in days:
-        target = Lake(backup_dir(lake, day))
-        for table in policy.tables.values():
-            path = target.table_path(table)
-            if not is_delta(path):
-                continue
-            keys = F.broadcast(wanted.withColumn("bucket", subject_bucket(F.col("subject"), table.subject_buckets)))
-            df = read_current(spark, path).select(table.subject_key, SUBJECT_BUCKET)
-            part = (df.join(keys, (df[table.subject_key] == keys["subject"]) & (df[SUBJECT_BUCKET] == keys["bucket"]))
-                      .select("subject", F.lit(day.isoformat()).alias("day")))
-            parts = part if parts is None else parts.unionByName(part)
-    found: dict[str, set[str]] = {}
-    if parts is not None:
-        with reading_backups(spark, lake, days):
-            for row in parts.distinct().collect():
-                found.setdefault(row.subject, set()).add(row.day)
-    return {s: sorted(d) for s, d in found.items()}
-
-
 # ------------------------------------------------------------------ restore
 
 def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake) -> tuple[DataFrame | None, list[str]]:
@@ -287,7 +151,6 @@ def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake) -> tuple[
 def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, as_of: dt.date | None = None,
                 progress: Callable[[str], None] = lambda _m: None) -> dict:
     """Restore backups/<day> into raw/, re-applying the whole deletion ledger before any table is readable."""
-    from jobs.erasure import HoldBook     # erasure imports this module: imported here, not at the top
 
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
     if not lake.files.is_file(join(backup_dir(lake, day), MANIFEST)):

@@ -34,6 +34,7 @@ from typing import Iterable, Iterator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.backup_catalog import list_backups, read_manifest
 from jobs.console import InputError
 from jobs.keys import create_key, delete_key, env_key_name, load_key
 from jobs.lake import SUBJECT_BUCKET, Lake, subject_bucket, write_new_table
@@ -163,8 +164,6 @@ def reading_backups(spark: SparkSession, lake: Lake, days: Iterable[dt.date] | N
     """Within the block, Spark can read the given backups: their keys are loaded (a missing key:
     exit 2 naming the backup and the key id) and set for reads only. ``None``: every backup under
     the lake, the files of killed attempts included (the verification scans read them all)."""
-    from jobs.backup import list_backups, read_manifest     # jobs.backup imports this module
-
     keys = {}
     for day in list_backups(lake) if days is None else days:
         key_id = read_manifest(lake, day).get("key_id")

@@ -5,73 +5,17 @@ Every command loads and validates the policy before it touches data. Exit codes:
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
 
-from jobs.console import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, CheckFailed, InputError, console, human_bytes, step, summary_table
-from jobs.policy import PERSONAL_CLASSES, PolicyError, default_policy_path, json_schema, load_policy
-
-app = typer.Typer(
-    name="wasure",
-    help=(
-        "wasure (忘れ, 'forget'): data retention and anonymization on Spark + Delta Lake.\n\n"
-        "Start with `wasure demo`: it builds a small synthetic lake under ./lake and runs every "
-        "pipeline step. The policy (policies/example.yaml, or --policy / $WASURE_POLICY) is the "
-        "contract; the lake root is ./lake, or --lake / $WASURE_LAKE.\n\n"
-        "Exit codes: 0 ok, 1 a check failed, 2 bad input (nothing written)."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="markdown",
-)
-
-PolicyOpt = typer.Option(None, "--policy", "-p", help="Policy YAML (default: $WASURE_POLICY or policies/example.yaml).")
-LakeOpt = typer.Option(None, "--lake", "-l", help="Lake root: a directory or a URI such as hdfs://127.0.0.1:8020/lake "
-                       "or s3a://bucket/lake (default: $WASURE_LAKE or ./lake).")
-
-
-def handles_errors(func: Callable) -> Callable:
-    """Map wasure's error types to exit codes and one readable message (never a personal value)."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from jobs.runtime import SparkSetupError
-
-        try:
-            return func(*args, **kwargs)
-        except PolicyError as exc:
-            console.print(f"[red]invalid policy[/] {exc.source}")
-            for path, message in exc.problems:
-                console.print(f"  [bold]{path}[/]: {message}")
-            console.print("Nothing was written.")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        except (InputError, SparkSetupError) as exc:
-            console.print(f"[red]error:[/] {exc}\nNothing was written.")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        except CheckFailed as exc:
-            console.print(f"[red]check failed:[/] {exc}")
-            raise typer.Exit(EXIT_CHECK_FAILED) from None
-    return wrapper
-
-
-def _policy(path: Optional[Path]):
-    return load_policy(path or default_policy_path())
-
-
-def _lake(root: Optional[str], must_exist: bool = True):
-    """The lake of --lake; a remote one (hdfs://, s3a://) must answer before anything starts."""
-    from jobs.lake import Lake
-    from jobs.storage import check_reachable
-
-    lake = Lake.at(root)
-    if not lake.is_local:
-        check_reachable(lake.uri, must_exist=must_exist)
-    return lake
-
+from jobs.cli_common import LakeOpt, PolicyOpt, app, handles_errors, lake_from_option, policy_from_option
+from jobs.console import InputError, console, human_bytes, step, summary_table
+from jobs.render import print_retention
+from jobs.policy import PERSONAL_CLASSES, json_schema
 
 @app.command("validate-policy")
 @handles_errors
@@ -83,7 +27,7 @@ def validate_policy(
 
     Example: `wasure validate-policy policies/example.yaml`
     """
-    loaded = _policy(policy)                # an invalid policy is exit 2 before the schema is written
+    loaded = policy_from_option(policy)                # an invalid policy is exit 2 before the schema is written
     if write_schema is not None:
         write_schema.write_text(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n")
         console.print(f"JSON Schema written to {write_schema}")
@@ -113,7 +57,7 @@ def generate(
     from jobs.lake import is_delta
     from jobs.runtime import get_spark
 
-    loaded, where = _policy(policy), _lake(lake, must_exist=False)
+    loaded, where = policy_from_option(policy), lake_from_option(lake, must_exist=False)
     existing = [n for n, t in loaded.tables.items() if is_delta(where.table_path(t))]
     if existing and not overwrite:
         raise InputError(f"the lake {where.uri} already has tables ({', '.join(existing)}); pass --overwrite to replace them")
@@ -135,7 +79,7 @@ def status(policy: Optional[Path] = PolicyOpt, lake: Optional[str] = LakeOpt):
     from jobs.lake import is_delta, table_summary
     from jobs.runtime import get_spark
 
-    loaded, where = _policy(policy), _lake(lake)
+    loaded, where = policy_from_option(policy), lake_from_option(lake)
     spark = get_spark("wasure-status")
     rows = []
     for name, table in loaded.tables.items():
@@ -177,38 +121,13 @@ def retention(
     from jobs.retention import run as run_retention
     from jobs.runtime import get_spark
 
-    loaded, where, day = _policy(policy), _lake(lake), _as_of(as_of)
+    loaded, where, day = policy_from_option(policy), lake_from_option(lake), _as_of(as_of)
     with step("starting Spark"):
         spark = get_spark("wasure-retention")
     with console.status("retention") as status:
         report = run_retention(spark, loaded, where, day, dry_run=dry_run, force=force, purge=not no_purge,
                                progress=lambda msg: status.update(msg))
     print_retention(report)
-
-
-def print_retention(report) -> None:
-    title = f"retention {'DRY RUN ' if report.dry_run else ''}as of {report.as_of} (policy sha256 {report.policy_sha256[:12]}…)"
-    rows = []
-    for plan in report.plans:
-        result = report.results.get(plan.table, {})
-        holds = ", ".join(f"{h}: {n}" for h, n in sorted(plan.held_by.items())) or "-"
-        reasons = ", ".join(f"{r}: {n}" for r, n in sorted(plan.reasons.items())) or "-"
-        rows.append((plan.table, plan.action, plan.rows_before, plan.to_remove, reasons, holds,
-                     f"{plan.files} / {human_bytes(plan.bytes)}", result.get("purge_due", "")))
-    summary_table(title, ["table", "action", "rows", "remove", "why (rows)", "held by (rows)", "files / bytes touched", "purge due"], rows)
-    if report.policy_changes:
-        console.print("policy changes since the last run:\n  " + "\n  ".join(report.policy_changes))
-    for table, result in sorted(report.results.items()):
-        retired = result.get("anonymized")
-        if retired:
-            console.print(f"{table}: expired rows kept as 匿名加工情報 "
-                          + (f"anonymized/{retired['release']} ({retired['rows']} rows, Data Docs {retired['docs']})"
-                             if retired["release"] else f"— {retired['note']}"))
-    if report.docs:
-        console.print(f"retention gate passed; Data Docs: {report.docs}")
-    for purged in report.purged:
-        console.print(f"physically purged {purged['table']} (superseded files up to version {purged['up_to_version']})")
-    console.print(f"run id {report.run_id}" + ("  [yellow]nothing was changed (dry run)[/]" if report.dry_run else ""))
 
 
 @app.command()
@@ -227,7 +146,7 @@ def pseudonymize(
     from jobs.pseudonymize import run as run_pseudonymize
     from jobs.runtime import get_spark
 
-    loaded, where = _policy(policy), _lake(lake)
+    loaded, where = policy_from_option(policy), lake_from_option(lake)
     from jobs.keys import load_purpose_keys
 
     load_purpose_keys(loaded, purpose or list(loaded.purposes), where)   # exit 2 before Spark starts
@@ -252,8 +171,8 @@ def keys_init(policy: Optional[Path] = PolicyOpt, lake: Optional[str] = LakeOpt)
     """
     from jobs.keys import init_keys, key_file_path
 
-    loaded = _policy(policy)
-    created = init_keys([p.key_id for p in loaded.purposes.values()] + [loaded.defaults.ledger_key_id], _lake(lake))
+    loaded = policy_from_option(policy)
+    created = init_keys([p.key_id for p in loaded.purposes.values()] + [loaded.defaults.ledger_key_id], lake_from_option(lake))
     console.print(f"key file {key_file_path()}: " + (f"created {', '.join(created)}" if created else "every key already exists"))
 
 
@@ -273,7 +192,7 @@ def anonymize(
     from jobs.anonymize import run as run_anonymize
     from jobs.runtime import get_spark
 
-    loaded, where, day = _policy(policy), _lake(lake), _as_of(as_of)
+    loaded, where, day = policy_from_option(policy), lake_from_option(lake), _as_of(as_of)
     names = release or list(loaded.releases)
     unknown = [n for n in names if n not in loaded.releases]
     if unknown:
@@ -305,7 +224,7 @@ def releases(lake: Optional[str] = LakeOpt):
     """
     from jobs.catalog import reading_example, releases as list_releases, statistics_tables, table_name
 
-    where = _lake(lake)
+    where = lake_from_option(lake)
     docs, statistics = list_releases(where), statistics_tables(where)
     if not docs and not statistics:
         console.print("nothing has been published yet: run `wasure anonymize` and `wasure statistics`")
@@ -334,7 +253,7 @@ def docs(lake: Optional[str] = LakeOpt):
     """
     from jobs.storage import join, parent_of, relative
 
-    where = _lake(lake)
+    where = lake_from_option(lake)
     files = where.files
     # A gate run's site: docs/<job>/<run id>/<gate>/index.html (the nightly's: docs/gates/nightly-<date>/).
     indexes = [p for depth in range(1, 5) for p in files.glob(join(where.docs, *["*"] * depth, "index.html"))]
@@ -359,10 +278,11 @@ def demo(
     """
     from jobs.demo import run_demo
 
-    run_demo(_policy(policy), _lake(lake), subjects=subjects)
+    run_demo(policy_from_option(policy), lake_from_option(lake), subjects=subjects)
 
 
-# Commands contributed by job modules that own their CLI (kept out of this file).
+# Commands contributed by job modules that own their CLI (kept out of this file; they import
+# jobs.cli_common, never this module).
 for _module in ("jobs.cli_erasure", "jobs.cli_statistics"):
     try:
         __import__(_module)

@@ -10,8 +10,9 @@ from typing import Optional
 
 import typer
 
-from jobs.cli import LakeOpt, PolicyOpt, _lake, _policy, app, handles_errors
+from jobs.cli_common import LakeOpt, PolicyOpt, app, handles_errors, lake_from_option, policy_from_option
 from jobs.console import InputError, console, step, summary_table
+from jobs.render import print_erasure
 
 
 def _date(value: Optional[str], option: str) -> Optional[dt.date]:
@@ -52,7 +53,7 @@ def erase(
     from jobs.erasure import prepare_requests, run
     from jobs.runtime import get_spark
 
-    loaded, where, day = _policy(policy), _lake(lake), _date(as_of, "--as-of")
+    loaded, where, day = policy_from_option(policy), lake_from_option(lake), _date(as_of, "--as-of")
     if extend is not None:
         _extend(loaded, where, extend, reason, day, given=bool(subject or file or from_requests or request_id or dry_run))
         return
@@ -89,35 +90,6 @@ def _extend(loaded, where, request_id: str, reason: Optional[str], day: Optional
                   [(done["request_id"], done["original_deadline"], done["new_deadline"], done["by"], done["reason"])])
 
 
-def print_erasure(report) -> None:
-    if report.dry_run:
-        summary_table(f"erasure DRY RUN as of {report.as_of}", ["request", "source", "subjects", "found", "rows to remove",
-                                                                "held (table: hold)", "files", "backups holding", "keeps 仮名加工情報"],
-                      [(p["request_id"], p["source"], p["subjects"], p["subjects_found"],
-                        ", ".join(f"{t}: {n}" for t, n in p["rows_to_remove"].items()) or "-",
-                        ", ".join(f"{h['table']}: {h['hold_id']}" for h in p["held"]) or "-", p["files"],
-                        ", ".join(p["backups_holding"]) or "-", ", ".join(p["retained_pseudonymized"]) or "-")
-                       for p in report.plans])
-        console.print("[yellow]nothing was changed (dry run)[/]")
-    else:
-        rows = []
-        for r in report.receipts:
-            held = sorted({f"{h['table']}: {h['hold_id']}" for s in r["subjects"] for h in s["held"]})
-            backups = sorted({f"{b['date']} (expires {b['expires']})" for s in r["subjects"] for b in s["backups_holding"]})
-            rows.append((r["request_id"], r["source"], r["state"], len(r["subjects"]), sum(1 for s in r["subjects"] if s["found"]),
-                         sum(r["rows_removed"].values()), ", ".join(held) or "-", ", ".join(backups) or "-",
-                         r["last_byte_gone"] or "-", r["deadline"], {True: "yes", False: "NO", None: "pending"}[r["deadline_met"]]))
-        summary_table(f"erasure as of {report.as_of} (batch {report.batch_id})",
-                      ["request", "source", "state", "subjects", "found", "rows removed", "held", "backups holding",
-                       "last byte gone", "deadline", "met"], rows)
-        for request_id, why in report.waiting.items():
-            console.print(f"{request_id}: {why}")
-        if report.receipts:
-            console.print("receipts: " + ", ".join(f"receipts/{r['request_id']}.json" for r in report.receipts))
-    for note in report.notes:
-        console.print(note)
-
-
 @app.command()
 @handles_errors
 def access(
@@ -137,11 +109,11 @@ def access(
     `wasure access --subject A000000042 --request-id access-2026-12-02 --out /secure/exports`
     """
     from jobs.access import check_formats, check_out_dir, run
-    from jobs.backup import ledger_key
+    from jobs.backup_ledger import ledger_key
     from jobs.erasure import check_request_id, check_subject_ids, parse_received_at
     from jobs.runtime import get_spark
 
-    loaded, where = _policy(policy), _lake(lake)
+    loaded, where = policy_from_option(policy), lake_from_option(lake)
     check_subject_ids(loaded, [("--subject", subject)])          # every check before Spark starts
     check_out_dir(where, out, check_request_id(request_id))
     formats = check_formats(fmt)
@@ -171,11 +143,11 @@ def verify_erasure(
     Exit 1 naming the files (never the values) if any residue is found. Example:
     `wasure verify-erasure --request-id closure-2026-11-22`
     """
-    from jobs.backup import ledger_key
+    from jobs.backup_ledger import ledger_key
     from jobs.erasure import check_request_id, verify
     from jobs.runtime import get_spark
 
-    loaded, where = _policy(policy), _lake(lake)
+    loaded, where = policy_from_option(policy), lake_from_option(lake)
     for value in request_id or []:
         check_request_id(value)
     ledger_key(loaded, where)
@@ -205,7 +177,7 @@ def backup(
     from jobs.backup import expire_backups, run_backup
     from jobs.runtime import get_spark
 
-    loaded, where, day = _policy(policy), _lake(lake), _date(date, "--date")
+    loaded, where, day = policy_from_option(policy), lake_from_option(lake), _date(date, "--date")
     with step("starting Spark"):
         spark = get_spark("wasure-backup")
     if expire:
@@ -230,10 +202,11 @@ def restore(
 
     Example: `wasure restore 2026-11-01`
     """
-    from jobs.backup import ledger_key, run_restore
+    from jobs.backup_ledger import ledger_key
+    from jobs.backup import run_restore
     from jobs.runtime import get_spark
 
-    loaded, where, day = _policy(policy), _lake(lake), _date(date, "DATE")
+    loaded, where, day = policy_from_option(policy), lake_from_option(lake), _date(date, "DATE")
     ledger_key(loaded, where)
     with step("starting Spark"):
         spark = get_spark("wasure-restore")

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from jobs.cli import LakeOpt, PolicyOpt, _lake, _policy, app, handles_errors
+from jobs.cli_common import LakeOpt, PolicyOpt, app, handles_errors, lake_from_option, policy_from_option
 from jobs.console import InputError, console, step, summary_table
 
 
@@ -41,7 +41,7 @@ def statistics(
     from jobs.statistics import run
     from jobs.runtime import get_spark
 
-    loaded, where = _policy(policy), _lake(lake)
+    loaded, where = policy_from_option(policy), lake_from_option(lake)
     day = None
     if as_of is not None:
         try:

@@ -8,11 +8,12 @@ from jobs.generate import GenerateOptions, generate_lake
 from jobs.keys import init_keys, key_file_path
 from jobs.lake import Lake, is_delta, table_summary
 from jobs.policy import Policy
+from jobs.render import print_erasure, print_retention
 from jobs.runtime import get_spark
 
 
 def run_demo(policy: Policy, lake: Lake, subjects: int = 300) -> dict:
-    from jobs import anonymize, cli, pseudonymize, retention, statistics
+    from jobs import anonymize, pseudonymize, retention, statistics
 
     console.rule("[bold]wasure demo")
     console.print(f"policy {policy.source} (sha256 {policy.sha256[:12]}…), lake {lake.uri}")
@@ -35,16 +36,15 @@ def run_demo(policy: Policy, lake: Lake, subjects: int = 300) -> dict:
 
     def retention_step():
         dry = retention.run(spark, policy, lake, dry_run=True)
-        cli.print_retention(dry)
+        print_retention(dry)
         done = retention.run(spark, policy, lake)
-        cli.print_retention(done)
+        print_retention(done)
         return {"gate": "passed", "docs": done.docs, "report": retention.report_dict(done)}
 
     def erasure_step():
         # Two generated subjects close their accounts; the request id is fixed, so a second demo
         # on the same lake finds the request closed or continues it instead of erasing others.
         from jobs import erasure
-        from jobs.cli_erasure import print_erasure
         from jobs.generate import subject_id
 
         request = erasure.RequestInput("demo-closure", [subject_id(42), subject_id(43)], "account_closure", None)

@@ -167,7 +167,7 @@ def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
 
     from expectations import columns_of_classes, retention_suite, run_gate
     from expectations.custom import ExpectNoForbiddenColumns
-    from jobs.backup import hash_column, ledger_key, read_ledger
+    from jobs.backup_ledger import hash_column, ledger_key, read_ledger
     from jobs.lake import is_delta, read_current
     from jobs.policy import PSEUDONYMIZED_FORBIDDEN, RELEASE_FORBIDDEN
     from jobs.pseudonymize import rule31_plan
@@ -262,8 +262,9 @@ def publish(policy: str | None, lake: str | None, run_date_: Any = None) -> dict
 
 
 def physical_purge(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
-    """REORG ... APPLY (PURGE) + VACUUM of every table with a quarantine-ledger entry past its grace."""
-    from jobs.retention import physical_purge as purge
+    """The physical purge (rewrite of files with deleted rows + VACUUM) of every table with a quarantine-ledger
+    entry past its grace."""
+    from jobs.quarantine import physical_purge as purge
 
     pol, lk = load(policy, lake)
     day = run_date(run_date_)

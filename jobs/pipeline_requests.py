@@ -65,7 +65,7 @@ def validate_closure(policy: str | None, lake: str | None, subject_ids: Any, req
         problems.append(f"lake {lk.uri}: no table(s) {', '.join(missing)}")
     if problems:
         raise InputError("bad closure request (nothing was touched):\n  " + "\n  ".join(problems))
-    from jobs.backup import ledger_key
+    from jobs.backup_ledger import ledger_key
 
     _key_id, key = ledger_key(pol, lk)                     # the erasure cannot run without it
     from jobs.erasure import check_purpose_keys
@@ -141,7 +141,7 @@ def expire_backups(policy: str | None, lake: str | None, run_date_: Any = None) 
 
 def end_quarantines(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
     """Release deletion-ledger subjects whose last backup is gone (derived from the disk: heals killed runs)."""
-    from jobs.backup import read_ledger, sync_ledger
+    from jobs.backup_ledger import read_ledger, sync_ledger
 
     _pol, lk = load(policy, lake)
     spark = _spark("backup-quarantine")

@@ -187,7 +187,7 @@ def test_key_file_under_the_lake_is_refused(tmp_path, generated_lake, monkeypatc
 
 def test_published_tickets_hold_no_name_or_address_their_author_quoted(spark, published, generated_lake, policy):
     """The detectors cannot recognize a name; the join with the author's own values removes it
-    (anonymizers.scrub.scrub_own_values, wired in drop_and_scrub)."""
+    (anonymizers.scrub_own.scrub_own_values, wired in drop_and_scrub)."""
     raw = read_current(spark, generated_lake.table_path(policy.tables["support_tickets"]))
     accounts = read_current(spark, generated_lake.table_path(policy.tables["accounts"]))
     own = raw.join(accounts.select("account_id", "name_kanji", "address_line"), "account_id")

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from anonymizers import OperatorError
 from anonymizers.checkdigits import (insurer_check_digit, licence_check_digit, luhn_check_digit, luhn_valid,
                                      my_number_check_digit, my_number_valid, licence_valid, passport_check_digit)
-from anonymizers.scrub import OWN_PLACEHOLDER, scrub, scrub_own_values, scrub_text
+from anonymizers.scrub import OWN_PLACEHOLDER, scrub, scrub_text
+from anonymizers.scrub_own import scrub_own_values
 
 FULL_WIDTH = str.maketrans("0123456789-+()@.abcdefghijklmnopqrstuvwxyz",
                            "０１２３４５６７８９－＋（）＠．ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ")

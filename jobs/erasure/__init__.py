@@ -19,14 +19,14 @@ per transition of the batch):
   an auditor can verify after the vault is destroyed.
 - retained_copy: for account closures (and APPI requests), the tables whose retention action is
   ``pseudonymize`` keep their 仮名加工情報 (``jobs.pseudonymize.retain_pseudonymized``, S5).
-- deleted: ONE Delta MERGE per table for the whole batch (``retention.delete_keys``), keyed on the
+- deleted: ONE Delta MERGE per table for the whole batch (``quarantine.delete_keys``), keyed on the
   subject and its bucket; the commit's userMetadata (job "erasure", the request ids, no personal
-  value) lets ``retention.reconcile(job="erasure")`` rebuild the quarantine ledger and the per-table
+  value) lets ``quarantine.reconcile(job="erasure")`` rebuild the quarantine ledger and the per-table
   audit, and lets a re-run tell which tables are done. Legal holds keep the held rows (S13).
 - backups_quarantined: every unexpired backup holding a subject is recorded in the deletion ledger
   (``jobs.backup``), which a restore re-applies.
 - purged: after the grace period the superseded files are rewritten and vacuumed
-  (``retention.physical_purge``: REORG ... APPLY (PURGE) + VACUUM); until then requests wait here.
+  (``quarantine.physical_purge``: files with deleted rows rewritten + VACUUM); until then requests wait here.
 - verified: ``verify.scan_for_values`` over every file under the lake root except the backups
   quarantined for these subjects finds none of their identifying values.
 - closed: receipt JSON (``receipts/<request id>.json``) and a row in ``audit/erasure``; the vault is

@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.backup import ledger_key
+from jobs.backup_ledger import ledger_key
 from jobs.console import InputError
 from jobs.erasure.model import REQUEST_ID, REQUESTS_SCHEMA, REQUESTS_TABLE, SOURCES
 from jobs.lake import Lake, create_table, is_delta, read_current

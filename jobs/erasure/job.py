@@ -9,7 +9,8 @@ from typing import Callable, Iterable
 
 from pyspark.sql import SparkSession
 
-from jobs.backup import ledger_key, subject_hash, subjects_in_backups, unexpired_backups
+from jobs.backup_catalog import unexpired_backups
+from jobs.backup_ledger import ledger_key, subject_hash, subjects_in_backups
 from jobs.console import InputError, entry_point
 from jobs.erasure.holds import HoldBook
 from jobs.erasure.intake import RequestInput, check_request_id, check_source, prepare_requests

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.backup import list_backups, read_ledger
+from jobs.backup_catalog import list_backups
+from jobs.backup_ledger import read_ledger
 from jobs.erasure.holds import HoldBook
 from jobs.erasure.model import JOB, MIN_VALUE_LENGTH, ROWS_TABLE, VALUE_CLASSES
 from jobs.lake import SUBJECT_BUCKET, Lake, is_delta, read_current, subject_bucket
@@ -123,7 +124,7 @@ def plan_rows(spark: SparkSession, lake: Lake, request_ids: list[str] | None = N
 
 @dataclass(frozen=True)
 class CommitAuditLake(Lake):
-    """The lake as `retention.reconcile` sees it for erasure: its per-commit audit goes to
+    """The lake as `quarantine.reconcile` sees it for erasure: its per-commit audit goes to
     ``audit/erasure_commits`` so that ``audit/erasure`` stays one row per request (receipts)."""
 
     def audit(self, name: str) -> str:

@@ -7,7 +7,8 @@ import json
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.backup import expires_on, list_backups, read_ledger
+from jobs.backup_catalog import expires_on, list_backups
+from jobs.backup_ledger import read_ledger
 from jobs.erasure.model import EXTENDED, Request, now_utc
 from jobs.erasure.plan import all_commits, effective_plan
 from jobs.lake import Lake

@@ -8,7 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pyspark.sql import functions as F
 
 from anonymizers.pseudonym import pseudonym_forms
-from jobs.backup import add_to_ledger, expires_on, reading_backups, subject_hash, subjects_in_backups, unexpired_backups
+from jobs.backup_catalog import expires_on, unexpired_backups
+from jobs.backup_crypto import reading_backups
+from jobs.backup_ledger import add_to_ledger, subject_hash, subjects_in_backups
 from jobs.console import CheckFailed
 from jobs.erasure.holds import HoldBook
 from jobs.erasure.model import (
@@ -24,7 +26,7 @@ from jobs.erasure.vault import destroy_vault, value_hash, write_vault
 from jobs.lake import append_rows, create_table, is_delta, purge_superseded, read_current, table_version
 from jobs.table import LakeTable
 from jobs.lineage import RETAINED, DerivedCopy, keeps_pseudonymized, retained_purpose
-from jobs.retention import commit_metadata, delete_keys, physical_purge, reconcile
+from jobs.quarantine import commit_metadata, delete_keys, physical_purge, reconcile
 from jobs.verify import EXCLUDE_SEPARATOR, Finding, scan_for_values
 
 # ------------------------------------------------------------------ the job

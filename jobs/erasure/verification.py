@@ -7,7 +7,8 @@ from typing import Callable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.backup import ledger_key, reading_backups
+from jobs.backup_crypto import reading_backups
+from jobs.backup_ledger import ledger_key
 from jobs.console import CheckFailed, InputError
 from jobs.erasure.intake import check_request_id
 from jobs.erasure.model import MIN_VALUE_LENGTH, STATE_TABLE, STATES, VALUES_TABLE, load_states
