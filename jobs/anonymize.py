@@ -31,7 +31,7 @@ from anonymizers.mondrian import AnonymizationError, mondrian_anonymize
 from anonymizers.privacy_models import DistinctLDiversity
 from anonymizers.risk import risk_report
 from anonymizers.utility import utility_report
-from jobs.console import CheckFailed, InputError, entry_point
+from jobs.console import CheckFailed, InputError
 from jobs.lake import Lake, check_lake, read_current, with_registers
 from jobs.lease import with_lease
 from jobs.policy import ColumnClass, Policy, Release
@@ -277,30 +277,3 @@ def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:
                   [(r["release"], r["table"], r["rows"], r["suppressed"], r["metrics"].get("gcp"),
                     r["metrics"].get("max_prosecutor_risk"), r["manifest"]) for r in results])
     return {"gate": "passed", "docs": ", ".join(r["docs"] for r in results)}
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: `python -m jobs.anonymize --policy P --lake L --release NAME`."""
-    import argparse
-
-    from jobs.policy import load_policy
-    from jobs.runtime import get_spark
-
-    parser = argparse.ArgumentParser(prog="jobs.anonymize")
-    parser.add_argument("--policy", required=True)
-    parser.add_argument("--lake", required=True)
-    parser.add_argument("--release", required=True)
-    parser.add_argument("--as-of", type=dt.date.fromisoformat)
-    args = parser.parse_args(argv)
-    policy = load_policy(args.policy)              # exit 2 before Spark starts
-    if args.release not in policy.releases:
-        raise InputError(f"unknown release {args.release!r} (the policy has: {', '.join(policy.releases) or 'none'})")
-    check_release(policy, args.release)
-    result = run(get_spark("wasure-anonymize"), policy, Lake.at(args.lake), args.release, args.as_of)
-    print(json.dumps(result, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -44,7 +44,7 @@ from jobs.backup_crypto import (
     require_kms, write_backup_table, write_key_marker,
 )
 from jobs.backup_ledger import hash_column, ledger_key, read_ledger, sync_ledger
-from jobs.console import CheckFailed, InputError, entry_point
+from jobs.console import CheckFailed, InputError
 from jobs.erasure.holds import HoldBook
 from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, is_delta, read_current, write_policy_table
 from jobs.lease import with_lease
@@ -259,38 +259,3 @@ def _publish_into_raw(spark: SparkSession, policy: Policy, lake: Lake, staging: 
         laid_out = staged.repartition(*[F.col(c) for c in partition_by])
         LakeTable(spark, lake.table_path(table)).publish(laid_out, partition_by, table.stats_columns(), published=False)
     lake.files.delete(staging.uri)
-
-
-# ------------------------------------------------------------------ spark-submit entry point
-
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    """`python -m jobs.backup {backup,expire,restore} --policy P --lake L [--date D] [--as-of D]`."""
-    import argparse
-
-    from jobs.policy import load_policy
-    from jobs.runtime import get_spark
-
-    parser = argparse.ArgumentParser(prog="jobs.backup")
-    parser.add_argument("action", choices=["backup", "expire", "restore"])
-    parser.add_argument("--policy", required=True)
-    parser.add_argument("--lake", required=True)
-    parser.add_argument("--date", type=dt.date.fromisoformat)
-    parser.add_argument("--as-of", type=dt.date.fromisoformat)
-    args = parser.parse_args(argv)
-    policy, lake = load_policy(args.policy), Lake.at(args.lake)
-    if args.action == "restore" and args.date is None:
-        raise InputError("restore needs --date YYYY-MM-DD")
-    spark = get_spark(f"wasure-{args.action}")
-    if args.action == "backup":
-        result = run_backup(spark, policy, lake, args.date)
-    elif args.action == "expire":
-        result = expire_backups(spark, policy, lake, args.as_of or args.date)
-    else:
-        result = run_restore(spark, policy, lake, args.date, args.as_of)
-    print(json.dumps(result, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

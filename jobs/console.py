@@ -25,7 +25,7 @@ class CheckFailed(RuntimeError):
 
 
 def entry_point(main: Callable[..., int]) -> Callable[..., int]:
-    """The exit codes of a spark-submit entry point (``python -m jobs.X``): an invalid policy or bad
+    """The exit codes of the spark-submit entry point (``jobs/pipeline.py STEP``): an invalid policy or bad
     input is 2 and a failed check 1, each with its message on stderr, never a traceback."""
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from anonymizers.registry import get_operator
-from jobs.console import CheckFailed, InputError, entry_point
+from jobs.console import CheckFailed, InputError
 from jobs.keys import load_purpose_keys
 from jobs.concurrency import for_each_table
 from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, table_version
@@ -314,26 +314,3 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     create_table(spark, path, output, [table.region_column], stats_columns=table.stats_columns(), published=True)
     LakeTable(spark, path).insert_new(output, "t._row_hash = s._row_hash")
     return output.count()
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: `python -m jobs.pseudonymize --policy P --lake L [--purpose X] [--full]`."""
-    import argparse
-
-    from jobs.policy import load_policy
-    from jobs.runtime import get_spark
-
-    parser = argparse.ArgumentParser(prog="jobs.pseudonymize")
-    parser.add_argument("--policy", required=True)
-    parser.add_argument("--lake", required=True)
-    parser.add_argument("--purpose", action="append")
-    parser.add_argument("--full", action="store_true")
-    args = parser.parse_args(argv)
-    policy = load_policy(args.policy)              # exit 2 before Spark starts
-    print(json.dumps(run(get_spark("wasure-pseudonymize"), policy, Lake.at(args.lake), args.purpose, args.full), default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.console import CheckFailed, InputError, entry_point
+from jobs.console import CheckFailed, InputError
 from jobs.concurrency import for_each_table
 from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, check_lake, read_current, rows_of_keys, table_version
 from jobs.lease import with_lease
@@ -389,28 +389,3 @@ def report_dict(report: RetentionReport) -> dict:
             "dry_run": report.dry_run, "policy_changes": report.policy_changes,
             "tables": [asdict(p) for p in report.plans], "results": report.results, "purged": report.purged,
             "docs": report.docs}
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    """Entry point for spark-submit: `python -m jobs.retention --policy P --lake L [--dry-run]`."""
-    import argparse
-
-    from jobs.policy import load_policy
-    from jobs.runtime import get_spark
-
-    parser = argparse.ArgumentParser(prog="jobs.retention")
-    parser.add_argument("--policy", required=True)
-    parser.add_argument("--lake", required=True)
-    parser.add_argument("--as-of", type=dt.date.fromisoformat)
-    parser.add_argument("--dry-run", action="store_true")
-    parser.add_argument("--force", action="store_true")
-    args = parser.parse_args(argv)
-    policy = load_policy(args.policy)              # exit 2 before Spark starts
-    report = run(get_spark("wasure-retention"), policy, Lake.at(args.lake), args.as_of, args.dry_run, args.force)
-    print(json.dumps(report_dict(report), default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -28,7 +28,6 @@ budget ledger is jobs/statistics_ledger.py; the cube and the noise are in anonym
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 import uuid
 from typing import Callable
@@ -41,7 +40,7 @@ from pyspark.sql import types as T
 from anonymizers import dp
 from anonymizers.cube import (ALL, MISSING, Suppression, build_cube, differencing_attack,  # noqa: F401 (re-exported)
                               gate_audit, published_table, suppress)
-from jobs.console import CheckFailed, InputError, entry_point
+from jobs.console import CheckFailed, InputError
 from jobs.lake import Lake, is_delta, read_current
 from jobs.lease import with_lease
 from jobs.statistics_plan import (FORBIDDEN_CLASSES, Dimension, StatPlan, _apply_options,  # noqa: F401 (re-exported)
@@ -350,32 +349,3 @@ def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:
                   [(s["statistic"], s["region"], s.get("cells"), s.get("published"),
                     f"{s.get('primary', 0)} + {s.get('complementary', 0)}", s["status"]) for s in result["statistics"]])
     return {"gate": "passed", "docs": ", ".join(result["docs"]) or "no rows", "statistics": result["statistics"]}
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: `python -m jobs.statistics --policy P --lake L [--name N] [--epsilon E ...]`."""
-    import argparse
-
-    from jobs.policy import load_policy
-    from jobs.runtime import get_spark
-
-    parser = argparse.ArgumentParser(prog="jobs.statistics")
-    parser.add_argument("--policy", required=True)
-    parser.add_argument("--lake", required=True)
-    parser.add_argument("--name", action="append")
-    parser.add_argument("--region", action="append")
-    parser.add_argument("--epsilon", type=float, help="tighten the epsilon of laplace dp statistics")
-    parser.add_argument("--rho", type=float, help="tighten the rho of gaussian dp statistics")
-    parser.add_argument("--budget", type=float, help="tighten the budget of dp statistics")
-    parser.add_argument("--as-of", type=dt.date.fromisoformat)
-    args = parser.parse_args(argv)
-    policy = load_policy(args.policy)     # exit 2 before Spark starts
-    result = run(get_spark("wasure-statistics"), policy, Lake.at(args.lake), args.name, args.epsilon,
-                 regions=args.region, rho=args.rho, budget=args.budget, as_of=args.as_of)
-    print(json.dumps(result, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -117,7 +117,7 @@ def test_a_busy_lake_is_exit_2_naming_the_holder_and_a_killed_holder_frees_it(tm
 
 
 def test_purge_and_closure_in_two_processes_lose_nothing(spark, lake_copy, keys_env, tmp_path):
-    """A closure (its own purge: REORG + VACUUM 0 h) in a spark-submit-like process, and the nightly's
+    """A closure (its own purge: REORG + VACUUM 0 h) in a process of its own (`wasure erase`), and the nightly's
     retention with its physical purge here, on one lake at the same time: they run one after the
     other, every table reads in full afterwards, and each job's commits form one block."""
     from delta.tables import DeltaTable
@@ -130,7 +130,7 @@ def test_purge_and_closure_in_two_processes_lose_nothing(spark, lake_copy, keys_
     policy_file = _write_policy(tmp_path, data)
     policy = parse_policy(data, policy_file)
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "WASURE_SPARK_UI": "0"}
-    closure = subprocess.Popen([sys.executable, "-m", "jobs.erasure", "erase", "--policy", policy_file, "--lake",
+    closure = subprocess.Popen([sys.executable, "-m", "jobs.cli", "erase", "--policy", policy_file, "--lake",
                                 str(lake_copy.root), "--subject", "A000000123", "--source", "gdpr", "--request-id", "lease-1",
                                 "--as-of", "2026-11-22"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     retention.run(spark, policy, lake_copy, dt.date(2026, 11, 22), force=True)

@@ -155,13 +155,11 @@ def test_release_cannot_include_a_linking_code(tmp_path):
     assert any("measurement_id" in message and "rule 34" in message for _, message in info.value.problems)
 
 
-@pytest.mark.parametrize("module, action, options", [
-    ("jobs.retention", [], []), ("jobs.pseudonymize", [], []), ("jobs.anonymize", [], ["--release", "health_k5"]),
-    ("jobs.statistics", [], []), ("jobs.erasure", ["erase"], ["--subject", "A000000001"]), ("jobs.backup", ["backup"], []),
-])
-def test_spark_submit_entry_points_exit_2_on_an_invalid_policy(tmp_path, module, action, options):
-    """`python -m jobs.X` is what spark-submit runs: an invalid policy is exit 2 with the key path on
-    stderr, no traceback, before Spark starts or anything is written."""
+@pytest.mark.parametrize("step", ["retention", "pseudonymize", "anonymize", "statistics", "closure", "backup"])
+def test_spark_submit_entry_point_exits_2_on_an_invalid_policy(tmp_path, step):
+    """`jobs/pipeline.py STEP` is what spark-submit runs (the DAGs in cluster mode): an invalid policy
+    is exit 2 with the key path on stderr, no traceback, before Spark starts or anything is written."""
+    import os
     import subprocess
     import sys
 
@@ -170,8 +168,10 @@ def test_spark_submit_entry_points_exit_2_on_an_invalid_policy(tmp_path, module,
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     lake = tmp_path / "lake"
-    args = [sys.executable, "-m", module, *action, "--policy", str(bad), "--lake", str(lake), *options]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    repo = Path(__file__).resolve().parent.parent
+    args = [sys.executable, str(repo / "jobs" / "pipeline.py"), step, "--policy", str(bad), "--lake", str(lake)]
+    env = {**os.environ, "WASURE_ERASE_SUBJECTS": "A000000001"}          # the closure's ids, as the DAG passes them
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=repo, env=env)
     assert result.returncode == 2, result.stderr
     assert "invalid policy" in result.stderr and "defaults.max_delete_share" in result.stderr
     assert "Traceback" not in result.stderr and not lake.exists()

@@ -42,7 +42,7 @@ from jobs.erasure.intake import (
     RequestInput, check_request_id, check_source, check_subject_ids, default_request_id, parse_received_at,
     prepare_requests, read_id_file, requests_from_inbox, submit_requests,
 )
-from jobs.erasure.job import check_purpose_keys, main, needed_purposes, report_dict, run
+from jobs.erasure.job import check_purpose_keys, needed_purposes, run
 from jobs.erasure.model import (
     EXTENDED, JOB, KEEPS_PSEUDONYMIZED, REQUESTS_TABLE, ROWS_TABLE, SOURCES, STATE_TABLE, STATES, VALUES_TABLE,
     ErasureReport, Request, append_states, load_states,
@@ -56,7 +56,7 @@ from jobs.lake import table_version
 __all__ = [
     "Hold", "HoldBook", "RequestInput", "check_request_id", "check_source", "check_subject_ids", "default_request_id",
     "parse_received_at", "prepare_requests", "read_id_file", "requests_from_inbox", "submit_requests",
-    "check_purpose_keys", "main", "needed_purposes", "report_dict", "run", "EXTENDED", "JOB", "KEEPS_PSEUDONYMIZED",
+    "check_purpose_keys", "needed_purposes", "run", "EXTENDED", "JOB", "KEEPS_PSEUDONYMIZED",
     "REQUESTS_TABLE", "ROWS_TABLE", "SOURCES", "STATE_TABLE", "STATES", "VALUES_TABLE", "ErasureReport", "Request",
     "append_states", "load_states", "all_commits", "capture_values", "erasure_commits", "pseudonymize_tables",
     "table_hits", "build_receipts", "read_vault", "value_hash", "value_hash_column", "VerifyReport",

@@ -2,24 +2,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
-from dataclasses import asdict
 from typing import Callable, Iterable
 
 from pyspark.sql import SparkSession
 
 from jobs.backup_catalog import unexpired_backups
 from jobs.backup_ledger import ledger_key, subject_hash, subjects_in_backups
-from jobs.console import InputError, entry_point
+from jobs.console import InputError
 from jobs.erasure.holds import HoldBook
-from jobs.erasure.intake import RequestInput, check_request_id, check_source, prepare_requests
+from jobs.erasure.intake import RequestInput, check_request_id, check_source
 from jobs.erasure.model import KEEPS_PSEUDONYMIZED, STATES, ErasureReport, Request, load_states, now_utc
 from jobs.erasure.plan import pseudonymize_tables, table_hits
 from jobs.erasure.receipts import build_receipts
 from jobs.erasure.steps import Batch
 from jobs.erasure.vault import destroy_vault, read_vault
-from jobs.erasure.verification import verify
 from jobs.lake import Lake, check_lake
 from jobs.lease import with_lease
 from jobs.lineage import copy_key_ids, derived_copies, retained_purpose
@@ -181,48 +178,3 @@ def dry_run_plans(spark: SparkSession, policy: Policy, lake: Lake, requests: lis
                       "backups_holding": sorted({d for s in r.subjects for d in holding.get(s, [])}),
                       "retained_pseudonymized": pseudonymize_tables(policy) if r.source in KEEPS_PSEUDONYMIZED else []})
     return plans
-
-
-# ------------------------------------------------------------------ spark-submit entry point
-
-def report_dict(report: ErasureReport) -> dict:
-    return {"batch_id": report.batch_id, "as_of": report.as_of.isoformat(), "dry_run": report.dry_run,
-            "receipts": report.receipts, "plans": report.plans, "waiting": report.waiting, "notes": report.notes}
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    """`python -m jobs.erasure erase --policy P --lake L [--subject ID ...] [--file F] [--from-requests] ...`
-    or `python -m jobs.erasure verify --policy P --lake L [--request-id R ...]`. Exit 0 / 1 / 2 like the CLI."""
-    import argparse
-
-    from jobs.policy import load_policy
-    from jobs.runtime import get_spark
-
-    parser = argparse.ArgumentParser(prog="jobs.erasure")
-    parser.add_argument("action", choices=["erase", "verify"])
-    parser.add_argument("--policy", required=True)
-    parser.add_argument("--lake", required=True)
-    parser.add_argument("--subject", action="append", default=[])
-    parser.add_argument("--file")
-    parser.add_argument("--from-requests", action="store_true")
-    parser.add_argument("--request-id", action="append", default=[])
-    parser.add_argument("--source", default="account_closure")
-    parser.add_argument("--received-at")
-    parser.add_argument("--as-of", type=dt.date.fromisoformat)
-    parser.add_argument("--dry-run", action="store_true")
-    args = parser.parse_args(argv)
-    policy, lake = load_policy(args.policy), Lake.at(args.lake)
-    if args.action == "verify":
-        result = asdict(verify(get_spark("wasure-verify-erasure"), policy, lake, args.request_id or None))
-    else:
-        spark_holder: dict = {}
-        requests = prepare_requests(policy, lake, subjects=args.subject, file=args.file,
-                                    from_requests=args.from_requests,
-                                    request_id=args.request_id[0] if args.request_id else None,
-                                    source=args.source, received_at=args.received_at,
-                                    spark=lambda: spark_holder.setdefault("s", get_spark("wasure-erasure")))
-        spark = spark_holder.get("s") or get_spark("wasure-erasure")
-        result = report_dict(run(spark, policy, lake, requests, as_of=args.as_of, dry_run=args.dry_run))
-    print(json.dumps(result, default=str, ensure_ascii=False))
-    return 0

@@ -1,4 +1,0 @@
-"""`python -m jobs.erasure erase|verify ...` (spark-submit)."""
-from jobs.erasure.job import main
-
-raise SystemExit(main())
