@@ -74,6 +74,28 @@ class SparkSetupError(RuntimeError):
     """Spark or Delta cannot start; the message says what to install."""
 
 
+def check_master_reachable(master: str, timeout: float = 5.0) -> None:
+    """A standalone master (``spark://host:port``, or several comma-separated) must accept a TCP
+    connection before a session is built on it: a cluster that is down is one clear error naming the
+    URI (exit 2), not a minute of registration retries. Other masters (local, yarn, k8s) pass."""
+    if not master.startswith("spark://"):
+        return
+    import socket
+
+    problems = []
+    for address in master[len("spark://"):].split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except ValueError:
+            problems.append(f"{address}: not host:port")
+        except OSError as exc:
+            problems.append(f"{address}: {exc.strerror or exc}")
+    raise SparkSetupError(f"the Spark master {master} cannot be reached ({'; '.join(problems)}): is the cluster up? "
+                          "(the master comes from WASURE_SPARK_MASTER)")
+
+
 def jar_cache_dir() -> Path:
     return Path(os.environ.get("WASURE_JARS", REPO_ROOT / "jars" / "cache"))
 
@@ -138,8 +160,10 @@ def get_spark(app_name: str = "wasure"):
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", _python()))
     from pyspark.sql import SparkSession
 
+    confs = session_confs(app_name)
+    check_master_reachable(confs.get("spark.master", ""))
     builder = SparkSession.builder
-    for key, value in session_confs(app_name).items():
+    for key, value in confs.items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()

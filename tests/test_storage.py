@@ -102,3 +102,27 @@ def test_purge_leaves_no_deleted_row_in_any_file(spark, tmp_path, rewrite_every_
     detail = spark.sql(f"DESCRIBE DETAIL delta.`{table.uri}`").first()
     assert list(detail.partitionColumns) == ["region"] and detail.properties["delta.dataSkippingStatsColumns"] == "`id`"
     assert table.read().count() == 59
+
+
+@pytest.mark.parametrize("surface", ["cli", "pipeline"])
+def test_a_cluster_that_is_down_is_exit_2_naming_the_master(tmp_path, surface):
+    """WASURE_SPARK_MASTER pointing at a standalone master that does not answer: both surfaces stop
+    with exit 2 and one message naming the master URI, before Spark starts or anything is written."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    lake = tmp_path / "lake"
+    env = {**os.environ, "WASURE_SPARK_MASTER": "spark://127.0.0.1:1", "SPARK_LOCAL_IP": "127.0.0.1"}
+    env.pop("WASURE_SPARK_MODE", None)
+    if surface == "cli":
+        args = [sys.executable, "-m", "jobs.cli", "retention", "--dry-run", "--lake", str(lake)]
+    else:
+        args = [sys.executable, str(repo / "jobs" / "pipeline.py"), "retention", "--lake", str(lake)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=repo, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-2000:]
+    assert "the Spark master spark://127.0.0.1:1 cannot be reached" in " ".join(output.split()), output[-2000:]
+    assert "Traceback" not in output and not lake.exists()
