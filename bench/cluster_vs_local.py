@@ -30,8 +30,8 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import (REPO, bench_env, command_line, init_all_keys, last_stage_id, peak_memory, stage_profile,
-                          synthetic_lake, write)
+from bench.common import (REPO, START, bench_env, command_line, init_all_keys, last_stage_id, peak_memory,
+                          stage_profile, synthetic_lake, write)
 
 SIDES = ("local", "cluster")
 EXECUTOR_WAIT_SECONDS = 120
@@ -103,7 +103,8 @@ def run_side(args) -> dict:
     spark = get_spark(f"wasure-bench-{args.side}")
     if args.side == "cluster":
         _wait_for_executors(spark, 2)
-    out: dict = {"side": args.side, "master": spark.sparkContext.master, "lake_root": root.split("/wasure-bench/")[0]}
+    out: dict = {"side": args.side, "master": spark.sparkContext.master, "lake_root": root.split("/wasure-bench/")[0],
+                 "code": START}                  # each side is its own process: the code it ran
     try:
         # k-anonymity: source written untimed, then Mondrian from the side's lake to the side's lake.
         source, release = f"{root}/synthetic", f"{root}/release"
