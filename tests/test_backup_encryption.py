@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from jobs import backup as backups
-from jobs import backup_crypto
+from jobs import backup_crypto, backup_ledger
 from jobs.console import InputError
 from jobs.keys import create_key, delete_key, init_keys, load_key
 from jobs.lake import Lake, read_current
@@ -138,7 +138,7 @@ def test_no_personal_value_in_any_backup_file(spark, policy, backed_up, generate
                 assert set(json.loads(action["add"]["stats"])) <= {"numRecords", "tightBounds"}, commit
     # The scan does find the values once the backup is decrypted and written out as plain Parquet.
     plain = tmp_path / "decrypted"
-    with backups.reading_backups(spark, backed_up["lake"], [DAY]):
+    with backup_crypto.reading_backups(spark, backed_up["lake"], [DAY]):
         accounts = read_current(spark, Lake(root).table_path(policy.tables["accounts"]))
         accounts.write.option("compression", "none").parquet(str(plain))
     assert sum(_files_holding(plain, values).values()) > 100
@@ -172,7 +172,7 @@ def test_spark_reads_a_backup_only_inside_reading_backups(spark, policy, backed_
     with pytest.raises(Exception, match="FAILED_READ_FILE|encrypted"):
         read_current(spark, path).select(table.subject_key).collect()
     forms = [base64.b64encode(backed_up["key"]).decode(), backed_up["key"].hex()]
-    with backups.reading_backups(spark, backed_up["lake"], [DAY]):
+    with backup_crypto.reading_backups(spark, backed_up["lake"], [DAY]):
         restored = read_current(spark, path)
         source = read_current(spark, generated_lake.table_path(table))
         assert restored.count() == source.count() and restored.exceptAll(source).count() == 0
@@ -195,7 +195,7 @@ def test_the_value_scan_reads_encrypted_backups_inside_reading_backups(spark, po
     root = str(backups.backup_dir(backed_up["lake"], DAY))
     with pytest.raises(Exception, match="FAILED_READ_FILE|encrypted"):
         scan_for_values(spark, root, values)
-    with backups.reading_backups(spark, backed_up["lake"]):
+    with backup_crypto.reading_backups(spark, backed_up["lake"]):
         findings = scan_for_values(spark, root, values)
     assert findings and {f.kind for f in findings} == {"parquet"}
     assert all("/raw/accounts/" in f.path for f in findings)
@@ -218,8 +218,8 @@ def test_every_read_of_a_backup_without_its_key_is_refused_naming_it(spark, poli
     (Path(backups.backup_dir(lake, day)) / backups.MANIFEST).write_text(json.dumps(manifest))
     try:
         with pytest.raises(InputError, match=f"backup of {day.isoformat()}.*{lost}"):
-            backups.subjects_in_backups(spark, policy, lake, ["A000000001"], [DAY, day])
-        found = backups.subjects_in_backups(spark, policy, lake, ["A000000001", "A000999999"], [DAY])
+            backup_ledger.subjects_in_backups(spark, policy, lake, ["A000000001"], [DAY, day])
+        found = backup_ledger.subjects_in_backups(spark, policy, lake, ["A000000001", "A000999999"], [DAY])
         assert found == {"A000000001": [DAY.isoformat()]}
     finally:
         shutil.rmtree(backups.backup_dir(lake, day))

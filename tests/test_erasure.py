@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from jobs import backup as backups
+from jobs import backup_ledger
 from jobs import erasure
 from jobs.lake import Lake, read_current
 from jobs.policy import parse_policy
@@ -187,12 +188,12 @@ def after(spark, erased):
     out["counts"] = counts
     out["verify_ok"] = CliRunner().invoke(app, ["verify-erasure", *_cli_args(lake)])   # closed: keyed-hash scan
     _plant(erased["generated_root"], lake, spark)
-    _key_id, key = backups.ledger_key(policy, lake)
+    _key_id, key = backup_ledger.ledger_key(policy, lake)
     hashes = read_current(spark, lake.state(erasure.VALUES_TABLE)).where(F.col("request_id") == "ccpa-1")
     out["hash_findings"] = erasure.scan_for_hashes(spark, str(lake.root / "raw" / "accounts"), hashes, key)
     (lake.root / PLANTED).unlink()
     out["expire"] = backups.expire_backups(spark, policy, lake, BACKUP_DAY + dt.timedelta(days=35))
-    out["ledger"] = {r.status: r["count"] for r in read_current(spark, backups.ledger_path(lake)).groupBy("status").count().collect()}
+    out["ledger"] = {r.status: r["count"] for r in read_current(spark, backup_ledger.ledger_path(lake)).groupBy("status").count().collect()}
     return out
 
 
@@ -225,7 +226,7 @@ def test_killed_after_every_state_finishes_with_no_double_effect(spark, erased):
             assert set(commits[0][1]["requests"]) == {"closure-100", "ccpa-1", "gdpr-held", "gdpr-partly-held", "appi-unknown"}
     assert erased["commits"]["third_party_provisions"] == []                # statutory record keeping
     assert len([c for c in erased["commits"].values() if c]) >= 6
-    ledger = read_current(spark, backups.ledger_path(lake))
+    ledger = read_current(spark, backup_ledger.ledger_path(lake))
     assert ledger.count() == ledger.select("subject_hash", "request_id").distinct().count() == len(ERASED)
     audit = read_current(spark, lake.audit("erasure"))
     assert audit.count() == 5 and audit.select("request_id").distinct().count() == 5
