@@ -17,6 +17,7 @@ from expectations.custom import (
     ExpectRegionColumnToEqual,
     ExpectSensitiveAttributeToBeLDiverse,
 )
+from expectations import custom
 from expectations.gates import Failure, GateResult, run_gate
 from expectations.suites import (
     columns_of_classes,
@@ -26,16 +27,7 @@ from expectations.suites import (
 )
 
 __all__ = [
-    "ExpectQuasiIdentifierClassesToHaveAtLeastK",
-    "ExpectSensitiveAttributeToBeLDiverse",
-    "ExpectNoForbiddenColumns",
-    "ExpectNoSourceValuesInColumns",
-    "ExpectPseudonymsNotUnkeyedHashes",
-    "ExpectNoRareValues",
-    "ExpectNoRowsPastRetention",
-    "ExpectNoErasedSubjects",
-    "ExpectRegionColumnToEqual",
-    "WASURE_EXPECTATIONS",
+    *custom.__all__,
     "Failure",
     "GateResult",
     "run_gate",
