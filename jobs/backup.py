@@ -85,7 +85,7 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
         for name, table in policy.tables.items():
             progress(f"backing up {name}")
             source = lake.table_path(table)
-            version = int(spark.sql(f"DESCRIBE HISTORY delta.`{source}` LIMIT 1").select("version").first()[0])
+            version = LakeTable(spark, source).version()
             # Time travel to the version read: the copy is one consistent version even if a job writes meanwhile.
             df = spark.read.format("delta").option("versionAsOf", version).load(source)
             write_backup_table(target, table, df.drop(SUBJECT_BUCKET))

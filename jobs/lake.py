@@ -124,6 +124,10 @@ def check_lake(spark: SparkSession, policy: Policy, lake: Lake, tables: list[str
     if missing:
         raise InputError(f"the lake {lake.uri} has no table(s) {', '.join(missing)}: run `wasure generate` first")
     check_lake_schemas(spark, policy, lake, names)
+    from jobs.runtime import size_queries_to
+
+    files = lake.files
+    size_queries_to(spark, sum(files.size(lake.table_path(t)) for t in policy.tables.values()))
 
 
 def with_registers(policy: Policy, tables: list[str]) -> list[str]:

@@ -78,20 +78,19 @@ def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = "reten
         path = lake.table_path(table)
         if not is_delta(path):
             continue
-        history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").where(F.col("userMetadata").isNotNull())
-        for commit in history.select("version", "timestamp", "userMetadata", "operationMetrics").collect():
-            meta = json.loads(commit.userMetadata)
+        for commit in LakeTable(spark, path).commits(containing=job):
+            meta = commit.metadata()
             if meta.get("job") != job or meta.get("table") != name:
                 continue
             due = dt.date.fromisoformat(meta["purge_due"])
             if (name, commit.version) not in known:
-                ledger_rows.append((name, table.path, int(commit.version), job, meta["run_id"], commit.timestamp, due, "pending"))
+                ledger_rows.append((name, table.path, commit.version, job, meta["run_id"], commit.timestamp, due, "pending"))
             if (meta["run_id"], name) not in audited:
-                removed = int((commit.operationMetrics or {}).get("numTargetRowsDeleted", 0))
+                removed = int(commit.operation_metrics.get("numTargetRowsDeleted", 0))
                 audit_rows.append((meta["run_id"], commit.timestamp, dt.date.fromisoformat(meta["as_of"]), meta["policy_sha256"],
                                    name, meta["action"], meta["rows_before"], removed, meta["rows_held"],
                                    meta["rows_before"] - removed, meta["files"], meta["bytes"],
-                                   meta["version_before"], int(commit.version), due, meta["run_id"] != current_run))
+                                   meta["version_before"], commit.version, due, meta["run_id"] != current_run))
     if ledger_rows:
         append_rows(spark, ledger_path, spark.createDataFrame(ledger_rows, LEDGER_SCHEMA))
     if audit_rows:

@@ -332,9 +332,11 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
             append_rows(spark, lake.audit(JOB), spark.createDataFrame([(
                 run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), as_of, policy.sha256, plan.table, plan.action,
                 plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version, None, False)], AUDIT_SCHEMA))
-        after = read_current(spark, path).count()
+        after_version = table_version(spark, path)
+        # An unchanged version is the planned snapshot: its count is the plan's (no second scan).
+        after = read_current(spark, path).count() if after_version != before_version else plan.rows_before
         report.results[plan.table] = {"rows_after": after, "version_before": before_version, "anonymized": retired,
-                                      "version_after": table_version(spark, path), "purge_due": due if plan.to_remove else None}
+                                      "version_after": after_version, "purge_due": due if plan.to_remove else None}
     reconcile(spark, policy, lake, current_run=run_id)
     _gate(spark, policy, lake, report, registers, progress)
     if purge:

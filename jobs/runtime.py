@@ -183,6 +183,53 @@ def get_spark(app_name: str = "wasure"):
     return spark
 
 
+# ------------------------------------------------------------------ queries sized to the lake
+
+# Below this many bytes of lake tables a query costs its planning, not its data: Catalyst's code
+# generation, Janino and adaptive re-planning were most of the driver's CPU on the demo lake
+# (docs/performance.md, "Small lakes: interpreted plans"). Such lakes run interpreted plans.
+SMALL_LAKE_BYTES = int(os.environ.get("WASURE_SMALL_LAKE_BYTES", 64 * 2**20))
+SMALL_LAKE_CONFS = {
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.shuffle.partitions": "2",
+}
+_CONFS_BEFORE_SIZING: dict[str, str | None] = {}
+
+
+def size_queries_to(spark, lake_bytes: int) -> bool:
+    """Interpreted plans for a small lake (``SMALL_LAKE_CONFS``), the session's own settings for
+    a larger one; keys set in the ``WASURE_SPARK_CONF`` file always win. Called by every job once
+    it has checked its lake (``jobs.lake.check_lake``). Returns whether the small-lake plans apply."""
+    small = lake_bytes < SMALL_LAKE_BYTES
+    chosen = extra_confs_from_file()
+    for key, value in SMALL_LAKE_CONFS.items():
+        if key in chosen:
+            continue
+        if key not in _CONFS_BEFORE_SIZING:
+            _CONFS_BEFORE_SIZING[key] = spark.conf.get(key, None)
+        before = _CONFS_BEFORE_SIZING[key]
+        if small:
+            spark.conf.set(key, value)
+        elif before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+    return small
+
+
+def new_session(spark):
+    """``spark.newSession()`` (its own SQL settings, e.g. per-thread commit metadata) planning
+    queries like ``spark`` does: a new session starts from the context's defaults."""
+    session = spark.newSession()
+    for key in SMALL_LAKE_CONFS:
+        value = spark.conf.get(key, None)
+        if value is not None:
+            session.conf.set(key, value)
+    return session
+
+
 def _python() -> str:
     import sys
 

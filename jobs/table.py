@@ -14,7 +14,9 @@ A URI is whatever Spark reads: a local path, ``hdfs://``, ``s3a://``. Files arou
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
@@ -24,6 +26,24 @@ from jobs.console import InputError
 from jobs.storage import files_for, join
 
 STATS_TYPES = {"string", "integer", "long", "short", "byte", "double", "float", "decimal", "date", "timestamp"}
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a table's history (``LakeTable.commits``)."""
+    version: int
+    timestamp: dt.datetime           # timezone-aware, UTC
+    operation: str | None
+    user_metadata: str | None
+    operation_metrics: dict[str, str]
+
+    def metadata(self) -> dict:
+        """The userMetadata as a dict ({} when absent or not JSON: not one of wasure's commits)."""
+        try:
+            value = json.loads(self.user_metadata) if self.user_metadata else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
 
 def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
@@ -214,8 +234,39 @@ class LakeTable:
         # The source's session: callers run MERGEs from their own sessions (per-thread commit metadata).
         return DeltaTable.forPath(source.sparkSession, self.uri).alias("t").merge(source.alias("s"), condition)
 
+    def commits(self, containing: str | None = None) -> list[Commit]:
+        """Every commit still in ``_delta_log`` (oldest first), read from the log's JSON files: what
+        ``DESCRIBE HISTORY`` answers, without its Spark job and snapshot load (one per table and
+        step added up: docs/performance.md). ``containing`` keeps only the commits whose file holds
+        that text (a cheap pre-filter, e.g. a job name in the userMetadata).
+
+            >>> [c.version for c in t.commits() if c.metadata().get("job") == "erasure"]
+        """
+        files = files_for(self.uri, self.spark)
+        log = join(self.uri, "_delta_log")
+        found = []
+        for uri in files.list(log):
+            name = uri.rsplit("/", 1)[-1]
+            if not (name.endswith(".json") and name[:-5].isdigit()):
+                continue
+            text = files.read_text(uri)
+            if containing is not None and containing not in text:
+                continue
+            for line in text.splitlines():
+                if '"commitInfo"' in line:
+                    info = json.loads(line)["commitInfo"]
+                    # History's timestamp: the in-commit timestamp when the table has them, else
+                    # the commit file's modification time (Delta's own rule).
+                    millis = info.get("inCommitTimestamp")
+                    seconds = millis / 1000.0 if millis is not None else files.modified(uri)
+                    found.append(Commit(int(name[:-5]), dt.datetime.fromtimestamp(seconds, dt.timezone.utc),
+                                        info.get("operation"), info.get("userMetadata"),
+                                        {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()}))
+                    break
+        return sorted(found, key=lambda c: c.version)
+
     def history(self) -> DataFrame:
-        """Delta's history (one Spark job): commit info, operation metrics, userMetadata."""
+        """Delta's history as a DataFrame (one Spark job); jobs use ``commits()``."""
         from delta.tables import DeltaTable
 
         return DeltaTable.forPath(self.spark, self.uri).history()

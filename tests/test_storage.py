@@ -79,6 +79,32 @@ def test_table_handle_publishes_in_one_transaction(spark, tmp_path):
     assert moved.exists() and not table.exists() and moved.version() == 1
 
 
+def test_commits_read_from_the_log_equal_describe_history(spark, tmp_path):
+    """``LakeTable.commits`` (the log's JSON, no Spark job) answers what DESCRIBE HISTORY does:
+    versions, operations, userMetadata, operation metrics and timestamps (on HDFS:
+    tests/cluster/test_cluster_smoke.py)."""
+    import json
+
+    from jobs.quarantine import commit_metadata
+
+    table = LakeTable(spark, str(tmp_path / "raw" / "t"))
+    table.write_new(spark.createDataFrame([(i, "JP") for i in range(10)], "id int, region string"), ["region"], stats_columns=[])
+    with commit_metadata(spark, {"job": "erasure", "run_id": "r1"}):
+        table.delete_matching(spark.createDataFrame([(3,)], "id int"), "t.id = s.id")
+    table.append(spark.createDataFrame([(11, "JP")], "id int, region string"))
+    history = {h.version: h for h in table.history().collect()}
+    for commits in (table.commits(),):
+        assert [c.version for c in commits] == sorted(history) == [0, 1, 2]
+        for c in commits:
+            h = history[c.version]
+            assert (c.operation, c.user_metadata, c.operation_metrics) == (h.operation, h.userMetadata, dict(h.operationMetrics or {}))
+            assert abs(c.timestamp.timestamp() - h.timestamp.timestamp()) < 1.0
+    erasures = table.commits(containing="erasure")
+    assert [c.version for c in erasures] == [1] and erasures[0].metadata() == {"job": "erasure", "run_id": "r1"}
+    assert erasures[0].operation_metrics["numTargetRowsDeleted"] == "1"
+    assert json.loads(history[1].userMetadata) == erasures[0].metadata()
+
+
 @pytest.mark.parametrize("rewrite_every_file", [False, True], ids=["reorg-purge", "rewrite-for-clusters"])
 def test_purge_leaves_no_deleted_row_in_any_file(spark, tmp_path, rewrite_every_file):
     """Both purge forms (REORG in local mode, the rewrite used on a real cluster) leave the deleted
@@ -126,3 +152,28 @@ def test_a_cluster_that_is_down_is_exit_2_naming_the_master(tmp_path, surface):
     assert result.returncode == 2, output[-2000:]
     assert "the Spark master spark://127.0.0.1:1 cannot be reached" in " ".join(output.split()), output[-2000:]
     assert "Traceback" not in output and not lake.exists()
+
+
+def test_queries_are_sized_to_the_lake(spark, tmp_path, monkeypatch):
+    """A small lake gets interpreted plans; a large one the session's own settings back; a key set
+    in the WASURE_SPARK_CONF file is never overridden; threads' new sessions plan alike."""
+    from jobs import runtime
+
+    keys = list(runtime.SMALL_LAKE_CONFS)
+    before = {k: spark.conf.get(k, None) for k in keys}
+    try:
+        assert runtime.size_queries_to(spark, 1_000)
+        assert {k: spark.conf.get(k) for k in keys} == runtime.SMALL_LAKE_CONFS
+        assert {k: runtime.new_session(spark).conf.get(k) for k in keys} == runtime.SMALL_LAKE_CONFS
+        assert not runtime.size_queries_to(spark, runtime.SMALL_LAKE_BYTES)
+        assert spark.conf.get("spark.sql.codegen.factoryMode", None) != "NO_CODEGEN"
+        assert spark.conf.get("spark.sql.adaptive.enabled") == runtime._CONFS_BEFORE_SIZING["spark.sql.adaptive.enabled"]
+        conf = tmp_path / "spark.conf"
+        conf.write_text("spark.sql.shuffle.partitions 5\n")
+        monkeypatch.setenv("WASURE_SPARK_CONF", str(conf))
+        runtime.size_queries_to(spark, 1_000)
+        assert spark.conf.get("spark.sql.shuffle.partitions") == runtime._CONFS_BEFORE_SIZING["spark.sql.shuffle.partitions"]
+        assert spark.conf.get("spark.sql.codegen.wholeStage") == "false"
+    finally:
+        for key, value in before.items():
+            spark.conf.unset(key) if value is None else spark.conf.set(key, value)

@@ -1,7 +1,6 @@
 """Planning (counts, files; nothing written) and the history of erasure commits that makes every step re-runnable."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -101,15 +100,13 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
 # ------------------------------------------------------------------ history of erasure commits
 
 def erasure_commits(spark: SparkSession, path: str) -> list[tuple[int, dict, dict]]:
-    """(version, userMetadata, operationMetrics) of the table's erasure commits."""
-    history = (LakeTable(spark, path).history().where(F.col("userMetadata").contains(f'"job": "{JOB}"'))
-               .select("version", "userMetadata", "operationMetrics").collect())
+    """(version, userMetadata, operationMetrics) of the table's erasure commits, from its log."""
     out = []
-    for row in history:
-        meta = json.loads(row.userMetadata)
+    for commit in LakeTable(spark, path).commits(containing=JOB):
+        meta = commit.metadata()
         if meta.get("job") == JOB:
-            out.append((int(row.version), meta, dict(row.operationMetrics or {})))
-    return sorted(out, key=lambda c: c[0])
+            out.append((commit.version, meta, commit.operation_metrics))
+    return out
 
 
 def plan_rows(spark: SparkSession, lake: Lake, request_ids: list[str] | None = None) -> list:

@@ -27,6 +27,7 @@ from jobs.lake import append_rows, create_table, is_delta, purge_superseded, rea
 from jobs.table import LakeTable
 from jobs.lineage import RETAINED, DerivedCopy, keeps_pseudonymized, retained_purpose
 from jobs.quarantine import commit_metadata, delete_keys, physical_purge, reconcile
+from jobs.runtime import new_session
 from jobs.verify import EXCLUDE_SEPARATOR, Finding, scan_for_values
 
 # ------------------------------------------------------------------ the job
@@ -183,7 +184,7 @@ class Batch:
 
         def erase(name: str, plan_id: str, erasable: list[str]) -> None:
             # Its own session: the commit metadata is a session setting, and tables commit concurrently.
-            session = self.spark.newSession()
+            session = new_session(self.spark)
             table = self.policy.tables[name]
             path = self.lake.table_path(table)
             files = {f for s in erasable for f in hits[name][s]}
@@ -243,7 +244,7 @@ class Batch:
         self.progress(f"erasing from {len(work)} derived cop{'y' if len(work) == 1 else 'ies'} (仮名加工情報)")
 
         def erase(copy: DerivedCopy, pseudonyms: list[str], ids: list[str]) -> int:
-            session = self.spark.newSession()
+            session = new_session(self.spark)
             path = self.lake.path(copy.relative)
             keys = F.broadcast(session.createDataFrame([(p,) for p in pseudonyms], "pseudonym string"))
             metadata = {"job": f"{JOB}_derived", "run_id": self.batch_id, "copy": copy.relative,

@@ -16,6 +16,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from anonymizers.pseudonym import keyed_hash, keyed_pseudonym, pseudonym_of
+from jobs.table import LakeTable
 from cluster import control, layout
 
 ROWS = 1_000
@@ -103,6 +104,8 @@ def test_delta_write_merge_delete_on_hdfs(spark, hdfs_root, cluster_env):
     assert final.filter(F.col("amount") == -1).count() == len([i for i in ids if i >= 990])
     operations = [r["operation"] for r in DeltaTable.forPath(spark, table).history().orderBy("version").collect()]
     assert operations == ["WRITE", "MERGE", "DELETE"]
+    # The history jobs read (LakeTable.commits): the log's JSON through Hadoop's FileSystem.
+    assert [c.operation for c in LakeTable(spark, table).commits()] == operations
 
     files = _hdfs_files(spark, table)
     assert f"{table}/_delta_log/00000000000000000000.json" in files
