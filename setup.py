@@ -47,7 +47,7 @@ setup(
     version="0.1.0",
     description="Data retention and anonymization batch engine on Spark + Delta Lake",
     python_requires=">=3.11,<3.12",
-    packages=["jobs", "jobs.erasure", "jobs.policy", "anonymizers", "expectations", "expectations.custom", "dags"],
+    packages=["jobs", "jobs.erasure", "jobs.generate", "jobs.policy", "anonymizers", "expectations", "expectations.custom", "dags"],
     include_package_data=True,
     package_data={"expectations": ["static/vendor/**/*"]},   # offline Data Docs assets
     install_requires=CORE,

@@ -313,7 +313,7 @@ def synthetic_lake(spark, policy, root: Path, subjects: int, events: int) -> tup
     from jobs.generate import GenerateOptions, generate_lake
     from jobs.lake import Lake
 
-    generator = (REPO / "jobs" / "generate.py").read_bytes()
+    generator = b"".join(p.read_bytes() for p in sorted((REPO / "jobs" / "generate").glob("*.py")))
     key = hashlib.sha256(generator + policy.sha256.encode()).hexdigest()[:12]
     cached = LAKE_CACHE / f"{subjects}x{events}-{key}"
     marker = cached / "generated.json"

@@ -29,6 +29,8 @@ CONFIGS: dict[str, tuple[str, str, list[str]]] = {
     "pseudonymize_small": ("small", "bench.pseudonymize_vs_copy", ["--subjects", "5000", "--events", "20"]),
     "kanonymity_small": ("small", "bench.kanonymity", ["--rows", "100000", "--k", "5", "50", "--adult"]),
     "purge_small": ("small", "bench.purge", ["--subjects", "5000", "--events", "20"]),
+    # `wasure demo`'s pipeline on its 300-subject lake: queries sized to the lake vs compiled.
+    "small_lake_demo": ("small", "bench.small_lake", ["--subjects", "300", "--events", "20"]),
     # The whole nightly on the same small data over 9 and 18 tables: per-table cost per step and the
     # overhead counts (jobs, commits, log loads, GE validations; bench/metrics.py).
     "tables_scaling_small": ("small", "bench.tables_scaling", ["--tables", "9", "18", "--threads", "1", "4"]),
