@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from jobs.console import InputError
+from jobs.runtime import queries_sized_for_the_run
 from jobs.storage import check_reachable, files_for, is_local, join, normalize
 
 LEASE_FILE = "_wasure_lease"
@@ -209,9 +210,10 @@ def with_lease(job: str) -> Callable:
     def decorate(run: Callable) -> Callable:
         @functools.wraps(run)
         def wrapper(*args, **kwargs):
+            spark = kwargs["spark"] if "spark" in kwargs else args[0]
             lake = kwargs["lake"] if "lake" in kwargs else args[2]
             progress = kwargs.get("progress") or (lambda _m: None)
-            with lake_lease(lake.uri, job, progress):
+            with lake_lease(lake.uri, job, progress), queries_sized_for_the_run(spark):
                 return run(*args, **kwargs)
         return wrapper
     return decorate

@@ -8,7 +8,9 @@ by ``WASURE_SPARK_CONF`` (spark-defaults format) in either mode.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 DELTA_VERSION = "4.4.0"
@@ -201,7 +203,8 @@ _CONFS_BEFORE_SIZING: dict[str, str | None] = {}
 def size_queries_to(spark, lake_bytes: int) -> bool:
     """Interpreted plans for a small lake (``SMALL_LAKE_CONFS``), the session's own settings for
     a larger one; keys set in the ``WASURE_SPARK_CONF`` file always win. Called by every job once
-    it has checked its lake (``jobs.lake.check_lake``). Returns whether the small-lake plans apply."""
+    it has checked its lake (``jobs.lake.check_lake``), undone when the job returns
+    (``queries_sized_for_the_run``). Returns whether the small-lake plans apply."""
     small = lake_bytes < SMALL_LAKE_BYTES
     chosen = extra_confs_from_file()
     for key, value in SMALL_LAKE_CONFS.items():
@@ -217,6 +220,28 @@ def size_queries_to(spark, lake_bytes: int) -> bool:
         else:
             spark.conf.set(key, before)
     return small
+
+
+_SIZED_RUNS = threading.local()
+
+
+@contextlib.contextmanager
+def queries_sized_for_the_run(spark):
+    """Around a job's run (``jobs.lease.with_lease``): whatever ``size_queries_to`` sets inside is
+    undone when the outermost job returns, so the session's other users (a notebook, the catalog
+    API, whose ``listTables`` cannot decode its rows with interpreted factories) get it back as it was."""
+    depth = getattr(_SIZED_RUNS, "depth", 0)
+    _SIZED_RUNS.depth = depth + 1
+    try:
+        yield
+    finally:
+        _SIZED_RUNS.depth = depth
+        if depth == 0 and spark is not None:
+            for key, before in _CONFS_BEFORE_SIZING.items():
+                if before is None:
+                    spark.conf.unset(key)
+                else:
+                    spark.conf.set(key, before)
 
 
 def new_session(spark):

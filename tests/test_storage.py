@@ -174,6 +174,14 @@ def test_queries_are_sized_to_the_lake(spark, tmp_path, monkeypatch):
         runtime.size_queries_to(spark, 1_000)
         assert spark.conf.get("spark.sql.shuffle.partitions") == runtime._CONFS_BEFORE_SIZING["spark.sql.shuffle.partitions"]
         assert spark.conf.get("spark.sql.codegen.wholeStage") == "false"
+        monkeypatch.delenv("WASURE_SPARK_CONF")
+        with runtime.queries_sized_for_the_run(spark):          # a job (jobs.lease.with_lease)
+            with runtime.queries_sized_for_the_run(spark):      # and one it calls
+                runtime.size_queries_to(spark, 1_000)
+            assert spark.conf.get("spark.sql.codegen.factoryMode") == "NO_CODEGEN"
+        # After the outermost job the session is as it was: the catalog API decodes its rows again.
+        assert {k: spark.conf.get(k, None) for k in keys} == runtime._CONFS_BEFORE_SIZING
+        assert isinstance(spark.catalog.listTables(), list)
     finally:
         for key, value in before.items():
             spark.conf.unset(key) if value is None else spark.conf.set(key, value)
