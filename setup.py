@@ -1,5 +1,5 @@
 """wasure: data retention and anonymization batch engine (Spark + Delta Lake)."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 # Pins that resolve together in one virtualenv (checked on Python 3.11):
 # delta-spark 4.4.x requires pyspark <= 4.2; great-expectations is installed WITHOUT
@@ -47,7 +47,7 @@ setup(
     version="0.1.0",
     description="Data retention and anonymization batch engine on Spark + Delta Lake",
     python_requires=">=3.11,<3.12",
-    packages=["jobs", "jobs.erasure", "jobs.generate", "jobs.policy", "anonymizers", "expectations", "expectations.custom", "dags"],
+    packages=find_packages(include=["jobs", "jobs.*", "anonymizers", "expectations", "expectations.*", "dags"]),
     include_package_data=True,
     package_data={"expectations": ["static/vendor/**/*"]},   # offline Data Docs assets
     install_requires=CORE,

@@ -45,7 +45,7 @@ def _cluster_layout():
 
 
 def _session_env(side: str, work: Path, executor_memory: str) -> str:
-    """Point jobs.runtime at the side's master; returns the lake root URI of the side."""
+    """Point jobs.runtime.spark at the side's master; returns the lake root URI of the side."""
     if side == "local":
         os.environ["WASURE_SPARK_MASTER"] = "local[2]"
         os.environ.pop("WASURE_SPARK_CONF", None)
@@ -95,10 +95,10 @@ def run_side(args) -> dict:
     from anonymizers.mondrian import mondrian_anonymize
     from bench.kanonymity import SYNTH_QIS, synthetic_hierarchies, synthetic_table
     from jobs import erasure
-    from jobs.lake import Lake, read_current
+    from jobs.lake.layout import Lake, read_current
     from jobs.policy import default_policy_path, load_policy
-    from jobs.runtime import get_spark
-    from jobs.storage import files_for
+    from jobs.runtime.spark import get_spark
+    from jobs.lake.storage import files_for
 
     spark = get_spark(f"wasure-bench-{args.side}")
     if args.side == "cluster":

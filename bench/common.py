@@ -273,7 +273,7 @@ def bench_env(work: Path) -> None:
 
 
 def init_all_keys(policy) -> None:
-    from jobs.keys import init_keys
+    from jobs.runtime.keys import init_keys
 
     ids = [policy.defaults.ledger_key_id] + [p.key_id for p in policy.purposes.values()]
     init_keys(sorted(set(ids)))
@@ -311,7 +311,7 @@ def synthetic_lake(spark, policy, root: Path, subjects: int, events: int) -> tup
     import hashlib
 
     from jobs.generate import GenerateOptions, generate_lake
-    from jobs.lake import Lake
+    from jobs.lake.layout import Lake
 
     generator = b"".join(p.read_bytes() for p in sorted((REPO / "jobs" / "generate").glob("*.py")))
     key = hashlib.sha256(generator + policy.sha256.encode()).hexdigest()[:12]

@@ -52,9 +52,9 @@ def main(argv=None) -> None:
     from pyspark.sql import functions as F
 
     from jobs import erasure
-    from jobs.lake import Lake, read_current
+    from jobs.lake.layout import Lake, read_current
     from jobs.policy import default_policy_path, load_policy
-    from jobs.runtime import get_spark
+    from jobs.runtime.spark import get_spark
 
     policy = load_policy(default_policy_path())
     init_all_keys(policy)

@@ -134,7 +134,7 @@ def main(argv=None) -> None:
     from anonymizers.mondrian import mondrian_anonymize
     from anonymizers.risk import risk_report
     from anonymizers.utility import utility_report
-    from jobs.runtime import get_spark
+    from jobs.runtime.spark import get_spark
 
     spark = get_spark("wasure-bench-kanonymity")
     payload: dict = {"command": command_line("bench.kanonymity", argv),

@@ -101,8 +101,8 @@ PROGRESS_ENTRY_POINTS = (("jobs.backup", "run_backup"), ("jobs.retention", "run"
 TABLE_MARKERS = (("jobs.pseudonymize", "one_pseudonym_per_subject"),   # promotion after a purpose's gate
                  ("jobs.pseudonymize", "source_identifiers"),          # a purpose's gate checks, per table
                  ("jobs.retention", "remaining_expired"),              # checks after the retention gate
-                 ("jobs.subjects", "Registers.holds_for"),             # per-table holds (nightly gates, retention)
-                 ("jobs.subjects", "Registers.table_level_hold"))
+                 ("jobs.lake.subjects", "Registers.holds_for"),             # per-table holds (nightly gates, retention)
+                 ("jobs.lake.subjects", "Registers.table_level_hold"))
 SETUP_SEGMENT = "(step code outside the job entry points)"
 GE_PHASE = "GE gate: context, data docs"
 

@@ -46,9 +46,9 @@ def main(argv=None) -> None:
     bench_env(work)
     with_bench_spark_conf(work)
     from jobs import pipeline
-    from jobs.lake import Lake
+    from jobs.lake.layout import Lake
     from jobs.policy import default_policy_path, load_policy
-    from jobs.runtime import get_spark
+    from jobs.runtime.spark import get_spark
 
     policy_path = str(default_policy_path())
     policy = load_policy(policy_path)

@@ -35,13 +35,13 @@ def main(argv=None) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="wasure-bench-pseudo-"))
     bench_env(work)
-    from jobs.keys import load_key
-    from jobs.lake import Lake, read_current
+    from jobs.runtime.keys import load_key
+    from jobs.lake.layout import Lake, read_current
     from jobs.policy import default_policy_path, load_policy
     from pyspark.sql import functions as F
 
     from jobs.pseudonymize import apply_rule31, drop_and_scrub, rule31_plan
-    from jobs.runtime import get_spark
+    from jobs.runtime.spark import get_spark
 
     policy = load_policy(default_policy_path())
     init_all_keys(policy)

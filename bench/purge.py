@@ -2,10 +2,10 @@
 
     .venv/bin/python -m bench.purge --subjects 5000 --events 20
 
-The statements are those of ``jobs.quarantine.physical_purge`` (REORG, then VACUUM with the
+The statements are those of ``jobs.lake.quarantine.physical_purge`` (REORG, then VACUUM with the
 retention check lifted for the call). Per round (>= 3): a fresh copy of the generated
 ``network_events`` table (untimed), a logical delete of ``--share`` of the subjects through
-``jobs.quarantine.delete_keys`` (the MERGE erasure and retention use; deletion vectors, untimed),
+``jobs.lake.quarantine.delete_keys`` (the MERGE erasure and retention use; deletion vectors, untimed),
 then REORG and VACUUM, timed separately. Reported per GB of the table and per GB rewritten.
 """
 from __future__ import annotations
@@ -34,10 +34,10 @@ def main(argv=None) -> None:
     bench_env(work)
     from pyspark.sql import functions as F
 
-    from jobs.lake import Lake, read_current, subject_bucket
+    from jobs.lake.layout import Lake, read_current, subject_bucket
     from jobs.policy import default_policy_path, load_policy
-    from jobs.quarantine import delete_keys
-    from jobs.runtime import get_spark
+    from jobs.lake.quarantine import delete_keys
+    from jobs.runtime.spark import get_spark
 
     policy = load_policy(default_policy_path())
     spark = get_spark("wasure-bench-purge")

@@ -421,7 +421,7 @@ def tables_scaling_section() -> list[str]:
         by_threads = r.get("by_threads") or {}
         if len(by_threads) > 1:
             out += ["", f"Side by side in this run (the nightlies interleaved per size): tables processed one at a time "
-                    f"(`WASURE_TABLE_THREADS=1`) and a few at a time (`jobs/concurrency.py`); the tables above are for "
+                    f"(`WASURE_TABLE_THREADS=1`) and a few at a time (`jobs/runtime/concurrency.py`); the tables above are for "
                     f"{p['threads'][-1]} threads.", "",
                     "| threads | " + " | ".join(f"nightly at {n} tables" for n in sizes)
                     + " | s per table per nightly | " + " | ".join(f"{st} s/table" for st in STEPS_SHOWN) + " |",
@@ -480,7 +480,7 @@ def tables_scaling_section() -> list[str]:
 
 def purge_section() -> list[str]:
     out = ["## 5. Physical purge (REORG ... APPLY (PURGE) + VACUUM)", "",
-           "The statements of `jobs.quarantine.physical_purge` on a fresh copy of the generated `network_events` "
+           "The statements of `jobs.lake.quarantine.physical_purge` on a fresh copy of the generated `network_events` "
            "table after a logical delete (deletion vectors) of 1% of the subjects, which touches every file; "
            "medians of 3.", "",
            "| rows | table | rewritten | REORG | VACUUM | total | s per table GB | s per rewritten GB | result |",

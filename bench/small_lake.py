@@ -1,10 +1,10 @@
 """The demo pipeline on its small lake, with queries sized to the lake or compiled as on a large one.
 
 `wasure demo`'s steps (retention dry run + run, pseudonymize, the erasure of two subjects,
-anonymize, statistics: ``jobs.demo.run_demo``) on a fresh copy of the generated demo-size lake
+anonymize, statistics: ``jobs.cli.demo.run_demo``) on a fresh copy of the generated demo-size lake
 (300 subjects x 20 events), in one process and one Spark session, side by side:
 
-- ``sized``: what wasure does (``jobs.runtime.size_queries_to``): below ``SMALL_LAKE_BYTES`` queries
+- ``sized``: what wasure does (``jobs.runtime.spark.size_queries_to``): below ``SMALL_LAKE_BYTES`` queries
   run interpreted (AQE, whole-stage code generation and the codegen factories off, 2 shuffle
   partitions);
 - ``compiled``: the same code with the threshold at 0, i.e. the session's own settings (AQE,
@@ -33,8 +33,8 @@ DEMO_STEPS = ["retention", "pseudonymize", "erasure", "anonymize", "statistics"]
 
 def run_demo_once(spark, policy, lake_dir: Path) -> dict:
     """One demo pipeline on ``lake_dir``: its steps' seconds and the Spark jobs it ran."""
-    from jobs.demo import run_demo
-    from jobs.lake import Lake
+    from jobs.cli.demo import run_demo
+    from jobs.lake.layout import Lake
 
     dag = spark.sparkContext._jsc.sc().dagScheduler()
     first_job = int(dag.numTotalJobs())      # job ids are allocated in order (bench/metrics.py)
@@ -54,7 +54,7 @@ def report_section(load, produced_by, missing, machine_line) -> list[str]:
     out = ["## 8. A small lake: `wasure demo`'s pipeline, queries sized to the lake or compiled", "",
            "The demo's steps on a fresh copy of its 300-subject lake per run, one process and one Spark session, "
            "sides alternating per round after an untimed warm-up: `sized` is what wasure does "
-           "(`jobs.runtime.size_queries_to`: below `SMALL_LAKE_BYTES` of lake tables, queries run interpreted: AQE, "
+           "(`jobs.runtime.spark.size_queries_to`: below `SMALL_LAKE_BYTES` of lake tables, queries run interpreted: AQE, "
            "whole-stage code generation and the codegen factories off, 2 shuffle partitions); `compiled` is the same "
            "code with the session's own settings, as every lake ran before.", ""]
     name = "small_lake_demo"
@@ -87,8 +87,8 @@ def main(argv=None) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="wasure-bench-small-lake-"))
     bench_env(work)
-    from jobs import runtime
-    from jobs.lake import Lake
+    from jobs.runtime import spark as runtime
+    from jobs.lake.layout import Lake
     from jobs.policy import load_policy
 
     policy = load_policy(str(EXAMPLE_POLICY))

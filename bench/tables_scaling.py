@@ -213,7 +213,7 @@ def main(argv=None) -> None:
     bench_env(work)
     with_bench_spark_conf(work)
     from jobs.policy import load_policy
-    from jobs.runtime import get_spark
+    from jobs.runtime.spark import get_spark
 
     base_policy = load_policy(str(EXAMPLE_POLICY))
     base_paths = {name: t.path for name, t in base_policy.tables.items()}
@@ -242,7 +242,7 @@ def main(argv=None) -> None:
         warm = one_run(sizes[0], f"warm-up {sizes[0]} tables")
         warmup = {"tables": sizes[0], "total_s": warm["total_s"],
                   "steps": {s: {"s": v["s"], "jobs": v["jobs"], "status": v["status"]} for s, v in warm["steps"].items()}}
-    from jobs.concurrency import table_threads
+    from jobs.runtime.concurrency import table_threads
 
     thread_counts = args.threads or [table_threads()]
     runs = []

@@ -172,7 +172,7 @@ def write_hadoop_conf(layout: Layout, p: dict[str, int]) -> None:
 
 
 def client_spark_confs() -> dict[str, str]:
-    """What a Spark client of this cluster adds to wasure's session confs (jobs/runtime.py reads
+    """What a Spark client of this cluster adds to wasure's session confs (jobs/runtime/spark.py reads
     the file via WASURE_SPARK_CONF): files it writes get replication 1 (the client picks it; the
     default 3 would leave every block under-replicated), executors sized for the 1-core workers, and
     parallelism sized for 2 cores: Spark's and Delta's defaults (200 shuffle partitions, 50 tasks per

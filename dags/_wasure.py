@@ -1,10 +1,10 @@
-"""Task builders shared by the wasure DAGs (no business logic: every step lives in jobs/pipeline.py).
+"""Task builders shared by the wasure DAGs (no business logic: every step lives in jobs/pipeline/).
 
 Two execution modes, chosen at parse time by ``WASURE_AIRFLOW_MODE`` (no DB access):
 
 - ``embedded`` (default): a step is a ``@task`` that calls ``jobs.pipeline.run_step`` in the worker
-  process (Spark ``local[*]`` via ``jobs.runtime``);
-- ``cluster``: a step is a ``SparkSubmitOperator`` that submits ``jobs/pipeline.py STEP ...`` (the same
+  process (Spark ``local[*]`` via ``jobs.runtime.spark``);
+- ``cluster``: a step is a ``SparkSubmitOperator`` that submits ``jobs/pipeline/submit.py STEP ...`` (the same
   step functions, as a spark-submit application) to the cluster of the Spark connection
   ``$WASURE_SPARK_CONN_ID`` (default ``spark_default``; the Variable ``wasure_spark_conn_id`` overrides it
   at run time), with ``--packages io.delta:delta-spark_4.2_2.13:4.4.0`` and extra Spark confs from
@@ -27,7 +27,7 @@ from airflow.sdk import Param, TriggerRule, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 MODES = ("embedded", "cluster")
-DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"     # = jobs.runtime.DELTA_PACKAGE (Maven Central)
+DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"     # = jobs.runtime.spark.DELTA_PACKAGE (Maven Central)
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 # The run's business date: the `as_of` param when given, else the run's logical date (manual runs
@@ -83,7 +83,7 @@ def options_template(options: dict[str, str] | None) -> str:
 def run_embedded(step: str, rendered: dict[str, str], extra: dict[str, Any] | None = None) -> dict:
     """Run one pipeline step in this process; map wasure errors onto Airflow outcomes."""
     from jobs import pipeline
-    from jobs.console import CheckFailed, InputError
+    from jobs.runtime.console import CheckFailed, InputError
 
     options = json.loads(rendered.get("options") or "{}")
     options.update(extra or {})
@@ -158,15 +158,15 @@ class WasureSparkSubmitOperator(SparkSubmitOperator):
 
 
 def spark_application() -> str:
-    """The spark-submit application: jobs/pipeline.py of this checkout, or $WASURE_SPARK_APPLICATION
+    """The spark-submit application: jobs/pipeline/submit.py of this checkout, or $WASURE_SPARK_APPLICATION
     (e.g. the same file on cluster storage)."""
     if os.environ.get("WASURE_SPARK_APPLICATION"):
         return os.environ["WASURE_SPARK_APPLICATION"]
     import importlib.util
 
-    spec = importlib.util.find_spec("jobs.pipeline")
+    spec = importlib.util.find_spec("jobs.pipeline.submit")
     if spec is None or spec.origin is None:
-        raise ImportError("jobs.pipeline is not importable: install wasure (pip install -e .) or set WASURE_SPARK_APPLICATION")
+        raise ImportError("jobs.pipeline.submit is not importable: install wasure (pip install -e .) or set WASURE_SPARK_APPLICATION")
     return spec.origin
 
 
@@ -234,7 +234,7 @@ def light_task(func, *, task_id: str, trigger_rule: str = TriggerRule.ALL_SUCCES
 
     @task(task_id=task_id, trigger_rule=trigger_rule, doc_md=doc_md, retries=0)
     def light(**context):
-        from jobs.console import CheckFailed, InputError
+        from jobs.runtime.console import CheckFailed, InputError
 
         try:
             return func(context)

@@ -30,7 +30,7 @@ def _validate(context) -> dict:
 def _receipt(context) -> dict:
     import json
 
-    from jobs.storage import files_for
+    from jobs.lake.storage import files_for
 
     checked = context["ti"].xcom_pull(task_ids="validate_request")
     receipt = json.loads(files_for(checked["receipt"]).read_text(checked["receipt"]))

@@ -32,12 +32,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from anonymizers.checkdigits import luhn_valid
-from jobs.backup_ledger import ledger_key, subject_hash
-from jobs.console import InputError
+from jobs.lake.backup_ledger import ledger_key, subject_hash
+from jobs.runtime.console import InputError
 from jobs.erasure import check_request_id, check_subject_ids
-from jobs.storage import join
-from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, check_lake, is_delta, read_current, subject_bucket
-from jobs.lease import with_lease
+from jobs.lake.storage import join
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, check_lake, is_delta, read_current, subject_bucket
+from jobs.lake.lease import with_lease
 from jobs.policy import ColumnClass, Policy
 
 FORMATS = ("json", "csv", "html")
@@ -133,7 +133,7 @@ def subject_rows(spark: SparkSession, policy: Policy, lake: Lake, subject: str) 
 
 
 def holds_of(spark: SparkSession, policy: Policy, lake: Lake, subject: str, as_of: dt.date) -> list[dict]:
-    from jobs.subjects import Registers
+    from jobs.lake.subjects import Registers
 
     held = Registers(spark, policy, lake).holds(as_of).where(F.col("subject").isNull() | (F.col("subject") == subject))
     out = {}

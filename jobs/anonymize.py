@@ -31,13 +31,13 @@ from anonymizers.mondrian import AnonymizationError, mondrian_anonymize
 from anonymizers.privacy_models import DistinctLDiversity
 from anonymizers.risk import risk_report
 from anonymizers.utility import utility_report
-from jobs.console import CheckFailed, InputError
-from jobs.lake import Lake, check_lake, read_current, with_registers
-from jobs.lease import with_lease
+from jobs.runtime.console import CheckFailed, InputError
+from jobs.lake.layout import Lake, check_lake, read_current, with_registers
+from jobs.lake.lease import with_lease
 from jobs.policy import ColumnClass, Policy, Release
-from jobs.storage import join, parent_of
-from jobs.subjects import Registers
-from jobs.table import LakeTable
+from jobs.lake.storage import join, parent_of
+from jobs.lake.subjects import Registers
+from jobs.lake.table import LakeTable
 
 STATEMENT_JA = "本データは、個人情報の保護に関する法律に基づく匿名加工情報です。特定の個人を識別することはできず、作成に用いた個人情報を復元することもできません。"
 STATEMENT_EN = ("This dataset is anonymously processed information (匿名加工情報) under the Act on the "
@@ -241,7 +241,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.da
     files, folder = lake.files, parent_of(final)
     files.write_text(join(folder, "manifest.json"), json.dumps(doc, ensure_ascii=False, indent=2))
     files.write_text(join(folder, "manifest.md"), manifest_markdown(doc))
-    from jobs.catalog import register_release
+    from jobs.lake.catalog import register_release
 
     table_name = register_release(spark, lake, name)
     return {"release": name, "rows": rows, "suppressed": total - rows, "metrics": metrics, "table": table_name,
@@ -270,7 +270,7 @@ def _gate(spark, policy: Policy, lake: Lake, name: str, release: Release, qis: l
 
 
 def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:
-    from jobs.console import summary_table
+    from jobs.runtime.console import summary_table
 
     results = [run(spark, policy, lake, name) for name in policy.releases]
     summary_table("anonymized releases (匿名加工情報)", ["release", "table", "rows", "suppressed", "GCP", "max risk", "manifest"],

@@ -4,15 +4,15 @@
     <root>/backups/YYYY-MM-DD/_manifest.json    written last: a backup without it is incomplete
     <root>/state/deletion_ledger                 keyed hashes of erased subjects and the backups holding them
 
-Beside this job: jobs/backup_catalog.py (which backups exist), jobs/backup_crypto.py (their
-encryption and keys), jobs/backup_ledger.py (the deletion ledger).
+Beside this job: jobs/lake/backup_catalog.py (which backups exist), jobs/lake/backup_crypto.py (their
+encryption and keys), jobs/lake/backup_ledger.py (the deletion ledger).
 
 A backup is a *read + write* of each table's current version (a deep-clone-like copy), not a copy of
 the table directory: the directory also holds superseded Parquet files, deletion vectors and
 `_delta_log` history, i.e. rows that were already erased. Written with the lake's layout (region /
 subject-bucket partitions) into a temporary directory renamed into place when complete; encrypted
 (Parquet modular encryption) under a key of its own kept in the key store outside the lake, the
-manifest naming the key id only, and with no min/max statistics in its log (jobs/backup_crypto.py,
+manifest naming the key id only, and with no min/max statistics in its log (jobs/lake/backup_crypto.py,
 docs/backups.md). Every read of a backup sets its key for that read only.
 
 Backups are kept `policy.defaults.backup_retention_days` days (a backup of day D expires on
@@ -38,19 +38,19 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.backup_catalog import MANIFEST, backup_dir, expires_on, list_backups, read_manifest
-from jobs.backup_crypto import (
+from jobs.lake.backup_catalog import MANIFEST, backup_dir, expires_on, list_backups, read_manifest
+from jobs.lake.backup_crypto import (
     ENCRYPTION, backup_keys, check_destroyable, create_backup_key, destroy_key, load_backup_key, marked_key_id,
     require_kms, write_backup_table, write_key_marker,
 )
-from jobs.backup_ledger import hash_column, ledger_key, read_ledger, sync_ledger
-from jobs.console import CheckFailed, InputError
-from jobs.erasure.holds import HoldBook
-from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, is_delta, read_current, write_policy_table
-from jobs.lease import with_lease
+from jobs.lake.backup_ledger import hash_column, ledger_key, read_ledger, sync_ledger
+from jobs.runtime.console import CheckFailed, InputError
+from jobs.lake.holds import HoldBook
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, check_lake, is_delta, read_current, write_policy_table
+from jobs.lake.lease import with_lease
 from jobs.policy import Policy, Table
-from jobs.storage import join
-from jobs.table import LakeTable
+from jobs.lake.storage import join
+from jobs.lake.table import LakeTable
 
 STATE = "erasure_state"          # written by jobs.erasure; read here for requests in flight
 OPEN_STATES = ("received", "retained_copy", "deleted")   # not in the deletion ledger yet

@@ -29,16 +29,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from anonymizers.registry import get_operator
-from jobs.console import CheckFailed, InputError
-from jobs.keys import load_purpose_keys
-from jobs.concurrency import for_each_table
-from jobs.lake import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, table_version
-from jobs.lease import with_lease
-from jobs.lineage import KEY_ID_COLUMN, retained_path, retained_purpose
+from jobs.runtime.console import CheckFailed, InputError
+from jobs.runtime.keys import load_purpose_keys
+from jobs.runtime.concurrency import for_each_table
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, table_version
+from jobs.lake.lease import with_lease
+from jobs.lake.lineage import KEY_ID_COLUMN, retained_path, retained_purpose
 from jobs.policy import PSEUDONYMIZED_FORBIDDEN, PSEUDONYMIZED_OPERATORS, TREATMENTS, ColumnClass, Policy, Table
-from jobs.storage import join
-from jobs.subjects import Registers
-from jobs.table import LakeTable
+from jobs.lake.storage import join
+from jobs.lake.subjects import Registers
+from jobs.lake.table import LakeTable
 
 # The layout of what a run writes, part of every skip check: outputs of an older layout are rewritten
 # once by the next run (2: tables without deletion vectors, readable by delta-rs; 3: 128-bit base64url
@@ -220,7 +220,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
     outputs: list[DataFrame] = []     # persisted outputs, released when the run ends
 
     def stage(item: tuple[str, Table, dict, str, bytes, str]) -> tuple:
-        """Build and persist one table's 仮名加工情報 (several tables at once: jobs.concurrency).
+        """Build and persist one table's 仮名加工情報 (several tables at once: jobs.runtime.concurrency).
         Persisted once, the gate, the checks after it and the publish all read the same rows; the
         rows are deterministic (HMAC pseudonyms), so a recomputed lost block is the same too."""
         name, table, inputs, purpose, key, key_id = item

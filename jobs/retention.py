@@ -12,7 +12,7 @@ Each table changes in ONE Delta transaction (a MERGE ... WHEN MATCHED THEN DELET
 subject and its bucket, so only the files that hold expired subjects are touched). The commit
 carries the run's bookkeeping (no personal value) in its userMetadata, so the audit rows and the
 quarantine ledger can always be rebuilt from the table history: a run killed between any two steps
-finishes correctly when run again (jobs/quarantine.py). After the grace period, the physical purge
+finishes correctly when run again (jobs/lake/quarantine.py). After the grace period, the physical purge
 rewrites the files with deleted rows and VACUUMs the superseded ones.
 """
 from __future__ import annotations
@@ -25,14 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.console import CheckFailed, InputError
-from jobs.concurrency import for_each_table
-from jobs.lake import SUBJECT_BUCKET, Lake, append_rows, check_lake, read_current, rows_of_keys, table_version
-from jobs.lease import with_lease
-from jobs.quarantine import AUDIT_SCHEMA, commit_metadata, delete_keys, physical_purge, reconcile
+from jobs.runtime.console import CheckFailed, InputError
+from jobs.runtime.concurrency import for_each_table
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, check_lake, read_current, rows_of_keys, table_version
+from jobs.lake.lease import with_lease
+from jobs.lake.quarantine import AUDIT_SCHEMA, commit_metadata, delete_keys, physical_purge, reconcile
 from jobs.policy import Policy
-from jobs.storage import join
-from jobs.subjects import Registers
+from jobs.lake.storage import join
+from jobs.lake.subjects import Registers
 
 JOB = "retention"
 AVAILABLE_ACTIONS = {"delete", "pseudonymize", "anonymize"}
@@ -264,7 +264,7 @@ def _check_keep_actions(policy: Policy, lake: Lake, plans: list[TablePlan]) -> N
     for plan in plans:
         table = policy.tables[plan.table]
         if plan.action == "pseudonymize":
-            from jobs.lineage import retained_purpose
+            from jobs.lake.lineage import retained_purpose
 
             purposes.add(retained_purpose(table))
         elif plan.action == "anonymize":
@@ -272,7 +272,7 @@ def _check_keep_actions(policy: Policy, lake: Lake, plans: list[TablePlan]) -> N
 
             check_release(policy, table.retention.release)
     if purposes:
-        from jobs.keys import load_purpose_keys
+        from jobs.runtime.keys import load_purpose_keys
 
         load_purpose_keys(policy, sorted(purposes), lake)
 

@@ -11,7 +11,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 @pytest.fixture(scope="session")
 def spark():
-    from jobs.runtime import get_spark
+    from jobs.runtime.spark import get_spark
 
     session = get_spark("wasure-tests")
     yield session
@@ -32,7 +32,7 @@ def policy():
 def generated_lake(spark, policy, tmp_path_factory):
     """A small generated lake shared read-only by many tests (copy it before mutating: lake_copy)."""
     from jobs.generate import GenerateOptions, generate_lake
-    from jobs.lake import Lake
+    from jobs.lake.layout import Lake
 
     lake = Lake.at(tmp_path_factory.mktemp("lake") / "lake")
     counts = generate_lake(spark, policy, lake, GenerateOptions(subjects=400, events_per_subject=10))
@@ -45,7 +45,7 @@ def lake_copy(generated_lake, tmp_path):
     """A private copy of the generated lake for tests that change it (Delta logs use relative paths)."""
     import shutil
 
-    from jobs.lake import Lake
+    from jobs.lake.layout import Lake
 
     target = tmp_path / "lake"
     shutil.copytree(generated_lake.root, target)
@@ -55,7 +55,7 @@ def lake_copy(generated_lake, tmp_path):
 @pytest.fixture(scope="session")
 def keys_env(tmp_path_factory, policy):
     """A key file (mode 0600) outside every lake, with a key for each purpose and the ledger."""
-    from jobs.keys import init_keys
+    from jobs.runtime.keys import init_keys
 
     path = tmp_path_factory.mktemp("keys") / "keys.json"
     old = os.environ.get("WASURE_KEYS")

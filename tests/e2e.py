@@ -47,7 +47,7 @@ def write_e2e_policy(directory: Path, tables: tuple[str, ...] = E2E_TABLES, rele
 @contextlib.contextmanager
 def keys_file(policy, path: Path):
     """$WASURE_KEYS -> a fresh key file holding every key the policy names (restored afterwards)."""
-    from jobs.keys import init_keys
+    from jobs.runtime.keys import init_keys
 
     old = os.environ.get("WASURE_KEYS")
     os.environ["WASURE_KEYS"] = str(path)
@@ -64,7 +64,7 @@ def keys_file(policy, path: Path):
 def write_small_lake(spark, policy, lake, subjects: int = 60, events_per_subject: int = 4):
     """``subjects`` subjects, the policy's tables, built by the generator's table builders."""
     from jobs import generate
-    from jobs.lake import write_policy_table
+    from jobs.lake.layout import write_policy_table
     from jobs.policy import check_table_schema
 
     options = generate.GenerateOptions(subjects=subjects, events_per_subject=events_per_subject)

@@ -33,7 +33,7 @@ def _invoke(lake, *args):
 def exported(generated_lake, keys_env, tmp_path_factory):
     import shutil
 
-    from jobs.lake import Lake
+    from jobs.lake.layout import Lake
 
     lake = Lake.at(tmp_path_factory.mktemp("access") / "lake")
     shutil.copytree(generated_lake.root, lake.root)
@@ -84,7 +84,7 @@ def test_csv_html_and_schema_are_written_outside_the_lake(exported, policy):
 
 
 def test_the_lake_keeps_counts_only(exported, spark):
-    from jobs.lake import read_current
+    from jobs.lake.layout import read_current
 
     lake = exported["lake"]
     receipt = (lake.root / "receipts" / "access-export-1.json").read_text()

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from anonymizers.privacy_models import check_distinct_l_diversity, check_k_anonymity
 from jobs.anonymize import _gate, run
-from jobs.lake import read_current
+from jobs.lake.layout import read_current
 
 AS_OF = dt.date(2026, 11, 22)
 
@@ -19,7 +19,7 @@ AS_OF = dt.date(2026, 11, 22)
 def release(spark, policy, generated_lake, tmp_path_factory):
     import shutil
 
-    from jobs.lake import Lake
+    from jobs.lake.layout import Lake
 
     lake = Lake.at(tmp_path_factory.mktemp("anon") / "lake")
     shutil.copytree(generated_lake.root, lake.root)
@@ -128,8 +128,8 @@ def test_data_the_hierarchy_does_not_cover_fails_the_release_naming_counts_only(
     (exit 1) with a count and the column, not the value, and nothing is published."""
     import shutil
 
-    from jobs.console import CheckFailed
-    from jobs.lake import Lake
+    from jobs.runtime.console import CheckFailed
+    from jobs.lake.layout import Lake
 
     lake = Lake.at(tmp_path / "lake")
     shutil.copytree(generated_lake.root, lake.root)

@@ -1,4 +1,4 @@
-"""Encrypted backups (jobs/backup_crypto.py, docs/backups.md) on a copy of the generated lake, real Spark + Delta.
+"""Encrypted backups (jobs/lake/backup_crypto.py, docs/backups.md) on a copy of the generated lake, real Spark + Delta.
 
 One module fixture takes a backup after an attempt killed half-way; the tests read its files with
 pyarrow (refused: encrypted) and as bytes (no personal value of the lake anywhere, log and manifest
@@ -20,10 +20,10 @@ from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from jobs import backup as backups
-from jobs import backup_crypto, backup_ledger
-from jobs.console import InputError
-from jobs.keys import create_key, delete_key, init_keys, load_key
-from jobs.lake import Lake, read_current
+from jobs.lake import backup_crypto, backup_ledger
+from jobs.runtime.console import InputError
+from jobs.runtime.keys import create_key, delete_key, init_keys, load_key
+from jobs.lake.layout import Lake, read_current
 from jobs.policy import ColumnClass
 
 from conftest import EXAMPLE_POLICY
@@ -57,7 +57,7 @@ def _key_ids(key_file: Path) -> set[str]:
 
 
 def _snapshot(root: Path) -> dict:
-    """Every file and its mtime, less the lake lease (jobs/lease.py: a lock, not data)."""
+    """Every file and its mtime, less the lake lease (jobs/lake/lease.py: a lock, not data)."""
     return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.name != "_wasure_lease"}
 
 
@@ -188,7 +188,7 @@ def test_spark_reads_a_backup_only_inside_reading_backups(spark, policy, backed_
 def test_the_value_scan_reads_encrypted_backups_inside_reading_backups(spark, policy, backed_up, generated_lake):
     """The erasure's verification scans read every Parquet file under the lake, other backups
     included: with the backups' keys set (reading_backups) they find values in them as before."""
-    from jobs.verify import identifier_values, scan_for_values
+    from jobs.lake.residue import identifier_values, scan_for_values
 
     accounts = read_current(spark, generated_lake.table_path(policy.tables["accounts"]))
     values = identifier_values(accounts.orderBy("account_id").limit(5), ["email"])
@@ -247,7 +247,7 @@ def test_expiry_destroys_the_key_first_then_restore_exits_2(spark, policy, backe
     args = ["--policy", EXAMPLE_POLICY, "--lake", str(lake.root)]
     expiry = (backups.expires_on(policy, DAY)).isoformat()
     # Killed while deleting the files: the key is already gone, what is left cannot be read.
-    from jobs.storage import LocalFiles
+    from jobs.lake.storage import LocalFiles
 
     real_delete = LocalFiles.delete
 

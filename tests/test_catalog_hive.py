@@ -7,16 +7,16 @@ import textwrap
 
 REGISTER = textwrap.dedent("""
     import sys
-    from jobs.catalog import register_release
-    from jobs.lake import Lake
-    from jobs.runtime import get_spark
+    from jobs.lake.catalog import register_release
+    from jobs.lake.layout import Lake
+    from jobs.runtime.spark import get_spark
     spark = get_spark("catalog-test")
     lake = Lake.at(sys.argv[1])
     spark.createDataFrame([("20-24", "F", 3)], "age string, gender string, n int").write.format("delta").save(lake.anonymized("r1", "data"))
     print(register_release(spark, lake, "r1"))
 """)
 READ = textwrap.dedent("""
-    from jobs.runtime import get_spark
+    from jobs.runtime.spark import get_spark
     spark = get_spark("catalog-test-reader")
     print(spark.conf.get("spark.sql.catalogImplementation"), spark.table("anonymized.r1_data").count(),
           sorted(t.name for t in spark.catalog.listTables("anonymized")))
@@ -41,7 +41,7 @@ def test_hive_catalog_persists_releases_across_processes(tmp_path):
 def test_unknown_catalog_choice_is_refused(monkeypatch):
     import pytest
 
-    from jobs.runtime import SparkSetupError, session_confs
+    from jobs.runtime.spark import SparkSetupError, session_confs
 
     monkeypatch.setenv("WASURE_CATALOG", "glue")
     with pytest.raises(SparkSetupError, match="WASURE_CATALOG"):

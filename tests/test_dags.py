@@ -144,7 +144,7 @@ def test_cluster_mode_renders_spark_submit_command(monkeypatch):
     confs = {command[i + 1] for i, part in enumerate(command) if part == "--conf"}
     assert {"spark.executor.memory=2g", "spark.executor.cores=2", "spark.app.name=wasure-retention"} <= confs
     assert command[command.index("--name") + 1] == "wasure-retention"
-    app = command.index(str(REPO / "jobs" / "pipeline.py"))
+    app = command.index(str(REPO / "jobs" / "pipeline" / "submit.py"))
     assert command[app + 1:] == ["retention", "--policy", "/srv/wasure/policy.yaml", "--lake", "/data/lake",
                                  "--date", "2026-11-22", "--options", '{"force": false}']
     # The application understands exactly these arguments.
@@ -190,7 +190,7 @@ def test_a_job_that_is_not_deployed_is_skipped_visibly(monkeypatch):
     from dags import _wasure
 
     monkeypatch.setitem(pipeline.STEP_MODULES, "anonymize", "anonymize_not_deployed")
-    with pytest.raises(AirflowSkipException, match=r"jobs/anonymize_not_deployed\.py is not part of this deployment"):
+    with pytest.raises(AirflowSkipException, match=r"jobs\.anonymize_not_deployed is not part of this deployment"):
         _wasure.run_embedded("anonymize", {"policy": POLICY, "lake": "/nonexistent", "run_date": "2026-11-22", "options": "{}"})
     assert pipeline.main(["anonymize", "--policy", POLICY, "--lake", "/nonexistent"]) == pipeline.EXIT_UNAVAILABLE
     monkeypatch.setenv("WASURE_AIRFLOW_MODE", "cluster")
@@ -238,13 +238,13 @@ def keys_env(e2e_policy, tmp_path_factory):
 @pytest.fixture(scope="module")
 def small_lake(spark, e2e_policy, keys_env, tmp_path_factory):
     """60 subjects, 4 events each, the three tables of the e2e policy (generator's table builders)."""
-    from jobs.lake import Lake
+    from jobs.lake.layout import Lake
 
     return write_small_lake(spark, e2e_policy, Lake.at(tmp_path_factory.mktemp("dag-lake") / "lake"))
 
 
 def _versions(spark, policy, lake) -> dict[str, int]:
-    from jobs.lake import table_version
+    from jobs.lake.layout import table_version
 
     return {n: table_version(spark, lake.table_path(t)) for n, t in policy.tables.items()}
 
@@ -306,7 +306,7 @@ def closure_ids(spark, e2e_policy, small_lake, nightly):
     policy = e2e_policy
     from pyspark.sql import functions as F
 
-    from jobs.lake import read_current
+    from jobs.lake.layout import read_current
 
     accounts = read_current(spark, small_lake.table_path(policy.tables["accounts"]))
     return sorted(r.account_id for r in accounts.where(F.col("account_id") != "A000000007")
@@ -349,7 +349,7 @@ def closure(dagbag, airflow_db, spark, e2e_policy, small_lake, closure_ids):
 def test_closure_erases_and_returns_the_receipt_path(closure, spark, e2e_policy, small_lake, closure_ids):
     from pyspark.sql import functions as F
 
-    from jobs.lake import read_current
+    from jobs.lake.layout import read_current
 
     states, values, run_state = closure["result"]
     assert states == {"validate_request": "success", "erase": "success", "receipt": "success"}, states
@@ -403,7 +403,7 @@ def test_access_request_exports_outside_the_lake(dagbag, airflow_db, spark, e2e_
     from airflow.sdk.exceptions import ParamValidationError
     from pyspark.sql import functions as F
 
-    from jobs.lake import read_current
+    from jobs.lake.layout import read_current
 
     dag = dagbag.dags["wasure_access_request"]
     assert dag.timetable.can_be_scheduled is False

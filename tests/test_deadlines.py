@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs import erasure
-from jobs.lake import read_current
+from jobs.lake.layout import read_current
 
 from conftest import EXAMPLE_POLICY
 

@@ -20,11 +20,11 @@ from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from jobs import backup as backups
-from jobs import backup_ledger
+from jobs.lake import backup_ledger
 from jobs import erasure
-from jobs.lake import Lake, read_current
+from jobs.lake.layout import Lake, read_current
 from jobs.policy import parse_policy
-from jobs.verify import identifier_values, scan_for_values
+from jobs.lake.residue import identifier_values, scan_for_values
 
 from conftest import EXAMPLE_POLICY
 
@@ -48,7 +48,7 @@ def _policy_data() -> dict:
 
 @pytest.fixture(scope="module")
 def keys_env(tmp_path_factory):
-    from jobs.keys import init_keys
+    from jobs.runtime.keys import init_keys
 
     path = tmp_path_factory.mktemp("keys") / "keys.json"
     old = os.environ.get("WASURE_KEYS")
@@ -376,7 +376,7 @@ def test_backup_expiry_ends_the_quarantine(after):
 # ------------------------------------------------------------------ bad input
 
 def _snapshot(root: Path) -> dict:
-    """Every file and its mtime, less the lake lease (jobs/lease.py: a lock, not data)."""
+    """Every file and its mtime, less the lake lease (jobs/lake/lease.py: a lock, not data)."""
     return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.name != "_wasure_lease"}
 
 
@@ -403,7 +403,7 @@ def test_a_resumed_request_without_its_purpose_key_stops_before_any_write(spark,
     """An account closure killed after `received` keeps 仮名加工情報 when it resumes: without the
     purpose's key the resumed run fails at once, before it writes anything for the new request
     that came with it (a GDPR request, which needs no purpose key itself)."""
-    from jobs.console import InputError
+    from jobs.runtime.console import InputError
 
     policy = parse_policy(_policy_data())
 
@@ -467,7 +467,7 @@ def test_bad_subject_option_exit_2(lake_copy):
 
 
 def test_nightly_gate_catches_an_erased_subject_brought_back(spark, erased, after, tmp_path):
-    from jobs.console import CheckFailed
+    from jobs.runtime.console import CheckFailed
     from jobs.pipeline import gates
 
     policy = erased["policy"]
@@ -495,7 +495,7 @@ def test_nightly_gate_catches_an_erased_subject_brought_back(spark, erased, afte
 def test_cell_tokens_are_the_cell_and_its_split_tokens(spark):
     """The scans' shortcut (a cell of token characters is its own only token) gives exactly the
     cell plus the regex split's tokens: full-width forms, separators, empty and null cells."""
-    from jobs.verify import FULL_WIDTH, HALF_WIDTH, TOKEN_SPLIT, cell_tokens
+    from jobs.lake.residue import FULL_WIDTH, HALF_WIDTH, TOKEN_SPLIT, cell_tokens
 
     cells = ["taro.yamada+x@example.jp", "ＴＡＲＯ＠ｅｘａｍｐｌｅ．ｊｐ", "０９０－１２３４－５６７８", "090-1234-5678",
              "山田 太郎 090-1234", "a,b;c", "ssid home 5G", "", " ", "ＡＢＣ１２３", "x＠y.jp", None]

@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 
 from jobs import erasure
 from jobs.generate import GenerateOptions, generate_lake, subject_id
-from jobs.lake import Lake, read_current
+from jobs.lake.layout import Lake, read_current
 
 AS_OF = dt.date(2026, 11, 22)
 SUBJECTS = [subject_id(i) for i in range(1000, 2000)]

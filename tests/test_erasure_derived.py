@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from jobs import erasure, pseudonymize
-from jobs.lake import Lake, read_current, write_policy_table
+from jobs.lake.layout import Lake, read_current, write_policy_table
 from jobs.policy import parse_policy
 
 from conftest import EXAMPLE_POLICY
@@ -204,9 +204,9 @@ def test_register_changes_reach_the_next_pseudonymize_run(spark, derived):
 
 
 def test_a_copy_written_under_a_rotated_key_is_searched_under_that_key(spark, tmp_path):
-    """Retained and quarantined copies keep the key id of their day (jobs.lineage.copy_key_ids):
+    """Retained and quarantined copies keep the key id of their day (jobs.lake.lineage.copy_key_ids):
     erasure looks the subject up under every key id a copy carries, not only the current one."""
-    from jobs.lineage import DerivedCopy, copy_key_ids
+    from jobs.lake.lineage import DerivedCopy, copy_key_ids
 
     lake = Lake.at(tmp_path / "lake")
     path = lake.root / "pseudonymized" / "service" / "retained" / "accounts"

@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 
 from anonymizers.checkdigits import licence_valid, luhn_valid, my_number_valid, passport_valid
 from jobs.generate import GenerateOptions, accounts, build_pools, network_events
-from jobs.lake import is_delta, read_current
+from jobs.lake.layout import is_delta, read_current
 
 
 def _sample(df, key, n=50):

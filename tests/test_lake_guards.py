@@ -12,8 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from jobs.lake import SchemaDrift, read_current
-from jobs.lease import LakeBusy, holder, lake_lease
+from jobs.lake.layout import SchemaDrift, read_current
+from jobs.lake.lease import LakeBusy, holder, lake_lease
 from jobs.policy import parse_policy
 
 from conftest import EXAMPLE_POLICY
@@ -75,7 +75,7 @@ def test_every_job_refuses_a_lake_that_drifted_from_the_policy(spark, generated_
 
 HOLD = """
 import sys, time
-from jobs.lease import lake_lease
+from jobs.lake.lease import lake_lease
 with lake_lease(sys.argv[1], "physical purge"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

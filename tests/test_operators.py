@@ -321,7 +321,7 @@ def test_keyed_hash_columns_equal_the_ledger_hashes(spark, engine):
     """The Spark columns the gates and the erasure scan hash with (deletion ledger subject hashes,
     residue value hashes) are the plain-Python HMACs, whatever engine runs them; auto picks the JVM."""
     from anonymizers.pseudonym import keyed_hash
-    from jobs.backup_ledger import hash_column, subject_hash
+    from jobs.lake.backup_ledger import hash_column, subject_hash
     from jobs.erasure import value_hash_column, value_hash
 
     values = [v for v in EDGE_VALUES if v is not None] + ["山田 太郎", "12345", "a\u0000b"]

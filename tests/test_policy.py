@@ -157,7 +157,7 @@ def test_release_cannot_include_a_linking_code(tmp_path):
 
 @pytest.mark.parametrize("step", ["retention", "pseudonymize", "anonymize", "statistics", "closure", "backup"])
 def test_spark_submit_entry_point_exits_2_on_an_invalid_policy(tmp_path, step):
-    """`jobs/pipeline.py STEP` is what spark-submit runs (the DAGs in cluster mode): an invalid policy
+    """`jobs/pipeline/submit.py STEP` is what spark-submit runs (the DAGs in cluster mode): an invalid policy
     is exit 2 with the key path on stderr, no traceback, before Spark starts or anything is written."""
     import os
     import subprocess
@@ -169,7 +169,7 @@ def test_spark_submit_entry_point_exits_2_on_an_invalid_policy(tmp_path, step):
     bad.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     lake = tmp_path / "lake"
     repo = Path(__file__).resolve().parent.parent
-    args = [sys.executable, str(repo / "jobs" / "pipeline.py"), step, "--policy", str(bad), "--lake", str(lake)]
+    args = [sys.executable, str(repo / "jobs" / "pipeline" / "submit.py"), step, "--policy", str(bad), "--lake", str(lake)]
     env = {**os.environ, "WASURE_ERASE_SUBJECTS": "A000000001"}          # the closure's ids, as the DAG passes them
     result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=repo, env=env)
     assert result.returncode == 2, result.stderr
@@ -348,7 +348,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_the_subject_key_of_a_purpose_table_cannot_be_dropped():
-    """Erasure finds a subject's 仮名加工情報 by the pseudonym of the subject key (jobs/lineage.py)."""
+    """Erasure finds a subject's 仮名加工情報 by the pseudonym of the subject key (jobs/lake/lineage.py)."""
     data = copy.deepcopy(BASE)
     data["tables"]["devices"]["columns"]["account_id"] = {"class": "linking_code", "treatment": "drop"}
     with pytest.raises(PolicyError) as info:

@@ -11,11 +11,11 @@ from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.console import CheckFailed
-from jobs.lake import read_current
+from jobs.runtime.console import CheckFailed
+from jobs.lake.layout import read_current
 from jobs.policy import ColumnClass, parse_policy
 from jobs.pseudonymize import rule31_plan, run
-from jobs.verify import scan_for_values
+from jobs.lake.residue import scan_for_values
 
 from conftest import EXAMPLE_POLICY
 
@@ -26,7 +26,7 @@ BASE = yaml.safe_load(open(EXAMPLE_POLICY))
 def published(spark, generated_lake, keys_env, tmp_path_factory):
     import shutil
 
-    from jobs.lake import Lake
+    from jobs.lake.layout import Lake
 
     policy = parse_policy(copy.deepcopy(BASE), "test-policy.yaml")
     lake = Lake.at(tmp_path_factory.mktemp("pseudo") / "lake")
@@ -108,7 +108,7 @@ def test_keys_never_reach_the_lake(spark, published, keys_env):
 
 
 def test_key_rotation_repseudonymizes_the_purpose(spark, published, keys_env):
-    from jobs.keys import init_keys
+    from jobs.runtime.keys import init_keys
 
     data = copy.deepcopy(BASE)
     data["purposes"]["service"]["key_id"] = "svc-2026-12"

@@ -18,7 +18,7 @@ READING = Path(__file__).resolve().parent.parent / "docs" / "reading.md"
 @pytest.fixture(scope="module")
 def published(spark, policy, generated_lake, keys_env, tmp_path_factory):
     from jobs import anonymize, pseudonymize, statistics
-    from jobs.lake import Lake
+    from jobs.lake.layout import Lake
 
     lake = Lake.at(tmp_path_factory.mktemp("reading") / "lake")
     shutil.copytree(generated_lake.root, lake.root)

@@ -8,12 +8,12 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from jobs.console import CheckFailed, InputError
-from jobs.lake import Lake, read_current
+from jobs.runtime.console import CheckFailed, InputError
+from jobs.lake.layout import Lake, read_current
 from jobs.policy import parse_policy
-from jobs.lake import table_version
+from jobs.lake.layout import table_version
 from jobs.retention import run
-from jobs.verify import identifier_values, scan_for_values
+from jobs.lake.residue import identifier_values, scan_for_values
 
 from conftest import EXAMPLE_POLICY
 
@@ -235,7 +235,7 @@ def test_gate_is_a_great_expectations_suite_that_catches_expired_rows(spark, ret
 
     from expectations.gates import run_gate
     from jobs.retention import gate_checks
-    from jobs.subjects import Registers
+    from jobs.lake.subjects import Registers
 
     assert Path(retention_run["report"].docs).is_file()       # Data Docs of the run's gate
     policy = retention_run["policy"]

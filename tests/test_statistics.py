@@ -14,8 +14,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.console import CheckFailed, InputError
-from jobs.lake import Lake, is_delta, read_current
+from jobs.runtime.console import CheckFailed, InputError
+from jobs.lake.layout import Lake, is_delta, read_current
 from jobs.policy import parse_policy
 from jobs import statistics as stats
 
@@ -368,7 +368,7 @@ def test_dp_budget_is_policy_driven_and_options_only_tighten_via_cli(spark, tiny
     import yaml
     from typer.testing import CliRunner
 
-    import jobs.cli_statistics  # noqa: F401 - registers the command
+    import jobs.cli.statistics  # noqa: F401 - registers the command
     from jobs.cli import app
 
     runner = CliRunner()

@@ -1,11 +1,11 @@
-"""The lake's file layer (jobs/storage.py) and table handle (jobs/table.py): both backends answer
+"""The lake's file layer (jobs/lake/storage.py) and table handle (jobs/lake/table.py): both backends answer
 alike, so a lake on hdfs:// behaves as a local one (the HDFS run itself is in tests/cluster)."""
 import pytest
 
-from jobs.console import InputError
-from jobs.lake import Lake
-from jobs.storage import HadoopFiles, LocalFiles, check_reachable, join, normalize, relative
-from jobs.table import LakeTable
+from jobs.runtime.console import InputError
+from jobs.lake.layout import Lake
+from jobs.lake.storage import HadoopFiles, LocalFiles, check_reachable, join, normalize, relative
+from jobs.lake.table import LakeTable
 
 
 @pytest.fixture(params=["local", "hadoop"])
@@ -85,7 +85,7 @@ def test_commits_read_from_the_log_equal_describe_history(spark, tmp_path):
     tests/cluster/test_cluster_smoke.py)."""
     import json
 
-    from jobs.quarantine import commit_metadata
+    from jobs.lake.quarantine import commit_metadata
 
     table = LakeTable(spark, str(tmp_path / "raw" / "t"))
     table.write_new(spark.createDataFrame([(i, "JP") for i in range(10)], "id int, region string"), ["region"], stats_columns=[])
@@ -146,7 +146,7 @@ def test_a_cluster_that_is_down_is_exit_2_naming_the_master(tmp_path, surface):
     if surface == "cli":
         args = [sys.executable, "-m", "jobs.cli", "retention", "--dry-run", "--lake", str(lake)]
     else:
-        args = [sys.executable, str(repo / "jobs" / "pipeline.py"), "retention", "--lake", str(lake)]
+        args = [sys.executable, str(repo / "jobs" / "pipeline" / "submit.py"), "retention", "--lake", str(lake)]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=repo, env=env)
     output = result.stdout + result.stderr
     assert result.returncode == 2, output[-2000:]
@@ -157,7 +157,7 @@ def test_a_cluster_that_is_down_is_exit_2_naming_the_master(tmp_path, surface):
 def test_queries_are_sized_to_the_lake(spark, tmp_path, monkeypatch):
     """A small lake gets interpreted plans; a large one the session's own settings back; a key set
     in the WASURE_SPARK_CONF file is never overridden; threads' new sessions plan alike."""
-    from jobs import runtime
+    from jobs.runtime import spark as runtime
 
     keys = list(runtime.SMALL_LAKE_CONFS)
     before = {k: spark.conf.get(k, None) for k in keys}
@@ -175,7 +175,7 @@ def test_queries_are_sized_to_the_lake(spark, tmp_path, monkeypatch):
         assert spark.conf.get("spark.sql.shuffle.partitions") == runtime._CONFS_BEFORE_SIZING["spark.sql.shuffle.partitions"]
         assert spark.conf.get("spark.sql.codegen.wholeStage") == "false"
         monkeypatch.delenv("WASURE_SPARK_CONF")
-        with runtime.queries_sized_for_the_run(spark):          # a job (jobs.lease.with_lease)
+        with runtime.queries_sized_for_the_run(spark):          # a job (jobs.lake.lease.with_lease)
             with runtime.queries_sized_for_the_run(spark):      # and one it calls
                 runtime.size_queries_to(spark, 1_000)
             assert spark.conf.get("spark.sql.codegen.factoryMode") == "NO_CODEGEN"

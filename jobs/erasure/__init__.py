@@ -37,7 +37,7 @@ Every state, ledger, audit and receipt row names a subject only by HMAC-SHA256 w
 A run killed anywhere finishes when any later `wasure erase` runs (every open request is resumed),
 with no double effect: each step is idempotent or recognizes its own earlier commits.
 """
-from jobs.erasure.holds import Hold, HoldBook
+from jobs.lake.holds import Hold, HoldBook
 from jobs.erasure.intake import (
     RequestInput, check_request_id, check_source, check_subject_ids, default_request_id, parse_received_at,
     prepare_requests, read_id_file, requests_from_inbox, submit_requests,
@@ -51,7 +51,7 @@ from jobs.erasure.plan import all_commits, capture_values, erasure_commits, pseu
 from jobs.erasure.receipts import build_receipts
 from jobs.erasure.vault import read_vault, value_hash, value_hash_column
 from jobs.erasure.verification import VerifyReport, scan_for_hashes, verify
-from jobs.lake import table_version
+from jobs.lake.layout import table_version
 
 __all__ = [
     "Hold", "HoldBook", "RequestInput", "check_request_id", "check_source", "check_subject_ids", "default_request_id",

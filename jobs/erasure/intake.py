@@ -11,10 +11,10 @@ from typing import Callable, Iterable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.backup_ledger import ledger_key
-from jobs.console import InputError
+from jobs.lake.backup_ledger import ledger_key
+from jobs.runtime.console import InputError
 from jobs.erasure.model import REQUEST_ID, REQUESTS_SCHEMA, REQUESTS_TABLE, SOURCES
-from jobs.lake import Lake, create_table, is_delta, read_current
+from jobs.lake.layout import Lake, create_table, is_delta, read_current
 from jobs.policy import Policy
 
 # ------------------------------------------------------------------ input (checked before any write)

@@ -7,19 +7,19 @@ from typing import Callable, Iterable
 
 from pyspark.sql import SparkSession
 
-from jobs.backup_catalog import unexpired_backups
-from jobs.backup_ledger import ledger_key, subject_hash, subjects_in_backups
-from jobs.console import InputError
-from jobs.erasure.holds import HoldBook
+from jobs.lake.backup_catalog import unexpired_backups
+from jobs.lake.backup_ledger import ledger_key, subject_hash, subjects_in_backups
+from jobs.runtime.console import InputError
+from jobs.lake.holds import HoldBook
 from jobs.erasure.intake import RequestInput, check_request_id, check_source
 from jobs.erasure.model import KEEPS_PSEUDONYMIZED, STATES, ErasureReport, Request, load_states, now_utc
 from jobs.erasure.plan import pseudonymize_tables, table_hits
 from jobs.erasure.receipts import build_receipts
 from jobs.erasure.steps import Batch
 from jobs.erasure.vault import destroy_vault, read_vault
-from jobs.lake import Lake, check_lake
-from jobs.lease import with_lease
-from jobs.lineage import copy_key_ids, derived_copies, retained_purpose
+from jobs.lake.layout import Lake, check_lake
+from jobs.lake.lease import with_lease
+from jobs.lake.lineage import copy_key_ids, derived_copies, retained_purpose
 from jobs.policy import Policy
 
 # ------------------------------------------------------------------ run
@@ -39,7 +39,7 @@ def needed_purposes(policy: Policy, lake: Lake, sources: Iterable[str]) -> list[
 
 def check_purpose_keys(policy: Policy, lake: Lake, sources: Iterable[str]) -> dict[str, tuple[str, bytes]]:
     """The purpose keys of ``needed_purposes``: a missing key is exit 2 before any write."""
-    from jobs.keys import load_purpose_keys
+    from jobs.runtime.keys import load_purpose_keys
 
     return load_purpose_keys(policy, needed_purposes(policy, lake, sources), lake)
 
@@ -47,7 +47,7 @@ def check_purpose_keys(policy: Policy, lake: Lake, sources: Iterable[str]) -> di
 def copy_keys(spark: SparkSession, policy: Policy, lake: Lake) -> tuple[list, dict[str, list[bytes]]]:
     """The derived copies and, per copy, the keys of the key ids its rows carry (a rotated key's
     too): a key that is gone is exit 2 before any write (its copy could not be searched)."""
-    from jobs.keys import load_key
+    from jobs.runtime.keys import load_key
 
     copies = derived_copies(policy, lake)
     ids = copy_key_ids(spark, lake, copies) if copies else {}

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from jobs.lake import Lake, append_rows, is_delta, read_current
+from jobs.lake.layout import Lake, append_rows, is_delta, read_current
 from jobs.policy import ColumnClass
-from jobs.verify import TOKEN_CLASS
+from jobs.lake.residue import TOKEN_CLASS
 
 JOB = "erasure"
-EXTENDED, EXTENDED_ORDER = "extended", 100    # an event, not a state: read after every state (jobs.deadlines)
+EXTENDED, EXTENDED_ORDER = "extended", 100    # an event, not a state: read after every state (jobs.erasure.deadlines)
 STATES = ("received", "retained_copy", "deleted", "backups_quarantined", "purged", "verified", "closed")
 SOURCES = ("account_closure", "ccpa", "appi", "gdpr")
 # Sources after which 仮名加工情報 is kept (S5, APPI 仮名加工情報). A GDPR / CCPA deletion request also
@@ -108,7 +108,7 @@ def load_states(spark: SparkSession, lake: Lake) -> dict[str, Request]:
         if request is not None and row.state not in request.states:
             request.states[row.state] = {"at": row.at, "as_of": row.as_of, "batch_id": row.batch_id,
                                          "detail": json.loads(row.detail or "{}")}
-            if row.state == EXTENDED:            # jobs.deadlines: the one CCPA extension
+            if row.state == EXTENDED:            # jobs.erasure.deadlines: the one CCPA extension
                 request.deadline = row.deadline
     return requests
 

@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.backup_catalog import list_backups
-from jobs.backup_ledger import read_ledger
-from jobs.erasure.holds import HoldBook
+from jobs.lake.backup_catalog import list_backups
+from jobs.lake.backup_ledger import read_ledger
+from jobs.lake.holds import HoldBook
 from jobs.erasure.model import JOB, MIN_VALUE_LENGTH, ROWS_TABLE, VALUE_CLASSES
-from jobs.lake import SUBJECT_BUCKET, Lake, is_delta, read_current, subject_bucket
-from jobs.table import LakeTable
-from jobs.lineage import keeps_pseudonymized
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, is_delta, read_current, subject_bucket
+from jobs.lake.table import LakeTable
+from jobs.lake.lineage import keeps_pseudonymized
 from jobs.policy import Policy
-from jobs.storage import relative
-from jobs.verify import Finding, cell_tokens
+from jobs.lake.storage import relative
+from jobs.lake.residue import Finding, cell_tokens
 
 # ------------------------------------------------------------------ planning (counts, files; nothing written)
 

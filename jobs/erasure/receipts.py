@@ -7,14 +7,14 @@ import json
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.backup_catalog import expires_on, list_backups
-from jobs.backup_ledger import read_ledger
+from jobs.lake.backup_catalog import expires_on, list_backups
+from jobs.lake.backup_ledger import read_ledger
 from jobs.erasure.model import EXTENDED, Request, now_utc
 from jobs.erasure.plan import all_commits, effective_plan
-from jobs.lake import Lake
-from jobs.lineage import RETAINED, retained_purpose
+from jobs.lake.layout import Lake
+from jobs.lake.lineage import RETAINED, retained_purpose
 from jobs.policy import Policy
-from jobs.storage import join
+from jobs.lake.storage import join
 
 # ------------------------------------------------------------------ receipts and audit
 
@@ -100,7 +100,7 @@ def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: li
             "retained_pseudonymized": [f"pseudonymized/{retained_purpose(policy.tables[t])}/{RETAINED}/{t}" for t in retained],
             "derived_copies_erased": r.states.get("deleted", {}).get("detail", {}).get("derived_copies", []),
             "scope": "every raw table of the policy, every copy derived from them (仮名加工情報 under pseudonymized/, "
-                     "staging/ and quarantine/, see jobs/lineage.py) and the backups holding the subject",
+                     "staging/ and quarantine/, see jobs/lake/lineage.py) and the backups holding the subject",
             "purge_due": purge_due.isoformat() if purge_due else None,
             "purged_on": purged_on.isoformat() if purged_on else None,
             "verification": r.states.get("verified", {}).get("detail") or None,

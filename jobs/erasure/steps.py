@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pyspark.sql import functions as F
 
 from anonymizers.pseudonym import pseudonym_forms
-from jobs.backup_catalog import expires_on, unexpired_backups
-from jobs.backup_crypto import reading_backups
-from jobs.backup_ledger import add_to_ledger, subject_hash, subjects_in_backups
-from jobs.console import CheckFailed
-from jobs.erasure.holds import HoldBook
+from jobs.lake.backup_catalog import expires_on, unexpired_backups
+from jobs.lake.backup_crypto import reading_backups
+from jobs.lake.backup_ledger import add_to_ledger, subject_hash, subjects_in_backups
+from jobs.runtime.console import CheckFailed
+from jobs.lake.holds import HoldBook
 from jobs.erasure.model import (
     AUDIT_SCHEMA, CONCURRENT_ERASES, JOB, KEEPS_PSEUDONYMIZED, REQUESTS_TABLE, ROWS_SCHEMA, ROWS_TABLE, TOKEN,
     VALUES_SCHEMA, VALUES_TABLE, ErasureReport, Request, append_states, now_utc,
@@ -23,12 +23,12 @@ from jobs.erasure.plan import (
 )
 from jobs.erasure.receipts import audit_row, build_receipts
 from jobs.erasure.vault import destroy_vault, value_hash, write_vault
-from jobs.lake import append_rows, create_table, is_delta, purge_superseded, read_current, table_version
-from jobs.table import LakeTable
-from jobs.lineage import RETAINED, DerivedCopy, keeps_pseudonymized, retained_purpose
-from jobs.quarantine import commit_metadata, delete_keys, physical_purge, reconcile
-from jobs.runtime import new_session
-from jobs.verify import EXCLUDE_SEPARATOR, Finding, scan_for_values
+from jobs.lake.layout import append_rows, create_table, is_delta, purge_superseded, read_current, table_version
+from jobs.lake.table import LakeTable
+from jobs.lake.lineage import RETAINED, DerivedCopy, keeps_pseudonymized, retained_purpose
+from jobs.lake.quarantine import commit_metadata, delete_keys, physical_purge, reconcile
+from jobs.runtime.spark import new_session
+from jobs.lake.residue import EXCLUDE_SEPARATOR, Finding, scan_for_values
 
 # ------------------------------------------------------------------ the job
 
@@ -39,7 +39,7 @@ class Batch:
         self.spark, self.policy, self.lake, self.as_of = spark, policy, lake, as_of
         self.key_id, self.key, self.batch_id = key_id, key, batch_id
         self.purpose_keys: dict[str, tuple[str, bytes]] = purpose_keys      # current keys of the purposes
-        self.copies: list[DerivedCopy] = copies[0]                            # jobs.lineage, found at the start
+        self.copies: list[DerivedCopy] = copies[0]                            # jobs.lake.lineage, found at the start
         self.copy_keys: dict[str, list[bytes]] = copies[1]                    # copy -> keys of its rows' key ids
         self.progress, self.on_state = progress, on_state
         self._holds: HoldBook | None = None
@@ -221,7 +221,7 @@ class Batch:
         self._advance("deleted", requests, derived)
 
     def delete_derived(self, requests: list[Request]) -> dict[str, dict]:
-        """The subjects' rows in every derived copy (jobs.lineage), one MERGE per copy keyed on the
+        """The subjects' rows in every derived copy (jobs.lake.lineage), one MERGE per copy keyed on the
         pseudonym, a few copies at once. Idempotent: a re-run after a kill finds nothing left and
         records the same copies, whose files the purge step then rewrites."""
         details = {r.request_id: {"derived_copies": []} for r in requests}

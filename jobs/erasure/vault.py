@@ -9,9 +9,9 @@ import os
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.console import InputError
-from jobs.lake import Lake
-from jobs.storage import join
+from jobs.runtime.console import InputError
+from jobs.lake.layout import Lake
+from jobs.lake.storage import join
 
 # ------------------------------------------------------------------ vault (plain ids and values, encrypted)
 

@@ -7,17 +7,17 @@ from typing import Callable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.backup_crypto import reading_backups
-from jobs.backup_ledger import ledger_key
-from jobs.console import CheckFailed, InputError
+from jobs.lake.backup_crypto import reading_backups
+from jobs.lake.backup_ledger import ledger_key
+from jobs.runtime.console import CheckFailed, InputError
 from jobs.erasure.intake import check_request_id
 from jobs.erasure.model import MIN_VALUE_LENGTH, STATE_TABLE, STATES, VALUES_TABLE, load_states
 from jobs.erasure.plan import quarantined_backups, relative_finding
 from jobs.erasure.vault import read_vault, value_hash_column
-from jobs.lake import Lake, is_delta, read_current
-from jobs.lease import with_lease
+from jobs.lake.layout import Lake, is_delta, read_current
+from jobs.lake.lease import with_lease
 from jobs.policy import Policy
-from jobs.verify import (
+from jobs.lake.residue import (
     FULL_WIDTH, HALF_WIDTH, TOKEN_SPLIT, Finding, allowed_elsewhere, lake_files, scan_for_values, with_exclude,
 )
 

@@ -18,8 +18,8 @@ from pyspark.sql import functions as F
 from anonymizers.checkdigits import (
     licence_check_digit_col, luhn_check_digit_col, my_number_check_digit_col, passport_check_digit_col,
 )
-from jobs.console import InputError
-from jobs.lake import Lake, read_current, write_policy_table
+from jobs.runtime.console import InputError
+from jobs.lake.layout import Lake, read_current, write_policy_table
 from jobs.policy import Policy, check_table_schema
 # The building blocks and the tickets live beside this module; their public names are part of
 # jobs.generate's API (tests and the bench import them from here).

@@ -57,14 +57,14 @@ def keys_file(e2e_policy, tmp_path_factory):
 @pytest.fixture(scope="module")
 def small_lake(spark, e2e_policy, keys_file, tmp_path_factory):
     """60 subjects, 4 events each, the three tables of the e2e policy."""
-    from jobs.lake import Lake
+    from jobs.lake.layout import Lake
 
     return write_small_lake(spark, e2e_policy, Lake.at(tmp_path_factory.mktemp("browser-lake") / "lake"))
 
 
 @pytest.fixture(scope="module")
 def subject(spark, e2e_policy, small_lake):
-    from jobs.lake import read_current
+    from jobs.lake.layout import read_current
 
     accounts = read_current(spark, small_lake.table_path(e2e_policy.tables["accounts"]))
     return accounts.orderBy("account_id").first().account_id
@@ -183,7 +183,7 @@ def closure_run(ui, airflow, subject):
 def test_a_valid_request_from_the_form_erases_the_subject(closure_run, airflow, spark, e2e_policy, small_lake, subject):
     from pyspark.sql import functions as F
 
-    from jobs.lake import read_current
+    from jobs.lake.layout import read_current
 
     assert closure_run["tasks"] == {"validate_request": "success", "erase": "success", "receipt": "success"}
     assert closure_run["run"]["conf"]["request_id"] == ""          # derived from the ids (keyed)

@@ -1,5 +1,5 @@
 """Fixtures of the cluster tests: the local cluster that `make cluster-up` started (cluster/,
-docs/cluster.md) and one SparkSession on it, built by jobs/runtime.py like every wasure session.
+docs/cluster.md) and one SparkSession on it, built by jobs/runtime/spark.py like every wasure session.
 
 These tests need real processes; they fail (never skip) when the cluster is not up. `make test`
 leaves this folder out; `make test-cluster` starts the cluster, runs it, stops the cluster.
@@ -33,11 +33,11 @@ def cluster_env():
 
 @pytest.fixture(scope="session")
 def spark(cluster_env):
-    """wasure's session (jobs.runtime.get_spark) on the standalone master, once both executors are up."""
+    """wasure's session (jobs.runtime.spark.get_spark) on the standalone master, once both executors are up."""
     names = ("WASURE_SPARK_MASTER", "WASURE_SPARK_CONF")
     saved = {name: os.environ.get(name) for name in names}
     os.environ.update({name: cluster_env[name] for name in names})
-    from jobs.runtime import get_spark
+    from jobs.runtime.spark import get_spark
 
     session = get_spark("wasure-cluster-tests")
     if session.sparkContext.master != cluster_env["WASURE_SPARK_MASTER"]:

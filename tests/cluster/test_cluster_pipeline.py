@@ -1,7 +1,7 @@
 """The nightly, closure and backup-lifecycle DAGs on the real cluster, against the embedded run.
 
 Cluster run: Airflow's ``dag.test()`` in cluster mode, so every step is a SparkSubmitOperator that
-submits jobs/pipeline.py to spark://127.0.0.1:7077 (the `spark_default` connection), with the lake on
+submits jobs/pipeline/submit.py to spark://127.0.0.1:7077 (the `spark_default` connection), with the lake on
 hdfs://127.0.0.1:8020. Embedded run: the same nightly DAG in embedded mode (Spark local, in this
 process) on a byte-for-byte copy of the same generated lake on the local disk. Checked: the same row
 counts, pseudonyms, release classes and statistics; the gates' Data Docs on HDFS; a closure of one
@@ -58,8 +58,8 @@ def setup(cluster_env, tmp_path_factory):
     """Policy, keys, one local Spark session, the lake generated on HDFS and copied to local disk."""
     from airflow.utils import db
 
-    from jobs.lake import Lake
-    from jobs.runtime import cached_delta_jars, get_spark
+    from jobs.lake.layout import Lake
+    from jobs.runtime.spark import cached_delta_jars, get_spark
 
     db.initdb()
     work = tmp_path_factory.mktemp("cluster-pipeline")
@@ -98,8 +98,8 @@ def nightly(setup):
 
 def _datasets(setup, lake) -> dict[str, str]:
     """Every Delta table of the lake: raw, pseudonymized, anonymized, statistics (relative path -> URI)."""
-    from jobs.lake import is_delta
-    from jobs.storage import join, relative
+    from jobs.lake.layout import is_delta
+    from jobs.lake.storage import join, relative
 
     files = lake.files
     found = {}
@@ -111,7 +111,7 @@ def _datasets(setup, lake) -> dict[str, str]:
 
 
 def test_nightly_on_the_cluster_matches_the_embedded_run(nightly, setup):
-    from jobs.lake import read_current
+    from jobs.lake.layout import read_current
 
     assert nightly["cluster"] == ({name: "success" for name in NIGHTLY_TASKS}, "success"), nightly["cluster"]
     assert nightly["embedded"] == ({name: "success" for name in NIGHTLY_TASKS}, "success"), nightly["embedded"]
@@ -145,7 +145,7 @@ def erased(nightly, setup):
     """One subject closed through the cluster (the closure DAG in cluster mode)."""
     from pyspark.sql import functions as F
 
-    from jobs.lake import read_current
+    from jobs.lake.layout import read_current
 
     spark, policy, hdfs = setup["spark"], setup["policy"], setup["hdfs"]
     accounts = read_current(spark, hdfs.table_path(policy.tables["accounts"]))
@@ -161,8 +161,8 @@ def test_closure_on_the_cluster_erases_the_subject_on_hdfs(erased, setup):
     from pyspark.sql import functions as F
 
     from anonymizers.pseudonym import pseudonym_forms
-    from jobs.keys import load_purpose_keys
-    from jobs.lake import read_current
+    from jobs.runtime.keys import load_purpose_keys
+    from jobs.lake.layout import read_current
 
     states, run_state = erased["closure"]
     assert run_state == "success" and set(states.values()) == {"success"}, states
@@ -196,7 +196,7 @@ def test_after_the_grace_no_file_on_hdfs_holds_the_subject(purged, erased, setup
     from pyspark.sql import functions as F
 
     from anonymizers.pseudonym import pseudonym_forms
-    from jobs.keys import load_purpose_keys
+    from jobs.runtime.keys import load_purpose_keys
 
     assert purged["run"] == ({"advance_erasures": "success"}, "success"), purged["run"]
     assert purged["receipt"]["state"] == "closed" and purged["receipt"]["purged_on"], purged["receipt"]
@@ -219,7 +219,7 @@ def test_after_the_grace_no_file_on_hdfs_holds_the_subject(purged, erased, setup
 
 
 def test_the_lease_on_hdfs_shuts_out_a_second_job_but_not_a_dead_one(setup, monkeypatch):
-    from jobs.lease import LakeBusy, RemoteLease, holder, lake_lease
+    from jobs.lake.lease import LakeBusy, RemoteLease, holder, lake_lease
 
     hdfs = setup["hdfs"]
     with lake_lease(hdfs.uri, "retention"):

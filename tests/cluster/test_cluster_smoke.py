@@ -1,6 +1,6 @@
 """Smoke test of the local cluster: real NameNode/DataNode and Spark standalone processes, no mocks.
 
-A wasure session (jobs/runtime.py) on spark://127.0.0.1:7077 writes, merges and deletes a Delta
+A wasure session (jobs/runtime/spark.py) on spark://127.0.0.1:7077 writes, merges and deletes a Delta
 table on hdfs://127.0.0.1:8020; both workers' executors do the work, with the Delta jars and
 wasure-udf.jar shipped by ``spark.jars`` alone; the HMAC UDF gives the driver's pseudonyms.
 """
@@ -16,7 +16,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from anonymizers.pseudonym import keyed_hash, keyed_pseudonym, pseudonym_of
-from jobs.table import LakeTable
+from jobs.lake.table import LakeTable
 from cluster import control, layout
 
 ROWS = 1_000

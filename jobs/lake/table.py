@@ -1,0 +1,335 @@
+"""One Delta table of the lake, addressed by URI: every read, write, purge and publish goes here.
+
+In the spirit of ``DeltaTable.forPath``: get a handle, call an action.
+
+    >>> t = LakeTable.for_path(spark, lake.pseudonymized("service", "accounts"))
+    >>> t.version()                           # one listing of _delta_log, no Spark job
+    >>> t.read().count()                      # the current version, never time travel
+    >>> t.publish(gated, partition_by=["region"], stats_columns=[], published=True)
+    >>> t.purge()                             # rewrite files with deleted rows + VACUUM 0 hours
+    >>> LakeTable.for_path(spark, lake.staging("x")).move_to(lake.quarantine("x", run_id))
+
+A URI is whatever Spark reads: a local path, ``hdfs://``, ``s3a://``. Files around the tables
+(state, receipts, manifests) belong to ``jobs.lake.storage``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.runtime.console import InputError
+from jobs.lake.storage import files_for, join
+
+STATS_TYPES = {"string", "integer", "long", "short", "byte", "double", "float", "decimal", "date", "timestamp"}
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a table's history (``LakeTable.commits``)."""
+    version: int
+    timestamp: dt.datetime           # timezone-aware, UTC
+    operation: str | None
+    user_metadata: str | None
+    operation_metrics: dict[str, str]
+
+    def metadata(self) -> dict:
+        """The userMetadata as a dict ({} when absent or not JSON: not one of wasure's commits)."""
+        try:
+            value = json.loads(self.user_metadata) if self.user_metadata else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+def _parse_commit(version: int, text: str, modified: Callable[[], float]) -> Commit | None:
+    """The commitInfo of one ``_delta_log/<version>.json``; None for a commit written without one."""
+    for line in text.splitlines():
+        if '"commitInfo"' in line:
+            info = json.loads(line)["commitInfo"]
+            # History's timestamp: the in-commit timestamp when the table has them, else the commit
+            # file's modification time (Delta's own rule).
+            millis = info.get("inCommitTimestamp")
+            seconds = millis / 1000.0 if millis is not None else modified()
+            return Commit(version, dt.datetime.fromtimestamp(seconds, dt.timezone.utc), info.get("operation"),
+                          info.get("userMetadata"),
+                          {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()})
+    return None
+
+
+def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
+                     change_data_feed: bool = False, published: bool = False) -> dict[str, str]:
+    """The Delta properties of a wasure table.
+
+    stats_columns: the only columns whose min/max go into ``_delta_log`` (personal columns never
+    do, or the values outlive a delete there). ``None`` keeps Delta's default (tables without
+    personal data: audit, ledgers).
+    published: a table data scientists read (pseudonymized/, anonymized/, statistics/). Those are
+    rewritten whole, so deletion vectors buy nothing there, and the ``deltalake`` (delta-rs) reader
+    behind pandas and polars refuses tables with that reader feature (docs/reading.md). Raw tables
+    keep them: a subject delete marks rows instead of rewriting whole files.
+    """
+    properties = {"delta.enableDeletionVectors": str(not published).lower(),
+                  "delta.enableChangeDataFeed": str(change_data_feed).lower()}
+    if stats_columns is not None:
+        # Delta collects min/max only for orderable types (not booleans, maps, arrays).
+        types = {f.name: f.dataType.typeName() for f in df.schema.fields}
+        usable = [c for c in stats_columns if c not in partition_by and types.get(c) in STATS_TYPES]
+        if usable:
+            properties["delta.dataSkippingStatsColumns"] = ",".join(f"`{c}`" for c in usable)
+        else:
+            properties["delta.dataSkippingNumIndexedCols"] = "0"
+    return properties
+
+
+def executors_share_driver_jvm(spark: SparkSession) -> bool:
+    """True for Spark local mode (``local``, ``local[n]``, ``local[*]``): tasks run in the driver's JVM."""
+    master = spark.sparkContext.master
+    return master == "local" or master.startswith("local[")
+
+
+class LakeTable:
+    """A Delta table at a URI (it need not exist yet: ``exists()``, then ``create``/``write_new``)."""
+
+    def __init__(self, spark: SparkSession, uri: str) -> None:
+        if "`" in str(uri):
+            raise InputError(f"a table URI may not contain a backtick: {uri!r}")
+        self.spark, self.uri = spark, str(uri).rstrip("/")
+
+    @classmethod
+    def for_path(cls, spark: SparkSession, uri: str) -> "LakeTable":
+        return cls(spark, uri)
+
+    def __repr__(self) -> str:
+        return f"LakeTable({self.uri})"
+
+    @property
+    def _sql_name(self) -> str:
+        return f"delta.`{self.uri}`"
+
+    # ------------------------------------------------------------------ reading
+
+    def exists(self) -> bool:
+        return files_for(self.uri, self.spark).is_dir(join(self.uri, "_delta_log"))
+
+    def version(self) -> int:
+        """The latest version: the highest ``_delta_log/<version>.json``. Delta writes that file for
+        every commit and its log cleanup never removes the newest, so this is the version a read
+        would see now, from one listing and without the Spark job of ``DESCRIBE HISTORY`` (one per
+        table per step added up: docs/performance.md)."""
+        versions = [version for version, _uri in self._commit_files()]
+        if not versions:
+            raise InputError(f"{self.uri} is not a Delta table (no commit in its _delta_log)")
+        return max(versions)
+
+    def _commit_files(self) -> list[tuple[int, str]]:
+        """(version, uri) of every commit file in ``_delta_log`` (checkpoints and CRCs left out)."""
+        found = []
+        for uri in files_for(self.uri, self.spark).list(join(self.uri, "_delta_log")):
+            name = uri.rsplit("/", 1)[-1]
+            if name.endswith(".json") and name[:-5].isdigit():
+                found.append((int(name[:-5]), uri))
+        return found
+
+    def read(self) -> DataFrame:
+        """The read path of jobs and analysts: the current version only, never time travel."""
+        return self.spark.read.format("delta").load(self.uri)
+
+    def columns(self) -> list[str]:
+        return self.read().columns
+
+    def summary(self) -> dict:
+        detail = self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").select("numFiles", "sizeInBytes").first()
+        return {"version": self.version(), "files": int(detail.numFiles), "bytes": int(detail.sizeInBytes),
+                "rows": int(self.read().count())}
+
+    def has_reader_feature(self, feature: str) -> bool:
+        detail = self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").select("tableFeatures").first()
+        return feature in (detail.tableFeatures or [])
+
+    # ------------------------------------------------------------------ writing
+
+    def create(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
+               change_data_feed: bool = False, published: bool = False) -> "LakeTable":
+        """Create the (empty) table with ``df``'s schema and wasure's properties (idempotent)."""
+        from delta.tables import DeltaTable
+
+        builder = DeltaTable.createIfNotExists(self.spark).location(self.uri).addColumns(df.schema)
+        for name, value in table_properties(df, partition_by, stats_columns, change_data_feed, published).items():
+            builder = builder.property(name, value)
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
+        builder.execute()
+        return self
+
+    def write_new(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
+                  published: bool = False) -> "LakeTable":
+        """Write ``df`` as a new table, data and properties in one commit (staging, backups, quarantine):
+        half the commits of ``create`` + append, and no moment where the table exists without its rows."""
+        self._writer(df, partition_by, stats_columns, published).create()
+        return self
+
+    def publish(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
+                published: bool = True) -> "LakeTable":
+        """Replace the table's content, schema and properties with ``df`` in ONE Delta transaction
+        (``CREATE OR REPLACE``): readers see the old version or the new one, never a missing or a
+        half-written table. Creates the table on first publish. The files of the replaced version
+        are deleted right after (``delete_replaced_files``): a published output must not keep, in
+        its history, rows that a restriction, an erasure or a key rotation took out of it.
+
+        A table first written with deletion vectors (before published tables went without them)
+        still lists that reader feature in its protocol, which no replace can drop; it is rewritten
+        once from scratch so the ``deltalake`` readers can open it (docs/reading.md)."""
+        if published and self.exists() and self.has_reader_feature("deletionVectors"):
+            df = df.localCheckpoint() if not df.isStreaming else df   # the rows must not depend on the old files
+            self.drop()
+            return self.write_new(df, partition_by, stats_columns, published)
+        existed = self.exists()
+        self._writer(df, partition_by, stats_columns, published).createOrReplace()
+        if existed:
+            self.delete_replaced_files(self.version())
+        return self
+
+    def delete_replaced_files(self, version: int) -> int:
+        """Delete the data files that commit ``version`` removed from the table: a VACUUM of that one
+        commit, without VACUUM's Spark job over the whole directory. Time travel to earlier versions
+        ends there, as after ``purge``. Callers hold the lake lease (jobs/lake/lease.py)."""
+        files = files_for(self.uri, self.spark)
+        commit = files.read_text(join(self.uri, "_delta_log", f"{version:020d}.json"))
+        removed = [json.loads(line)["remove"]["path"] for line in commit.splitlines() if '"remove"' in line]
+        removed = [r for r in removed if r]
+        for path in removed:
+            path = unquote(path)
+            files.delete(path if "://" in path or path.startswith("/") else join(self.uri, path))
+        return len(removed)
+
+    def _writer(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None, published: bool):
+        writer = df.writeTo(self._sql_name).using("delta")
+        for name, value in table_properties(df, partition_by, stats_columns, published=published).items():
+            writer = writer.tableProperty(name, value)
+        if partition_by:
+            writer = writer.partitionedBy(*[F.col(c) for c in partition_by])
+        return writer
+
+    def append(self, df: DataFrame, partition_by: list[str] | None = None) -> "LakeTable":
+        """Append to a small bookkeeping table (audit, ledger, state), creating it on first use."""
+        self.create(df, partition_by or [])
+        df.coalesce(1).write.format("delta").mode("append").save(self.uri)
+        return self
+
+    def delete_matching(self, keys: DataFrame, condition: str) -> int:
+        """One MERGE ... WHEN MATCHED DELETE: the rows of ``t`` that match a row of ``keys`` (``s``)
+        under ``condition`` (a subject's rows, a purpose's pseudonyms). Returns the rows deleted,
+        from the commit's own metrics (no extra Spark job)."""
+        self._merge(keys, condition).whenMatchedDelete().execute()
+        return int(self.last_commit_metrics().get("numTargetRowsDeleted", 0))
+
+    def insert_new(self, rows: DataFrame, condition: str) -> None:
+        """Insert the rows (``s``) that no row of the table (``t``) matches: a re-run adds nothing."""
+        self._merge(rows, condition).whenNotMatchedInsertAll().execute()
+
+    def update_matching(self, rows: DataFrame, condition: str, assignments: dict[str, str]) -> None:
+        """Update the matched rows of ``t`` with SQL ``assignments`` over ``t`` and ``s``."""
+        self._merge(rows, condition).whenMatchedUpdate(set=assignments).execute()
+
+    def delete_where(self, condition) -> None:
+        """DELETE the rows matching a SQL condition or Column (bookkeeping tables: inbox, ledgers)."""
+        from delta.tables import DeltaTable
+
+        DeltaTable.forPath(self.spark, self.uri).delete(condition)
+
+    def update_where(self, condition, assignments: dict) -> None:
+        """UPDATE the rows matching ``condition`` with ``assignments`` (column -> Column or SQL)."""
+        from delta.tables import DeltaTable
+
+        DeltaTable.forPath(self.spark, self.uri).update(condition, assignments)
+
+    def _merge(self, source: DataFrame, condition: str):
+        from delta.tables import DeltaTable
+
+        # The source's session: callers run MERGEs from their own sessions (per-thread commit metadata).
+        return DeltaTable.forPath(source.sparkSession, self.uri).alias("t").merge(source.alias("s"), condition)
+
+    def commits(self, containing: str | None = None) -> list[Commit]:
+        """Every commit still in ``_delta_log`` (oldest first), read from the log's JSON files: what
+        ``DESCRIBE HISTORY`` answers, without its Spark job and snapshot load (one per table and
+        step added up: docs/performance.md). ``containing`` keeps only the commits whose file holds
+        that text (a cheap pre-filter, e.g. a job name in the userMetadata).
+
+            >>> [c.version for c in t.commits() if c.metadata().get("job") == "erasure"]
+        """
+        files = files_for(self.uri, self.spark)
+        found = []
+        for version, uri in self._commit_files():
+            text = files.read_text(uri)
+            if containing is None or containing in text:
+                commit = _parse_commit(version, text, lambda: files.modified(uri))
+                if commit is not None:
+                    found.append(commit)
+        return sorted(found, key=lambda c: c.version)
+
+    def history(self) -> DataFrame:
+        """Delta's history as a DataFrame (one Spark job); jobs use ``commits()``."""
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, self.uri).history()
+
+    def last_commit_metrics(self) -> dict[str, str]:
+        """``operationMetrics`` of the latest commit, read from its log file alone (not DESCRIBE
+        HISTORY). Callers hold the lake lease, so the latest commit is their own."""
+        files = files_for(self.uri, self.spark)
+        version = self.version()
+        uri = join(self.uri, "_delta_log", f"{version:020d}.json")
+        commit = _parse_commit(version, files.read_text(uri), lambda: files.modified(uri))
+        return commit.operation_metrics if commit is not None else {}
+
+    def purge(self, rewrite_every_file: bool | None = None) -> None:
+        """Physically remove what the current version no longer references: rewrite the files that
+        carry deletion vectors, then VACUUM with 0 hours reaches the files superseded just now (the
+        safety check lifted for this call only). Callers hold the lake lease (jobs/lake/lease.py): a
+        writer running at the same time would lose its uncommitted files.
+
+        The rewrite is Delta's REORG ... APPLY (PURGE) (only the files with deleted rows) when the
+        executors run inside the driver's JVM (``local[n]``). On a real cluster Delta 4.4's REORG
+        fails: it reads Parquet footers in executor tasks through ``SparkSession.active``, which
+        exists only on the driver (delta-io/delta#5697). There the current rows are written over
+        the table with ``dataChange=false`` (every file rewritten, deletion vectors applied).
+        ``rewrite_every_file`` forces one or the other (None: chosen by the Spark master)."""
+        if rewrite_every_file is None:
+            rewrite_every_file = not executors_share_driver_jvm(self.spark)
+        if not rewrite_every_file:
+            self.spark.sql(f"REORG TABLE {self._sql_name} APPLY (PURGE)")
+        else:
+            self.rewrite_current_rows()
+        self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+        try:
+            self.spark.sql(f"VACUUM {self._sql_name} RETAIN 0 HOURS")
+        finally:
+            self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+
+    def rewrite_current_rows(self) -> None:
+        """Write the current rows over the table in one commit that changes no data (Delta's
+        compaction form of overwrite): the new files carry no deletion vectors, the partitioning
+        and the table's properties stay; the old files become superseded, ready for VACUUM."""
+        partition_by = list(self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").first().partitionColumns)
+        current = self.read()
+        if partition_by:                                   # one file per partition, as when written
+            current = current.repartition(*[F.col(c) for c in partition_by])
+        current.write.format("delta").mode("overwrite").option("dataChange", "false").save(self.uri)
+
+    # ------------------------------------------------------------------ whole-table moves
+
+    def drop(self) -> None:
+        """Remove the table and its files (staging and expired copies; never a published table)."""
+        files_for(self.uri, self.spark).delete(self.uri)
+
+    def move_to(self, uri: str) -> "LakeTable":
+        """Move the whole table (its log and files) to ``uri``: a failed output into quarantine.
+        One rename on HDFS and local disks; object stores copy."""
+        files_for(self.uri, self.spark).rename(self.uri, uri)
+        return LakeTable(self.spark, uri)
