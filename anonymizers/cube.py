@@ -1,5 +1,5 @@
 """The cube of a k-anonymous statistic: every grouping, primary and complementary suppression,
-and the differencing attack that checks it (docs/statistics.md; used by jobs/statistics/__init__.py).
+and the differencing attack that checks it (docs/statistics.md; used by jobs/statistics/).
 
 Pure Spark transformations (no reads, no writes): the job feeds one region's generalized rows
 (``_subject``, the dimensions as strings, the measures) and stages what ``published_table``

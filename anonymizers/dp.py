@@ -3,7 +3,7 @@
 The unit of privacy is one subject. What is released is the whole cube of the statistic (every
 cell and every marginal total, 2^n groupings) over a PUBLIC key set: the cross product of the
 dimensions' public domains (from the policy, never from the data), cells absent from the data
-released as noisy zeros. Steps (jobs/statistics/__init__.py runs them in this order):
+released as noisy zeros. Steps (jobs/statistics/ runs them in this order):
 
 1. ``bound_contributions`` (Spark): rows whose labels are outside the public domains are dropped, at
    most L rows per subject are kept, each measure is rounded and clipped to public integer bounds;

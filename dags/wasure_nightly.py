@@ -34,7 +34,7 @@ def wasure_nightly():
                doc_md="Retention as of the run date; the physical purge is the last task."),
         w.step("pseudonymize", doc_md="仮名加工情報 per purpose; unchanged sources are skipped."),
         w.step("anonymize", doc_md="匿名加工情報 releases (jobs/anonymize.py)."),
-        w.step("statistics", doc_md="k-anonymous statistics (jobs/statistics/__init__.py)."),
+        w.step("statistics", doc_md="k-anonymous statistics (jobs/statistics/)."),
         w.step("gates", doc_md="Great Expectations gate over raw tables and every dataset to publish."),
         w.step("publish", doc_md="Release manifest state/published/<date>.json of the gated datasets."),
         w.step("physical_purge", doc_md="REORG ... APPLY (PURGE) + VACUUM of deletes past their grace."),

@@ -101,40 +101,10 @@ def run_gate(name: str, checks: Iterable[Check], docs_dir: str) -> GateResult:
 
     results, failures = [], []
     for label, df, expectations in checks:
-        asset = datasource.add_dataframe_asset(name=label)
-        batch_definition = asset.add_batch_definition_whole_dataframe("whole dataframe")
-        suite = context.suites.add(
-            gx.ExpectationSuite(
-                name=f"{gate_id}.{_safe(label)}",
-                expectations=[copy.copy(e) for e in expectations],
-            )
-        )
-        validation = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{gate_id}.{_safe(label)}", data=batch_definition, suite=suite)
-        )
-        # GE's Spark engine persists each batch (its queries rescan it); release that cache
-        # afterwards unless the caller had cached the DataFrame already.
-        was_cached = getattr(df, "is_cached", True)
-        try:
-            result = validation.run(
-                batch_parameters={"dataframe": df}, result_format=dict(SAFE_RESULT_FORMAT), run_id=run_id
-            )
-        finally:
-            if not was_cached:
-                df.unpersist()
-        _scrub(result)
+        result = _validate(gx, context, datasource, f"{gate_id}.{_safe(label)}", label, df, expectations, run_id)
         results.append(result)
         failures.extend(_failures(label, result))
-
-    # vd.run() stored the unscrubbed result; overwrite before Data Docs read the store.
-    store = context.validation_results_store
-    for key in store.list_keys():
-        stored = store.get(key)
-        _scrub(stored)
-        store.set(key, stored)
-    context.build_data_docs(site_names=[SITE_NAME])
-    # GE's pages load their scripts, stylesheets and fonts from CDNs: ship them with the site.
-    make_offline(docs_path)
+    _build_docs(context, docs_path)
     if remote:
         copy_site(docs_path, str(docs_dir), checks[0][1].sparkSession if checks else None)
         shutil.rmtree(docs_path, ignore_errors=True)
@@ -146,6 +116,37 @@ def run_gate(name: str, checks: Iterable[Check], docs_dir: str) -> GateResult:
         docs_index=f"{str(docs_dir).rstrip('/')}/index.html" if remote else str(docs_path / "index.html"),
         results=results,
     )
+
+
+def _validate(gx: Any, context, datasource, name: str, label: str, df, expectations: list, run_id):
+    """One check: its own asset, suite (copies of the expectations) and validation, the result scrubbed."""
+    asset = datasource.add_dataframe_asset(name=label)
+    batch_definition = asset.add_batch_definition_whole_dataframe("whole dataframe")
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[copy.copy(e) for e in expectations]))
+    validation = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
+    # GE's Spark engine persists each batch (its queries rescan it); release that cache
+    # afterwards unless the caller had cached the DataFrame already.
+    was_cached = getattr(df, "is_cached", True)
+    try:
+        result = validation.run(batch_parameters={"dataframe": df}, result_format=dict(SAFE_RESULT_FORMAT), run_id=run_id)
+    finally:
+        if not was_cached:
+            df.unpersist()
+    _scrub(result)
+    return result
+
+
+def _build_docs(context, docs_path: Path) -> None:
+    """The Data Docs site from scrubbed results, with its assets shipped for offline reading."""
+    # vd.run() stored the unscrubbed result; overwrite before Data Docs read the store.
+    store = context.validation_results_store
+    for key in store.list_keys():
+        stored = store.get(key)
+        _scrub(stored)
+        store.set(key, stored)
+    context.build_data_docs(site_names=[SITE_NAME])
+    # GE's pages load their scripts, stylesheets and fonts from CDNs: ship them with the site.
+    make_offline(docs_path)
 
 
 def _context(gx: Any, docs_path: Path):

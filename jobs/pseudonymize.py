@@ -184,55 +184,112 @@ def _save_state(lake: Lake, state: dict) -> None:
 @with_lease("pseudonymize")
 def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | None = None, full: bool = False,
         progress=lambda _msg: None) -> dict:
+    """Publish each purpose's 仮名加工情報 of every table that changed since its last publication
+    (``full``: every table), each behind its purpose's gate; a table that fails is quarantined."""
     purposes = purposes or list(policy.purposes)
     unknown = [p for p in purposes if p not in policy.purposes]
     if unknown:
         raise InputError(f"unknown purpose(s): {', '.join(unknown)} (the policy has {', '.join(policy.purposes)})")
     keys = load_purpose_keys(policy, purposes, lake)      # missing / short key: exit 2 before any write
     check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
-    registers = Registers(spark, policy, lake)
-    owners = owner_values(spark, policy, lake)
-    state = _load_state(lake)
-    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    results: dict = {"tables": [], "failures": [], "docs": []}
-    identifier_sets: dict[str, DataFrame] = {}
+    work = _Run(spark, policy, lake, progress)
+    try:
+        for purpose in purposes:
+            work.publish_purpose(purpose, *keys[purpose], full=full)
+    finally:
+        work.release()
+    results = work.results
+    if results["failures"]:
+        raise CheckFailed("pseudonymization gate failed (outputs quarantined, Data Docs: "
+                          f"{', '.join(results['docs'])}): " + "; ".join(results["failures"]))
+    return results
 
-    def identifiers_of(name: str, table: Table) -> DataFrame:
-        if name not in identifier_sets:
-            identifier_sets[name] = source_identifiers(spark, lake, table).persist(StorageLevel.MEMORY_AND_DISK)
-        return identifier_sets[name]
 
-    versions: dict[str, int] = {}
+class _Run:
+    """One pseudonymize run: what it read once (registers, owners' values, table versions, source
+    identifiers) and what it persisted, shared by its purposes."""
 
-    def version_of(name: str) -> int:
-        if name not in versions:
-            versions[name] = table_version(spark, lake.table_path(policy.tables[name]))
-        return versions[name]
+    def __init__(self, spark: SparkSession, policy: Policy, lake: Lake, progress) -> None:
+        self.spark, self.policy, self.lake, self.progress = spark, policy, lake, progress
+        self.registers = Registers(spark, policy, lake)
+        self.owners = owner_values(spark, policy, lake)
+        self.state = _load_state(lake)
+        self.run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        self.results: dict = {"tables": [], "failures": [], "docs": []}
+        self.identifier_sets: dict[str, DataFrame] = {}
+        self.versions: dict[str, int] = {}
+        self.outputs: list[DataFrame] = []     # persisted outputs, released when the run ends
 
-    def register_versions(purpose: str) -> dict[str, int]:
-        """The registers that decide who is eligible for the purpose (S11): a new restriction or a
-        consent change re-publishes every table of the purpose on the next run."""
-        names = [policy.subject.restrictions_table]
-        if policy.purposes[purpose].requires_consent:
-            names.append(policy.subject.consents_table)
-        return {n: version_of(n) for n in names if n}
+    def identifiers_of(self, name: str, table: Table) -> DataFrame:
+        if name not in self.identifier_sets:
+            self.identifier_sets[name] = source_identifiers(self.spark, self.lake, table).persist(StorageLevel.MEMORY_AND_DISK)
+        return self.identifier_sets[name]
 
-    outputs: list[DataFrame] = []     # persisted outputs, released when the run ends
+    def version_of(self, name: str) -> int:
+        if name not in self.versions:
+            self.versions[name] = table_version(self.spark, self.lake.table_path(self.policy.tables[name]))
+        return self.versions[name]
 
-    def stage(item: tuple[str, Table, dict, str, bytes, str]) -> tuple:
+    def inputs_of(self, purpose: str, name: str, table: Table, key_id: str) -> dict:
+        """What a published table was built from: a change in any of it publishes the table again.
+        The registers that decide who is eligible for the purpose (S11) are part of it, so a new
+        restriction or a consent change re-publishes every table of the purpose."""
+        registers = [self.policy.subject.restrictions_table]
+        if self.policy.purposes[purpose].requires_consent:
+            registers.append(self.policy.subject.consents_table)
+        inputs = {"format": OUTPUT_FORMAT, "source_version": self.version_of(name), "key_id": key_id,
+                  "registers": {n: self.version_of(n) for n in registers if n},
+                  "profile": hashlib.sha256(repr(rule31_plan(table)).encode()).hexdigest()[:16]}
+        if rule31_plan(table).scrub:       # the authors' own values come from the subject table
+            inputs["owners_version"] = self.version_of(self.policy.subject.table)
+        return inputs
+
+    def publish_purpose(self, purpose: str, key_id: str, key: bytes, full: bool) -> None:
+        todo = []
+        for name, table in self.policy.tables.items():
+            if purpose not in table.purposes:
+                continue
+            inputs = self.inputs_of(purpose, name, table, key_id)
+            if not full and self.state.get(f"{purpose}/{name}") == inputs and is_delta(self.lake.pseudonymized(purpose, name)):
+                self.results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})
+                continue
+            todo.append((name, table, inputs, purpose, key, key_id))
+        staged = for_each_table(todo, self.stage)
+        if not staged:
+            return
+        self.progress(f"gate for {purpose}")
+        from expectations.gates import run_gate
+
+        checks = [(name, output, gate_checks(self.policy, name, self.identifiers_of(name, table), output))
+                  for name, table, _, output, _ in staged]
+        gate = run_gate(f"pseudonymize-{purpose}", checks, join(self.lake.docs, "pseudonymize", self.run_id, purpose))
+        self.results["docs"].append(gate.docs_index)
+        failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
+        outcomes = for_each_table(staged, lambda item: self.settle(item, purpose, failed))
+        for (name, _, _, output, inputs), (problem, rows, where) in zip(staged, outcomes):
+            output.unpersist()
+            if problem:
+                self.results["failures"].append(f"{purpose}/{name}: {problem}")
+                self.results["tables"].append({"purpose": purpose, "table": name, "status": f"quarantined: {where}", "rows": None})
+                continue
+            self.state[f"{purpose}/{name}"] = inputs
+            _save_state(self.lake, self.state)
+            self.results["tables"].append({"purpose": purpose, "table": name, "status": "published", "rows": rows, "key_id": key_id})
+
+    def stage(self, item: tuple[str, Table, dict, str, bytes, str]) -> tuple:
         """Build and persist one table's 仮名加工情報 (several tables at once: jobs.runtime.concurrency).
         Persisted once, the gate, the checks after it and the publish all read the same rows; the
         rows are deterministic (HMAC pseudonyms), so a recomputed lost block is the same too."""
         name, table, inputs, purpose, key, key_id = item
-        progress(f"pseudonymizing {name} for {purpose}")
-        source = eligible_rows(spark, policy, lake, name, purpose, registers)
-        output = apply_rule31(source, table, key, key_id, owners if rule31_plan(table).scrub else None)
+        self.progress(f"pseudonymizing {name} for {purpose}")
+        source = eligible_rows(self.spark, self.policy, self.lake, name, purpose, self.registers)
+        output = apply_rule31(source, table, key, key_id, self.owners if rule31_plan(table).scrub else None)
         output = output.persist(StorageLevel.MEMORY_AND_DISK)
-        outputs.append(output)
+        self.outputs.append(output)
         output.count()      # materialized here, in this table's thread, not by the one-at-a-time gate
         return name, table, source, output, inputs
 
-    def settle(item: tuple, purpose: str, failed: dict[str, str]) -> tuple[str | None, int | None, str | None]:
+    def settle(self, item: tuple, purpose: str, failed: dict[str, str]) -> tuple[str | None, int | None, str | None]:
         """After the gate: the one-pseudonym check, then ONE Delta transaction that publishes the
         table, or the output written under quarantine/. Returns (problem, rows, quarantine URI)."""
         name, table, source, output, _ = item
@@ -241,59 +298,17 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
         # write (and shuffle) most of the largest table alone.
         layout = dict(partition_by=[table.region_column], stats_columns=table.stats_columns(), published=True)
         if problem:
-            where = lake.quarantine("pseudonymized", purpose, name, run_id)
-            LakeTable(spark, where).write_new(output, **layout)
+            where = self.lake.quarantine("pseudonymized", purpose, name, self.run_id)
+            LakeTable(self.spark, where).write_new(output, **layout)
             return problem, None, where
-        LakeTable(spark, lake.pseudonymized(purpose, name)).publish(output, **layout)
+        LakeTable(self.spark, self.lake.pseudonymized(purpose, name)).publish(output, **layout)
         return None, rows, None
 
-    try:
-        for purpose in purposes:
-            key_id, key = keys[purpose]
-            todo = []
-            for name, table in policy.tables.items():
-                if purpose not in table.purposes:
-                    continue
-                inputs = {"format": OUTPUT_FORMAT, "source_version": version_of(name), "key_id": key_id,
-                          "registers": register_versions(purpose),
-                          "profile": hashlib.sha256(repr(rule31_plan(table)).encode()).hexdigest()[:16]}
-                if rule31_plan(table).scrub:       # the authors' own values come from the subject table
-                    inputs["owners_version"] = version_of(policy.subject.table)
-                marker = f"{purpose}/{name}"
-                if not full and state.get(marker) == inputs and is_delta(lake.pseudonymized(purpose, name)):
-                    results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})
-                    continue
-                todo.append((name, table, inputs, purpose, key, key_id))
-            staged = for_each_table(todo, stage)
-            if not staged:
-                continue
-            progress(f"gate for {purpose}")
-            from expectations.gates import run_gate
-
-            checks = [(name, output, gate_checks(policy, name, identifiers_of(name, table), output))
-                      for name, table, _, output, _ in staged]
-            gate = run_gate(f"pseudonymize-{purpose}", checks, join(lake.docs, "pseudonymize", run_id, purpose))
-            results["docs"].append(gate.docs_index)
-            failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
-            outcomes = for_each_table(staged, lambda item: settle(item, purpose, failed))
-            for (name, _, _, output, inputs), (problem, rows, where) in zip(staged, outcomes):
-                output.unpersist()
-                if problem:
-                    results["failures"].append(f"{purpose}/{name}: {problem}")
-                    results["tables"].append({"purpose": purpose, "table": name, "status": f"quarantined: {where}", "rows": None})
-                    continue
-                state[f"{purpose}/{name}"] = inputs
-                _save_state(lake, state)
-                results["tables"].append({"purpose": purpose, "table": name, "status": "published", "rows": rows, "key_id": key_id})
-    finally:
-        for output in outputs:
+    def release(self) -> None:
+        for output in self.outputs:
             output.unpersist()
-        for identifiers in identifier_sets.values():
+        for identifiers in self.identifier_sets.values():
             identifiers.unpersist()
-    if results["failures"]:
-        raise CheckFailed("pseudonymization gate failed (outputs quarantined, Data Docs: "
-                          f"{', '.join(results['docs'])}): " + "; ".join(results["failures"]))
-    return results
 
 
 def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, keys: DataFrame,

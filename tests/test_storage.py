@@ -185,3 +185,32 @@ def test_queries_are_sized_to_the_lake(spark, tmp_path, monkeypatch):
     finally:
         for key, value in before.items():
             spark.conf.unset(key) if value is None else spark.conf.set(key, value)
+
+
+def test_subject_buckets_on_the_driver_equal_sparks(spark, tmp_path):
+    """jobs/lake/buckets.py is Spark's pmod(xxhash64(id), n) in Python: the rows ``of_subjects``
+    selects (literals, no Spark job) are exactly the rows of those subjects, partitions pruned."""
+    from pyspark.sql import functions as F
+
+    from jobs.lake.buckets import bucket_of
+    from jobs.lake.layout import SUBJECT_BUCKET, of_subjects, subject_bucket
+
+    ids = ["", "A000000001", "顧客-東京-0042", "é" * 7, "x" * 31, "y" * 32, "z" * 33, "0123456789" * 9] + \
+          [f"S{i:09d}" for i in range(200)]
+    for buckets in (1, 7, 16, 64):
+        rows = (spark.createDataFrame([(s,) for s in ids], "s string")
+                .select("s", subject_bucket(F.col("s"), buckets).alias("b")).collect())
+        assert {r.s: r.b for r in rows} == {s: bucket_of(s, buckets) for s in ids}
+    path = str(tmp_path / "t")
+    table = (spark.createDataFrame([(s, n) for n, s in enumerate(ids)], "account_id string, n int")
+             .withColumn(SUBJECT_BUCKET, subject_bucket(F.col("account_id"), 16)))
+    table.write.format("delta").partitionBy(SUBJECT_BUCKET).save(path)
+    wanted = ["顧客-東京-0042", "S000000007", "not-there"]
+    dag = spark.sparkContext._jsc.sc().dagScheduler()
+    before = dag.numTotalJobs()
+    condition = of_subjects("account_id", wanted, 16)
+    assert dag.numTotalJobs() == before
+    found = spark.read.format("delta").load(path).where(condition)
+    assert sorted(r.account_id for r in found.collect()) == ["S000000007", "顧客-東京-0042"]
+    plan = found._jdf.queryExecution().executedPlan().toString()
+    assert "PartitionFilters: [" in plan and f"{SUBJECT_BUCKET}#" in plan.split("PartitionFilters: [", 1)[1].split("]", 1)[0]

@@ -86,21 +86,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
     known = load_states(spark, lake)
     batch_id = f"era-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     report = ErasureReport(batch_id, as_of, dry_run)
-    batch: list[Request] = []
-    new: list[Request] = []
-    for given in requests:
-        request = new_request(policy, key, given, now)
-        existing = known.get(given.request_id)
-        if existing is None:
-            new.append(request)
-            continue
-        if sorted(existing.subject_hashes) != sorted(request.subject_hashes):
-            raise InputError(f"request {given.request_id} was received earlier for other subject(s); use a new --request-id")
-        existing.subjects = list(given.subjects)
-        if existing.state == "closed":
-            report.notes.append(f"request {given.request_id} is already closed (receipt receipts/{given.request_id}.json)")
-            continue
-        batch.append(existing)
+    new, batch = sort_requests(policy, key, requests, known, now, report)
     if dry_run:
         report.plans = dry_run_plans(spark, policy, lake, new + batch, as_of, key)
         return report
@@ -132,24 +118,51 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, requests: list[RequestI
     if new:
         work.receive(new)
     everyone = batch + new
-    steps = [("retained_copy", work.retain), ("deleted", work.delete), ("backups_quarantined", work.quarantine_backups)]
-    for state, action in steps:
-        todo = [r for r in everyone if r.order == STATES.index(state) - 1]
-        if todo:
-            action(todo)
-    todo = [r for r in everyone if r.state == "backups_quarantined"]
-    if todo:
-        work.purge(todo, report)
-    todo = [r for r in everyone if r.state == "purged"]
-    if todo:
-        work.verify(todo)
-    todo = [r for r in everyone if r.state == "verified"]
-    if todo:
-        work.close(todo, report)
+    advance(work, everyone, report)
     still_open = [r for r in everyone if r.state != "closed"]
     if still_open:
         report.receipts += build_receipts(spark, policy, lake, still_open, as_of, table_commits=work.all_commits())
     return report
+
+
+def sort_requests(policy: Policy, key: bytes, requests: list[RequestInput], known: dict[str, Request],
+                  now: dt.datetime, report: ErasureReport) -> tuple[list[Request], list[Request]]:
+    """(new requests, open ones given again). A known request id given for other subjects is exit 2;
+    a closed one is a note pointing at its receipt."""
+    new: list[Request] = []
+    batch: list[Request] = []
+    for given in requests:
+        request = new_request(policy, key, given, now)
+        existing = known.get(given.request_id)
+        if existing is None:
+            new.append(request)
+            continue
+        if sorted(existing.subject_hashes) != sorted(request.subject_hashes):
+            raise InputError(f"request {given.request_id} was received earlier for other subject(s); use a new --request-id")
+        existing.subjects = list(given.subjects)
+        if existing.state == "closed":
+            report.notes.append(f"request {given.request_id} is already closed (receipt receipts/{given.request_id}.json)")
+            continue
+        batch.append(existing)
+    return new, batch
+
+
+def advance(work: Batch, requests: list[Request], report: ErasureReport) -> None:
+    """Each request as far as it may go now, state by state (STATES), all requests of a state at once."""
+    steps = [("retained_copy", work.retain), ("deleted", work.delete), ("backups_quarantined", work.quarantine_backups)]
+    for state, action in steps:
+        todo = [r for r in requests if r.order == STATES.index(state) - 1]
+        if todo:
+            action(todo)
+    todo = [r for r in requests if r.state == "backups_quarantined"]
+    if todo:
+        work.purge(todo, report)
+    todo = [r for r in requests if r.state == "purged"]
+    if todo:
+        work.verify(todo)
+    todo = [r for r in requests if r.state == "verified"]
+    if todo:
+        work.close(todo, report)
 
 
 def dry_run_plans(spark: SparkSession, policy: Policy, lake: Lake, requests: list[Request], as_of: dt.date, key: bytes) -> list[dict]:

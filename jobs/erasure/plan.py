@@ -10,7 +10,7 @@ from jobs.lake.backup_catalog import list_backups
 from jobs.lake.backup_ledger import read_ledger
 from jobs.lake.holds import HoldBook
 from jobs.erasure.model import JOB, MIN_VALUE_LENGTH, ROWS_TABLE, VALUE_CLASSES
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, is_delta, read_current, subject_bucket
+from jobs.lake.layout import Lake, is_delta, of_subjects, read_current, subject_bucket
 from jobs.lake.table import LakeTable
 from jobs.lake.lineage import keeps_pseudonymized
 from jobs.policy import Policy
@@ -26,20 +26,18 @@ def subjects_frame(spark: SparkSession, subjects: list[str], buckets: int) -> Da
 
 def table_hits(spark: SparkSession, lake: Lake, policy: Policy, tables: list[str], subjects: list[str]
                ) -> dict[str, dict[str, dict[tuple[str, int], int]]]:
-    """table -> subject -> {(file path, file size): rows} in the current versions, in ONE Spark job;
-    the join on (subject, bucket) reads only the subjects' bucket partitions."""
+    """table -> subject -> {(file path, file size): rows} in the current versions, in ONE Spark job
+    that reads only the subjects' bucket partitions (``of_subjects``)."""
     out: dict[str, dict[str, dict[tuple[str, int], int]]] = {name: {} for name in tables}
     if not subjects or not tables:
         return out
     parts = None
     for name in tables:
         table = policy.tables[name]
-        df = read_current(spark, lake.table_path(table)).select(
-            F.col(table.subject_key).alias("_s"), F.col(SUBJECT_BUCKET).alias("_b"),
-            F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_size").alias("size"))
-        keys = F.broadcast(subjects_frame(spark, subjects, table.subject_buckets))
-        part = (df.join(keys, (df["_s"] == keys["subject"]) & (df["_b"] == keys["bucket"]))
-                  .select(F.lit(name).alias("table"), "subject", "file", "size"))
+        part = (read_current(spark, lake.table_path(table))
+                .where(of_subjects(table.subject_key, subjects, table.subject_buckets))
+                .select(F.lit(name).alias("table"), F.col(table.subject_key).cast("string").alias("subject"),
+                        F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_size").alias("size")))
         parts = part if parts is None else parts.unionByName(part)
     for row in parts.groupBy("table", "subject", "file", "size").count().collect():
         out[row.table].setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["count"])
@@ -67,8 +65,7 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
             continue
         df = read_current(spark, lake.table_path(table))
         key = table.subject_key
-        marks = F.broadcast(subjects_frame(spark, erasable_by_table[name], table.subject_buckets))
-        rows = df.join(marks, (df[key] == marks["subject"]) & (df[SUBJECT_BUCKET] == marks["bucket"]))
+        rows = df.where(of_subjects(key, erasable_by_table[name], table.subject_buckets))
         value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
         part = rows.select(F.col(key).alias("subject"), F.explode(F.array(*[F.col(c).cast("string") for c in value_columns])).alias("value"))
         candidates = part if candidates is None else candidates.unionByName(part)
@@ -81,9 +78,8 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
     for name, table in policy.tables.items():
         df = read_current(spark, lake.table_path(table))
         key = table.subject_key
-        if erasable_by_table[name]:
-            gone = F.broadcast(spark.createDataFrame([(s,) for s in erasable_by_table[name]], "_subject string"))
-            df = df.join(gone, df[key] == gone["_subject"], "left_anti")          # the rows that stay
+        if erasable_by_table[name]:                                           # the rows that stay
+            df = df.where(F.col(key).isNull() | ~F.col(key).isin(erasable_by_table[name]))
         strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string" and not f.name.startswith("_")]
         # A staying row's string cells and their tokens (as the residue scan tokenizes them).
         cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())

@@ -33,49 +33,17 @@ def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: li
     existing = {d.isoformat() for d in list_backups(lake)}
     receipts = []
     for r in requests:
-        table_versions = {}
-        purge_due = None
-        for name, by_version in commits.items():
-            for version, meta in by_version.items():
-                if r.request_id in meta.get("requests", []):
-                    table_versions[name] = {"before": meta["version_before"], "erasure_commit": version, "purge_due": meta["purge_due"]}
-                    due = dt.date.fromisoformat(meta["purge_due"])
-                    purge_due = max(purge_due, due) if purge_due else due
+        table_versions, purge_due = _erasure_commits_of(r, commits)
         purged = r.states.get("purged")
         purged_on = dt.date.fromisoformat(str(purged["as_of"])) if purged else None
-        subjects, totals = [], {}
-        last_gone_all = None
-        for h in r.subject_hashes:
-            entries = plan.get((r.request_id, h), {})
-            removed = {t: int(e.rows_removed) for t, e in sorted(entries.items()) if e.rows_removed}
-            held = [{"table": t, "hold_id": e.hold_id, "reason": e.hold_reason,
-                     "until": e.hold_until.isoformat() if e.hold_until else None, "rows_kept": int(e.rows_held)}
-                    for t, e in sorted(entries.items()) if e.hold_id and e.rows_held]
-            for t, n in removed.items():
+        subjects = [_subject_entry(policy, plan.get((r.request_id, h), {}), h, ledger_rows.get((r.request_id, h)),
+                                   existing, purged_on or purge_due) for h in r.subject_hashes]
+        totals: dict[str, int] = {}
+        for subject in subjects:
+            for t, n in subject["rows_removed"].items():
                 totals[t] = totals.get(t, 0) + n
-            ledger_row = ledger_rows.get((r.request_id, h))
-            backups = [{"date": d, "expires": expires_on(policy, dt.date.fromisoformat(d)).isoformat(),
-                        "still_exists": d in existing} for d in (ledger_row.backups if ledger_row else [])]
-            ends = []
-            if removed:
-                ends.append(purged_on or purge_due)
-            ends += [dt.date.fromisoformat(b["expires"]) for b in backups]
-            ends = [e for e in ends if e is not None]
-            last_gone = max(ends) if ends else None
-            if last_gone and (last_gone_all is None or last_gone > last_gone_all):
-                last_gone_all = last_gone
-            found = bool(entries) and any((e.rows_removed or e.rows_held) for e in entries.values())
-            subject_table = entries.get(policy.subject.table)
-            subjects.append({
-                "subject_hash": h,
-                "found": found,
-                "in_subject_table": bool(subject_table and (subject_table.rows_removed or subject_table.rows_held)),
-                "message": None if found else "no data found for this subject in the lake",
-                "rows_removed": removed,
-                "held": held,
-                "backups_holding": backups,
-                "last_byte_gone": last_gone.isoformat() if last_gone else None,
-            })
+        gone = [dt.date.fromisoformat(s["last_byte_gone"]) for s in subjects if s["last_byte_gone"]]
+        last_gone_all = max(gone) if gone else None
         retained = r.states.get("retained_copy", {}).get("detail", {}).get("tables", [])
         met = None
         if purged_on is not None:
@@ -112,6 +80,45 @@ def build_receipts(spark: SparkSession, policy: Policy, lake: Lake, requests: li
                               json.dumps(receipt, indent=2, ensure_ascii=False, sort_keys=False))
         receipts.append(receipt)
     return receipts
+
+
+def _erasure_commits_of(request: Request, commits: dict[str, dict[int, dict]]) -> tuple[dict, dt.date | None]:
+    """The request's erasure commit per table (versions before and of it, purge due) and the latest purge due."""
+    table_versions, purge_due = {}, None
+    for name, by_version in commits.items():
+        for version, meta in by_version.items():
+            if request.request_id in meta.get("requests", []):
+                table_versions[name] = {"before": meta["version_before"], "erasure_commit": version, "purge_due": meta["purge_due"]}
+                due = dt.date.fromisoformat(meta["purge_due"])
+                purge_due = max(purge_due, due) if purge_due else due
+    return table_versions, purge_due
+
+
+def _subject_entry(policy: Policy, entries: dict, subject_hash: str, ledger_row, existing: set[str],
+                   rows_gone_on: dt.date | None) -> dict:
+    """One subject of a receipt: rows removed and held per table, the backups still holding it, and
+    the day its last byte is gone (its rows' purge, or the last of those backups' expiry)."""
+    removed = {t: int(e.rows_removed) for t, e in sorted(entries.items()) if e.rows_removed}
+    held = [{"table": t, "hold_id": e.hold_id, "reason": e.hold_reason,
+             "until": e.hold_until.isoformat() if e.hold_until else None, "rows_kept": int(e.rows_held)}
+            for t, e in sorted(entries.items()) if e.hold_id and e.rows_held]
+    backups = [{"date": d, "expires": expires_on(policy, dt.date.fromisoformat(d)).isoformat(),
+                "still_exists": d in existing} for d in (ledger_row.backups if ledger_row else [])]
+    ends = [rows_gone_on] if removed else []
+    ends = [e for e in ends + [dt.date.fromisoformat(b["expires"]) for b in backups] if e is not None]
+    last_gone = max(ends) if ends else None
+    found = bool(entries) and any((e.rows_removed or e.rows_held) for e in entries.values())
+    subject_table = entries.get(policy.subject.table)
+    return {
+        "subject_hash": subject_hash,
+        "found": found,
+        "in_subject_table": bool(subject_table and (subject_table.rows_removed or subject_table.rows_held)),
+        "message": None if found else "no data found for this subject in the lake",
+        "rows_removed": removed,
+        "held": held,
+        "backups_holding": backups,
+        "last_byte_gone": last_gone.isoformat() if last_gone else None,
+    }
 
 
 def audit_row(receipt: dict, batch_id: str) -> tuple:

@@ -165,20 +165,7 @@ class Batch:
         hits = table_hits(self.spark, self.lake, self.policy, list(todo), subjects)
         # Every table's plan is written BEFORE the first MERGE, in one commit; a plan counts only
         # once its MERGE committed (its plan_id is in the commit metadata) or if it had nothing to do.
-        plans, planned_at = {}, now_utc()
-        rows = []
-        for name, pending in todo.items():
-            plan_id = uuid.uuid4().hex
-            names = sorted({s for r in pending for s in r.subjects})
-            erasable = [s for s in names if hits[name].get(s) and self.holds.hold_for(s, name) is None]
-            plans[name] = (plan_id, erasable)
-            for r in pending:
-                for s in r.subjects:
-                    hold = self.holds.hold_for(s, name)
-                    n = sum(hits[name].get(s, {}).values())
-                    rows.append((plan_id, self.batch_id, r.request_id, name, subject_hash(self.key, s),
-                                 0 if hold else n, n if hold else 0, hold.hold_id if hold else None,
-                                 hold.reason if hold else None, hold.until if hold else None, not erasable, planned_at))
+        plans, rows = self.plan_deletes(todo, hits)
         if rows:
             append_rows(self.spark, self.lake.state(ROWS_TABLE), self.spark.createDataFrame(rows, ROWS_SCHEMA))
 
@@ -219,6 +206,25 @@ class Batch:
             ids = ", ".join(f"'{r.request_id}'" for r in requests)   # request ids are checked: [A-Za-z0-9._-]
             LakeTable(self.spark, inbox).delete_where(f"request_id IN ({ids})")
         self._advance("deleted", requests, derived)
+
+    def plan_deletes(self, todo: dict[str, list[Request]], hits: dict) -> tuple[dict[str, tuple[str, list[str]]], list[tuple]]:
+        """Per table (plan id, subjects to erase), and the plan rows: per request, subject and table the
+        rows to remove or, under a hold, kept and why (subjects as hashes only)."""
+        plans, planned_at = {}, now_utc()
+        rows = []
+        for name, pending in todo.items():
+            plan_id = uuid.uuid4().hex
+            names = sorted({s for r in pending for s in r.subjects})
+            erasable = [s for s in names if hits[name].get(s) and self.holds.hold_for(s, name) is None]
+            plans[name] = (plan_id, erasable)
+            for r in pending:
+                for s in r.subjects:
+                    hold = self.holds.hold_for(s, name)
+                    n = sum(hits[name].get(s, {}).values())
+                    rows.append((plan_id, self.batch_id, r.request_id, name, subject_hash(self.key, s),
+                                 0 if hold else n, n if hold else 0, hold.hold_id if hold else None,
+                                 hold.reason if hold else None, hold.until if hold else None, not erasable, planned_at))
+        return plans, rows
 
     def delete_derived(self, requests: list[Request]) -> dict[str, dict]:
         """The subjects' rows in every derived copy (jobs.lake.lineage), one MERGE per copy keyed on the

@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 from jobs.lake.backup_catalog import backup_dir, list_backups
 from jobs.lake.backup_crypto import reading_backups
 from jobs.runtime.keys import load_key
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, create_table, is_delta, read_current, subject_bucket
+from jobs.lake.layout import Lake, create_table, is_delta, of_subjects, read_current
 from jobs.policy import Policy
 from jobs.lake.table import LakeTable
 
@@ -108,11 +108,10 @@ def sync_ledger(spark: SparkSession, lake: Lake) -> int:
 def subjects_in_backups(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str],
                         days: Iterable[dt.date]) -> dict[str, list[str]]:
     """subject id -> dates (ISO) of the given backups that hold any row of them, in ONE Spark job
-    (ids stay in driver memory; only the subjects' bucket partitions are read)."""
+    (only the subjects' bucket partitions are read: ``of_subjects``)."""
     days = list(days)
     if not subjects:
         return {}
-    wanted = spark.createDataFrame([(s,) for s in subjects], "subject string")
     parts = None
     for day in days:
         target = Lake(backup_dir(lake, day))
@@ -120,10 +119,9 @@ def subjects_in_backups(spark: SparkSession, policy: Policy, lake: Lake, subject
             path = target.table_path(table)
             if not is_delta(path):
                 continue
-            keys = F.broadcast(wanted.withColumn("bucket", subject_bucket(F.col("subject"), table.subject_buckets)))
-            df = read_current(spark, path).select(table.subject_key, SUBJECT_BUCKET)
-            part = (df.join(keys, (df[table.subject_key] == keys["subject"]) & (df[SUBJECT_BUCKET] == keys["bucket"]))
-                      .select("subject", F.lit(day.isoformat()).alias("day")))
+            part = (read_current(spark, path)
+                    .where(of_subjects(table.subject_key, subjects, table.subject_buckets))
+                    .select(F.col(table.subject_key).cast("string").alias("subject"), F.lit(day.isoformat()).alias("day")))
             parts = part if parts is None else parts.unionByName(part)
     found: dict[str, set[str]] = {}
     if parts is not None:

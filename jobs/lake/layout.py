@@ -27,6 +27,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime.console import InputError
+from jobs.lake.buckets import bucket_of
 from jobs.lake.storage import files_for, is_local, join, normalize
 from jobs.policy import Policy, Table
 from jobs.lake.table import LakeTable
@@ -107,6 +108,15 @@ class Lake:
 def subject_bucket(subject: Column, buckets: int) -> Column:
     """Stable bucket of a subject id: a purge of a few subjects touches only their buckets' files."""
     return F.pmod(F.xxhash64(subject), F.lit(buckets)).cast("int")
+
+
+def of_subjects(subject_key: str, subjects: list[str], buckets: int) -> Column:
+    """The rows of these subjects: ``key IN (...) AND bucket IN (their buckets)``. The bucket
+    condition prunes the table's partitions, and both lists are literals of the query, computed on
+    the driver (jobs/lake/buckets.py): no Spark job, where a broadcast join of the list cost one
+    per table and lookup."""
+    return (F.col(subject_key).isin(list(subjects))
+            & F.col(SUBJECT_BUCKET).isin(sorted({bucket_of(s, buckets) for s in subjects})))
 
 
 def is_delta(path: str | Path) -> bool:

@@ -163,19 +163,30 @@ def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
       匿名加工情報 also identifying columns, linking codes and free text: jobs.policy.TREATMENTS).
     Data Docs go to <lake>/docs/gates/nightly-<date>/. Raises CheckFailed (no value in the message).
     """
-    from pyspark.sql import functions as F
-
-    from expectations import columns_of_classes, retention_suite, run_gate
-    from expectations.custom import ExpectNoForbiddenColumns
-    from jobs.lake.backup_ledger import hash_column, ledger_key, read_ledger
-    from jobs.lake.layout import is_delta, read_current
-    from jobs.policy import PSEUDONYMIZED_FORBIDDEN, RELEASE_FORBIDDEN
-    from jobs.pseudonymize import rule31_plan
-    from jobs.lake.subjects import Registers
+    from expectations import run_gate
 
     pol, lk = load(policy, lake)
     day = run_date(run_date_)
     spark = _spark("gates")
+    checks = _raw_table_checks(spark, pol, lk, day) + _published_checks(spark, pol, lk)
+    result = run_gate(f"nightly-{day.isoformat()}", checks, join(lk.docs, "gates", f"nightly-{day.isoformat()}"))
+    summary = {"step": "gates", "as_of": day.isoformat(), "success": result.success, "checks": len(checks),
+               "labels": [label for label, _df, _e in checks], "docs_index": result.docs_index,
+               "failures": [f.message for f in result.failures]}
+    if not result.success:
+        raise CheckFailed(result.report())
+    return summary
+
+
+def _raw_table_checks(spark, pol, lk, day: dt.date) -> list[tuple]:
+    """The gate's checks of the raw tables: retention kept, no erased subject back."""
+    from pyspark.sql import functions as F
+
+    from expectations import retention_suite
+    from jobs.lake.backup_ledger import hash_column, ledger_key, read_ledger
+    from jobs.lake.layout import is_delta, read_current
+    from jobs.lake.subjects import Registers
+
     registers = Registers(spark, pol, lk)
     checks = []
     ledger = read_ledger(spark, lk)
@@ -200,14 +211,31 @@ def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
                                      ledger_hash_column="subject_hash")
         if suite:
             checks.append((f"raw.{name}", df, suite))
+    return checks
+
+
+def _published_checks(spark, pol, lk) -> list[tuple]:
+    """The gate's checks of every pseudonymized and anonymized dataset: no column of a class that must be gone."""
+    from expectations import columns_of_classes
+    from expectations.custom import ExpectNoForbiddenColumns
+    from jobs.lake.layout import is_delta, read_current
+    from jobs.policy import PSEUDONYMIZED_FORBIDDEN, RELEASE_FORBIDDEN
+    from jobs.pseudonymize import rule31_plan
+
+    checks = []
     classes_of = {name: {c: t.column(c).class_.value for c in t.columns} for name, t in pol.tables.items()}
+
+    def pseudonymized_forbidden(table: str) -> dict[str, str]:
+        forbidden = columns_of_classes(classes_of[table], PSEUDONYMIZED_FORBIDDEN)
+        forbidden.update({c: "dropped by policy" for c in rule31_plan(pol.tables[table]).drop if c not in forbidden})
+        return forbidden
+
     for dataset in _published_datasets(spark, pol, lk):
         source = dataset["name"] if dataset["name"] in pol.tables else None
         if dataset["kind"] == "pseudonymized":
             if source is None:                   # pseudonymized/<purpose>/retained/<table> is a group of tables
                 continue
-            forbidden = columns_of_classes(classes_of[source], PSEUDONYMIZED_FORBIDDEN)
-            forbidden.update({c: "dropped by policy" for c in rule31_plan(pol.tables[source]).drop if c not in forbidden})
+            forbidden = pseudonymized_forbidden(source)
         elif dataset["kind"] == "anonymized":
             release = pol.releases.get(dataset["group"])
             base = release.table if release else source
@@ -222,17 +250,9 @@ def gates(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
     for path in lk.files.glob(join(lk.path("pseudonymized"), "*", "retained", "*")):
         table = name_of(path)
         if table in pol.tables and is_delta(path):
-            forbidden = columns_of_classes(classes_of[table], PSEUDONYMIZED_FORBIDDEN)
-            forbidden.update({c: "dropped by policy" for c in rule31_plan(pol.tables[table]).drop if c not in forbidden})
             checks.append((f"pseudonymized.{name_of(parent_of(parent_of(path)))}.retained.{table}", read_current(spark, path),
-                           [ExpectNoForbiddenColumns(forbidden_columns=forbidden)]))
-    result = run_gate(f"nightly-{day.isoformat()}", checks, join(lk.docs, "gates", f"nightly-{day.isoformat()}"))
-    summary = {"step": "gates", "as_of": day.isoformat(), "success": result.success, "checks": len(checks),
-               "labels": [label for label, _df, _e in checks], "docs_index": result.docs_index,
-               "failures": [f.message for f in result.failures]}
-    if not result.success:
-        raise CheckFailed(result.report())
-    return summary
+                           [ExpectNoForbiddenColumns(forbidden_columns=pseudonymized_forbidden(table))]))
+    return checks
 
 
 def publish(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:

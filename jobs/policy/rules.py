@@ -11,72 +11,105 @@ from jobs.policy.classes import AGE_MAX, RELEASE_FORBIDDEN, TREATMENTS, ColumnCl
 from jobs.policy.model import DPDomain, Policy, Table
 
 
-def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
-    """Cross-references pydantic cannot check field by field."""
-    problems: list[tuple[str, str]] = []
-    tables = policy.tables
-    if policy.subject.table not in tables:
-        problems.append(("subject.table", f"unknown table {policy.subject.table!r}"))
-    else:
-        home = tables[policy.subject.table]
-        for key in ("consents_table", "restrictions_table", "legal_holds_table"):
-            name = getattr(policy.subject, key)
-            if name is not None and name not in tables:
-                problems.append((f"subject.{key}", f"unknown table {name!r}"))
-        for name, purpose in policy.purposes.items():
-            if purpose.requires_consent and policy.subject.consents_table is None:
-                problems.append((f"purposes.{name}.requires_consent", "a purpose based on consent needs the consent "
-                                 "register: set subject.consents_table (or requires_consent: false)"))
-        for key in ("closure_column", "birth_date_column", "guardian_consent_column"):
-            column = getattr(policy.subject, key)
-            if column is not None and column not in home.columns:
-                problems.append((f"subject.{key}", f"column {column!r} is not in table {policy.subject.table!r}"))
-    for name, table in tables.items():
-        base = f"tables.{name}"
-        if table.subject_key not in table.columns:
-            problems.append((f"{base}.subject_key", f"column {table.subject_key!r} is not classified in columns"))
-        elif table.column(table.subject_key).class_ != ColumnClass.linking_code:
-            problems.append((f"{base}.columns.{table.subject_key}.class", "the subject key must be class linking_code"))
-        elif table.purposes and table.column(table.subject_key).treatment == "drop":
-            problems.append((f"{base}.columns.{table.subject_key}.treatment", "the subject key of a table that serves a "
-                             "purpose is pseudonymized, not dropped: erasure finds a subject's 仮名加工情報 by it"))
-        if table.date_column is not None and table.date_column not in table.columns:
-            problems.append((f"{base}.date_column", f"column {table.date_column!r} is not classified in columns"))
-        if table.region_column not in table.columns:
-            problems.append((f"{base}.region_column", f"column {table.region_column!r} is not classified in columns"))
-        for i, purpose in enumerate(table.purposes):
-            if purpose not in policy.purposes:
-                problems.append((f"{base}.purposes[{i}]", f"unknown purpose {purpose!r}"))
-        for column in table.columns:
-            spec = table.column(column)
-            where = f"{base}.columns.{column}"
-            if spec.class_ == ColumnClass.quasi_identifier and spec.hierarchy is None:
-                problems.append((f"{where}.hierarchy", "a quasi_identifier needs a generalization hierarchy"))
-            if spec.hierarchy is not None and spec.hierarchy not in policy.hierarchies:
-                problems.append((f"{where}.hierarchy", f"unknown hierarchy {spec.hierarchy!r}"))
-            rule = TREATMENTS[spec.class_]
-            if rule.allowed is not None and spec.treatment not in (None, *rule.allowed):
-                problems.append((f"{where}.treatment", rule.refusal.format(cls=spec.class_.value, treatment=spec.treatment)))
-        retention = table.retention
-        if retention is not None:
-            if retention.basis == "business_date" and table.date_column is None:
-                problems.append((f"{base}.retention.basis", "business_date retention needs the table's date_column"))
-            if retention.purpose is not None and retention.purpose not in policy.purposes:
-                problems.append((f"{base}.retention.purpose", f"unknown purpose {retention.purpose!r}"))
-            if retention.action == "pseudonymize" and not table.purposes:
-                problems.append((f"{base}.retention.action", "pseudonymize needs a purpose in the table's purposes"))
-            if retention.action == "anonymize":
-                if retention.release is None:
-                    problems.append((f"{base}.retention.release", "action anonymize needs the release whose QIs and k the expired rows are kept as"))
-                elif retention.release not in policy.releases:
-                    problems.append((f"{base}.retention.release", f"unknown release {retention.release!r}"))
-                elif policy.releases[retention.release].table != name:
-                    problems.append((f"{base}.retention.release", f"release {retention.release!r} is built from table "
-                                                                  f"{policy.releases[retention.release].table!r}, not {name!r}"))
-            elif retention.release is not None:
-                problems.append((f"{base}.retention.release", "only action anonymize takes a release"))
+Problems = list[tuple[str, str]]
+
+
+def _semantic_problems(policy: Policy) -> Problems:
+    """Cross-references pydantic cannot check field by field, in the policy file's order."""
+    problems = _subject_problems(policy)
+    for name, table in policy.tables.items():
+        problems += _table_problems(policy, name, table)
     problems += _closure_order_problems(policy)
     problems += _statistic_dp_problems(policy)
+    problems += _hierarchy_problems(policy)
+    problems += _legal_hold_problems(policy)
+    problems += _purpose_key_problems(policy)
+    for kind, entries in (("releases", policy.releases), ("statistics", policy.statistics)):
+        for name, entry in entries.items():
+            problems += _entry_problems(policy, kind, name, entry)
+    return problems
+
+
+def _subject_problems(policy: Policy) -> Problems:
+    """The subject block: its table, registers and columns exist; consent purposes have a register."""
+    problems: Problems = []
+    tables = policy.tables
+    if policy.subject.table not in tables:
+        return [("subject.table", f"unknown table {policy.subject.table!r}")]
+    home = tables[policy.subject.table]
+    for key in ("consents_table", "restrictions_table", "legal_holds_table"):
+        name = getattr(policy.subject, key)
+        if name is not None and name not in tables:
+            problems.append((f"subject.{key}", f"unknown table {name!r}"))
+    for name, purpose in policy.purposes.items():
+        if purpose.requires_consent and policy.subject.consents_table is None:
+            problems.append((f"purposes.{name}.requires_consent", "a purpose based on consent needs the consent "
+                             "register: set subject.consents_table (or requires_consent: false)"))
+    for key in ("closure_column", "birth_date_column", "guardian_consent_column"):
+        column = getattr(policy.subject, key)
+        if column is not None and column not in home.columns:
+            problems.append((f"subject.{key}", f"column {column!r} is not in table {policy.subject.table!r}"))
+    return problems
+
+
+def _table_problems(policy: Policy, name: str, table: Table) -> Problems:
+    """One table: its key, date and region columns, purposes, column classes and retention."""
+    problems: Problems = []
+    base = f"tables.{name}"
+    if table.subject_key not in table.columns:
+        problems.append((f"{base}.subject_key", f"column {table.subject_key!r} is not classified in columns"))
+    elif table.column(table.subject_key).class_ != ColumnClass.linking_code:
+        problems.append((f"{base}.columns.{table.subject_key}.class", "the subject key must be class linking_code"))
+    elif table.purposes and table.column(table.subject_key).treatment == "drop":
+        problems.append((f"{base}.columns.{table.subject_key}.treatment", "the subject key of a table that serves a "
+                         "purpose is pseudonymized, not dropped: erasure finds a subject's 仮名加工情報 by it"))
+    if table.date_column is not None and table.date_column not in table.columns:
+        problems.append((f"{base}.date_column", f"column {table.date_column!r} is not classified in columns"))
+    if table.region_column not in table.columns:
+        problems.append((f"{base}.region_column", f"column {table.region_column!r} is not classified in columns"))
+    for i, purpose in enumerate(table.purposes):
+        if purpose not in policy.purposes:
+            problems.append((f"{base}.purposes[{i}]", f"unknown purpose {purpose!r}"))
+    for column in table.columns:
+        spec = table.column(column)
+        where = f"{base}.columns.{column}"
+        if spec.class_ == ColumnClass.quasi_identifier and spec.hierarchy is None:
+            problems.append((f"{where}.hierarchy", "a quasi_identifier needs a generalization hierarchy"))
+        if spec.hierarchy is not None and spec.hierarchy not in policy.hierarchies:
+            problems.append((f"{where}.hierarchy", f"unknown hierarchy {spec.hierarchy!r}"))
+        rule = TREATMENTS[spec.class_]
+        if rule.allowed is not None and spec.treatment not in (None, *rule.allowed):
+            problems.append((f"{where}.treatment", rule.refusal.format(cls=spec.class_.value, treatment=spec.treatment)))
+    return problems + _retention_problems(policy, name, table)
+
+
+def _retention_problems(policy: Policy, name: str, table: Table) -> Problems:
+    """A table's retention: its basis has a date, its action has what it needs (purpose, release)."""
+    retention, base = table.retention, f"tables.{name}.retention"
+    if retention is None:
+        return []
+    problems: Problems = []
+    if retention.basis == "business_date" and table.date_column is None:
+        problems.append((f"{base}.basis", "business_date retention needs the table's date_column"))
+    if retention.purpose is not None and retention.purpose not in policy.purposes:
+        problems.append((f"{base}.purpose", f"unknown purpose {retention.purpose!r}"))
+    if retention.action == "pseudonymize" and not table.purposes:
+        problems.append((f"{base}.action", "pseudonymize needs a purpose in the table's purposes"))
+    if retention.action == "anonymize":
+        if retention.release is None:
+            problems.append((f"{base}.release", "action anonymize needs the release whose QIs and k the expired rows are kept as"))
+        elif retention.release not in policy.releases:
+            problems.append((f"{base}.release", f"unknown release {retention.release!r}"))
+        elif policy.releases[retention.release].table != name:
+            problems.append((f"{base}.release", f"release {retention.release!r} is built from table "
+                                                f"{policy.releases[retention.release].table!r}, not {name!r}"))
+    elif retention.release is not None:
+        problems.append((f"{base}.release", "only action anonymize takes a release"))
+    return problems
+
+
+def _hierarchy_problems(policy: Policy) -> Problems:
+    problems: Problems = []
     for name, hierarchy in policy.hierarchies.items():
         base = f"hierarchies.{name}"
         if hierarchy.type == "tree" and not hierarchy.file:
@@ -85,59 +118,78 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
             problems.append((f"{base}.file", f"only tree hierarchies read a file; a {hierarchy.type} hierarchy would ignore it"))
         if hierarchy.type == "age_band" and hierarchy.top is not None and not 1 <= hierarchy.top <= AGE_MAX:
             problems.append((f"{base}.top", f"an age between 1 and {AGE_MAX} (ages from it on are one value, e.g. 90+)"))
+    return problems
+
+
+def _legal_hold_problems(policy: Policy) -> Problems:
+    problems: Problems = []
     for i, hold in enumerate(policy.legal_holds):
         for j, table in enumerate(hold.tables):
-            if table not in tables:
+            if table not in policy.tables:
                 problems.append((f"legal_holds[{i}].tables[{j}]", f"unknown table {table!r}"))
         for j, subject in enumerate(hold.subjects):
             if not policy.subject_id_regex().fullmatch(subject):
                 problems.append((f"legal_holds[{i}].subjects[{j}]", "not a valid subject id (see subject.id_pattern)"))
         if not hold.subjects and not hold.tables:
             problems.append((f"legal_holds[{i}]", "a hold names subjects, tables, or both"))
-    entry_table_stub = Table(path="stub", subject_key="-", columns={})
+    return problems
+
+
+def _purpose_key_problems(policy: Policy) -> Problems:
+    """One key per purpose: a shared key would link two purposes' 仮名加工情報."""
+    problems: Problems = []
     seen_keys: dict[str, str] = {}
     for name, purpose in policy.purposes.items():
         if purpose.key_id in seen_keys:
             problems.append((f"purposes.{name}.key_id",
                              f"key id already used by purpose {seen_keys[purpose.key_id]!r}: one key per purpose"))
         seen_keys[purpose.key_id] = name
-    for kind, entries in (("releases", policy.releases), ("statistics", policy.statistics)):
-        for name, entry in entries.items():
-            base = f"{kind}.{name}"
-            if entry.table not in tables:
-                problems.append((f"{base}.table", f"unknown table {entry.table!r}"))
-                continue
-            known = set(tables[entry.table].columns) | set(tables.get(policy.subject.table, entry_table_stub).columns)
-            columns = (list(entry.quasi_identifiers) + entry.sensitive if kind == "releases"
-                       else entry.dimensions + entry.measures)
-            for column in columns:
-                if column not in known:
-                    problems.append((f"{base}", f"column {column!r} is neither in {entry.table!r} nor in the subject table"))
-            if kind == "releases":
-                for column, hierarchy in entry.quasi_identifiers.items():
-                    if hierarchy is not None and hierarchy not in policy.hierarchies:
-                        problems.append((f"{base}.quasi_identifiers.{column}", f"unknown hierarchy {hierarchy!r}"))
-                owner = tables[entry.table]
-                for column in list(entry.quasi_identifiers) + entry.sensitive:
-                    home = owner if column in owner.columns else tables.get(policy.subject.table)
-                    if home is not None and column in home.columns and home.column(column).class_.value in RELEASE_FORBIDDEN:
-                        problems.append((f"{base}", f"column {column!r} is {home.column(column).class_.value}: "
-                                                    "it can never be part of 匿名加工情報 (APPI rule 34)"))
-                if entry.region is not None and entry.region not in policy.regions:
-                    problems.append((f"{base}.region", f"unknown region {entry.region!r}"))
-                for column in entry.rare_values:
-                    if column in entry.quasi_identifiers:
-                        problems.append((f"{base}.rare_values.{column}",
-                                         f"{column!r} is a quasi-identifier: rare values are coded for sensitive attributes "
-                                         "only; a quasi-identifier's rare values are coded by its hierarchy (age_band "
-                                         "'top', tree levels): remove it here"))
-                    elif column not in entry.sensitive:
-                        problems.append((f"{base}.rare_values.{column}",
-                                         f"{column!r} is not a sensitive attribute of the release (sensitive: "
-                                         f"{', '.join(entry.sensitive) or 'none'}): rare values are coded for sensitive "
-                                         "attributes only"))
-                if entry.l is not None and not entry.sensitive:
-                    problems.append((f"{base}.l", "l-diversity needs at least one sensitive column"))
+    return problems
+
+
+def _entry_problems(policy: Policy, kind: str, name: str, entry: Any) -> Problems:
+    """A release or a statistic: its table exists and every column it names is in it or in the subject table."""
+    tables, base = policy.tables, f"{kind}.{name}"
+    if entry.table not in tables:
+        return [(f"{base}.table", f"unknown table {entry.table!r}")]
+    problems: Problems = []
+    subject_columns = tables[policy.subject.table].columns if policy.subject.table in tables else {}
+    known = set(tables[entry.table].columns) | set(subject_columns)
+    columns = list(entry.quasi_identifiers) + entry.sensitive if kind == "releases" else entry.dimensions + entry.measures
+    for column in columns:
+        if column not in known:
+            problems.append((f"{base}", f"column {column!r} is neither in {entry.table!r} nor in the subject table"))
+    return problems + (_release_problems(policy, base, entry) if kind == "releases" else [])
+
+
+def _release_problems(policy: Policy, base: str, entry: Any) -> Problems:
+    """A release: known hierarchies, no forbidden class (rule 34), a known region, rare values coded
+    for sensitive attributes only, l-diversity with a sensitive column."""
+    problems: Problems = []
+    for column, hierarchy in entry.quasi_identifiers.items():
+        if hierarchy is not None and hierarchy not in policy.hierarchies:
+            problems.append((f"{base}.quasi_identifiers.{column}", f"unknown hierarchy {hierarchy!r}"))
+    owner = policy.tables[entry.table]
+    for column in list(entry.quasi_identifiers) + entry.sensitive:
+        home = owner if column in owner.columns else policy.tables.get(policy.subject.table)
+        if home is not None and column in home.columns and home.column(column).class_.value in RELEASE_FORBIDDEN:
+            problems.append((f"{base}", f"column {column!r} is {home.column(column).class_.value}: "
+                                        "it can never be part of 匿名加工情報 (APPI rule 34)"))
+    if entry.region is not None and entry.region not in policy.regions:
+        problems.append((f"{base}.region", f"unknown region {entry.region!r}"))
+    for column in entry.rare_values:
+        if column in entry.quasi_identifiers:
+            problems.append((f"{base}.rare_values.{column}",
+                             f"{column!r} is a quasi-identifier: rare values are coded for sensitive attributes "
+                             "only; a quasi-identifier's rare values are coded by its hierarchy (age_band "
+                             "'top', tree levels): remove it here"))
+        elif column not in entry.sensitive:
+            problems.append((f"{base}.rare_values.{column}",
+                             f"{column!r} is not a sensitive attribute of the release (sensitive: "
+                             f"{', '.join(entry.sensitive) or 'none'}): rare values are coded for sensitive "
+                             "attributes only"))
+    if entry.l is not None and not entry.sensitive:
+        problems.append((f"{base}.l", "l-diversity needs at least one sensitive column"))
     return problems
 
 
