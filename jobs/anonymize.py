@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import csv
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyspark import StorageLevel
@@ -191,9 +192,33 @@ def manifest_markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class ReleaseReport:
+    """One published release: rows kept and suppressed, utility and risk metrics, the catalog table,
+    the manifest and the gate's Data Docs (counts and names only)."""
+    release: str
+    rows: int
+    suppressed: int
+    table: str
+    manifest: str
+    docs: str
+    metrics: dict = field(default_factory=dict)
+    gate: str = "passed"
+
+
+def check_releases(policy: Policy, names: list[str]) -> None:
+    """The releases a request names exist and their hierarchy files load: exit 2 before the first
+    one publishes (the CLI and the pipeline step validate alike)."""
+    unknown = [n for n in names if n not in policy.releases]
+    if unknown:
+        raise InputError(f"unknown release(s): {', '.join(unknown)} (the policy has: {', '.join(policy.releases) or 'none'})")
+    for name in names:
+        check_release(policy, name)
+
+
 @with_lease("anonymize")
 def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.date | None = None,
-        progress=lambda _msg: None, rows: DataFrame | None = None, output: str | None = None) -> dict:
+        progress=lambda _msg: None, rows: DataFrame | None = None, output: str | None = None) -> ReleaseReport:
     """Build release ``name``; with ``rows`` (retention's expired rows) from those rows only, published
     as ``output`` (anonymized/<output>/) with the release's QIs, k, l and gate."""
     if name not in policy.releases:
@@ -244,8 +269,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.da
     from jobs.lake.catalog import register_release
 
     table_name = register_release(spark, lake, name)
-    return {"release": name, "rows": rows, "suppressed": total - rows, "metrics": metrics, "table": table_name,
-            "manifest": join(folder, "manifest.md"), "docs": gate.docs_index, "gate": "passed"}
+    return ReleaseReport(release=name, rows=rows, suppressed=total - rows, metrics=metrics, table=table_name,
+                         manifest=join(folder, "manifest.md"), docs=gate.docs_index)
 
 
 def _gate(spark, policy: Policy, lake: Lake, name: str, release: Release, qis: list[str], staged: DataFrame):
@@ -274,6 +299,6 @@ def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:
 
     results = [run(spark, policy, lake, name) for name in policy.releases]
     summary_table("anonymized releases (匿名加工情報)", ["release", "table", "rows", "suppressed", "GCP", "max risk", "manifest"],
-                  [(r["release"], r["table"], r["rows"], r["suppressed"], r["metrics"].get("gcp"),
-                    r["metrics"].get("max_prosecutor_risk"), r["manifest"]) for r in results])
-    return {"gate": "passed", "docs": ", ".join(r["docs"] for r in results)}
+                  [(r.release, r.table, r.rows, r.suppressed, r.metrics.get("gcp"),
+                    r.metrics.get("max_prosecutor_risk"), r.manifest) for r in results])
+    return {"gate": "passed", "docs": ", ".join(r.docs for r in results)}

@@ -46,6 +46,28 @@ from jobs.lake.table import LakeTable
 OUTPUT_FORMAT = 3
 
 
+@dataclass(frozen=True)
+class TableOutcome:
+    """One (purpose, table) of a run: ``published`` (with its rows and key id), ``unchanged`` (its
+    inputs did not change since it was published) or ``quarantined: <URI>`` (its gate failed)."""
+    purpose: str
+    table: str
+    status: str
+    rows: int | None = None
+    key_id: str | None = None
+
+
+@dataclass
+class PseudonymizeReport:
+    """What ``run`` did, per purpose and table; the gates' Data Docs; the failures (no value in them)."""
+    tables: list[TableOutcome] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    docs: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for t in self.tables if t.status == status)
+
+
 @dataclass
 class Rule31Plan:
     """What the APPI rule 31 profile does to each column of one table."""
@@ -183,7 +205,7 @@ def _save_state(lake: Lake, state: dict) -> None:
 
 @with_lease("pseudonymize")
 def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | None = None, full: bool = False,
-        progress=lambda _msg: None) -> dict:
+        progress=lambda _msg: None) -> PseudonymizeReport:
     """Publish each purpose's 仮名加工情報 of every table that changed since its last publication
     (``full``: every table), each behind its purpose's gate; a table that fails is quarantined."""
     purposes = purposes or list(policy.purposes)
@@ -198,11 +220,11 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | N
             work.publish_purpose(purpose, *keys[purpose], full=full)
     finally:
         work.release()
-    results = work.results
-    if results["failures"]:
+    report = work.report
+    if report.failures:
         raise CheckFailed("pseudonymization gate failed (outputs quarantined, Data Docs: "
-                          f"{', '.join(results['docs'])}): " + "; ".join(results["failures"]))
-    return results
+                          f"{', '.join(report.docs)}): " + "; ".join(report.failures))
+    return report
 
 
 class _Run:
@@ -215,7 +237,7 @@ class _Run:
         self.owners = owner_values(spark, policy, lake)
         self.state = _load_state(lake)
         self.run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        self.results: dict = {"tables": [], "failures": [], "docs": []}
+        self.report = PseudonymizeReport()
         self.identifier_sets: dict[str, DataFrame] = {}
         self.versions: dict[str, int] = {}
         self.outputs: list[DataFrame] = []     # persisted outputs, released when the run ends
@@ -251,7 +273,7 @@ class _Run:
                 continue
             inputs = self.inputs_of(purpose, name, table, key_id)
             if not full and self.state.get(f"{purpose}/{name}") == inputs and is_delta(self.lake.pseudonymized(purpose, name)):
-                self.results["tables"].append({"purpose": purpose, "table": name, "status": "unchanged", "rows": None})
+                self.report.tables.append(TableOutcome(purpose, name, "unchanged"))
                 continue
             todo.append((name, table, inputs, purpose, key, key_id))
         staged = for_each_table(todo, self.stage)
@@ -263,18 +285,18 @@ class _Run:
         checks = [(name, output, gate_checks(self.policy, name, self.identifiers_of(name, table), output))
                   for name, table, _, output, _ in staged]
         gate = run_gate(f"pseudonymize-{purpose}", checks, join(self.lake.docs, "pseudonymize", self.run_id, purpose))
-        self.results["docs"].append(gate.docs_index)
+        self.report.docs.append(gate.docs_index)
         failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
         outcomes = for_each_table(staged, lambda item: self.settle(item, purpose, failed))
         for (name, _, _, output, inputs), (problem, rows, where) in zip(staged, outcomes):
             output.unpersist()
             if problem:
-                self.results["failures"].append(f"{purpose}/{name}: {problem}")
-                self.results["tables"].append({"purpose": purpose, "table": name, "status": f"quarantined: {where}", "rows": None})
+                self.report.failures.append(f"{purpose}/{name}: {problem}")
+                self.report.tables.append(TableOutcome(purpose, name, f"quarantined: {where}"))
                 continue
             self.state[f"{purpose}/{name}"] = inputs
             _save_state(self.lake, self.state)
-            self.results["tables"].append({"purpose": purpose, "table": name, "status": "published", "rows": rows, "key_id": key_id})
+            self.report.tables.append(TableOutcome(purpose, name, "published", rows, key_id))
 
     def stage(self, item: tuple[str, Table, dict, str, bytes, str]) -> tuple:
         """Build and persist one table's 仮名加工情報 (several tables at once: jobs.runtime.concurrency).

@@ -198,7 +198,7 @@ def _anonymize_before_delete(spark, policy, lake, table_name, keys, as_of, cutof
     progress(f"anonymizing the expired rows of {table_name} ({release_name})")
     result = anonymize.run(spark, policy, lake, release_name, as_of, progress, rows=expired,
                            output=retired_release_name(release_name, as_of))
-    return {"release": result["release"], "rows": result["rows"], "suppressed": result["suppressed"], "docs": result["docs"]}
+    return {"release": result.release, "rows": result.rows, "suppressed": result.suppressed, "docs": result.docs}
 
 
 
@@ -277,6 +277,40 @@ def _check_keep_actions(policy: Policy, lake: Lake, plans: list[TablePlan]) -> N
         load_purpose_keys(policy, sorted(purposes), lake)
 
 
+def _apply_plan(spark: SparkSession, policy: Policy, lake: Lake, plan: TablePlan, keys: DataFrame, run_id: str,
+                as_of: dt.date, registers: Registers, progress) -> dict:
+    """One table's planned removal: its keep-as action first, then ONE MERGE with the run's commit
+    metadata (or an audit row saying nothing was removed). Returns the table's result."""
+    table = policy.tables[plan.table]
+    path = lake.table_path(table)
+    before_version = table_version(spark, path)
+    due = as_of + dt.timedelta(days=policy.grace_days(plan.table))
+    cutoff = (as_of - dt.timedelta(days=table.retention.period_days)
+              if table.retention and table.retention.basis == "business_date" else None)
+    retired = None
+    if plan.to_remove:
+        progress(f"{plan.action} {plan.table}")
+        if plan.action == "pseudonymize":
+            _pseudonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff)
+        elif plan.action == "anonymize":
+            retired = _anonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff, registers, progress)
+        metadata = {"job": JOB, "run_id": run_id, "table": plan.table, "action": plan.action,
+                    "as_of": as_of.isoformat(), "policy_sha256": policy.sha256, "rows_before": plan.rows_before,
+                    "rows_held": plan.held, "files": plan.files, "bytes": plan.bytes,
+                    "version_before": before_version, "purge_due": due.isoformat()}
+        with commit_metadata(spark, metadata):
+            delete_keys(spark, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff)
+    else:
+        append_rows(spark, lake.audit(JOB), spark.createDataFrame([(
+            run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), as_of, policy.sha256, plan.table, plan.action,
+            plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version, None, False)], AUDIT_SCHEMA))
+    after_version = table_version(spark, path)
+    # An unchanged version is the planned snapshot: its count is the plan's (no second scan).
+    after = read_current(spark, path).count() if after_version != before_version else plan.rows_before
+    return {"rows_after": after, "version_before": before_version, "anonymized": retired,
+            "version_after": after_version, "purge_due": due if plan.to_remove else None}
+
+
 @with_lease("retention")
 def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None, dry_run: bool = False,
         force: bool = False, purge: bool = True, progress=lambda _msg: None) -> RetentionReport:
@@ -309,34 +343,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
     # The subject table goes last: other tables' closure rules read closure dates from it, so a run
     # stopped half-way must not have removed them yet (the next run plans the rest again).
     for plan, keys in sorted(plans, key=lambda p: p[0].table == policy.subject.table):
-        table = policy.tables[plan.table]
-        path = lake.table_path(table)
-        before_version = table_version(spark, path)
-        due = as_of + dt.timedelta(days=policy.grace_days(plan.table))
-        cutoff = (as_of - dt.timedelta(days=table.retention.period_days)
-                  if table.retention and table.retention.basis == "business_date" else None)
-        retired = None
-        if plan.to_remove:
-            progress(f"{plan.action} {plan.table}")
-            if plan.action == "pseudonymize":
-                _pseudonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff)
-            elif plan.action == "anonymize":
-                retired = _anonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff, registers, progress)
-            metadata = {"job": JOB, "run_id": run_id, "table": plan.table, "action": plan.action,
-                        "as_of": as_of.isoformat(), "policy_sha256": policy.sha256, "rows_before": plan.rows_before,
-                        "rows_held": plan.held, "files": plan.files, "bytes": plan.bytes,
-                        "version_before": before_version, "purge_due": due.isoformat()}
-            with commit_metadata(spark, metadata):
-                delete_keys(spark, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff)
-        else:
-            append_rows(spark, lake.audit(JOB), spark.createDataFrame([(
-                run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), as_of, policy.sha256, plan.table, plan.action,
-                plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version, None, False)], AUDIT_SCHEMA))
-        after_version = table_version(spark, path)
-        # An unchanged version is the planned snapshot: its count is the plan's (no second scan).
-        after = read_current(spark, path).count() if after_version != before_version else plan.rows_before
-        report.results[plan.table] = {"rows_after": after, "version_before": before_version, "anonymized": retired,
-                                      "version_after": after_version, "purge_due": due if plan.to_remove else None}
+        report.results[plan.table] = _apply_plan(spark, policy, lake, plan, keys, run_id, as_of, registers, progress)
     reconcile(spark, policy, lake, current_run=run_id)
     _gate(spark, policy, lake, report, registers, progress)
     if purge:

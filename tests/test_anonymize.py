@@ -40,8 +40,8 @@ def test_release_is_k_anonymous_and_l_diverse(release, policy):
     assert set(data.columns) == set(qis) | set(spec.sensitive)
     assert check_k_anonymity(data, qis, spec.k) == (True, 0)
     assert check_distinct_l_diversity(data, qis, "body_temp_c", spec.l)[0]
-    assert release["result"]["rows"] + release["result"]["suppressed"] > 100
-    assert release["result"]["suppressed"] <= 0.02 * (release["result"]["rows"] + release["result"]["suppressed"]) + 1
+    assert release["result"].rows + release["result"].suppressed > 100
+    assert release["result"].suppressed <= 0.02 * (release["result"].rows + release["result"].suppressed) + 1
 
 
 def test_no_linking_code_survives(spark, release, policy, generated_lake):
@@ -64,18 +64,18 @@ def test_rare_values_are_coded_away(release):
 
 
 def test_manifest_lists_exactly_the_released_categories(release):
-    manifest_dir = os.path.dirname(release["result"]["manifest"])
+    manifest_dir = os.path.dirname(release["result"].manifest)
     doc = json.load(open(os.path.join(manifest_dir, "manifest.json")))
     released = {c["released_as"] for c in doc["categories_of_personal_information"]}
     assert released == set(release["data"].columns)
     assert "匿名加工情報" in doc["statement_ja"] and doc["method"]["k"] == 5 and doc["region"] == "JP"
     assert "gcp" in doc["metrics"] and "max_prosecutor_risk" in doc["metrics"]
-    markdown = open(release["result"]["manifest"]).read()
+    markdown = open(release["result"].manifest).read()
     assert "匿名加工情報" in markdown and "| body_temp_c |" in markdown
 
 
 def test_catalog_serves_the_release(spark, release):
-    assert spark.table("anonymized.health_k5_data").count() == release["result"]["rows"]
+    assert spark.table("anonymized.health_k5_data").count() == release["result"].rows
     names = {t.name for t in spark.catalog.listTables("anonymized")}
     assert not any("raw" in n or "pseudonym" in n for n in names)
 

@@ -195,7 +195,7 @@ def test_register_changes_reach_the_next_pseudonymize_run(spark, derived):
         "account_id string, purpose string, status string, changed_at timestamp, region string"), mode="append")
 
     result = pseudonymize.run(spark, policy, lake, ["service", "analytics"])
-    status = {(t["purpose"], t["table"]): t["status"] for t in result["tables"]}
+    status = {(t.purpose, t.table): t.status for t in result.tables}
     assert status[("service", "accounts")] == "published"
     service = {r.account_id for r in read_current(spark, lake.pseudonymized("service", "accounts")).collect()}
     assert _pseudonym(policy, "service", restricted) not in service

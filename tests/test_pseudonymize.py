@@ -94,9 +94,9 @@ def test_published_tables_are_created_in_one_commit_with_personal_columns_out_of
 
 
 def test_second_run_is_incremental(published):
-    assert all(t["status"] == "published" for t in published["first"]["tables"])
-    assert all(t["status"] == "unchanged" for t in published["second"]["tables"])
-    assert published["first"]["docs"] and all(os.path.exists(d) for d in published["first"]["docs"])
+    assert all(t.status == "published" for t in published["first"].tables)
+    assert all(t.status == "unchanged" for t in published["second"].tables)
+    assert published["first"].docs and all(os.path.exists(d) for d in published["first"].docs)
 
 
 def test_keys_never_reach_the_lake(spark, published, keys_env):
@@ -116,7 +116,7 @@ def test_key_rotation_repseudonymizes_the_purpose(spark, published, keys_env):
     init_keys(["svc-2026-12"])
     before = {r.account_id for r in _out(spark, published, "service", "accounts").select("account_id").collect()}
     result = run(spark, policy, published["lake"], purposes=["service"])
-    assert all(t["status"] == "published" for t in result["tables"])
+    assert all(t.status == "published" for t in result.tables)
     rotated = _out(spark, published, "service", "accounts")
     assert {r.pseudonym_key_id for r in rotated.select("pseudonym_key_id").distinct().collect()} == {"svc-2026-12"}
     assert before.isdisjoint({r.account_id for r in rotated.select("account_id").collect()})

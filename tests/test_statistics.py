@@ -224,9 +224,9 @@ def published(spark, tiny_policy, tiny_lake, tmp_path_factory):
 
 def test_run_publishes_one_table_per_region_without_mixing(spark, published):
     lake, result = published
-    by_region = {s["region"]: s for s in result["statistics"]}
+    by_region = {s["region"]: s for s in result.statistics}
     assert set(by_region) == {"JP", "US"}               # EU has no events: nothing published
-    assert all(s["status"] == "published" for s in result["statistics"])
+    assert all(s["status"] == "published" for s in result.statistics)
     events = _events()
     excluded = set(RESTRICTED) | WITHDRAWN
     for region, bytes_each in (("JP", 1), ("US", 1000)):
@@ -247,7 +247,7 @@ def test_run_publishes_one_table_per_region_without_mixing(spark, published):
         rows_out = [r.asDict() for r in df.collect()]
         single, _ = attack(rows_out, ["prefecture", "gender", "age_band", "event_ts_month"])
         assert single == []
-    assert result["docs"] and all(Path(d).is_file() for d in result["docs"])
+    assert result.docs and all(Path(d).is_file() for d in result.docs)
     assert read_current(spark, lake.audit("statistics")).count() == 2
     assert not is_delta(stats.ledger_path(lake))         # no DP: no budget spent
 
@@ -317,7 +317,7 @@ def _lake_files(lake):
 def test_dp_release_is_the_public_key_set_with_discrete_noise(spark, tiny_copy):
     policy = parse_policy(DP_POLICY, "dp.yaml")
     result = stats.run(spark, policy, tiny_copy, names=["usage_dp"], regions=["JP"], as_of=AS_OF)
-    (info,) = result["statistics"]
+    (info,) = result.statistics
     assert info["status"] == "published" and info["mechanism"] == "laplace" and info["k"] is None
     rows = [r.asDict() for r in read_current(spark, stats.output_path(tiny_copy, "usage_dp", "JP")).collect()]
     keys = [(r["prefecture"], r["gender"], r["event_ts_month"]) for r in rows]
@@ -339,7 +339,7 @@ def test_dp_release_is_the_public_key_set_with_discrete_noise(spark, tiny_copy):
         assert sum(n != 0 for n in noise) >= 0.8 * len(noise)                 # noise is there
         assert max(abs(n) for n in noise) < 20 * scales[column]               # P(|X| > 20 b) ~ e^-20
         assert 0.3 * scales[column] < sum(abs(n) for n in noise) / len(noise) < 2.5 * scales[column]   # E|X| ~ b
-    assert result["docs"] and not (tiny_copy.root / "statistics" / "usage").exists()   # only the named statistic
+    assert result.docs and not (tiny_copy.root / "statistics" / "usage").exists()   # only the named statistic
 
 
 def test_dp_gaussian_release_records_rho_and_its_epsilon_delta(spark, tiny_copy):
@@ -347,7 +347,7 @@ def test_dp_gaussian_release_records_rho_and_its_epsilon_delta(spark, tiny_copy)
 
     policy = parse_policy(DP_POLICY, "dp.yaml")
     result = stats.run(spark, policy, tiny_copy, names=["ages_zcdp"], regions=["US", "EU"], as_of=AS_OF)
-    by_region = {s["region"]: s for s in result["statistics"]}
+    by_region = {s["region"]: s for s in result.statistics}
     # EU has no events: a dp statistic is released for it anyway (region presence is not published).
     assert set(by_region) == {"US", "EU"} and all(s["status"] == "published" for s in by_region.values())
     bands = dp.age_band_labels(5, 90)

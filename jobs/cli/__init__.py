@@ -155,7 +155,7 @@ def pseudonymize(
     with console.status("pseudonymizing") as status:
         result = run_pseudonymize(spark, loaded, where, purpose, full, progress=lambda msg: status.update(msg))
     summary_table("pseudonymized (仮名加工情報)", ["purpose", "table", "status", "rows"],
-                  [(t["purpose"], t["table"], t["status"], t["rows"]) for t in result["tables"]])
+                  [(t.purpose, t.table, t.status, t.rows) for t in result.tables])
 
 
 keys_app = typer.Typer(help="Pseudonymization keys (削除情報等), stored apart from the lake.", no_args_is_help=True)
@@ -194,22 +194,18 @@ def anonymize(
 
     loaded, where, day = policy_from_option(policy), lake_from_option(lake), _as_of(as_of)
     names = release or list(loaded.releases)
-    unknown = [n for n in names if n not in loaded.releases]
-    if unknown:
-        raise InputError(f"unknown release(s) {', '.join(unknown)}; the policy has {', '.join(loaded.releases) or 'none'}")
-    from jobs.anonymize import check_release
+    from jobs.anonymize import check_releases
 
-    for name in names:               # every release's hierarchies, before the first one publishes
-        check_release(loaded, name)
+    check_releases(loaded, names)      # every release's hierarchies, before the first one publishes
     with step("starting Spark"):
         spark = get_spark("wasure-anonymize")
     rows = []
     for name in names:
         with console.status(f"release {name}") as status:
             result = run_anonymize(spark, loaded, where, name, day, progress=lambda msg: status.update(f"{name}: {msg}"))
-        m = result["metrics"]
-        rows.append((name, result["table"], result["rows"], result["suppressed"], m.get("gcp"), m.get("avg_class_size"),
-                     m.get("max_prosecutor_risk"), result["manifest"]))
+        m = result.metrics
+        rows.append((name, result.table, result.rows, result.suppressed, m.get("gcp"), m.get("avg_class_size"),
+                     m.get("max_prosecutor_risk"), result.manifest))
     summary_table("匿名加工情報 releases", ["release", "catalog table", "rows", "suppressed", "GCP", "avg class", "max risk", "manifest"], rows)
 
 

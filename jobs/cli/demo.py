@@ -1,6 +1,7 @@
 """`wasure demo`: every pipeline step that exists, on a small lake, with a summary at the end."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Callable
 
 from jobs.runtime.console import console, human_bytes, step, summary_table
@@ -96,8 +97,9 @@ def _pseudonymize_step(spark, policy: Policy, lake: Lake) -> dict:
 
     published = pseudonymize.run(spark, policy, lake)
     summary_table("pseudonymized (仮名加工情報)", ["purpose", "table", "status", "rows"],
-                  [(t["purpose"], t["table"], t["status"], t["rows"]) for t in published["tables"]])
-    return {"gate": "passed", "docs": ", ".join(published["docs"]) or "no table changed", "tables": published["tables"]}
+                  [(t.purpose, t.table, t.status, t.rows) for t in published.tables])
+    return {"gate": "passed", "docs": ", ".join(published.docs) or "no table changed",
+            "tables": [asdict(t) for t in published.tables]}
 
 
 def _print_summary(lake: Lake, tables: dict[str, dict], gates: list[tuple[str, str, str]]) -> None:

@@ -60,12 +60,12 @@ def statistics(
         result = run(spark, loaded, where, name, epsilon, progress=lambda msg: status.update(msg), regions=region,
                      rho=rho, budget=budget, as_of=day)
     rows = []
-    for s in result["statistics"]:
+    for s in result.statistics:
         spent = f"{s['spent']:g} of {s['budget']:g} {s['unit']}" if "spent" in s else "-"
         rows.append((s["statistic"], s["region"], s.get("k"), s.get("cells"), s.get("published"), s.get("primary"),
                      s.get("complementary"), spent, s["status"]))
-    summary_table(f"statistics as of {result['as_of']} (run {result['run_id']})",
+    summary_table(f"statistics as of {result.as_of} (run {result.run_id})",
                   ["statistic", "region", "k", "cells + totals", "published", "suppressed < k", "suppressed (complementary)",
                    "privacy spent (dp)", "status"], rows)
-    for docs in result["docs"]:
+    for docs in result.docs:
         console.print(f"Data Docs: {docs}")

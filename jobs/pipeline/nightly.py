@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import asdict
 from typing import Any
 
-from jobs.runtime.console import CheckFailed, InputError
+from jobs.runtime.console import CheckFailed
 from jobs.pipeline.common import _jsonable, _optional, _spark, _versions, load, run_date
 from jobs.lake.storage import join, name_of, parent_of, relative
 
@@ -47,11 +48,9 @@ def pseudonymize(policy: str | None, lake: str | None, run_date_: Any = None, pu
     from jobs.pseudonymize import run
 
     pol, lk = load(policy, lake)
-    result = run(_spark("pseudonymize"), pol, lk, list(purposes) if purposes else None, bool(full))
-    return {"step": "pseudonymize",
-            "tables": [{k: t.get(k) for k in ("purpose", "table", "status", "rows", "key_id")} for t in result["tables"]],
-            "published": sum(1 for t in result["tables"] if t["status"] == "published"),
-            "unchanged": sum(1 for t in result["tables"] if t["status"] == "unchanged")}
+    report = run(_spark("pseudonymize"), pol, lk, list(purposes) if purposes else None, bool(full))
+    return {"step": "pseudonymize", "tables": [asdict(t) for t in report.tables],
+            "published": report.count("published"), "unchanged": report.count("unchanged")}
 
 
 def _pipeline_state(lake) -> str:
@@ -89,11 +88,7 @@ def anonymize(policy: str | None, lake: str | None, run_date_: Any = None, relea
     pol, lk = load(policy, lake)
     day = run_date(run_date_)
     names = list(releases) if releases else list(pol.releases)
-    unknown = [n for n in names if n not in pol.releases]
-    if unknown:
-        raise InputError(f"unknown release(s): {', '.join(unknown)} (the policy has: {', '.join(pol.releases) or 'none'})")
-    for name in names:               # every release's hierarchies, before the first one publishes
-        module.check_release(pol, name)
+    module.check_releases(pol, names)      # every release's hierarchies, before the first one publishes
     spark = _spark("anonymize")
     fingerprint = _fingerprint(spark, pol, lk, day)
     out = []
@@ -104,8 +99,8 @@ def anonymize(policy: str | None, lake: str | None, run_date_: Any = None, relea
         result = module.run(spark, pol, lk, name, as_of=day)
         _record_done(lk, "anonymize", name, fingerprint)
         out.append({"release": name, "status": "published", "path": lk.anonymized(name),
-                    **{k: _jsonable(result.get(k)) for k in ("rows", "suppressed", "table", "manifest", "docs", "gate")},
-                    "metrics": {k: v for k, v in (result.get("metrics") or {}).items() if isinstance(v, (int, float))}})
+                    **{k: _jsonable(getattr(result, k)) for k in ("rows", "suppressed", "table", "manifest", "docs", "gate")},
+                    "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}})
     return {"step": "anonymize", "as_of": day.isoformat(), "releases": out,
             **({} if names else {"note": "the policy defines no releases"})}
 
@@ -131,9 +126,9 @@ def statistics(policy: str | None, lake: str | None, run_date_: Any = None) -> d
     result = module.run(spark, pol, lk, names, as_of=day)
     _record_done(lk, "statistics", "all", fingerprint)
     keys = ("statistic", "region", "status", "cells", "published", "primary", "complementary", "path")
-    return {"step": "statistics", "as_of": day.isoformat(), "status": "published", "run_id": result.get("run_id"),
-            "statistics": [{k: s.get(k) for k in keys if k in s} for s in result.get("statistics", [])],
-            "docs": result.get("docs", [])}
+    return {"step": "statistics", "as_of": day.isoformat(), "status": "published", "run_id": result.run_id,
+            "statistics": [{k: s.get(k) for k in keys if k in s} for s in result.statistics],
+            "docs": result.docs}
 
 
 def _published_datasets(spark, policy, lake) -> list[dict]:

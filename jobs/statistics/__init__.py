@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
+from dataclasses import dataclass, field
 from typing import Callable
 
 from pyspark import StorageLevel
@@ -235,14 +236,14 @@ def _stage_region(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPla
 
 
 def _gate_and_publish(lake: Lake, policy: Policy, plan: StatPlan, staged: list, checks: list, run_id: str,
-                      as_of: dt.date, results: dict, progress: Callable[[str], None]) -> list[tuple]:
+                      as_of: dt.date, results: StatisticsReport, progress: Callable[[str], None]) -> list[tuple]:
     """Run the statistic's gate over its built regions; publish each region (one Delta transaction)
     or write it under quarantine/. Returns audit rows."""
     from expectations.gates import run_gate
 
     progress(f"{plan.name}: gate")
     gate = run_gate(f"statistics-{plan.name}", checks, join(lake.docs, "statistics", run_id, plan.name))
-    results["docs"].append(gate.docs_index)
+    results.docs.append(gate.docs_index)
     failed: dict[str, list[str]] = {}
     for failure in gate.failures:
         failed.setdefault(failure.table, []).append(failure.message)
@@ -252,11 +253,11 @@ def _gate_and_publish(lake: Lake, policy: Policy, plan: StatPlan, staged: list, 
             where = lake.quarantine("statistics", plan.name, f"region={region}", run_id)
             LakeTable(built.sparkSession, where).write_new(built, [], published=True)
             info["status"] = f"quarantined: {where}"
-            results["failures"].append(f"{plan.name}/{region}: " + "; ".join(failed[region]))
+            results.failures.append(f"{plan.name}/{region}: " + "; ".join(failed[region]))
         else:
             LakeTable(built.sparkSession, output_path(lake, plan.name, region)).publish(built, [], published=True)
             info["status"], info["path"] = "published", output_path(lake, plan.name, region)
-        results["statistics"].append(info)
+        results.statistics.append(info)
         audit.append((run_id, plan.name, region, as_of, plan.k, info["cells"], info["published"], info["primary"],
                       info["complementary"], info["iterations"], info.get("epsilon"),
                       "published" if region not in failed else "quarantined", policy.sha256))
@@ -269,15 +270,26 @@ def _dp_info(plan: StatPlan, cal: dp.Calibration, budget: tuple[float, float]) -
             "unit": plan.dp.unit, "spent": budget[1] + this, "budget": budget[0]}
 
 
+@dataclass
+class StatisticsReport:
+    """What ``run`` did: one entry per (statistic, region) with its status, cells, suppression and,
+    for a dp statistic, the mechanism and the budget spent (keys vary with the mechanism); the
+    gates' Data Docs; the failures (no value in them)."""
+    run_id: str
+    as_of: str
+    statistics: list[dict] = field(default_factory=list)
+    docs: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
 @with_lease("statistics")
 def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None = None, epsilon: float | None = None,
         progress: Callable[[str], None] = lambda _msg: None, *, regions: list[str] | None = None,
         rho: float | None = None, budget: float | None = None, as_of: dt.date | None = None,
-        complementary: bool = True) -> dict:
+        complementary: bool = True) -> StatisticsReport:
     """Publish the policy's statistics (all, or ``names``) per region; see the module docstring.
 
     ``epsilon`` / ``rho`` / ``budget`` tighten the dp statistics' policy values (never loosen them).
-    Returns {"run_id", "statistics": [per (name, region)], "docs": [...], "failures": [...]}.
     Raises InputError (exit 2, nothing written) for bad names / regions / options or an exhausted
     budget, CheckFailed (exit 1) after the run when a gate failed (that region's output quarantined).
     """
@@ -301,7 +313,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None
     if dp_work:     # refused before anything is written; charged before any noise is drawn
         budgets = check_budgets(read_ledger(spark, lake), plans, calibrations, dp_work)
         charge(spark, lake, policy, plans, calibrations, run_id, budgets, dp_work)
-    results: dict = {"run_id": run_id, "as_of": as_of.isoformat(), "statistics": [], "docs": [], "failures": []}
+    results = StatisticsReport(run_id, as_of.isoformat())
     audit_rows = []
     for name, plan in plans.items():
         # Materialized once per statistic: every region's anti-join reuses it (ids only, never output).
@@ -313,7 +325,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None
                 out = _stage_region(spark, policy, lake, plan, region, as_of, excluded, calibrations.get(name), progress,
                                     complementary)
                 if out is None:
-                    results["statistics"].append({"statistic": name, "region": region, "status": "no rows", "cells": 0})
+                    results.statistics.append({"statistic": name, "region": region, "status": "no rows", "cells": 0})
                     continue
                 built, info, region_checks = out
                 if plan.dp is not None:
@@ -327,9 +339,9 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None
                 built.unpersist()
     if audit_rows:
         _append(spark.createDataFrame(audit_rows, AUDIT_SCHEMA), lake.audit("statistics"))
-    if results["failures"]:
+    if results.failures:
         raise CheckFailed("statistics gate failed (outputs quarantined, Data Docs: "
-                          f"{', '.join(results['docs'])}): " + " | ".join(results["failures"]))
+                          f"{', '.join(results.docs)}): " + " | ".join(results.failures))
     return results
 
 
@@ -347,5 +359,5 @@ def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:
         return {"gate": "failed", "docs": str(exc)}
     summary_table("statistics (k-anonymous, per region)", ["statistic", "region", "cells", "published", "suppressed (primary + complementary)", "status"],
                   [(s["statistic"], s["region"], s.get("cells"), s.get("published"),
-                    f"{s.get('primary', 0)} + {s.get('complementary', 0)}", s["status"]) for s in result["statistics"]])
-    return {"gate": "passed", "docs": ", ".join(result["docs"]) or "no rows", "statistics": result["statistics"]}
+                    f"{s.get('primary', 0)} + {s.get('complementary', 0)}", s["status"]) for s in result.statistics])
+    return {"gate": "passed", "docs": ", ".join(result.docs) or "no rows", "statistics": result.statistics}
