@@ -1,6 +1,6 @@
 """Run every bench at one size, then regenerate docs/performance.md and its plots.
 
-    make bench        # = .venv/bin/python -m bench.run --size small  (~21 min on 2 cores, 12 of them tables_scaling_small)
+    make bench        # = .venv/bin/python -m bench.run --size small  (~50 min on 2 cores: small_lake_demo ~24, tables_scaling_small ~14)
     make bench-full   # = .venv/bin/python -m bench.run --size full   (hours on 2 cores)
     make bench-cluster  # = .venv/bin/python -m bench.run --size cluster (the local cluster beside local[2])
     .venv/bin/python -m bench.run --only erasure_1M kanonymity_1M   # chosen configurations
