@@ -74,7 +74,7 @@ def run_step(step: str, policy: str | None, lake: str | None, run_date_: Any = N
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    """spark-submit application: `pipeline.py STEP [--policy P] [--lake L] [--date D] [--options JSON]`."""
+    """spark-submit application: `jobs/pipeline/submit.py STEP [--policy P] [--lake L] [--date D] [--options JSON]`."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="jobs.pipeline", description=__doc__.split("\n\n")[0])

@@ -1,5 +1,5 @@
 """What every pipeline step shares: the run date, policy and lake loading, the Spark session,
-optional job modules, JSON-able results (jobs/pipeline/ is the registry and the launcher)."""
+optional job modules, JSON-able results (jobs/pipeline/__init__.py is the registry, jobs/pipeline/submit.py the spark-submit application)."""
 from __future__ import annotations
 
 import datetime as dt
