@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from jobs.cli.common import LakeOpt, PolicyOpt, app, handles_errors, lake_from_option, policy_from_option
+from jobs.cli.common import LakeOpt, PolicyOpt, app, date_option, handles_errors, lake_from_option, policy_from_option
 from jobs.runtime.console import InputError, console, human_bytes, step, summary_table
 from jobs.cli.render import print_retention
 from jobs.policy import PERSONAL_CLASSES, json_schema
@@ -92,17 +92,6 @@ def status(policy: Optional[Path] = PolicyOpt, lake: Optional[str] = LakeOpt):
     summary_table(f"lake {where.uri}", ["table", "version", "files", "size", "rows"], rows)
 
 
-def _as_of(value: Optional[str]):
-    import datetime as dt
-
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"--as-of must be a date YYYY-MM-DD, got {value!r}") from None
-
-
 @app.command()
 @handles_errors
 def retention(
@@ -121,7 +110,7 @@ def retention(
     from jobs.retention import run as run_retention
     from jobs.runtime.spark import get_spark
 
-    loaded, where, day = policy_from_option(policy), lake_from_option(lake), _as_of(as_of)
+    loaded, where, day = policy_from_option(policy), lake_from_option(lake), date_option(as_of)
     with step("starting Spark"):
         spark = get_spark("wasure-retention")
     with console.status("retention") as status:
@@ -192,7 +181,7 @@ def anonymize(
     from jobs.anonymize import run as run_anonymize
     from jobs.runtime.spark import get_spark
 
-    loaded, where, day = policy_from_option(policy), lake_from_option(lake), _as_of(as_of)
+    loaded, where, day = policy_from_option(policy), lake_from_option(lake), date_option(as_of)
     names = release or list(loaded.releases)
     from jobs.anonymize import check_releases
 

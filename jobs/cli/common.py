@@ -70,3 +70,15 @@ def lake_from_option(root: Optional[str], must_exist: bool = True):
     if not lake.is_local:
         check_reachable(lake.uri, must_exist=must_exist)
     return lake
+
+
+def date_option(value: Optional[str], option: str = "--as-of"):
+    """An optional YYYY-MM-DD option as a date; anything else is exit 2 naming the option."""
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None

@@ -10,18 +10,9 @@ from typing import Optional
 
 import typer
 
-from jobs.cli.common import LakeOpt, PolicyOpt, app, handles_errors, lake_from_option, policy_from_option
+from jobs.cli.common import LakeOpt, PolicyOpt, app, date_option, handles_errors, lake_from_option, policy_from_option
 from jobs.runtime.console import InputError, console, step, summary_table
 from jobs.cli.render import print_erasure
-
-
-def _date(value: Optional[str], option: str) -> Optional[dt.date]:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{option} must be a date YYYY-MM-DD") from None
 
 
 @app.command()
@@ -53,7 +44,7 @@ def erase(
     from jobs.erasure import prepare_requests, run
     from jobs.runtime.spark import get_spark
 
-    loaded, where, day = policy_from_option(policy), lake_from_option(lake), _date(as_of, "--as-of")
+    loaded, where, day = policy_from_option(policy), lake_from_option(lake), date_option(as_of, "--as-of")
     if extend is not None:
         _extend(loaded, where, extend, reason, day, given=bool(subject or file or from_requests or request_id or dry_run))
         return
@@ -177,7 +168,7 @@ def backup(
     from jobs.backup import expire_backups, run_backup
     from jobs.runtime.spark import get_spark
 
-    loaded, where, day = policy_from_option(policy), lake_from_option(lake), _date(date, "--date")
+    loaded, where, day = policy_from_option(policy), lake_from_option(lake), date_option(date, "--date")
     with step("starting Spark"):
         spark = get_spark("wasure-backup")
     if expire:
@@ -206,7 +197,7 @@ def restore(
     from jobs.backup import run_restore
     from jobs.runtime.spark import get_spark
 
-    loaded, where, day = policy_from_option(policy), lake_from_option(lake), _date(date, "DATE")
+    loaded, where, day = policy_from_option(policy), lake_from_option(lake), date_option(date, "DATE")
     ledger_key(loaded, where)
     with step("starting Spark"):
         spark = get_spark("wasure-restore")
