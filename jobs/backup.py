@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Callable
 
 from pyspark import StorageLevel
@@ -56,9 +57,67 @@ STATE = "erasure_state"          # written by jobs.erasure; read here for reques
 OPEN_STATES = ("received", "retained_copy", "deleted")   # not in the deletion ledger yet
 
 
+@dataclass(frozen=True)
+class BackedUpTable:
+    """One table of a backup, as its manifest lists it: its path under raw/, the Delta version
+    copied and the rows written."""
+    path: str
+    source_version: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    """One day's backup: ``created`` by this run or found complete (``exists``, nothing written),
+    when it expires, its key id (None: a backup from before encryption), its tables; ``manifest`` is
+    the JSON document at backups/<date>/_manifest.json as written (the other fields are read from it)."""
+    status: str
+    date: str
+    expires: str
+    key_id: str | None
+    tables: dict[str, BackedUpTable]
+    manifest: dict
+
+    @classmethod
+    def of(cls, manifest: dict, status: str) -> BackupReport:
+        tables = {n: BackedUpTable(t["path"], t["source_version"], t["rows"]) for n, t in manifest["tables"].items()}
+        return cls(status, manifest["date"], manifest["expires"], manifest.get("key_id"), tables, manifest)
+
+
+@dataclass(frozen=True)
+class ExpiryReport:
+    """What ``expire_backups`` did as of a day (ISO dates): the backups deleted, the keys destroyed
+    (crypto-shredding), the backups kept, how many ledger subjects' quarantine ended."""
+    as_of: str
+    deleted: list[str]
+    keys_destroyed: list[str]
+    kept: list[str]
+    subjects_released: int
+
+
+@dataclass(frozen=True)
+class RestoredTable:
+    """One table of a restore: rows in the backup, subjects withheld (ledgered or in flight), rows restored."""
+    rows_in_backup: int
+    subjects_withheld: int
+    rows_restored: int
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """A restore of backups/<date> into raw/: per table what was withheld and restored, the restore
+    gate's Data Docs index (None: no deletion ledger yet, so no gate), how many ledgered subjects
+    and subjects of requests in flight were re-applied (counts only, never an id or a hash)."""
+    date: str
+    tables: dict[str, RestoredTable] = field(default_factory=dict)
+    docs: str | None = None
+    ledger_subjects: int = 0
+    requests_in_flight_subjects: int = 0
+
+
 @with_lease("backup")
 def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | None = None,
-               progress: Callable[[str], None] = lambda _m: None) -> dict:
+               progress: Callable[[str], None] = lambda _m: None) -> BackupReport:
     """Copy the current version of every policy table into backups/<day>/, encrypted under a new
     key of the backup's own (idempotent per day)."""
     day = day or dt.datetime.now(dt.timezone.utc).date()
@@ -66,9 +125,7 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
     files = lake.files
     final = backup_dir(lake, day)
     if files.is_file(join(final, MANIFEST)):
-        manifest = read_manifest(lake, day)
-        manifest["status"] = "exists"
-        return manifest
+        return BackupReport.of(read_manifest(lake, day), "exists")
     if files.exists(final):
         raise CheckFailed(f"{final} exists but has no {MANIFEST}: an incomplete backup; remove it, then run again")
     require_kms(spark)
@@ -95,8 +152,7 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
                 "encryption": ENCRYPTION, "key_id": key_id}
     files.write_text(join(tmp, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
     files.rename(tmp, final)
-    manifest["status"] = "created"
-    return manifest
+    return BackupReport.of(manifest, "created")
 
 
 def written_rows(spark: SparkSession, path: str) -> int:
@@ -105,7 +161,7 @@ def written_rows(spark: SparkSession, path: str) -> int:
 
 
 @with_lease("backup expiry")
-def expire_backups(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None) -> dict:
+def expire_backups(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None) -> ExpiryReport:
     """Destroy the key of every backup that has expired, then delete its files; then end the
     quarantine of subjects no backup holds any more."""
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
@@ -121,8 +177,8 @@ def expire_backups(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.da
             destroyed.append(key_id)
         lake.files.delete(directory)
     released = sync_ledger(spark, lake)
-    return {"as_of": as_of.isoformat(), "deleted": [d.isoformat() for d in expired], "keys_destroyed": destroyed,
-            "kept": [d.isoformat() for d in list_backups(lake)], "subjects_released": released}
+    return ExpiryReport(as_of.isoformat(), [d.isoformat() for d in expired], destroyed,
+                        [d.isoformat() for d in list_backups(lake)], released)
 
 
 # ------------------------------------------------------------------ restore
@@ -149,7 +205,7 @@ def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake) -> tuple[
 
 @with_lease("restore")
 def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, as_of: dt.date | None = None,
-                progress: Callable[[str], None] = lambda _m: None) -> dict:
+                progress: Callable[[str], None] = lambda _m: None) -> RestoreReport:
     """Restore backups/<day> into raw/, re-applying the whole deletion ledger before any table is readable."""
 
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
@@ -170,7 +226,7 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
     source = Lake(backup_dir(lake, day))
     staging = Lake(lake.staging("restore", day.isoformat()))
     lake.files.delete(staging.uri)                          # a killed earlier restore's staging
-    report: dict = {"date": day.isoformat(), "tables": {}}
+    tables: dict[str, RestoredTable] = {}
     in_flight_hashes = (F.broadcast(spark.createDataFrame([(h,) for h in in_flight], "subject_hash string"))
                         if in_flight else None)
     # The backup's key is set for reading only: the staged tables are written as plain Parquet.
@@ -180,14 +236,13 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
             df = read_current(spark, source.table_path(table))
             withheld = _withheld_subjects(spark, df, name, table.subject_key, key, ledgered, in_flight_hashes, holds)
             count = _stage(spark, df, table, staging, withheld)
-            report["tables"][name] = {"rows_in_backup": manifest["tables"][name]["rows"], "subjects_withheld": count,
-                                      "rows_restored": written_rows(spark, staging.table_path(table))}
-    if ledgered is not None:
-        report["docs"] = _restore_gate(spark, policy, lake, day, staging, ledgered, key)
+            tables[name] = RestoredTable(manifest["tables"][name]["rows"], count,
+                                         written_rows(spark, staging.table_path(table)))
+    docs = _restore_gate(spark, policy, lake, day, staging, ledgered, key) if ledgered is not None else None
     _publish_into_raw(spark, policy, lake, staging, progress)
-    report["ledger_subjects"] = ledgered.select("subject_hash").distinct().count() if ledgered is not None else 0
-    report["requests_in_flight_subjects"] = len(in_flight)
-    return report
+    return RestoreReport(day.isoformat(), tables, docs,
+                         ledgered.select("subject_hash").distinct().count() if ledgered is not None else 0,
+                         len(in_flight))
 
 
 def _withheld_subjects(spark: SparkSession, df: DataFrame, name: str, key_col: str, key: bytes,

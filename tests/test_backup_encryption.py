@@ -83,8 +83,8 @@ def backed_up(spark, policy, generated_lake, key_file, tmp_path_factory):
         backups.write_backup_table = real_write
     state["killed_key_id"] = backup_crypto.marked_key_id(str(lake.root / "backups" / f".tmp-{DAY.isoformat()}"))
     state["keys_after_kill"] = _key_ids(key_file)
-    state["manifest"] = backups.run_backup(spark, policy, lake, DAY)
-    state["key_id"] = state["manifest"]["key_id"]
+    state["backup"] = backups.run_backup(spark, policy, lake, DAY)
+    state["key_id"] = state["backup"].key_id
     state["key"] = load_key(state["key_id"])
     state["keys_after_backup"] = _key_ids(key_file)
     return state
@@ -123,7 +123,7 @@ def test_backup_parquet_files_cannot_be_read_without_the_key(backed_up, policy):
         assert head == tail == b"PARE", path                 # Parquet with an encrypted footer
         with pytest.raises(OSError):
             pq.read_table(path)
-    assert backed_up["manifest"]["encryption"] == backup_crypto.ENCRYPTION
+    assert backed_up["backup"].manifest["encryption"] == backup_crypto.ENCRYPTION
     assert backed_up["key_id"].startswith(f"backup-{DAY.isoformat()}-")
 
 
@@ -233,7 +233,7 @@ def test_restore_gives_the_lake_rows_back_as_plain_parquet(spark, policy, backed
     for name, table in policy.tables.items():
         restored = read_current(spark, backed_up["lake"].table_path(table))
         source = read_current(spark, generated_lake.table_path(table))
-        assert report["tables"][name]["rows_restored"] == source.count() == restored.count(), name
+        assert report.tables[name].rows_restored == source.count() == restored.count(), name
         assert restored.exceptAll(source).count() == 0, name
     files = list((backed_up["lake"].root / "raw").rglob("*.parquet"))
     assert files and all(f.read_bytes()[:4] == b"PAR1" for f in files)

@@ -347,8 +347,8 @@ def test_a_batch_of_100_touches_only_the_files_that_hold_them(erased):
 
 def test_restore_reapplies_the_deletion_ledger(erased, after):
     restored = after["restore"]
-    assert restored["tables"]["accounts"]["subjects_withheld"] == len(ERASED)
-    assert restored["tables"]["accounts"]["rows_restored"] == erased["backup_rows"]["accounts"]["rows"] - len(ERASED)
+    assert restored.tables["accounts"].subjects_withheld == len(ERASED)
+    assert restored.tables["accounts"].rows_restored == erased["backup_rows"]["accounts"]["rows"] - len(ERASED)
     counts = after["counts"]
     for name in ("accounts", "devices", "network_events", "health_measurements", "support_tickets", "consents"):
         assert counts[name]["erased"] == 0, name
@@ -358,7 +358,7 @@ def test_restore_reapplies_the_deletion_ledger(erased, after):
     kept = erased["receipts"]["gdpr-partly-held"]["subjects"][0]["held"]
     assert counts["support_tickets"]["partly_held"] == sum(h["rows_kept"] for h in kept if h["table"] == "support_tickets")
     assert not Path(erased["lake"].staging("restore")).exists() or not any(Path(erased["lake"].staging("restore")).iterdir())
-    assert Path(restored["docs"]).is_file()          # the restore gate's Data Docs (ExpectNoErasedSubjects)
+    assert Path(restored.docs).is_file()          # the restore gate's Data Docs (ExpectNoErasedSubjects)
 
 
 def test_verify_erasure_after_closure_uses_keyed_hashes(after):
@@ -368,8 +368,8 @@ def test_verify_erasure_after_closure_uses_keyed_hashes(after):
 
 
 def test_backup_expiry_ends_the_quarantine(after):
-    assert after["expire"]["deleted"] == [BACKUP_DAY.isoformat()]
-    assert after["expire"]["subjects_released"] == len(ERASED)
+    assert after["expire"].deleted == [BACKUP_DAY.isoformat()]
+    assert after["expire"].subjects_released == len(ERASED)
     assert after["ledger"] == {"released": len(ERASED)}
 
 
@@ -444,8 +444,8 @@ def test_restore_withholds_in_flight_subjects_unless_held(spark, lake_copy, keys
         erasure.run(spark, policy, lake_copy, [erasure.RequestInput("gdpr-in-flight", [gone, HELD], source="gdpr")],
                     as_of=AS_OF, on_state=stop_after_received)
     report = backups.run_restore(spark, policy, lake_copy, BACKUP_DAY, AS_OF)
-    assert report["requests_in_flight_subjects"] == 2 and report["ledger_subjects"] == 0
-    assert report["tables"]["accounts"]["subjects_withheld"] == 1
+    assert report.requests_in_flight_subjects == 2 and report.ledger_subjects == 0
+    assert report.tables["accounts"].subjects_withheld == 1
     accounts = read_current(spark, lake_copy.table_path(policy.tables["accounts"]))
     assert accounts.where(F.col("account_id") == gone).count() == 0
     assert accounts.where(F.col("account_id") == HELD).count() == 1

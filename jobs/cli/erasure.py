@@ -172,14 +172,14 @@ def backup(
     with step("starting Spark"):
         spark = get_spark("wasure-backup")
     if expire:
-        result = expire_backups(spark, loaded, where, day)
-        console.print(f"expired backups deleted: {', '.join(result['deleted']) or 'none'}; kept: {', '.join(result['kept']) or 'none'}; "
-                      f"subjects whose quarantine ended: {result['subjects_released']}")
+        expired = expire_backups(spark, loaded, where, day)
+        console.print(f"expired backups deleted: {', '.join(expired.deleted) or 'none'}; kept: {', '.join(expired.kept) or 'none'}; "
+                      f"subjects whose quarantine ended: {expired.subjects_released}")
         return
     with console.status("backup") as status:
-        manifest = run_backup(spark, loaded, where, day, progress=lambda m: status.update(m))
-    summary_table(f"backup {manifest['date']} ({manifest['status']}, expires {manifest['expires']})", ["table", "source version", "rows"],
-                  [(n, t["source_version"], t["rows"]) for n, t in manifest["tables"].items()])
+        done = run_backup(spark, loaded, where, day, progress=lambda m: status.update(m))
+    summary_table(f"backup {done.date} ({done.status}, expires {done.expires})", ["table", "source version", "rows"],
+                  [(n, t.source_version, t.rows) for n, t in done.tables.items()])
 
 
 @app.command()
@@ -203,5 +203,5 @@ def restore(
         spark = get_spark("wasure-restore")
     with console.status("restore") as status:
         report = run_restore(spark, loaded, where, day, progress=lambda m: status.update(m))
-    summary_table(f"restored backup {report['date']} (deletion ledger re-applied)", ["table", "rows in backup", "subjects withheld", "rows restored"],
-                  [(n, t["rows_in_backup"], t["subjects_withheld"], t["rows_restored"]) for n, t in report["tables"].items()])
+    summary_table(f"restored backup {report.date} (deletion ledger re-applied)", ["table", "rows in backup", "subjects withheld", "rows restored"],
+                  [(n, t.rows_in_backup, t.subjects_withheld, t.rows_restored) for n, t in report.tables.items()])

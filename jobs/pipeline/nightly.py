@@ -20,10 +20,10 @@ def backup(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
 
     pol, lk = load(policy, lake)
     day = run_date(run_date_)
-    manifest = run_backup(_spark("backup"), pol, lk, day)
-    return {"step": "backup", "date": manifest["date"], "status": manifest["status"], "expires": manifest["expires"],
-            "path": join(lk.backups, manifest["date"]),
-            "tables": {n: {"source_version": t["source_version"], "rows": t["rows"]} for n, t in manifest["tables"].items()}}
+    report = run_backup(_spark("backup"), pol, lk, day)
+    return {"step": "backup", "date": report.date, "status": report.status, "expires": report.expires,
+            "path": join(lk.backups, report.date),
+            "tables": {n: {"source_version": t.source_version, "rows": t.rows} for n, t in report.tables.items()}}
 
 
 def retention(policy: str | None, lake: str | None, run_date_: Any = None, force: bool = False, dry_run: bool = False) -> dict:
