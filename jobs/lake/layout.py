@@ -114,7 +114,11 @@ def of_subjects(subject_key: str, subjects: list[str], buckets: int) -> Column:
     """The rows of these subjects: ``key IN (...) AND bucket IN (their buckets)``. The bucket
     condition prunes the table's partitions, and both lists are literals of the query, computed on
     the driver (jobs/lake/buckets.py): no Spark job, where a broadcast join of the list cost one
-    per table and lookup."""
+    per table and lookup.
+
+    For reads only: a Delta DELETE / UPDATE / MERGE records its condition in the commit's
+    ``operationParameters``, so the ids would stay in ``_delta_log`` (the erasure's verification
+    scan finds them there: bench/analysis.md, session 14). Deletes join a keys frame instead."""
     return (F.col(subject_key).isin(list(subjects))
             & F.col(SUBJECT_BUCKET).isin(sorted({bucket_of(s, buckets) for s in subjects})))
 
