@@ -50,7 +50,7 @@ stages and seconds by **segments** of the step's timeline, each charged to one t
   analytics", "backing up devices_017"; a release or statistic name counts as its table), or for
   the message's phase ("gate for analytics", "retention gate (Great Expectations)") when it names
   none (digits become ``#``);
-* an entry point called for one release (``anonymize.run(..., name=<release>)``) charges its
+* an entry point called for one release (``anonymize.run(..., ReleaseRequest(<release>))``) charges its
   whole run, messages included, to the release's table; any other entry point opens the phase
   ``<module>.<function>`` until its first message; when an entry point or a gate returns, the
   segment that was open before it resumes (retention's anonymize-before-delete stays with
@@ -421,8 +421,8 @@ class OverheadCounter:
                 if _theirs is not None:
                     _theirs(message)
             bound.arguments["progress"] = progress
-            # anonymize.run(..., name=<release>): its messages name no table, the release does
-            named = bound.arguments.get("name")
+            # anonymize.run(..., ReleaseRequest(<release>)): its messages name no table, the release does
+            named = getattr(bound.arguments.get("request"), "release", None)
             context = counter.tables.of_message(named) if isinstance(named, str) else None
             before = counter._open_segment()
             counter._context.append(context)

@@ -231,22 +231,55 @@ def _write_files(target: Path, doc: dict, formats: list[str]) -> list[str]:
     return written
 
 
+@dataclass(frozen=True)
+class AccessRequest:
+    """One access request, checked: the subject (its id as the policy writes it), the request id,
+    the export folder ``<out>/<request id>`` outside the lake, the formats, when it was received
+    (default: when it is answered)."""
+    subject: str
+    request_id: str
+    export_dir: Path
+    formats: tuple[str, ...]
+    received_at: dt.datetime | None = None
+
+    @classmethod
+    def checked(cls, policy: Policy, lake: Lake, subject: str, request_id: str, out: str | Path,
+                formats: list[str] | None = None, received_at: dt.datetime | None = None,
+                labels: tuple[str, str] = ("--subject", "--request-id")) -> AccessRequest:
+        """Every problem of the request at once (InputError, one per line, never the id), then the
+        ledger key the receipt needs: exit 2 before Spark starts. ``labels`` name the subject and the
+        request id as the surface does (the CLI's options, the DAG's parameters)."""
+        problems: list[str] = []
+
+        def attempt(check, *args):
+            try:
+                return check(*args)
+            except InputError as exc:
+                problems.append(str(exc))
+
+        ids = attempt(check_subject_ids, policy, [(labels[0], subject)])
+        valid_id = attempt(check_request_id, request_id, labels[1])
+        chosen = attempt(check_formats, formats)
+        target = attempt(check_out_dir, lake, out, request_id) if valid_id else None
+        if problems:
+            raise InputError("\n  ".join(problems))
+        ledger_key(policy, lake)
+        return cls(ids[0], request_id, target, tuple(chosen), received_at)
+
+
 @with_lease("access")
-def run(spark: SparkSession, policy: Policy, lake: Lake, subject: str, request_id: str, out: str | Path,
-        formats: list[str] | None = None, received_at: dt.datetime | None = None,
+def run(spark: SparkSession, policy: Policy, lake: Lake, request: AccessRequest,
         progress: Callable[[str], None] = lambda _m: None) -> AccessReport:
     """Export one subject's data outside the lake; record counts only in the lake."""
-    [subject] = check_subject_ids(policy, [("--subject", subject)])
-    request_id = check_request_id(request_id)
-    formats = check_formats(formats)
-    target = check_out_dir(lake, out, request_id)
+    subject, request_id, target = request.subject, request.request_id, request.export_dir
+    formats = list(request.formats)
     _key_id, key = ledger_key(policy, lake)
     check_lake(spark, policy, lake)
     state_path = lake.state(STATE_TABLE)
     if is_delta(state_path) and read_current(spark, state_path).where(F.col("request_id") == request_id).limit(1).count():
         raise InputError(f"--request-id {request_id}: an access request with this id was already answered")
     now = _now()
-    received_at = received_at or now
+    received_at = request.received_at or now
     deadline = received_at.date() + dt.timedelta(days=policy.defaults.erasure_deadline_days)
     progress("reading the subject's rows in every table")
     rows = subject_rows(spark, policy, lake, subject)

@@ -83,8 +83,8 @@ def check_release(policy: Policy, name: str) -> None:
 def prepare_source(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.date,
                    registers: Registers, rows: DataFrame | None = None) -> tuple[DataFrame, dict, list[str]]:
     """Rows of the release's region with QIs coded for Mondrian; returns (df, hierarchies, qis).
-    ``rows``: only these rows of the release's table (retention's expired rows) instead of all."""
-    check_release(policy, name)
+    ``rows``: only these rows of the release's table (retention's expired rows) instead of all.
+    The release was checked before (``release_requests``; retention: ``_check_keep_actions``)."""
     release = policy.releases[name]
     table = policy.tables[release.table]
     df = rows if rows is not None else read_current(spark, lake.table_path(table))
@@ -206,26 +206,42 @@ class ReleaseReport:
     gate: str = "passed"
 
 
-def check_releases(policy: Policy, names: list[str]) -> None:
-    """The releases a request names exist and their hierarchy files load: exit 2 before the first
-    one publishes (the CLI and the pipeline step validate alike)."""
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """One release to build: its name in the policy and the date ages are computed at (default today
+    UTC). ``rows`` and ``output`` are retention's alone (keep-as-anonymized): only its expired rows,
+    published as ``output`` (anonymized/<output>/) with the release's QIs, k, l and gate."""
+    release: str
+    as_of: dt.date | None = None
+    rows: DataFrame | None = field(default=None, compare=False, repr=False)
+    output: str | None = None
+
+    @classmethod
+    def checked(cls, policy: Policy, release: str, as_of: dt.date | None = None) -> ReleaseRequest:
+        """One release, checked as ``release_requests`` checks several."""
+        return release_requests(policy, [release], as_of)[0]
+
+
+def release_requests(policy: Policy, names: list[str] | None = None, as_of: dt.date | None = None) -> list[ReleaseRequest]:
+    """The releases asked for (default: every release of the policy), each known and with its
+    hierarchy files loading: exit 2 before Spark starts and before the first one publishes."""
+    names = list(names or policy.releases)
     unknown = [n for n in names if n not in policy.releases]
     if unknown:
         raise InputError(f"unknown release(s): {', '.join(unknown)} (the policy has: {', '.join(policy.releases) or 'none'})")
     for name in names:
         check_release(policy, name)
+    return [ReleaseRequest(name, as_of) for name in names]
 
 
 @with_lease("anonymize")
-def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.date | None = None,
-        progress=lambda _msg: None, rows: DataFrame | None = None, output: str | None = None) -> ReleaseReport:
-    """Build release ``name``; with ``rows`` (retention's expired rows) from those rows only, published
-    as ``output`` (anonymized/<output>/) with the release's QIs, k, l and gate."""
-    if name not in policy.releases:
-        raise InputError(f"unknown release {name!r} (the policy has: {', '.join(policy.releases) or 'none'})")
+def run(spark: SparkSession, policy: Policy, lake: Lake, request: ReleaseRequest,
+        progress=lambda _msg: None) -> ReleaseReport:
+    """Build the request's release, gate it, publish it with its manifest and catalog table."""
+    name, rows = request.release, request.rows
     release = policy.releases[name]
     check_lake(spark, policy, lake, with_registers(policy, [release.table]))   # missing, drift: exit 2
-    as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
+    as_of = request.as_of or dt.datetime.now(dt.timezone.utc).date()
     registers = Registers(spark, policy, lake)
     progress("preparing quasi-identifiers")
     source, hierarchies, qis = prepare_source(spark, policy, lake, name, as_of, registers, rows)
@@ -233,7 +249,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, name: str, as_of: dt.da
     total = source.count()
     if total < release.k:
         raise CheckFailed(f"release {name}: {total} eligible rows, fewer than k = {release.k}")
-    name = output or name           # where it is published; `release` keeps the rules
+    name = request.output or name           # where it is published; `release` keeps the rules
     progress("k-anonymity (distributed Mondrian)")
     l_model = DistinctLDiversity(release.sensitive[0], release.l) if release.l and release.l > 1 else None
     try:
@@ -297,7 +313,7 @@ def _gate(spark, policy: Policy, lake: Lake, name: str, release: Release, qis: l
 def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:
     from jobs.runtime.console import summary_table
 
-    results = [run(spark, policy, lake, name) for name in policy.releases]
+    results = [run(spark, policy, lake, request) for request in release_requests(policy)]
     summary_table("anonymized releases (匿名加工情報)", ["release", "table", "rows", "suppressed", "GCP", "max risk", "manifest"],
                   [(r.release, r.table, r.rows, r.suppressed, r.metrics.get("gcp"),
                     r.metrics.get("max_prosecutor_risk"), r.manifest) for r in results])

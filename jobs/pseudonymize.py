@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from anonymizers.registry import get_operator
-from jobs.runtime.console import CheckFailed, InputError
+from jobs.runtime.console import CheckFailed
 from jobs.runtime.keys import load_purpose_keys
 from jobs.runtime.concurrency import for_each_table
 from jobs.lake.layout import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, table_version
@@ -203,21 +203,33 @@ def _save_state(lake: Lake, state: dict) -> None:
     lake.files.write_text(_state_path(lake), json.dumps(state, indent=2, sort_keys=True))   # atomic replace
 
 
+@dataclass(frozen=True)
+class PseudonymizeRequest:
+    """The purposes to publish and ``full`` (rewrite every table, changed or not); built by ``checked``."""
+    purposes: tuple[str, ...]
+    full: bool = False
+
+    @classmethod
+    def checked(cls, policy: Policy, lake: Lake, purposes: list[str] | None = None,
+                full: bool = False) -> PseudonymizeRequest:
+        """The purposes asked for (default: every purpose of the policy), known and with their keys
+        present, long enough and outside the lake: InputError (exit 2) before Spark starts."""
+        chosen = tuple(purposes or policy.purposes)
+        load_purpose_keys(policy, list(chosen), lake)      # names an unknown purpose, a missing or short key
+        return cls(chosen, bool(full))
+
+
 @with_lease("pseudonymize")
-def run(spark: SparkSession, policy: Policy, lake: Lake, purposes: list[str] | None = None, full: bool = False,
+def run(spark: SparkSession, policy: Policy, lake: Lake, request: PseudonymizeRequest,
         progress=lambda _msg: None) -> PseudonymizeReport:
     """Publish each purpose's 仮名加工情報 of every table that changed since its last publication
     (``full``: every table), each behind its purpose's gate; a table that fails is quarantined."""
-    purposes = purposes or list(policy.purposes)
-    unknown = [p for p in purposes if p not in policy.purposes]
-    if unknown:
-        raise InputError(f"unknown purpose(s): {', '.join(unknown)} (the policy has {', '.join(policy.purposes)})")
-    keys = load_purpose_keys(policy, purposes, lake)      # missing / short key: exit 2 before any write
+    keys = load_purpose_keys(policy, list(request.purposes), lake)     # checked by the request; loaded here
     check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
     work = _Run(spark, policy, lake, progress)
     try:
-        for purpose in purposes:
-            work.publish_purpose(purpose, *keys[purpose], full=full)
+        for purpose in request.purposes:
+            work.publish_purpose(purpose, *keys[purpose], full=request.full)
     finally:
         work.release()
     report = work.report

@@ -29,13 +29,25 @@ from jobs.runtime.console import CheckFailed, InputError
 from jobs.runtime.concurrency import for_each_table
 from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, check_lake, read_current, rows_of_keys, table_version
 from jobs.lake.lease import with_lease
+from jobs.lake.lineage import retained_purpose
 from jobs.lake.quarantine import AUDIT_SCHEMA, commit_metadata, delete_keys, physical_purge, reconcile
 from jobs.policy import Policy
 from jobs.lake.storage import join
 from jobs.lake.subjects import Registers
+from jobs.runtime.keys import load_purpose_keys
 
 JOB = "retention"
 AVAILABLE_ACTIONS = {"delete", "pseudonymize", "anonymize"}
+
+
+@dataclass(frozen=True)
+class RetentionRequest:
+    """A run as asked: business date (default today UTC), dry run, --force past max_delete_share, purge
+    after the deletes (the pipeline purges in a step of its own). Nothing in it can contradict the policy."""
+    as_of: dt.date | None = None
+    dry_run: bool = False
+    force: bool = False
+    purge: bool = True
 
 
 @dataclass
@@ -164,12 +176,9 @@ def remaining_expired(spark: SparkSession, policy: Policy, lake: Lake, table_nam
 
 # ------------------------------------------------------------------ applying a plan
 
+def _pseudonymize_before_delete(spark, policy, lake, table_name, keys, cutoff):
+    from jobs.pseudonymize import retain_pseudonymized
 
-def _pseudonymize_before_delete(spark, policy, lake, table_name, keys, as_of, cutoff):
-    try:
-        from jobs.pseudonymize import retain_pseudonymized
-    except ImportError:  # until the 仮名加工 job exists: never a silent delete
-        raise InputError(f"tables.{table_name}.retention.action: 'pseudonymize' is not available yet") from None
     retain_pseudonymized(spark, policy, lake, table_name, keys, cutoff)
 
 
@@ -196,11 +205,9 @@ def _anonymize_before_delete(spark, policy, lake, table_name, keys, as_of, cutof
     if eligible.count() < release.k:
         return {"release": None, "rows": 0, "note": f"fewer than k = {release.k} expired rows: deleted, none published"}
     progress(f"anonymizing the expired rows of {table_name} ({release_name})")
-    result = anonymize.run(spark, policy, lake, release_name, as_of, progress, rows=expired,
-                           output=retired_release_name(release_name, as_of))
+    request = anonymize.ReleaseRequest(release_name, as_of, rows=expired, output=retired_release_name(release_name, as_of))
+    result = anonymize.run(spark, policy, lake, request, progress)
     return {"release": result.release, "rows": result.rows, "suppressed": result.suppressed, "docs": result.docs}
-
-
 
 
 # ------------------------------------------------------------------ policy snapshots
@@ -260,20 +267,13 @@ def policy_changes(lake: Lake, policy: Policy) -> list[str]:
 def _check_keep_actions(policy: Policy, lake: Lake, plans: list[TablePlan]) -> None:
     """What the pseudonymize / anonymize actions need before their table's delete (the purpose's key,
     the release's hierarchy files), checked for every table before the first table's delete."""
-    purposes = set()
+    from jobs.anonymize import check_release
+
+    purposes = {retained_purpose(policy.tables[p.table]) for p in plans if p.action == "pseudonymize"}
     for plan in plans:
-        table = policy.tables[plan.table]
-        if plan.action == "pseudonymize":
-            from jobs.lake.lineage import retained_purpose
-
-            purposes.add(retained_purpose(table))
-        elif plan.action == "anonymize":
-            from jobs.anonymize import check_release
-
-            check_release(policy, table.retention.release)
+        if plan.action == "anonymize":
+            check_release(policy, policy.tables[plan.table].retention.release)
     if purposes:
-        from jobs.runtime.keys import load_purpose_keys
-
         load_purpose_keys(policy, sorted(purposes), lake)
 
 
@@ -291,7 +291,7 @@ def _apply_plan(spark: SparkSession, policy: Policy, lake: Lake, plan: TablePlan
     if plan.to_remove:
         progress(f"{plan.action} {plan.table}")
         if plan.action == "pseudonymize":
-            _pseudonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff)
+            _pseudonymize_before_delete(spark, policy, lake, plan.table, keys, cutoff)
         elif plan.action == "anonymize":
             retired = _anonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff, registers, progress)
         metadata = {"job": JOB, "run_id": run_id, "table": plan.table, "action": plan.action,
@@ -312,9 +312,9 @@ def _apply_plan(spark: SparkSession, policy: Policy, lake: Lake, plan: TablePlan
 
 
 @with_lease("retention")
-def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None = None, dry_run: bool = False,
-        force: bool = False, purge: bool = True, progress=lambda _msg: None) -> RetentionReport:
-    as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
+def run(spark: SparkSession, policy: Policy, lake: Lake, request: RetentionRequest,
+        progress=lambda _msg: None) -> RetentionReport:
+    as_of, dry_run = request.as_of or dt.datetime.now(dt.timezone.utc).date(), request.dry_run
     run_id = f"ret-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     check_lake(spark, policy, lake)       # missing tables, schema drift: exit 2 before any write
     registers = Registers(spark, policy, lake)
@@ -332,7 +332,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
         if plan.to_remove and plan.action not in AVAILABLE_ACTIONS:
             raise InputError(f"tables.{plan.table}.retention.action: {plan.action!r} is not available yet")
     too_much = [p for p, _ in plans if p.share > policy.defaults.max_delete_share]
-    if too_much and not force and not dry_run:
+    if too_much and not request.force and not dry_run:
         names = ", ".join(f"{p.table} ({p.share:.0%})" for p in too_much)
         raise CheckFailed(f"refusing to remove more than {policy.defaults.max_delete_share:.0%} of a table in one run: "
                           f"{names}; check the policy, then re-run with --force. Nothing was written.")
@@ -346,7 +346,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date | None =
         report.results[plan.table] = _apply_plan(spark, policy, lake, plan, keys, run_id, as_of, registers, progress)
     reconcile(spark, policy, lake, current_run=run_id)
     _gate(spark, policy, lake, report, registers, progress)
-    if purge:
+    if request.purge:
         progress("physical purge of files past their grace")
         report.purged = physical_purge(spark, policy, lake, as_of)
     return report

@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from anonymizers.privacy_models import check_distinct_l_diversity, check_k_anonymity
-from jobs.anonymize import _gate, run
+from jobs.anonymize import ReleaseRequest, _gate, run
 from jobs.lake.layout import read_current
 
 AS_OF = dt.date(2026, 11, 22)
@@ -29,7 +29,7 @@ def release(spark, policy, generated_lake, tmp_path_factory):
     subject = (read_current(spark, health_path).where(F.col("region") == "JP").select("account_id").first().account_id)
     spark.sql(f"UPDATE delta.`{accounts_path}` SET birth_date = DATE'1910-05-01' WHERE account_id = '{subject}'")
     spark.sql(f"UPDATE delta.`{health_path}` SET body_temp_c = 41.0 WHERE account_id = '{subject}'")
-    result = run(spark, policy, lake, "health_k5", AS_OF)
+    result = run(spark, policy, lake, ReleaseRequest.checked(policy, "health_k5", AS_OF))
     return {"lake": lake, "result": result, "data": read_current(spark, lake.anonymized("health_k5")).cache()}
 
 
@@ -136,7 +136,7 @@ def test_data_the_hierarchy_does_not_cover_fails_the_release_naming_counts_only(
     accounts_path = lake.table_path(policy.tables["accounts"])      # the release takes prefecture from accounts
     spark.sql(f"UPDATE delta.`{accounts_path}` SET prefecture = 'Atlantis-Prefecture-9' WHERE region = 'JP'")
     with pytest.raises(CheckFailed) as failure:
-        run(spark, policy, lake, "health_k5", AS_OF)
+        run(spark, policy, lake, ReleaseRequest.checked(policy, "health_k5", AS_OF))
     message = str(failure.value)
     assert "prefecture" in message and "nothing was published" in message
     assert "Atlantis" not in message

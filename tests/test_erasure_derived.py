@@ -82,7 +82,7 @@ def derived(spark, generated_lake, keys_env, tmp_path_factory):
     lake = Lake.at(tmp_path_factory.mktemp("derived") / "lake")
     shutil.copytree(generated_lake.root, lake.root)
     state: dict = {"policy": policy, "lake": lake}
-    pseudonymize.run(spark, policy, lake)
+    pseudonymize.run(spark, policy, lake, pseudonymize.PseudonymizeRequest.checked(policy, lake))
 
     # Two subjects present in pseudonymized/service/accounts (not restricted, not held).
     service = read_current(spark, lake.pseudonymized("service", "accounts")).select("account_id")
@@ -194,7 +194,7 @@ def test_register_changes_reach_the_next_pseudonymize_run(spark, derived):
         [(regrant, "analytics", "granted", later, region)],
         "account_id string, purpose string, status string, changed_at timestamp, region string"), mode="append")
 
-    result = pseudonymize.run(spark, policy, lake, ["service", "analytics"])
+    result = pseudonymize.run(spark, policy, lake, pseudonymize.PseudonymizeRequest.checked(policy, lake, ["service", "analytics"]))
     status = {(t.purpose, t.table): t.status for t in result.tables}
     assert status[("service", "accounts")] == "published"
     service = {r.account_id for r in read_current(spark, lake.pseudonymized("service", "accounts")).collect()}

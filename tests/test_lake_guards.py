@@ -57,11 +57,11 @@ def test_every_job_refuses_a_lake_that_drifted_from_the_policy(spark, generated_
     data["tables"]["accounts"]["columns"]["middle_name"] = "identifying"
     policy = parse_policy(data, "drift.yaml")
     runs = {
-        "retention": lambda: retention.run(spark, policy, generated_lake, dt.date(2026, 11, 22)),
+        "retention": lambda: retention.run(spark, policy, generated_lake, retention.RetentionRequest(dt.date(2026, 11, 22))),
         "erasure": lambda: erasure.run(spark, policy, generated_lake, [erasure.RequestInput("drift-1", ["A000000100"], "gdpr")]),
         "backup": lambda: backup.run_backup(spark, policy, generated_lake, dt.date(2026, 11, 22)),
-        "anonymize": lambda: anonymize.run(spark, policy, generated_lake, "health_k5"),
-        "statistics": lambda: statistics.run(spark, policy, generated_lake),
+        "anonymize": lambda: anonymize.run(spark, policy, generated_lake, anonymize.ReleaseRequest("health_k5")),
+        "statistics": lambda: statistics.run(spark, policy, generated_lake, statistics.StatisticsRequest.checked(policy)),
     }
     before = sorted(str(p.relative_to(generated_lake.root)) for p in generated_lake.root.rglob("*") if p.name != "_wasure_lease")
     with pytest.raises(SchemaDrift) as info:
@@ -133,7 +133,7 @@ def test_purge_and_closure_in_two_processes_lose_nothing(spark, lake_copy, keys_
     closure = subprocess.Popen([sys.executable, "-m", "jobs.cli", "erase", "--policy", policy_file, "--lake",
                                 str(lake_copy.root), "--subject", "A000000123", "--source", "gdpr", "--request-id", "lease-1",
                                 "--as-of", "2026-11-22"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    retention.run(spark, policy, lake_copy, dt.date(2026, 11, 22), force=True)
+    retention.run(spark, policy, lake_copy, retention.RetentionRequest(dt.date(2026, 11, 22), force=True))
     out, err = closure.communicate(timeout=900)
     assert closure.returncode == 0, err[-2000:]
     blocks = []

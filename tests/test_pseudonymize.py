@@ -14,7 +14,7 @@ from jobs.cli import app
 from jobs.runtime.console import CheckFailed
 from jobs.lake.layout import read_current
 from jobs.policy import ColumnClass, parse_policy
-from jobs.pseudonymize import rule31_plan, run
+from jobs.pseudonymize import PseudonymizeRequest, rule31_plan, run
 from jobs.lake.residue import scan_for_values
 
 from conftest import EXAMPLE_POLICY
@@ -31,8 +31,8 @@ def published(spark, generated_lake, keys_env, tmp_path_factory):
     policy = parse_policy(copy.deepcopy(BASE), "test-policy.yaml")
     lake = Lake.at(tmp_path_factory.mktemp("pseudo") / "lake")
     shutil.copytree(generated_lake.root, lake.root)
-    first = run(spark, policy, lake)
-    second = run(spark, policy, lake)
+    first = run(spark, policy, lake, PseudonymizeRequest.checked(policy, lake))
+    second = run(spark, policy, lake, PseudonymizeRequest.checked(policy, lake))
     return {"policy": policy, "lake": lake, "first": first, "second": second}
 
 
@@ -115,7 +115,7 @@ def test_key_rotation_repseudonymizes_the_purpose(spark, published, keys_env):
     policy = parse_policy(data, "rotated.yaml")
     init_keys(["svc-2026-12"])
     before = {r.account_id for r in _out(spark, published, "service", "accounts").select("account_id").collect()}
-    result = run(spark, policy, published["lake"], purposes=["service"])
+    result = run(spark, policy, published["lake"], PseudonymizeRequest.checked(policy, published["lake"], ["service"]))
     assert all(t.status == "published" for t in result.tables)
     rotated = _out(spark, published, "service", "accounts")
     assert {r.pseudonym_key_id for r in rotated.select("pseudonym_key_id").distinct().collect()} == {"svc-2026-12"}
@@ -153,7 +153,7 @@ def test_gate_quarantines_a_leaking_table(spark, lake_copy, keys_env):
     data["tables"]["support_tickets"]["columns"]["agent_note"] = "other"
     policy = parse_policy(data, "leaky.yaml")
     with pytest.raises(CheckFailed, match="support_tickets"):
-        run(spark, policy, lake_copy, purposes=["service"])
+        run(spark, policy, lake_copy, PseudonymizeRequest.checked(policy, lake_copy, ["service"]))
     assert not os.path.exists(lake_copy.pseudonymized("service", "support_tickets"))
     assert os.path.exists(lake_copy.pseudonymized("service", "accounts"))
     assert any((lake_copy.root / "quarantine" / "pseudonymized" / "service" / "support_tickets").iterdir())

@@ -22,9 +22,9 @@ def published(spark, policy, generated_lake, keys_env, tmp_path_factory):
 
     lake = Lake.at(tmp_path_factory.mktemp("reading") / "lake")
     shutil.copytree(generated_lake.root, lake.root)
-    anonymize.run(spark, policy, lake, "health_k5")
-    statistics.run(spark, policy, lake, ["network_usage"], regions=["JP"])
-    pseudonymize.run(spark, policy, lake, ["service"])
+    anonymize.run(spark, policy, lake, anonymize.ReleaseRequest.checked(policy, "health_k5"))
+    statistics.run(spark, policy, lake, statistics.StatisticsRequest.checked(policy, ["network_usage"], ["JP"]))
+    pseudonymize.run(spark, policy, lake, pseudonymize.PseudonymizeRequest.checked(policy, lake, ["service"]))
     return lake
 
 

@@ -12,7 +12,7 @@ from jobs.runtime.console import CheckFailed, InputError
 from jobs.lake.layout import Lake, read_current
 from jobs.policy import parse_policy
 from jobs.lake.layout import table_version
-from jobs.retention import run
+from jobs.retention import RetentionRequest, run
 from jobs.lake.residue import identifier_values, scan_for_values
 
 from conftest import EXAMPLE_POLICY
@@ -51,12 +51,12 @@ def retention_run(spark, generated_lake, keys_env, tmp_path_factory):
     state = {"policy": policy, "lake": lake, "residue_dir": residue_dir, "minor_ids": [r.account_id for r in minors.collect()]}
     state["versions_before"] = _versions(spark, policy, lake)
     state["counts_before"] = _counts(spark, policy, lake)
-    state["dry"] = run(spark, policy, lake, AS_OF, dry_run=True)
+    state["dry"] = run(spark, policy, lake, RetentionRequest(AS_OF, dry_run=True))
     state["versions_after_dry"] = _versions(spark, policy, lake)
-    state["report"] = run(spark, policy, lake, AS_OF)
+    state["report"] = run(spark, policy, lake, RetentionRequest(AS_OF))
     state["counts_after"] = _counts(spark, policy, lake)
     state["versions_after"] = _versions(spark, policy, lake)
-    state["second"] = run(spark, policy, lake, AS_OF)
+    state["second"] = run(spark, policy, lake, RetentionRequest(AS_OF))
     state["versions_after_second"] = _versions(spark, policy, lake)
     return state
 
@@ -167,7 +167,7 @@ def test_safety_limit_refuses_and_writes_nothing(spark, lake_copy, keys_env):
     policy = _policy(max_delete_share=0.01)
     before = _versions(spark, policy, lake_copy)
     with pytest.raises(CheckFailed, match="refusing to remove more than 1%"):
-        run(spark, policy, lake_copy, AS_OF)
+        run(spark, policy, lake_copy, RetentionRequest(AS_OF))
     assert _versions(spark, policy, lake_copy) == before
 
 
@@ -182,7 +182,7 @@ def test_a_missing_key_fails_before_the_first_delete(spark, lake_copy, tmp_path,
     snapshots = lake_copy.root / "state" / "policies"
     before, snapshots_before = _versions(spark, policy, lake_copy), sorted(snapshots.glob("*")) if snapshots.exists() else []
     with pytest.raises(InputError, match="svc-2026-11"):
-        run(spark, policy, lake_copy, AS_OF)
+        run(spark, policy, lake_copy, RetentionRequest(AS_OF))
     assert _versions(spark, policy, lake_copy) == before
     assert (sorted(snapshots.glob("*")) if snapshots.exists() else []) == snapshots_before
 
@@ -211,16 +211,16 @@ def test_killed_run_finishes_when_run_again(spark, lake_copy, keys_env):
             raise Killed()
 
     with pytest.raises(Killed):
-        run(spark, policy, lake_copy, AS_OF, progress=kill_at_events)
+        run(spark, policy, lake_copy, RetentionRequest(AS_OF), progress=kill_at_events)
     after_kill = _counts(spark, policy, lake_copy)
     assert after_kill["devices"] < before["devices"] and after_kill["network_events"] == before["network_events"]
     # The subject table goes last: its closure dates are still there for the re-run.
     assert after_kill["accounts"] == before["accounts"]
-    report = run(spark, policy, lake_copy, AS_OF)
+    report = run(spark, policy, lake_copy, RetentionRequest(AS_OF))
     plans = {p.table: p for p in report.plans}
     assert plans["devices"].to_remove == 0                     # devices were done by the killed run
     assert plans["accounts"].to_remove > 0
-    dry = run(spark, policy, lake_copy, AS_OF, dry_run=True)
+    dry = run(spark, policy, lake_copy, RetentionRequest(AS_OF, dry_run=True))
     assert all(p.to_remove == 0 for p in dry.plans)
     audit = read_current(spark, lake_copy.audit("retention"))
     recovered = audit.where(F.col("recovered")).select("table").distinct().collect()

@@ -218,7 +218,7 @@ def published(spark, tiny_policy, tiny_lake, tmp_path_factory):
 
     lake = Lake.at(tmp_path_factory.mktemp("stats-run") / "lake")
     shutil.copytree(tiny_lake.root, lake.root)
-    result = stats.run(spark, tiny_policy, lake, as_of=AS_OF)
+    result = stats.run(spark, tiny_policy, lake, stats.StatisticsRequest.checked(tiny_policy, as_of=AS_OF))
     return lake, result
 
 
@@ -259,7 +259,7 @@ def test_restricted_and_withdrawn_subjects_are_the_excluded_set(spark, tiny_poli
 
 def test_gate_quarantines_when_complementary_suppression_is_missing(spark, tiny_policy, tiny_copy):
     with pytest.raises(CheckFailed, match="exposed_by_subtraction.*recovered_by_subtraction"):
-        stats.run(spark, tiny_policy, tiny_copy, regions=["JP"], as_of=AS_OF, complementary=False)
+        stats.run(spark, tiny_policy, tiny_copy, stats.StatisticsRequest.checked(tiny_policy, regions=["JP"], as_of=AS_OF, complementary=False))
     assert not is_delta(stats.output_path(tiny_copy, "usage", "JP"))
     quarantined = list((tiny_copy.root / "quarantine" / "statistics" / "usage" / "region=JP").iterdir())
     assert len(quarantined) == 1 and is_delta(quarantined[0])
@@ -267,12 +267,12 @@ def test_gate_quarantines_when_complementary_suppression_is_missing(spark, tiny_
 
 def test_bad_input_exits_2_before_writing(spark, tiny_policy, tiny_copy):
     with pytest.raises(InputError, match="unknown statistic"):
-        stats.run(spark, tiny_policy, tiny_copy, names=["nope"])
+        stats.run(spark, tiny_policy, tiny_copy, stats.StatisticsRequest.checked(tiny_policy, names=["nope"]))
     with pytest.raises(InputError, match="none of the selected statistics is differentially private"):
-        stats.run(spark, tiny_policy, tiny_copy, epsilon=0.5)     # DP is chosen in the policy, not by an option
+        stats.run(spark, tiny_policy, tiny_copy, stats.StatisticsRequest.checked(tiny_policy, epsilon=0.5))     # DP is chosen in the policy, not by an option
     bad = parse_policy({**POLICY, "statistics": {"leak": {"table": "events", "dimensions": ["email"], "k": 3}}}, "bad.yaml")
     with pytest.raises(InputError, match="class identifying"):
-        stats.run(spark, bad, tiny_copy)
+        stats.run(spark, bad, tiny_copy, stats.StatisticsRequest.checked(bad))
     assert not (tiny_copy.root / "statistics").exists() and not is_delta(stats.ledger_path(tiny_copy))
 
 
@@ -316,7 +316,7 @@ def _lake_files(lake):
 
 def test_dp_release_is_the_public_key_set_with_discrete_noise(spark, tiny_copy):
     policy = parse_policy(DP_POLICY, "dp.yaml")
-    result = stats.run(spark, policy, tiny_copy, names=["usage_dp"], regions=["JP"], as_of=AS_OF)
+    result = stats.run(spark, policy, tiny_copy, stats.StatisticsRequest.checked(policy, names=["usage_dp"], regions=["JP"], as_of=AS_OF))
     (info,) = result.statistics
     assert info["status"] == "published" and info["mechanism"] == "laplace" and info["k"] is None
     rows = [r.asDict() for r in read_current(spark, stats.output_path(tiny_copy, "usage_dp", "JP")).collect()]
@@ -346,7 +346,7 @@ def test_dp_gaussian_release_records_rho_and_its_epsilon_delta(spark, tiny_copy)
     from anonymizers import dp
 
     policy = parse_policy(DP_POLICY, "dp.yaml")
-    result = stats.run(spark, policy, tiny_copy, names=["ages_zcdp"], regions=["US", "EU"], as_of=AS_OF)
+    result = stats.run(spark, policy, tiny_copy, stats.StatisticsRequest.checked(policy, names=["ages_zcdp"], regions=["US", "EU"], as_of=AS_OF))
     by_region = {s["region"]: s for s in result.statistics}
     # EU has no events: a dp statistic is released for it anyway (region presence is not published).
     assert set(by_region) == {"US", "EU"} and all(s["status"] == "published" for s in by_region.values())
@@ -410,7 +410,7 @@ def test_dp_domain_above_the_cap_is_refused_before_anything_is_written(spark, ti
     policy = parse_policy({**POLICY, "statistics": {"huge": huge}}, "huge.yaml")
     before = _lake_files(tiny_copy)
     with pytest.raises(InputError, match=r"statistics.huge.dp.domains: .*4808804 cells and totals, more than 1000000"):
-        stats.run(spark, policy, tiny_copy, as_of=AS_OF)
+        stats.run(spark, policy, tiny_copy, stats.StatisticsRequest.checked(policy, as_of=AS_OF))
     assert _lake_files(tiny_copy) == before
 
 

@@ -107,15 +107,15 @@ def retention(
     One Delta transaction per table; superseded files are purged physically after the grace period
     (REORG ... APPLY (PURGE) + VACUUM). Example: `wasure retention --dry-run`
     """
-    from jobs.retention import run as run_retention
+    from jobs.retention import RetentionRequest, run as run_retention
     from jobs.runtime.spark import get_spark
 
-    loaded, where, day = policy_from_option(policy), lake_from_option(lake), date_option(as_of)
+    loaded, where = policy_from_option(policy), lake_from_option(lake)
+    request = RetentionRequest(date_option(as_of), dry_run=dry_run, force=force, purge=not no_purge)
     with step("starting Spark"):
         spark = get_spark("wasure-retention")
     with console.status("retention") as status:
-        report = run_retention(spark, loaded, where, day, dry_run=dry_run, force=force, purge=not no_purge,
-                               progress=lambda msg: status.update(msg))
+        report = run_retention(spark, loaded, where, request, progress=lambda msg: status.update(msg))
     print_retention(report)
 
 
@@ -132,17 +132,15 @@ def pseudonymize(
     Keys come from $WASURE_KEY_<ID> or the key file ($WASURE_KEYS, mode 0600, outside the lake).
     Example: `wasure keys init && wasure pseudonymize --purpose analytics`
     """
-    from jobs.pseudonymize import run as run_pseudonymize
+    from jobs.pseudonymize import PseudonymizeRequest, run as run_pseudonymize
     from jobs.runtime.spark import get_spark
 
     loaded, where = policy_from_option(policy), lake_from_option(lake)
-    from jobs.runtime.keys import load_purpose_keys
-
-    load_purpose_keys(loaded, purpose or list(loaded.purposes), where)   # exit 2 before Spark starts
+    request = PseudonymizeRequest.checked(loaded, where, purpose, full)
     with step("starting Spark"):
         spark = get_spark("wasure-pseudonymize")
     with console.status("pseudonymizing") as status:
-        result = run_pseudonymize(spark, loaded, where, purpose, full, progress=lambda msg: status.update(msg))
+        result = run_pseudonymize(spark, loaded, where, request, progress=lambda msg: status.update(msg))
     summary_table("pseudonymized (仮名加工情報)", ["purpose", "table", "status", "rows"],
                   [(t.purpose, t.table, t.status, t.rows) for t in result.tables])
 
@@ -178,20 +176,18 @@ def anonymize(
     Distributed Mondrian on Spark; staged, checked by Great Expectations, promoted to
     `anonymized/RELEASE/` and registered as `anonymized.RELEASE_data`. Example: `wasure anonymize --release health_k5`
     """
-    from jobs.anonymize import run as run_anonymize
+    from jobs.anonymize import release_requests, run as run_anonymize
     from jobs.runtime.spark import get_spark
 
-    loaded, where, day = policy_from_option(policy), lake_from_option(lake), date_option(as_of)
-    names = release or list(loaded.releases)
-    from jobs.anonymize import check_releases
-
-    check_releases(loaded, names)      # every release's hierarchies, before the first one publishes
+    loaded, where = policy_from_option(policy), lake_from_option(lake)
+    requests = release_requests(loaded, release, date_option(as_of))   # every one, before the first publishes
     with step("starting Spark"):
         spark = get_spark("wasure-anonymize")
     rows = []
-    for name in names:
+    for request in requests:
+        name = request.release
         with console.status(f"release {name}") as status:
-            result = run_anonymize(spark, loaded, where, name, day, progress=lambda msg: status.update(f"{name}: {msg}"))
+            result = run_anonymize(spark, loaded, where, request, progress=lambda msg: status.update(f"{name}: {msg}"))
         m = result.metrics
         rows.append((name, result.table, result.rows, result.suppressed, m.get("gcp"), m.get("avg_class_size"),
                      m.get("max_prosecutor_risk"), result.manifest))

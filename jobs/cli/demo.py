@@ -71,9 +71,9 @@ def _prepare(policy: Policy, lake: Lake, subjects: int):
 def _retention_step(spark, policy: Policy, lake: Lake) -> dict:
     from jobs import retention
 
-    dry = retention.run(spark, policy, lake, dry_run=True)
+    dry = retention.run(spark, policy, lake, retention.RetentionRequest(dry_run=True))
     print_retention(dry)
-    done = retention.run(spark, policy, lake)
+    done = retention.run(spark, policy, lake, retention.RetentionRequest())
     print_retention(done)
     return {"gate": "passed", "docs": done.docs, "report": retention.report_dict(done)}
 
@@ -95,7 +95,7 @@ def _erasure_step(spark, policy: Policy, lake: Lake) -> dict:
 def _pseudonymize_step(spark, policy: Policy, lake: Lake) -> dict:
     from jobs import pseudonymize
 
-    published = pseudonymize.run(spark, policy, lake)
+    published = pseudonymize.run(spark, policy, lake, pseudonymize.PseudonymizeRequest.checked(policy, lake))
     summary_table("pseudonymized (仮名加工情報)", ["purpose", "table", "status", "rows"],
                   [(t.purpose, t.table, t.status, t.rows) for t in published.tables])
     return {"gate": "passed", "docs": ", ".join(published.docs) or "no table changed",

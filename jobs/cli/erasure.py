@@ -99,21 +99,16 @@ def access(
     the export. The lake keeps only counts (receipt, state, audit). Example:
     `wasure access --subject A000000042 --request-id access-2026-12-02 --out /secure/exports`
     """
-    from jobs.access import check_formats, check_out_dir, run
-    from jobs.lake.backup_ledger import ledger_key
-    from jobs.erasure import check_request_id, check_subject_ids, parse_received_at
+    from jobs.access import AccessRequest, run
+    from jobs.erasure import parse_received_at
     from jobs.runtime.spark import get_spark
 
     loaded, where = policy_from_option(policy), lake_from_option(lake)
-    check_subject_ids(loaded, [("--subject", subject)])          # every check before Spark starts
-    check_out_dir(where, out, check_request_id(request_id))
-    formats = check_formats(fmt)
-    received = parse_received_at(received_at)
-    ledger_key(loaded, where)
+    request = AccessRequest.checked(loaded, where, subject, request_id, out, fmt, parse_received_at(received_at))
     with step("starting Spark"):
         spark = get_spark("wasure-access")
     with console.status("access export") as status:
-        report = run(spark, loaded, where, subject, request_id, out, formats, received, progress=lambda m: status.update(m))
+        report = run(spark, loaded, where, request, progress=lambda m: status.update(m))
     summary_table(f"access request {report.request_id} (deadline {report.deadline})", ["table", "rows"],
                   sorted(report.rows.items()))
     for note in report.notes:

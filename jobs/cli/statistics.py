@@ -38,7 +38,7 @@ def statistics(
     Examples: `wasure statistics`, `wasure statistics --name network_usage --region JP`,
     `wasure statistics --name network_usage_dp --epsilon 0.25`
     """
-    from jobs.statistics import run
+    from jobs.statistics import StatisticsRequest, run
     from jobs.runtime.spark import get_spark
 
     loaded, where = policy_from_option(policy), lake_from_option(lake)
@@ -48,17 +48,11 @@ def statistics(
             day = dt.date.fromisoformat(as_of)
         except ValueError:
             raise InputError("--as-of must be a date YYYY-MM-DD") from None
-    for option, value in (("--epsilon", epsilon), ("--rho", rho), ("--budget", budget)):
-        if value is not None and not value > 0:
-            raise InputError(f"{option} must be a positive number")     # exit 2 before Spark starts
-    unknown = [n for n in name or [] if n not in loaded.statistics]
-    if unknown:
-        raise InputError(f"unknown statistic(s): {', '.join(unknown)} (the policy has {', '.join(loaded.statistics) or 'none'})")
+    request = StatisticsRequest.checked(loaded, name, region, epsilon=epsilon, rho=rho, budget=budget, as_of=day)
     with step("starting Spark"):
         spark = get_spark("wasure-statistics")
     with console.status("statistics") as status:
-        result = run(spark, loaded, where, name, epsilon, progress=lambda msg: status.update(msg), regions=region,
-                     rho=rho, budget=budget, as_of=day)
+        result = run(spark, loaded, where, request, progress=lambda msg: status.update(msg))
     rows = []
     for s in result.statistics:
         spent = f"{s['spent']:g} of {s['budget']:g} {s['unit']}" if "spent" in s else "-"

@@ -28,11 +28,12 @@ def backup(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
 
 def retention(policy: str | None, lake: str | None, run_date_: Any = None, force: bool = False, dry_run: bool = False) -> dict:
     """Retention as of the run date. The physical purge is its own step (``physical_purge``)."""
-    from jobs.retention import run
+    from jobs.retention import RetentionRequest, run
 
     pol, lk = load(policy, lake)
     day = run_date(run_date_)
-    report = run(_spark("retention"), pol, lk, day, dry_run=bool(dry_run), force=bool(force), purge=False)
+    request = RetentionRequest(day, dry_run=bool(dry_run), force=bool(force), purge=False)
+    report = run(_spark("retention"), pol, lk, request)
     return {"step": "retention", "run_id": report.run_id, "as_of": day.isoformat(), "dry_run": report.dry_run,
             "policy_sha256": report.policy_sha256, "policy_changes": len(report.policy_changes),
             "tables": {p.table: {"action": p.action, "rows_before": p.rows_before, "removed": p.to_remove,
@@ -45,10 +46,11 @@ def retention(policy: str | None, lake: str | None, run_date_: Any = None, force
 def pseudonymize(policy: str | None, lake: str | None, run_date_: Any = None, purposes: list[str] | None = None,
                  full: bool = False) -> dict:
     """仮名加工情報 per purpose; tables whose source did not change are skipped (idempotent)."""
-    from jobs.pseudonymize import run
+    from jobs.pseudonymize import PseudonymizeRequest, run
 
     pol, lk = load(policy, lake)
-    report = run(_spark("pseudonymize"), pol, lk, list(purposes) if purposes else None, bool(full))
+    request = PseudonymizeRequest.checked(pol, lk, list(purposes) if purposes else None, bool(full))
+    report = run(_spark("pseudonymize"), pol, lk, request)
     return {"step": "pseudonymize", "tables": [asdict(t) for t in report.tables],
             "published": report.count("published"), "unchanged": report.count("unchanged")}
 
@@ -87,22 +89,22 @@ def anonymize(policy: str | None, lake: str | None, run_date_: Any = None, relea
     module = _optional("anonymize", "anonymize")
     pol, lk = load(policy, lake)
     day = run_date(run_date_)
-    names = list(releases) if releases else list(pol.releases)
-    module.check_releases(pol, names)      # every release's hierarchies, before the first one publishes
+    requests = module.release_requests(pol, list(releases) if releases else None, day)   # all, before the first publishes
     spark = _spark("anonymize")
     fingerprint = _fingerprint(spark, pol, lk, day)
     out = []
-    for name in names:
+    for request in requests:
+        name = request.release
         if _already_done(lk, "anonymize", name, fingerprint) and is_delta(lk.anonymized(name)):
             out.append({"release": name, "status": "unchanged", "path": lk.anonymized(name)})
             continue
-        result = module.run(spark, pol, lk, name, as_of=day)
+        result = module.run(spark, pol, lk, request)
         _record_done(lk, "anonymize", name, fingerprint)
         out.append({"release": name, "status": "published", "path": lk.anonymized(name),
                     **{k: _jsonable(getattr(result, k)) for k in ("rows", "suppressed", "table", "manifest", "docs", "gate")},
                     "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}})
     return {"step": "anonymize", "as_of": day.isoformat(), "releases": out,
-            **({} if names else {"note": "the policy defines no releases"})}
+            **({} if requests else {"note": "the policy defines no releases"})}
 
 
 def statistics(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
@@ -117,13 +119,14 @@ def statistics(policy: str | None, lake: str | None, run_date_: Any = None) -> d
     if not names:
         return {"step": "statistics", "as_of": day.isoformat(), "statistics": [],
                 "note": "the policy defines no statistics" if not pol.statistics else "the policy defines no k-anonymous statistics"}
+    request = module.StatisticsRequest.checked(pol, names, as_of=day)
     spark = _spark("statistics")
     fingerprint = _fingerprint(spark, pol, lk, day)
     outputs = [lk.path("statistics", name) for name in names]
     if _already_done(lk, "statistics", "all", fingerprint) and all(lk.files.is_dir(p) for p in outputs):
         return {"step": "statistics", "as_of": day.isoformat(), "status": "unchanged",
                 "statistics": [{"statistic": name, "status": "unchanged"} for name in names]}
-    result = module.run(spark, pol, lk, names, as_of=day)
+    result = module.run(spark, pol, lk, request)
     _record_done(lk, "statistics", "all", fingerprint)
     keys = ("statistic", "region", "status", "cells", "published", "primary", "complementary", "path")
     return {"step": "statistics", "as_of": day.isoformat(), "status": "published", "run_id": result.run_id,

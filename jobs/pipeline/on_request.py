@@ -226,35 +226,29 @@ def exports_dir(lake) -> str:
     return str((lake.root.parent if lake.is_local else Path.home()) / "wasure-exports")
 
 
+def _access_request(pol, lk, subject_ids: Any, request_id: Any, formats: Any):
+    """The trigger's parameters as a checked ``jobs.access.AccessRequest``; InputError listing every
+    problem (never the id) when they are not one."""
+    from jobs.access import AccessRequest
+
+    ids = subject_ids if isinstance(subject_ids, (list, tuple)) else []
+    try:
+        if len(ids) != 1 or not isinstance(ids[0], str):
+            raise InputError("subject_id: exactly one subject id is required")
+        return AccessRequest.checked(pol, lk, ids[0], request_id if isinstance(request_id, str) else "",
+                                     exports_dir(lk), list(formats or []), labels=("subject_id", "request_id"))
+    except InputError as exc:
+        raise InputError(f"bad access request (nothing was touched):\n  {exc}") from None
+
+
 def validate_access(policy: str | None, lake: str | None, subject_ids: Any, request_id: Any, formats: Any) -> dict:
     """Check an access-request trigger before any data is touched (no Spark, nothing written):
     exactly one subject id matching the policy, a request id, formats among json / csv / html, an
-    export folder outside the lake. Raises InputError listing every problem (never the id)."""
-    from jobs.access import check_formats, check_out_dir
-    from jobs.erasure import check_request_id, check_subject_ids
-
+    export folder outside the lake, the ledger key. Raises InputError listing every problem (never the id)."""
     pol, lk = load(policy, lake)
-    problems: list[str] = []
-
-    def attempt(check, *args) -> None:
-        try:
-            check(*args)
-        except InputError as exc:
-            problems.append(str(exc))
-
-    ids = subject_ids if isinstance(subject_ids, (list, tuple)) else []
-    if len(ids) == 1 and isinstance(ids[0], str):
-        attempt(check_subject_ids, pol, [("subject_id", ids[0])])
-    else:
-        problems.append("subject_id: exactly one subject id is required")
-    attempt(check_request_id, request_id if isinstance(request_id, str) else "", "request_id")
-    attempt(check_formats, list(formats or []))
-    if isinstance(request_id, str) and request_id:
-        attempt(check_out_dir, lk, exports_dir(lk), request_id)
-    if problems:
-        raise InputError("bad access request (nothing was touched):\n  " + "\n  ".join(problems))
-    return {"step": "validate", "request_id": request_id, "formats": check_formats(list(formats or [])),
-            "lake": lk.uri, "receipt": join(lk.receipts, f"access-{request_id}.json")}
+    request = _access_request(pol, lk, subject_ids, request_id, formats)
+    return {"step": "validate", "request_id": request.request_id, "formats": list(request.formats),
+            "lake": lk.uri, "receipt": join(lk.receipts, f"access-{request.request_id}.json")}
 
 
 def access(policy: str | None, lake: str | None, run_date_: Any = None, subject_ids: list[str] | None = None,
@@ -263,10 +257,9 @@ def access(policy: str | None, lake: str | None, run_date_: Any = None, subject_
     ``exports_dir`` outside the lake. Ids come from the argument or $WASURE_ERASE_SUBJECTS."""
     from jobs.access import run
 
-    ids = list(subject_ids) if subject_ids else _subjects_from_env()
-    checked = validate_access(policy, lake, ids, request_id, formats)
     pol, lk = load(policy, lake)
-    report = run(_spark("access"), pol, lk, ids[0].strip(), checked["request_id"], exports_dir(lk), checked["formats"])
+    request = _access_request(pol, lk, list(subject_ids) if subject_ids else _subjects_from_env(), request_id, formats)
+    report = run(_spark("access"), pol, lk, request)
     return {"step": "access", "request_id": report.request_id, "directory": report.directory, "files": report.files,
             "rows_by_table": report.rows, "legal_holds": report.holds, "deadline": report.deadline.isoformat(),
             "receipt": report.receipt, "notes": report.notes}

@@ -44,8 +44,8 @@ from anonymizers.cube import (ALL, MISSING, Suppression, build_cube, differencin
 from jobs.runtime.console import CheckFailed, InputError
 from jobs.lake.layout import Lake, is_delta, read_current
 from jobs.lake.lease import with_lease
-from jobs.statistics.plan import (FORBIDDEN_CLASSES, Dimension, StatPlan, _apply_options,  # noqa: F401 (re-exported)
-                                  plan_statistic)
+from jobs.statistics.plan import (FORBIDDEN_CLASSES, Dimension, StatPlan, check_dp_options,  # noqa: F401 (re-exported)
+                                  plan_statistic, tightened_plans)
 from jobs.statistics.ledger import _append, charge, check_budgets, ledger_path, read_ledger  # noqa: F401 (re-exported)
 from jobs.policy import Policy
 from jobs.lake.subjects import Registers
@@ -282,27 +282,52 @@ class StatisticsReport:
     failures: list[str] = field(default_factory=list)
 
 
-@with_lease("statistics")
-def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None = None, epsilon: float | None = None,
-        progress: Callable[[str], None] = lambda _msg: None, *, regions: list[str] | None = None,
-        rho: float | None = None, budget: float | None = None, as_of: dt.date | None = None,
-        complementary: bool = True) -> StatisticsReport:
-    """Publish the policy's statistics (all, or ``names``) per region; see the module docstring.
+@dataclass(frozen=True)
+class StatisticsRequest:
+    """The statistics and regions to publish; ``epsilon`` / ``rho`` / ``budget`` tighten the dp
+    statistics' policy values (never loosen them); ``as_of``: the date ages are computed at (default
+    today UTC). ``complementary`` is False only in tests (what the gate catches without it)."""
+    names: tuple[str, ...]
+    regions: tuple[str, ...]
+    epsilon: float | None = None
+    rho: float | None = None
+    budget: float | None = None
+    as_of: dt.date | None = None
+    complementary: bool = True
 
-    ``epsilon`` / ``rho`` / ``budget`` tighten the dp statistics' policy values (never loosen them).
-    Raises InputError (exit 2, nothing written) for bad names / regions / options or an exhausted
+    @classmethod
+    def checked(cls, policy: Policy, names: list[str] | None = None, regions: list[str] | None = None, *,
+                epsilon: float | None = None, rho: float | None = None, budget: float | None = None,
+                as_of: dt.date | None = None, complementary: bool = True) -> StatisticsRequest:
+        """Known statistics (default: all) and regions (default: every region of the policy), options
+        that fit them: InputError (exit 2) before Spark starts."""
+        for option, value in (("--epsilon", epsilon), ("--rho", rho), ("--budget", budget)):
+            if value is not None and not value > 0:
+                raise InputError(f"{option} must be a positive number")
+        chosen = tuple(names or policy.statistics)
+        unknown = [n for n in chosen if n not in policy.statistics]
+        if unknown:
+            raise InputError(f"unknown statistic(s): {', '.join(unknown)} (the policy has {', '.join(policy.statistics) or 'none'})")
+        wanted = tuple(regions or policy.regions)
+        bad = [r for r in wanted if r not in policy.regions]
+        if bad:
+            raise InputError(f"unknown region(s): {', '.join(bad)} (the policy has {', '.join(policy.regions)})")
+        check_dp_options(policy, list(chosen), epsilon, rho, budget)
+        return cls(chosen, wanted, epsilon, rho, budget, as_of, complementary)
+
+
+@with_lease("statistics")
+def run(spark: SparkSession, policy: Policy, lake: Lake, request: StatisticsRequest,
+        progress: Callable[[str], None] = lambda _msg: None) -> StatisticsReport:
+    """Publish the request's statistics per region; see the module docstring.
+
+    Raises InputError (exit 2, nothing written) for a statistic the lake cannot feed or an exhausted
     budget, CheckFailed (exit 1) after the run when a gate failed (that region's output quarantined).
     """
-    names = list(names or policy.statistics)
-    unknown = [n for n in names if n not in policy.statistics]
-    if unknown:
-        raise InputError(f"unknown statistic(s): {', '.join(unknown)} (the policy has {', '.join(policy.statistics) or 'none'})")
-    wanted = list(regions or policy.regions)
-    bad = [r for r in wanted if r not in policy.regions]
-    if bad:
-        raise InputError(f"unknown region(s): {', '.join(bad)} (the policy has {', '.join(policy.regions)})")
-    as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
-    plans = _apply_options({name: plan_statistic(spark, policy, lake, name, as_of) for name in names}, epsilon, rho, budget)
+    names, wanted = list(request.names), list(request.regions)
+    as_of = request.as_of or dt.datetime.now(dt.timezone.utc).date()
+    plans = tightened_plans({name: plan_statistic(spark, policy, lake, name, as_of) for name in names},
+                            request.epsilon, request.rho, request.budget)
     # A dp release covers every requested region: whether a region has rows is not public either.
     work = [(name, region) for name, plan in plans.items()
             for region in (wanted if plan.dp is not None else regions_with_rows(spark, policy, lake, plan, wanted))]
@@ -323,7 +348,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, names: list[str] | None
             for region in [r for n, r in work if n == name]:
                 progress(f"{name}: region {region}")
                 out = _stage_region(spark, policy, lake, plan, region, as_of, excluded, calibrations.get(name), progress,
-                                    complementary)
+                                    request.complementary)
                 if out is None:
                     results.statistics.append({"statistic": name, "region": region, "status": "no rows", "cells": 0})
                     continue
@@ -354,7 +379,7 @@ def demo_step(spark: SparkSession, policy: Policy, lake: Lake) -> dict:
     if not names:
         return {"gate": "passed", "docs": "no k-anonymous statistics in the policy"}
     try:
-        result = run(spark, policy, lake, names)
+        result = run(spark, policy, lake, StatisticsRequest.checked(policy, names))
     except CheckFailed as exc:
         return {"gate": "failed", "docs": str(exc)}
     summary_table("statistics (k-anonymous, per region)", ["statistic", "region", "cells", "published", "suppressed (primary + complementary)", "status"],

@@ -133,10 +133,15 @@ def _with_dp(policy: Policy, stat: Statistic, plan: StatPlan, as_of: dt.date) ->
         dp.check_domains([list(d) for d in domains])
     except OperatorError as exc:
         raise InputError(f"statistics.{plan.name}.dp.domains: {exc}") from None
-    spec = dp.DPSpec(mechanism=config.mechanism, epsilon=config.epsilon, rho=config.rho, delta=config.delta,
+    return replace(plan, dp=policy_dp_spec(stat), domains=domains)
+
+
+def policy_dp_spec(stat: Statistic) -> dp.DPSpec:
+    """A dp statistic's release as the policy asks for it, before any option tightens it."""
+    config = stat.dp
+    return dp.DPSpec(mechanism=config.mechanism, epsilon=config.epsilon, rho=config.rho, delta=config.delta,
                      budget=config.budget, max_rows_per_subject=config.max_rows_per_subject,
-                     bounds={m: tuple(config.bounds[m]) for m in plan.measure_names})
-    return replace(plan, dp=spec, domains=domains)
+                     bounds={m: tuple(config.bounds[m]) for m in stat.measures})
 
 
 def public_domain(policy: Policy, plan: StatPlan, dim: Dimension, domain, as_of: dt.date) -> list[str]:
@@ -162,21 +167,26 @@ def public_domain(policy: Policy, plan: StatPlan, dim: Dimension, domain, as_of:
     return list(_tree_hierarchy(policy, domain.hierarchy, dim.output).leaves)
 
 
-def _apply_options(plans: dict[str, StatPlan], epsilon: float | None, rho: float | None,
-                   budget: float | None) -> dict[str, StatPlan]:
-    """--epsilon applies to laplace statistics, --rho to gaussian ones, --budget to every dp one;
-    an option that matches no selected statistic is bad input (DP is chosen in the policy)."""
-    for option, value, fits in (("epsilon", epsilon, lambda p: p.dp.unit == "epsilon"),
-                                ("rho", rho, lambda p: p.dp.unit == "rho"), ("budget", budget, lambda p: True)):
-        if value is not None and not any(p.dp is not None and fits(p) for p in plans.values()):
+def check_dp_options(policy: Policy, names: list[str], epsilon: float | None, rho: float | None,
+                     budget: float | None) -> None:
+    """--epsilon applies to laplace statistics, --rho to gaussian ones, --budget to every dp one, each
+    only to tighten the policy's value; an option that matches no selected statistic is bad input
+    (DP is chosen in the policy). Checked from the policy alone, before Spark starts."""
+    specs = {name: policy_dp_spec(policy.statistics[name]) for name in names if policy.statistics[name].dp is not None}
+    for option, value, fits in (("epsilon", epsilon, lambda s: s.unit == "epsilon"),
+                                ("rho", rho, lambda s: s.unit == "rho"), ("budget", budget, lambda s: True)):
+        if value is not None and not any(fits(s) for s in specs.values()):
             raise InputError(f"--{option}: none of the selected statistics is differentially private "
                              f"{'' if option == 'budget' else 'with ' + option + ' '}(DP is chosen per statistic in the policy: dp)")
-    tight = {}
-    for name, plan in plans.items():
+    for name, spec in specs.items():
         try:
-            tight[name] = replace(plan, dp=plan.dp.tightened(epsilon, rho, budget)) if plan.dp is not None else plan
+            spec.tightened(epsilon, rho, budget)
         except OperatorError as exc:
             raise InputError(f"statistics.{name}.dp: {exc}") from None
-    return tight
 
 
+def tightened_plans(plans: dict[str, StatPlan], epsilon: float | None, rho: float | None,
+                    budget: float | None) -> dict[str, StatPlan]:
+    """The plans with the request's options applied (``check_dp_options`` accepted them)."""
+    return {name: replace(plan, dp=plan.dp.tightened(epsilon, rho, budget)) if plan.dp is not None else plan
+            for name, plan in plans.items()}
