@@ -34,6 +34,36 @@ class HierarchyError(ValueError):
     """A hierarchy file that is not a tree, or a value the hierarchy does not know."""
 
 
+def _tree_rows(name: str, rows: Sequence[Sequence[str]]) -> tuple[list[list[str]], int]:
+    """The CSV rows stripped and checked (same width, unique original values), with an implicit
+    ``*`` root level when the last column is not one single value: (rows, levels per row)."""
+    rows = [[cell.strip() for cell in row] for row in rows if row and any(c.strip() for c in row)]
+    if not rows:
+        raise HierarchyError(f"hierarchy {name!r} is empty")
+    width = len(rows[0])
+    for row in rows:
+        if len(row) != width:
+            raise HierarchyError(
+                f"hierarchy {name!r}: row {row!r} has {len(row)} levels, expected {width}")
+    leaves = [row[0] for row in rows]
+    if len(set(leaves)) != len(leaves):
+        dupes = sorted({v for v in leaves if leaves.count(v) > 1})
+        raise HierarchyError(f"hierarchy {name!r}: duplicate original values {dupes[:5]}")
+    # One root, so that the LCA always exists.
+    if len({row[-1] for row in rows}) > 1:
+        return [row + [SUPPRESSED] for row in rows], width + 1
+    return rows, width
+
+
+def _dfs_order(paths: list[tuple[str, ...]], width: int) -> list[int]:
+    """Row indexes in depth-first order of the tree, siblings in first-appearance order (stable)."""
+    order: dict[tuple[str, ...], int] = {}
+    for path in paths:
+        for depth in range(1, width + 1):
+            order.setdefault(path[:depth], len(order))
+    return sorted(range(len(paths)), key=lambda i: tuple(order[paths[i][:depth]] for depth in range(1, width + 1)))
+
+
 class CategoricalHierarchy:
     """A generalization tree over the values of one categorical attribute.
 
@@ -44,49 +74,41 @@ class CategoricalHierarchy:
 
     def __init__(self, name: str, rows: Sequence[Sequence[str]]):
         self.name = name
-        rows = [[cell.strip() for cell in row] for row in rows if row and any(c.strip() for c in row)]
-        if not rows:
-            raise HierarchyError(f"hierarchy {name!r} is empty")
-        width = len(rows[0])
-        for row in rows:
-            if len(row) != width:
-                raise HierarchyError(
-                    f"hierarchy {name!r}: row {row!r} has {len(row)} levels, expected {width}")
-        leaves = [row[0] for row in rows]
-        if len(set(leaves)) != len(leaves):
-            dupes = sorted({v for v in leaves if leaves.count(v) > 1})
-            raise HierarchyError(f"hierarchy {name!r}: duplicate original values {dupes[:5]}")
-        # A hierarchy whose last column is not one single value gets an implicit "*" root, so that
-        # the tree always has one root and the LCA always exists.
-        if len({row[-1] for row in rows}) > 1:
-            rows = [row + [SUPPRESSED] for row in rows]
-            width += 1
-
+        rows, width = _tree_rows(name, rows)
         # Nodes are identified by their path from the root: the same label under two different
         # parents is two different nodes (the CSV is only required to describe a tree by paths).
         paths = [tuple(reversed(row)) for row in rows]  # root first
-        order: dict[tuple[str, ...], int] = {}
-        for path in paths:  # first-appearance order of every prefix, to keep the DFS order stable
-            for depth in range(1, width + 1):
-                order.setdefault(path[:depth], len(order))
-
-        def dfs_key(path: tuple[str, ...]) -> tuple[int, ...]:
-            return tuple(order[path[:depth]] for depth in range(1, width + 1))
-
-        sorted_rows = sorted(range(len(rows)), key=lambda i: dfs_key(paths[i]))
+        sorted_rows = _dfs_order(paths, width)
         self.leaves: list[str] = [rows[i][0] for i in sorted_rows]
         self.n_leaves = len(self.leaves)
         self.height = width - 1
         self._code = {value: code for code, value in enumerate(self.leaves)}
+        labels = self._build_nodes([paths[i] for i in sorted_rows], width)
+        # Number of leaves (original values) each node covers: the basis of GCP/NCP.
+        self.node_leaf_count = self.node_hi - self.node_lo + 1
+        denominator = max(self.n_leaves - 1, 1)
+        self.node_cost = (self.node_leaf_count - 1) / denominator
+        # Mondrian asks for millions of LCAs of small domains: a lookup table when it fits (8 MB).
+        self._lca_table = None
+        if self.n_leaves <= _LCA_TABLE_MAX_LEAVES:
+            grid_lo, grid_hi = np.meshgrid(np.arange(self.n_leaves), np.arange(self.n_leaves), indexing="ij")
+            self._lca_table = self._lca_by_levels(grid_lo.ravel(), grid_hi.ravel()).reshape(
+                self.n_leaves, self.n_leaves).astype(np.int32)
+        self._label_cost: dict[str, float] = {}
+        for node in range(len(labels)):  # an ambiguous label keeps its largest (safest) cost
+            label = labels[node]
+            self._label_cost[label] = max(self._label_cost.get(label, 0.0), float(self.node_cost[node]))
 
+    def _build_nodes(self, leaf_paths: list[tuple[str, ...]], width: int) -> list[str]:
+        """Number the nodes (leaves first, in DFS order, so leaf id == leaf code) and fill the node
+        arrays and ``ancestors``; returns the node labels."""
         node_of: dict[tuple[str, ...], int] = {}
         labels: list[str] = []
         levels: list[int] = []
         lo: list[int] = []
         hi: list[int] = []
         ancestors = np.zeros((self.n_leaves, width), dtype=np.int64)
-        for code, i in enumerate(sorted_rows):
-            path = paths[i]
+        for code, path in enumerate(leaf_paths):
             for level in range(width):  # level 0 = leaf
                 key = path[: width - level]
                 node = node_of.get(key)
@@ -106,20 +128,7 @@ class CategoricalHierarchy:
         self.node_hi = np.array(hi, dtype=np.int64)
         self.ancestors = ancestors
         self.root = int(ancestors[0, -1])
-        # Number of leaves (original values) each node covers: the basis of GCP/NCP.
-        self.node_leaf_count = self.node_hi - self.node_lo + 1
-        denominator = max(self.n_leaves - 1, 1)
-        self.node_cost = (self.node_leaf_count - 1) / denominator
-        # Mondrian asks for millions of LCAs of small domains: a lookup table when it fits (8 MB).
-        self._lca_table = None
-        if self.n_leaves <= _LCA_TABLE_MAX_LEAVES:
-            grid_lo, grid_hi = np.meshgrid(np.arange(self.n_leaves), np.arange(self.n_leaves), indexing="ij")
-            self._lca_table = self._lca_by_levels(grid_lo.ravel(), grid_hi.ravel()).reshape(
-                self.n_leaves, self.n_leaves).astype(np.int32)
-        self._label_cost: dict[str, float] = {}
-        for node in range(len(labels)):  # an ambiguous label keeps its largest (safest) cost
-            label = labels[node]
-            self._label_cost[label] = max(self._label_cost.get(label, 0.0), float(self.node_cost[node]))
+        return labels
 
     # --- construction -------------------------------------------------------------------------
     @classmethod

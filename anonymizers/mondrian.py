@@ -40,7 +40,6 @@ sizes) and the split tables; never rows.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -51,7 +50,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from anonymizers.hierarchy import Hierarchy, IntervalHierarchy
-from anonymizers.mondrian_local import generalize_classes, merge_invalid_groups, partition_tuples
+from anonymizers.mondrian_local import local_phase, merge_invalid_groups
 from anonymizers.privacy_models import (
     ClassStats,
     KAnonymity,
@@ -232,6 +231,18 @@ def _apply_splits(tuples: DataFrame, split_tables: list[DataFrame]) -> DataFrame
     return tuples
 
 
+def _diverse_splits(current: DataFrame, proposed_table: DataFrame, rows: list, children: dict,
+                    models: Sequence[PrivacyModel], sensitive: str) -> tuple[list, dict]:
+    """The proposed splits whose children all satisfy the models: l-diversity cannot be read off
+    marginal histograms, so the children's sensitive values are counted and the splits that would
+    break it are cancelled. Returns (split rows, children) kept."""
+    stats = _partition_stats(_apply_splits(current, [proposed_table]), F.col(_PID), sensitive)
+    ok = dict(zip(stats["pid"].astype(int), _stats_ok(stats, models, sensitive)))
+    rejected = {pid for pid, kids in children.items() if not all(ok.get(c, False) for c, _ in kids)}
+    return ([r for r in rows if r[0] not in rejected],
+            {pid: kids for pid, kids in children.items() if pid not in rejected})
+
+
 def _distributed_phase(tuples: DataFrame, qis: Sequence[str], hierarchies: Sequence[Hierarchy],
                        cuts: Mapping[str, list[float]], models: Sequence[PrivacyModel], sensitive: str | None,
                        k: int, n_rows: int, threshold: int) -> tuple[DataFrame, list[DataFrame]]:
@@ -277,14 +288,8 @@ def _distributed_phase(tuples: DataFrame, qis: Sequence[str], hierarchies: Seque
                 children[pid] = list(zip(ids, split.sizes))
                 rows.append((pid, split.attribute, {int(c): ids[slot] for c, slot in split.child_of_code.items()}))
             if rows and sensitive is not None:
-                # l-diversity cannot be read off marginal histograms: check the children and
-                # cancel the splits that would break it.
-                proposed = _apply_splits(current, [spark.createDataFrame(rows, split_schema)])
-                stats = _partition_stats(proposed, F.col(_PID), sensitive)
-                ok = dict(zip(stats["pid"].astype(int), _stats_ok(stats, models, sensitive)))
-                rejected = {pid for pid, kids in children.items() if not all(ok.get(c, False) for c, _ in kids)}
-                rows = [r for r in rows if r[0] not in rejected]
-                children = {pid: kids for pid, kids in children.items() if pid not in rejected}
+                rows, children = _diverse_splits(current, spark.createDataFrame(rows, split_schema), rows, children,
+                                                 models, sensitive)
             if not rows:
                 break
             table = spark.createDataFrame(rows, split_schema)
@@ -300,6 +305,26 @@ def _distributed_phase(tuples: DataFrame, qis: Sequence[str], hierarchies: Seque
         for frame in cached:
             frame.unpersist()
     return coded, tables
+
+
+def _models(df: DataFrame, qis: list[str], hierarchies: Mapping[str, Hierarchy], k: int,
+            l_diversity: LDiversity | None, suppression: float, class_column: str) -> tuple[list[PrivacyModel], str | None]:
+    """The arguments checked (ValueError naming the bad one): (privacy models, sensitive column)."""
+    if not qis:
+        raise ValueError("at least one quasi-identifier is required")
+    missing = [c for c in qis if c not in df.columns] + [q for q in qis if q not in hierarchies]
+    if missing:
+        raise ValueError(f"quasi-identifiers without a column or a hierarchy: {sorted(set(missing))}")
+    if class_column in df.columns:
+        raise ValueError(f"class_column {class_column!r} already exists in the input")
+    if not 0 <= suppression < 1:
+        raise ValueError(f"suppression must be a fraction in [0, 1), got {suppression}")
+    models: list[PrivacyModel] = [KAnonymity(int(k))]
+    if l_diversity is None:
+        return models, None
+    if l_diversity.sensitive not in df.columns or l_diversity.sensitive in qis:
+        raise ValueError(f"sensitive attribute {l_diversity.sensitive!r} must be a column that is not a QI")
+    return models + [l_diversity], l_diversity.sensitive
 
 
 def mondrian_anonymize(
@@ -324,22 +349,7 @@ def mondrian_anonymize(
     Lazy: the result is computed when used; persist it if it is used more than once.
     """
     qis = list(quasi_identifiers)
-    if not qis:
-        raise ValueError("at least one quasi-identifier is required")
-    missing = [c for c in qis if c not in df.columns] + [q for q in qis if q not in hierarchies]
-    if missing:
-        raise ValueError(f"quasi-identifiers without a column or a hierarchy: {sorted(set(missing))}")
-    if class_column in df.columns:
-        raise ValueError(f"class_column {class_column!r} already exists in the input")
-    if not 0 <= suppression < 1:
-        raise ValueError(f"suppression must be a fraction in [0, 1), got {suppression}")
-    models: list[PrivacyModel] = [KAnonymity(int(k))]
-    sensitive = None
-    if l_diversity is not None:
-        sensitive = l_diversity.sensitive
-        if sensitive not in df.columns or sensitive in qis:
-            raise ValueError(f"sensitive attribute {sensitive!r} must be a column that is not a QI")
-        models.append(l_diversity)
+    models, sensitive = _models(df, qis, hierarchies, k, l_diversity, suppression, class_column)
     threshold = max(int(local_threshold), 4 * int(k))
 
     bound, n_rows, cuts = _bind_domains(df, qis, hierarchies)
@@ -366,7 +376,7 @@ def mondrian_anonymize(
         [T.StructField(f"__wasure_key{i}", f.dataType, True) for i, f in enumerate(key_fields)]
         + [T.StructField(g, T.StringType(), False) for g in gen_names]
         + [T.StructField(_SUPP, T.BooleanType(), False)])
-    local = _local_function(qis, keys, bound, models, sensitive, float(suppression), out_schema)
+    local = local_phase(qis, keys, bound, models, sensitive, float(suppression), out_schema, _W, _SUPP)
     generalized = assigned.groupBy(_PID).applyInPandas(local, out_schema)
 
     condition = [df[c].eqNullSafe(generalized[f"__wasure_key{i}"]) for i, c in enumerate(keys)]
@@ -374,27 +384,3 @@ def mondrian_anonymize(
     gen_of = dict(zip(qis, gen_names))
     columns = [F.col(gen_of[c]).alias(c) if c in gen_of else df[c] for c in df.columns]
     return joined.select(*columns, F.xxhash64(*[F.col(g) for g in gen_names]).alias(class_column))
-
-
-def _local_function(qis, keys, hierarchies, models, sensitive, suppression, out_schema):
-    """The pandas function of the local phase (a closure: pickled to the executors)."""
-    names = [f.name for f in out_schema.fields]
-
-    def run(pdf: pd.DataFrame) -> pd.DataFrame:
-        # Deterministic order: the same input always yields the same classes, whatever the
-        # order Spark delivers the group's rows in (the output may be recomputed per action).
-        pdf = pdf.sort_values(keys, kind="mergesort").reset_index(drop=True)
-        codes = np.column_stack([h.encode(pdf[q]) for q, h in zip(qis, hierarchies)]).astype(np.float64)
-        weights = pdf[_W].to_numpy(dtype=np.float64)
-        s_codes = None
-        if sensitive is not None:
-            s_codes = pd.factorize(pdf[sensitive], sort=True, use_na_sentinel=False)[0]
-        budget = math.floor(suppression * weights.sum() + 1e-9)
-        labels = partition_tuples(codes, weights, hierarchies, models, s_codes, budget)
-        released = generalize_classes(codes, labels, hierarchies)
-        out = {f"__wasure_key{i}": pdf[c] for i, c in enumerate(keys)}
-        out.update({f"__wasure_gen{j}": values for j, values in enumerate(released)})
-        out[_SUPP] = labels < 0
-        return pd.DataFrame(out, columns=names)
-
-    return run

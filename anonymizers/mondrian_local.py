@@ -8,9 +8,11 @@ algorithm and the distributed phase."""
 from __future__ import annotations
 
 import heapq
+import math
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from anonymizers.hierarchy import SUPPRESSED, Hierarchy
 from anonymizers.privacy_models import ClassStats, KAnonymity, PrivacyModel, holds_all
@@ -306,4 +308,28 @@ def generalize_classes(codes: np.ndarray, labels: np.ndarray, hierarchies: Seque
 
 
 # =================================================================================================
-# Distributed phase: split decisions from per-partition histograms
+# The pandas function Spark runs per partition
+
+def local_phase(qis, keys, hierarchies, models, sensitive, suppression, out_schema, weight_column, suppressed_column):
+    """The pandas function of the local phase, per partition of the distributed phase (a closure:
+    pickled to the executors); the weight and suppressed-flag column names are the caller's."""
+    names = [f.name for f in out_schema.fields]
+
+    def run(pdf: pd.DataFrame) -> pd.DataFrame:
+        # Deterministic order: the same input always yields the same classes, whatever the
+        # order Spark delivers the group's rows in (the output may be recomputed per action).
+        pdf = pdf.sort_values(keys, kind="mergesort").reset_index(drop=True)
+        codes = np.column_stack([h.encode(pdf[q]) for q, h in zip(qis, hierarchies)]).astype(np.float64)
+        weights = pdf[weight_column].to_numpy(dtype=np.float64)
+        s_codes = None
+        if sensitive is not None:
+            s_codes = pd.factorize(pdf[sensitive], sort=True, use_na_sentinel=False)[0]
+        budget = math.floor(suppression * weights.sum() + 1e-9)
+        labels = partition_tuples(codes, weights, hierarchies, models, s_codes, budget)
+        released = generalize_classes(codes, labels, hierarchies)
+        out = {f"__wasure_key{i}": pdf[c] for i, c in enumerate(keys)}
+        out.update({f"__wasure_gen{j}": values for j, values in enumerate(released)})
+        out[suppressed_column] = labels < 0
+        return pd.DataFrame(out, columns=names)
+
+    return run

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from pycanon import anonymity
 
 from anonymizers.hierarchy import CategoricalHierarchy, HierarchyError, IntervalHierarchy
-from anonymizers.mondrian import AnonymizationError, mondrian_anonymize, partition_tuples
+from anonymizers.mondrian import AnonymizationError, mondrian_anonymize
+from anonymizers.mondrian_local import partition_tuples
 from anonymizers.privacy_models import (
     ClassStats,
     DistinctLDiversity,
