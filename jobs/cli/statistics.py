@@ -4,14 +4,13 @@ Imported by jobs/cli/__init__.py at its bottom; the command registers on the sam
 """
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from jobs.cli.common import LakeOpt, PolicyOpt, app, handles_errors, lake_from_option, policy_from_option
-from jobs.runtime.console import InputError, console, step, summary_table
+from jobs.cli.common import LakeOpt, PolicyOpt, app, date_option, handles_errors, lake_from_option, policy_from_option
+from jobs.runtime.console import console, step, summary_table
 
 
 @app.command("statistics")
@@ -42,13 +41,8 @@ def statistics(
     from jobs.runtime.spark import get_spark
 
     loaded, where = policy_from_option(policy), lake_from_option(lake)
-    day = None
-    if as_of is not None:
-        try:
-            day = dt.date.fromisoformat(as_of)
-        except ValueError:
-            raise InputError("--as-of must be a date YYYY-MM-DD") from None
-    request = StatisticsRequest.checked(loaded, name, region, epsilon=epsilon, rho=rho, budget=budget, as_of=day)
+    request = StatisticsRequest.checked(loaded, name, region, epsilon=epsilon, rho=rho, budget=budget,
+                                        as_of=date_option(as_of))
     with step("starting Spark"):
         spark = get_spark("wasure-statistics")
     with console.status("statistics") as status:
