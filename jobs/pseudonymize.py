@@ -32,9 +32,9 @@ from anonymizers.registry import get_operator
 from jobs.runtime.console import CheckFailed
 from jobs.runtime.keys import load_purpose_keys
 from jobs.runtime.concurrency import for_each_table
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, check_lake, create_table, is_delta, read_current, rows_of_keys, table_version
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, check_lake, is_delta, read_current, rows_of_keys, table_version
 from jobs.lake.lease import with_lease
-from jobs.lake.lineage import KEY_ID_COLUMN, retained_path, retained_purpose
+from jobs.lake.lineage import KEY_ID_COLUMN, key_ids_property, record_key_id, retained_path, retained_purpose
 from jobs.policy import PSEUDONYMIZED_FORBIDDEN, PSEUDONYMIZED_OPERATORS, TREATMENTS, ColumnClass, Policy, Table
 from jobs.lake.storage import join
 from jobs.lake.subjects import Registers
@@ -326,11 +326,12 @@ class _Run:
     def settle(self, item: tuple, purpose: str, failed: dict[str, str]) -> tuple[str | None, int | None, str | None]:
         """After the gate: the one-pseudonym check, then ONE Delta transaction that publishes the
         table, or the output written under quarantine/. Returns (problem, rows, quarantine URI)."""
-        name, table, source, output, _ = item
+        name, table, source, output, inputs = item
         problem, rows = (failed[name], None) if name in failed else one_pseudonym_per_subject(table, source, output)
         # No repartition by region: a few regions hold most rows, and one task per region would
         # write (and shuffle) most of the largest table alone.
-        layout = dict(partition_by=[table.region_column], stats_columns=table.stats_columns(), published=True)
+        layout = dict(partition_by=[table.region_column], stats_columns=table.stats_columns(), published=True,
+                      properties=key_ids_property(inputs["key_id"]))
         if problem:
             where = self.lake.quarantine("pseudonymized", purpose, name, self.run_id)
             LakeTable(self.spark, where).write_new(output, **layout)
@@ -360,6 +361,8 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     output = apply_rule31(rows_of_keys(source, table, keys, cutoff), table, key, key_id, owners)
     output = output.withColumn("_row_hash", F.sha2(F.to_json(F.struct(*[F.col(c) for c in output.columns])), 256))
     path = retained_path(lake, purpose, table_name)
-    create_table(spark, path, output, [table.region_column], stats_columns=table.stats_columns(), published=True)
-    LakeTable(spark, path).insert_new(output, "t._row_hash = s._row_hash")
+    retained = LakeTable(spark, path).create(output, [table.region_column], stats_columns=table.stats_columns(),
+                                             published=True, properties=key_ids_property(key_id))
+    record_key_id(retained, key_id)          # a copy from before the property, or rows under a rotated key
+    retained.insert_new(output, "t._row_hash = s._row_hash")
     return output.count()

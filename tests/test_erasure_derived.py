@@ -214,3 +214,28 @@ def test_a_copy_written_under_a_rotated_key_is_searched_under_that_key(spark, tm
                           "account_id string, pseudonym_key_id string").write.format("delta").save(str(path))
     copy = DerivedCopy("accounts", "service", "pseudonymized/service/retained/accounts", "account_id", True)
     assert copy_key_ids(spark, lake, [copy]) == {copy.relative: ["svc-2026-10", "svc-2026-11"]}
+    # Adding rows under a newer key to such a copy first records its ids (the scanned ones too) in
+    # the table property that erasure then reads instead of scanning the copy.
+    from jobs.lake.lineage import recorded_key_ids, record_key_id
+    from jobs.lake.table import LakeTable
+
+    table = LakeTable(spark, lake.path(copy.relative))
+    assert recorded_key_ids(table) is None
+    record_key_id(table, "svc-2026-12")
+    assert recorded_key_ids(table) == ["svc-2026-10", "svc-2026-11", "svc-2026-12"]
+    assert copy_key_ids(spark, lake, [copy]) == {copy.relative: ["svc-2026-10", "svc-2026-11", "svc-2026-12"]}
+
+
+def test_every_copy_records_the_key_ids_of_its_rows(spark, derived):
+    """Published, quarantined and retained copies name their key ids in a table property, and the
+    property matches the rows (copy_key_ids reads it without a scan)."""
+    from jobs.lake.lineage import KEY_ID_COLUMN, derived_copies, recorded_key_ids
+    from jobs.lake.table import LakeTable
+
+    lake, policy = derived["lake"], derived["policy"]
+    copies = derived_copies(policy, lake)
+    assert any(c.retained for c in copies)
+    for copy in copies:
+        rows = read_current(spark, lake.path(copy.relative)).select(KEY_ID_COLUMN).distinct().collect()
+        recorded = recorded_key_ids(LakeTable(spark, lake.path(copy.relative)))
+        assert recorded and {r[0] for r in rows} <= set(recorded), copy.relative      # never narrower

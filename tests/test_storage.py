@@ -79,6 +79,26 @@ def test_table_handle_publishes_in_one_transaction(spark, tmp_path):
     assert moved.exists() and not table.exists() and moved.version() == 1
 
 
+def test_checksum_answers_what_describe_detail_does(spark, tmp_path):
+    """Properties, reader features, file count and size come from the latest version's checksum
+    file (no Spark job); without it (a writer stopped after its commit) DESCRIBE DETAIL answers the same."""
+    root = tmp_path / "raw" / "t"
+    table = LakeTable(spark, str(root))
+    table.write_new(spark.createDataFrame([(i, "JP" if i % 2 else "US") for i in range(10)], "id int, region string"),
+                    ["region"], stats_columns=["id"], properties={"wasure.note": "it's a \\ test"})
+    table.set_properties({"wasure.later": "['x']"})
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{table.uri}`").first()
+    from_checksum = (table.properties(), table.has_reader_feature("deletionVectors"), table.summary())
+    assert table.checksum() is not None
+    assert from_checksum[0]["wasure.note"] == "it's a \\ test" and from_checksum[0]["wasure.later"] == "['x']"
+    assert from_checksum[0] == dict(detail.properties) and from_checksum[1] is True
+    assert from_checksum[2] == {"version": 1, "files": detail.numFiles, "bytes": detail.sizeInBytes, "rows": 10}
+    for crc in (root / "_delta_log").glob("*.crc"):
+        crc.unlink()
+    assert table.checksum() is None
+    assert (table.properties(), table.has_reader_feature("deletionVectors"), table.summary()) == from_checksum
+
+
 def test_commits_read_from_the_log_equal_describe_history(spark, tmp_path):
     """``LakeTable.commits`` (the log's JSON, no Spark job) answers what DESCRIBE HISTORY does:
     versions, operations, userMetadata, operation metrics and timestamps (on HDFS:

@@ -143,24 +143,67 @@ class LakeTable:
     def columns(self) -> list[str]:
         return self.read().columns
 
+    def checksum(self) -> dict | None:
+        """The latest version's checksum file (``_delta_log/<version>.crc``, JSON), which Delta
+        writes after each commit: the version's metadata (schema, properties), protocol, file
+        count and size. One listing and one small read, no Spark job and no snapshot load. None when
+        the file is missing or unreadable (a writer that stopped right after its commit): callers
+        then ask Delta (``DESCRIBE DETAIL``)."""
+        files = files_for(self.uri, self.spark)
+        uri = join(self.uri, "_delta_log", f"{self.version():020d}.crc")
+        try:
+            found = json.loads(files.read_text(uri)) if files.exists(uri) else None
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) and "metadata" in found and "protocol" in found else None
+
+    def _detail(self):
+        return self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").first()
+
+    def properties(self) -> dict[str, str]:
+        """The table's properties (``TBLPROPERTIES``) at its latest version.
+
+            >>> t.properties().get("delta.enableDeletionVectors")
+        """
+        checksum = self.checksum()
+        if checksum is not None:
+            return dict(checksum["metadata"].get("configuration") or {})
+        return dict(self._detail().properties or {})
+
+    def set_properties(self, properties: dict[str, str]) -> None:
+        """``ALTER TABLE ... SET TBLPROPERTIES`` (one commit, no data touched)."""
+        def literal(text: str) -> str:
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        pairs = ", ".join(f"{literal(k)} = {literal(v)}" for k, v in properties.items())
+        self.spark.sql(f"ALTER TABLE {self._sql_name} SET TBLPROPERTIES ({pairs})")
+
     def summary(self) -> dict:
-        detail = self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").select("numFiles", "sizeInBytes").first()
-        return {"version": self.version(), "files": int(detail.numFiles), "bytes": int(detail.sizeInBytes),
-                "rows": int(self.read().count())}
+        checksum = self.checksum()
+        if checksum is not None:
+            files, size = int(checksum["numFiles"]), int(checksum["tableSizeBytes"])
+        else:
+            detail = self._detail()
+            files, size = int(detail.numFiles), int(detail.sizeInBytes)
+        return {"version": self.version(), "files": files, "bytes": size, "rows": int(self.read().count())}
 
     def has_reader_feature(self, feature: str) -> bool:
-        detail = self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").select("tableFeatures").first()
-        return feature in (detail.tableFeatures or [])
+        checksum = self.checksum()
+        if checksum is not None:
+            return feature in (checksum["protocol"].get("readerFeatures") or [])
+        return feature in (self._detail().tableFeatures or [])
 
     # ------------------------------------------------------------------ writing
 
     def create(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
-               change_data_feed: bool = False, published: bool = False) -> "LakeTable":
-        """Create the (empty) table with ``df``'s schema and wasure's properties (idempotent)."""
+               change_data_feed: bool = False, published: bool = False,
+               properties: dict[str, str] | None = None) -> "LakeTable":
+        """Create the (empty) table with ``df``'s schema and wasure's properties, plus ``properties``
+        (idempotent: an existing table is left as it is)."""
         from delta.tables import DeltaTable
 
         builder = DeltaTable.createIfNotExists(self.spark).location(self.uri).addColumns(df.schema)
-        for name, value in table_properties(df, partition_by, stats_columns, change_data_feed, published).items():
+        chosen = table_properties(df, partition_by, stats_columns, change_data_feed, published) | (properties or {})
+        for name, value in chosen.items():
             builder = builder.property(name, value)
         if partition_by:
             builder = builder.partitionedBy(*partition_by)
@@ -168,14 +211,14 @@ class LakeTable:
         return self
 
     def write_new(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
-                  published: bool = False) -> "LakeTable":
+                  published: bool = False, properties: dict[str, str] | None = None) -> "LakeTable":
         """Write ``df`` as a new table, data and properties in one commit (staging, backups, quarantine):
         half the commits of ``create`` + append, and no moment where the table exists without its rows."""
-        self._writer(df, partition_by, stats_columns, published).create()
+        self._writer(df, partition_by, stats_columns, published, properties).create()
         return self
 
     def publish(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
-                published: bool = True) -> "LakeTable":
+                published: bool = True, properties: dict[str, str] | None = None) -> "LakeTable":
         """Replace the table's content, schema and properties with ``df`` in ONE Delta transaction
         (``CREATE OR REPLACE``): readers see the old version or the new one, never a missing or a
         half-written table. Creates the table on first publish. The files of the replaced version
@@ -188,9 +231,9 @@ class LakeTable:
         if published and self.exists() and self.has_reader_feature("deletionVectors"):
             df = df.localCheckpoint() if not df.isStreaming else df   # the rows must not depend on the old files
             self.drop()
-            return self.write_new(df, partition_by, stats_columns, published)
+            return self.write_new(df, partition_by, stats_columns, published, properties)
         existed = self.exists()
-        self._writer(df, partition_by, stats_columns, published).createOrReplace()
+        self._writer(df, partition_by, stats_columns, published, properties).createOrReplace()
         if existed:
             self.delete_replaced_files(self.version())
         return self
@@ -208,9 +251,11 @@ class LakeTable:
             files.delete(path if "://" in path or path.startswith("/") else join(self.uri, path))
         return len(removed)
 
-    def _writer(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None, published: bool):
+    def _writer(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None, published: bool,
+                properties: dict[str, str] | None = None):
         writer = df.writeTo(self._sql_name).using("delta")
-        for name, value in table_properties(df, partition_by, stats_columns, published=published).items():
+        chosen = table_properties(df, partition_by, stats_columns, published=published) | (properties or {})
+        for name, value in chosen.items():
             writer = writer.tableProperty(name, value)
         if partition_by:
             writer = writer.partitionedBy(*[F.col(c) for c in partition_by])
