@@ -31,6 +31,7 @@ from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, check_lake, read
 from jobs.lake.lease import with_lease
 from jobs.lake.lineage import retained_purpose
 from jobs.lake.quarantine import AUDIT_SCHEMA, commit_metadata, delete_keys, physical_purge, reconcile
+from jobs.lake.table import LakeTable
 from jobs.policy import Policy
 from jobs.lake.storage import join
 from jobs.lake.subjects import Registers
@@ -306,7 +307,7 @@ def _apply_plan(spark: SparkSession, policy: Policy, lake: Lake, plan: TablePlan
             plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version, None, False)], AUDIT_SCHEMA))
     after_version = table_version(spark, path)
     # An unchanged version is the planned snapshot: its count is the plan's (no second scan).
-    after = read_current(spark, path).count() if after_version != before_version else plan.rows_before
+    after = LakeTable(spark, path).row_count() if after_version != before_version else plan.rows_before
     return {"rows_after": after, "version_before": before_version, "anonymized": retired,
             "version_after": after_version, "purge_due": due if plan.to_remove else None}
 

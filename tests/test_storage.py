@@ -93,6 +93,9 @@ def test_checksum_answers_what_describe_detail_does(spark, tmp_path):
     assert from_checksum[0]["wasure.note"] == "it's a \\ test" and from_checksum[0]["wasure.later"] == "['x']"
     assert from_checksum[0] == dict(detail.properties) and from_checksum[1] is True
     assert from_checksum[2] == {"version": 1, "files": detail.numFiles, "bytes": detail.sizeInBytes, "rows": 10}
+    spark.sql(f"DELETE FROM delta.`{table.uri}` WHERE id < 3")          # a deletion vector: 7 rows left
+    assert table.checksum()["allFiles"] and table.row_count() == table.read().count() == 7
+    from_checksum = (table.properties(), table.has_reader_feature("deletionVectors"), table.summary())
     for crc in (root / "_delta_log").glob("*.crc"):
         crc.unlink()
     assert table.checksum() is None

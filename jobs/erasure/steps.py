@@ -180,7 +180,7 @@ class Batch:
             metadata = {"job": JOB, "run_id": self.batch_id, "plan_id": plan_id, "table": name, "action": "erase",
                         "requests": sorted(r.request_id for r in todo[name]), "subjects": len(erasable),
                         "as_of": self.as_of.isoformat(), "policy_sha256": self.policy.sha256,
-                        "rows_before": read_current(session, path).count(), "rows_held": held_rows,
+                        "rows_before": LakeTable(session, path).row_count(), "rows_held": held_rows,
                         "files": len(files), "bytes": sum(size for _f, size in files),
                         "version_before": table_version(session, path), "purge_due": due.isoformat()}
             keys = subjects_frame(session, erasable, table.subject_buckets).withColumn("all_rows", F.lit(True))

@@ -177,6 +177,27 @@ class LakeTable:
         pairs = ", ".join(f"{literal(k)} = {literal(v)}" for k, v in properties.items())
         self.spark.sql(f"ALTER TABLE {self._sql_name} SET TBLPROPERTIES ({pairs})")
 
+    def row_count(self) -> int:
+        """Rows in the current version. From the checksum's file list when it has one (Delta lists
+        the files there for tables of a few hundred files) with statistics for every file: each
+        file's ``numRecords`` minus the rows its deletion vector removes, as Delta's own count from
+        statistics does; otherwise one ``count()`` job.
+
+            >>> t.row_count() == t.read().count()
+        """
+        checksum = self.checksum()
+        listed = (checksum or {}).get("allFiles")
+        if listed is not None and len(listed) == int(checksum.get("numFiles", -1)):
+            total = 0
+            for add in listed:
+                records = json.loads(add["stats"]).get("numRecords") if add.get("stats") else None
+                if records is None:
+                    break
+                total += int(records) - int((add.get("deletionVector") or {}).get("cardinality", 0))
+            else:
+                return total
+        return int(self.read().count())
+
     def summary(self) -> dict:
         checksum = self.checksum()
         if checksum is not None:
@@ -184,7 +205,7 @@ class LakeTable:
         else:
             detail = self._detail()
             files, size = int(detail.numFiles), int(detail.sizeInBytes)
-        return {"version": self.version(), "files": files, "bytes": size, "rows": int(self.read().count())}
+        return {"version": self.version(), "files": files, "bytes": size, "rows": self.row_count()}
 
     def has_reader_feature(self, feature: str) -> bool:
         checksum = self.checksum()
