@@ -352,6 +352,8 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
 
     Writes to ``pseudonymized/<purpose>/retained/<table>``, which regular pseudonymize runs never
     overwrite; inserts are keyed on a hash of the pseudonymized row, so a re-run adds nothing twice.
+    Returns the rows added (0 on a re-run), from the MERGE's metrics: counting the output again
+    would re-read and re-pseudonymize the source rows.
     """
     table = policy.tables[table_name]
     purpose = retained_purpose(table)
@@ -364,5 +366,4 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     retained = LakeTable(spark, path).create(output, [table.region_column], stats_columns=table.stats_columns(),
                                              published=True, properties=key_ids_property(key_id))
     record_key_id(retained, key_id)          # a copy from before the property, or rows under a rotated key
-    retained.insert_new(output, "t._row_hash = s._row_hash")
-    return output.count()
+    return retained.insert_new(output, "t._row_hash = s._row_hash")

@@ -102,6 +102,20 @@ def test_checksum_answers_what_describe_detail_does(spark, tmp_path):
     assert (table.properties(), table.has_reader_feature("deletionVectors"), table.summary()) == from_checksum
 
 
+def test_merge_counts_are_this_merges_own(spark, tmp_path):
+    """delete_matching / insert_new return the rows their MERGE changed, 0 when it changed none
+    (Delta then commits nothing, and the latest commit's metrics belong to an earlier MERGE)."""
+    table = LakeTable(spark, str(tmp_path / "raw" / "t"))
+    table.write_new(spark.createDataFrame([(i, "JP") for i in range(10)], "id int, region string"), ["region"], stats_columns=[])
+    three = spark.createDataFrame([(3,)], "id int")
+    assert table.delete_matching(three, "t.id = s.id") == 1
+    assert table.delete_matching(three, "t.id = s.id") == 0
+    new_rows = spark.createDataFrame([(20, "JP"), (21, "JP")], "id int, region string")
+    assert table.insert_new(new_rows, "t.id = s.id") == 2
+    assert table.insert_new(new_rows, "t.id = s.id") == 0
+    assert table.row_count() == 11
+
+
 def test_commits_read_from_the_log_equal_describe_history(spark, tmp_path):
     """``LakeTable.commits`` (the log's JSON, no Spark job) answers what DESCRIBE HISTORY does:
     versions, operations, userMetadata, operation metrics and timestamps (on HDFS:

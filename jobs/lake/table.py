@@ -292,12 +292,12 @@ class LakeTable:
         """One MERGE ... WHEN MATCHED DELETE: the rows of ``t`` that match a row of ``keys`` (``s``)
         under ``condition`` (a subject's rows, a purpose's pseudonyms). Returns the rows deleted,
         from the commit's own metrics (no extra Spark job)."""
-        self._merge(keys, condition).whenMatchedDelete().execute()
-        return int(self.last_commit_metrics().get("numTargetRowsDeleted", 0))
+        return self._merged(self._merge(keys, condition).whenMatchedDelete(), "numTargetRowsDeleted")
 
-    def insert_new(self, rows: DataFrame, condition: str) -> None:
-        """Insert the rows (``s``) that no row of the table (``t``) matches: a re-run adds nothing."""
-        self._merge(rows, condition).whenNotMatchedInsertAll().execute()
+    def insert_new(self, rows: DataFrame, condition: str) -> int:
+        """Insert the rows (``s``) that no row of the table (``t``) matches: a re-run adds nothing.
+        Returns the rows inserted, from the commit's own metrics (no extra Spark job)."""
+        return self._merged(self._merge(rows, condition).whenNotMatchedInsertAll(), "numTargetRowsInserted")
 
     def update_matching(self, rows: DataFrame, condition: str, assignments: dict[str, str]) -> None:
         """Update the matched rows of ``t`` with SQL ``assignments`` over ``t`` and ``s``."""
@@ -314,6 +314,14 @@ class LakeTable:
         from delta.tables import DeltaTable
 
         DeltaTable.forPath(self.spark, self.uri).update(condition, assignments)
+
+    def _merged(self, merge, metric: str) -> int:
+        """Execute a MERGE and return one of its commit's metrics. A MERGE that changes nothing
+        may commit nothing (Delta's ``commitIfNeeded`` skips empty commits): then the latest commit
+        is an older one, whose metrics are not this MERGE's, and the answer is 0."""
+        before = self.version()
+        merge.execute()
+        return int(self.last_commit_metrics().get(metric, 0)) if self.version() != before else 0
 
     def _merge(self, source: DataFrame, condition: str):
         from delta.tables import DeltaTable
