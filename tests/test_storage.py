@@ -109,7 +109,9 @@ def test_merge_counts_are_this_merges_own(spark, tmp_path):
     table.write_new(spark.createDataFrame([(i, "JP") for i in range(10)], "id int, region string"), ["region"], stats_columns=[])
     three = spark.createDataFrame([(3,)], "id int")
     assert table.delete_matching(three, "t.id = s.id") == 1
+    version = table.version()
     assert table.delete_matching(three, "t.id = s.id") == 0
+    assert table.version() == version          # no commit: the latest metrics still say 1 row deleted
     new_rows = spark.createDataFrame([(20, "JP"), (21, "JP")], "id int, region string")
     assert table.insert_new(new_rows, "t.id = s.id") == 2
     assert table.insert_new(new_rows, "t.id = s.id") == 0

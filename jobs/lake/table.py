@@ -179,13 +179,15 @@ class LakeTable:
 
     def row_count(self) -> int:
         """Rows in the current version. From the checksum's file list when it has one (Delta lists
-        the files there for tables of a few hundred files) with statistics for every file: each
+        the files there for tables under 50 files) with statistics for every file: each
         file's ``numRecords`` minus the rows its deletion vector removes, as Delta's own count from
         statistics does; otherwise one ``count()`` job.
 
             >>> t.row_count() == t.read().count()
         """
-        checksum = self.checksum()
+        return self._row_count(self.checksum())
+
+    def _row_count(self, checksum: dict | None) -> int:
         listed = (checksum or {}).get("allFiles")
         if listed is not None and len(listed) == int(checksum.get("numFiles", -1)):
             total = 0
@@ -205,7 +207,7 @@ class LakeTable:
         else:
             detail = self._detail()
             files, size = int(detail.numFiles), int(detail.sizeInBytes)
-        return {"version": self.version(), "files": files, "bytes": size, "rows": self.row_count()}
+        return {"version": self.version(), "files": files, "bytes": size, "rows": self._row_count(checksum)}
 
     def has_reader_feature(self, feature: str) -> bool:
         checksum = self.checksum()
