@@ -116,29 +116,37 @@ def test_a_busy_lake_is_exit_2_naming_the_holder_and_a_killed_holder_frees_it(tm
             pass
 
 
-def test_purge_and_closure_in_two_processes_lose_nothing(spark, lake_copy, keys_env, tmp_path):
+def test_purge_and_closure_in_two_processes_lose_nothing(spark, keys_env, tmp_path):
     """A closure (its own purge: REORG + VACUUM 0 h) in a process of its own (`wasure erase`), and the nightly's
     retention with its physical purge here, on one lake at the same time: they run one after the
-    other, every table reads in full afterwards, and each job's commits form one block."""
+    other, every table reads in full afterwards, and each job's commits form one block. The e2e cut
+    (three tables, 60 subjects): the lease, not the data, is under test."""
     from delta.tables import DeltaTable
 
     from jobs import retention
+    from jobs.lake.layout import Lake
+    from tests.e2e import write_e2e_policy, write_small_lake
 
-    data = yaml.safe_load(open(EXAMPLE_POLICY))
+    write_e2e_policy(tmp_path)
+    data = yaml.safe_load((tmp_path / "policy.yaml").read_text())
     data["defaults"]["grace_days"] = 0
     data["defaults"]["max_delete_share"] = 1.0
     policy_file = _write_policy(tmp_path, data)
     policy = parse_policy(data, policy_file)
+    lake = Lake.at(tmp_path / "lake")
+    write_small_lake(spark, policy, lake)
+    accounts = read_current(spark, str(lake.root / "raw" / "accounts"))
+    subject = accounts.where("status = 'open'").orderBy("account_id").first().account_id   # retention keeps it
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "WASURE_SPARK_UI": "0"}
     closure = subprocess.Popen([sys.executable, "-m", "jobs.cli", "erase", "--policy", policy_file, "--lake",
-                                str(lake_copy.root), "--subject", "A000000123", "--source", "gdpr", "--request-id", "lease-1",
+                                str(lake.root), "--subject", subject, "--source", "gdpr", "--request-id", "lease-1",
                                 "--as-of", "2026-11-22"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    retention.run(spark, policy, lake_copy, retention.RetentionRequest(dt.date(2026, 11, 22), force=True))
+    retention.run(spark, policy, lake, retention.RetentionRequest(dt.date(2026, 11, 22), force=True))
     out, err = closure.communicate(timeout=900)
     assert closure.returncode == 0, err[-2000:]
     blocks = []
     for name, table in policy.tables.items():
-        path = str(lake_copy.root / table.path)
+        path = str(lake.root / table.path)
         read_current(spark, path).write.format("noop").mode("overwrite").save()     # every referenced file exists
         history = DeltaTable.forPath(spark, path).history().where("userMetadata IS NOT NULL").collect()
         for row in history:
@@ -147,5 +155,5 @@ def test_purge_and_closure_in_two_processes_lose_nothing(spark, lake_copy, keys_
     jobs_in_time_order = [job for _t, job in sorted(blocks)]
     changes = sum(1 for a, b in zip(jobs_in_time_order, jobs_in_time_order[1:]) if a != b)
     assert set(jobs_in_time_order) == {"erasure", "retention"} and changes == 1, jobs_in_time_order
-    accounts = read_current(spark, str(lake_copy.root / "raw" / "accounts"))
-    assert accounts.where("account_id = 'A000000123'").count() == 0
+    accounts = read_current(spark, str(lake.root / "raw" / "accounts"))
+    assert accounts.where(accounts.account_id == subject).count() == 0
