@@ -184,8 +184,7 @@ def client_spark_confs() -> dict[str, str]:
         "spark.executor.memory": "1g",
         "spark.cores.max": str(WORKERS),
         "spark.sql.shuffle.partitions": str(4 * WORKERS),
-        # One task per executor core for a scan of small files (Spark's own standalone default): a
-        # task costs ~0.2 s in a step's fresh executors, more than the 2 MB of a small table's files.
+        # One task per executor core for a scan of small files: Spark's own standalone default.
         "spark.default.parallelism": str(WORKERS),
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(4 * WORKERS),
         "spark.databricks.delta.snapshotPartitions": str(2 * WORKERS),

@@ -196,8 +196,8 @@ SMALL_LAKE_CONFS = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.sql.shuffle.partitions": "2",
-    # A small lake's Delta logs replay in one task and VACUUM lists in two: on the 2-core test cluster
-    # each task costs ~0.2 s in a fresh executor, and the 4-task log replays were most of a step's tasks.
+    # A small lake's Delta log replays in one task and VACUUM lists in two: every query's file
+    # filtering scans the replay, and four tasks per query bought no parallelism worth having there.
     "spark.databricks.delta.snapshotPartitions": "1",
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
 }
