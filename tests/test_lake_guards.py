@@ -135,7 +135,7 @@ def test_purge_and_closure_in_two_processes_lose_nothing(spark, keys_env, tmp_pa
     policy = parse_policy(data, policy_file)
     lake = Lake.at(tmp_path / "lake")
     write_small_lake(spark, policy, lake)
-    accounts = read_current(spark, str(lake.root / "raw" / "accounts"))
+    accounts = read_current(spark, lake.table_path(policy.tables["accounts"]))
     subject = accounts.where("status = 'open'").orderBy("account_id").first().account_id   # retention keeps it
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "WASURE_SPARK_UI": "0"}
     closure = subprocess.Popen([sys.executable, "-m", "jobs.cli", "erase", "--policy", policy_file, "--lake",
@@ -146,7 +146,7 @@ def test_purge_and_closure_in_two_processes_lose_nothing(spark, keys_env, tmp_pa
     assert closure.returncode == 0, err[-2000:]
     blocks = []
     for name, table in policy.tables.items():
-        path = str(lake.root / table.path)
+        path = lake.table_path(table)
         read_current(spark, path).write.format("noop").mode("overwrite").save()     # every referenced file exists
         history = DeltaTable.forPath(spark, path).history().where("userMetadata IS NOT NULL").collect()
         for row in history:
@@ -155,5 +155,5 @@ def test_purge_and_closure_in_two_processes_lose_nothing(spark, keys_env, tmp_pa
     jobs_in_time_order = [job for _t, job in sorted(blocks)]
     changes = sum(1 for a, b in zip(jobs_in_time_order, jobs_in_time_order[1:]) if a != b)
     assert set(jobs_in_time_order) == {"erasure", "retention"} and changes == 1, jobs_in_time_order
-    accounts = read_current(spark, str(lake.root / "raw" / "accounts"))
+    accounts = read_current(spark, lake.table_path(policy.tables["accounts"]))
     assert accounts.where(accounts.account_id == subject).count() == 0
