@@ -171,13 +171,17 @@ def write_hadoop_conf(layout: Layout, p: dict[str, int]) -> None:
         (web_inf / "web.xml").write_text(EMPTY_WEB_XML)
 
 
+C1_ONLY = "-XX:TieredStopAtLevel=1"
+
+
 def client_spark_confs() -> dict[str, str]:
     """What a Spark client of this cluster adds to wasure's session confs (jobs/runtime/spark.py reads
     the file via WASURE_SPARK_CONF): files it writes get replication 1 (the client picks it; the
     default 3 would leave every block under-replicated), executors sized for the 1-core workers, and
     parallelism sized for 2 cores: Spark's and Delta's defaults (200 shuffle partitions, 50 tasks per
     Delta log replay, 10,000 listing tasks per VACUUM) are for clusters with hundreds of cores, and on
-    this one they made the spark-submitted nightly ~1.5 times slower (969 s against ~660 s)."""
+    this one they made the spark-submitted nightly ~1.5 times slower (969 s against ~660 s). Its JVMs
+    compile with C1 only (short-lived applications; not a setting for a production cluster)."""
     return {
         "spark.hadoop.dfs.replication": "1",
         "spark.executor.cores": "1",
@@ -189,6 +193,10 @@ def client_spark_confs() -> dict[str, str]:
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(4 * WORKERS),
         "spark.databricks.delta.snapshotPartitions": str(2 * WORKERS),
         "spark.scheduler.mode": "FAIR",
+        # An application here lives one to four minutes on two shared cores: C2's compilations took
+        # ~40% of a spark-submitted step's CPU and never paid back (docs/performance.md, "Session 17").
+        "spark.driver.extraJavaOptions": C1_ONLY,
+        "spark.executor.extraJavaOptions": C1_ONLY,
     }
 
 

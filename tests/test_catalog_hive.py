@@ -46,3 +46,15 @@ def test_unknown_catalog_choice_is_refused(monkeypatch):
     monkeypatch.setenv("WASURE_CATALOG", "glue")
     with pytest.raises(SparkSetupError, match="WASURE_CATALOG"):
         session_confs()
+
+
+def test_jvm_flags_of_the_confs_file_add_to_the_catalogs(monkeypatch, tmp_path):
+    from jobs.runtime.spark import session_confs
+
+    confs_file = tmp_path / "spark.conf"
+    confs_file.write_text("spark.driver.extraJavaOptions -XX:TieredStopAtLevel=1\n")
+    monkeypatch.setenv("WASURE_CATALOG", "hive")
+    monkeypatch.setenv("WASURE_METASTORE", str(tmp_path / "metastore"))
+    monkeypatch.setenv("WASURE_SPARK_CONF", str(confs_file))
+    options = session_confs()["spark.driver.extraJavaOptions"].split()
+    assert options == [f"-Dderby.system.home={(tmp_path / 'metastore').resolve()}", "-XX:TieredStopAtLevel=1"]

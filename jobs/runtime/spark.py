@@ -145,7 +145,10 @@ def session_confs(app_name: str = "wasure") -> dict[str, str]:
         else:
             confs["spark.jars.packages"] = DELTA_PACKAGE
     confs.update(catalog_confs())
-    confs.update(extra_confs_from_file())
+    for key, value in extra_confs_from_file().items():
+        if key.endswith(".extraJavaOptions") and confs.get(key):
+            value = f"{confs[key]} {value}"     # JVM flags add up: the catalog's Derby home stays
+        confs[key] = value
     confs["spark.app.name"] = app_name
     return confs
 
