@@ -5,7 +5,7 @@ import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("WASURE_SPARK_UI", "0")
-os.environ.setdefault("WASURE_SPARK_DRIVER_MEMORY", "6g")
+os.environ.setdefault("WASURE_SPARK_DRIVER_MEMORY", "4g")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
@@ -16,20 +16,6 @@ def spark():
     session = get_spark("wasure-tests")
     yield session
     session.stop()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def release_delta_caches():
-    """After each module, the shared session forgets the module's lakes: Delta keeps every table's
-    log and its replayed state cached for an hour, and ~100 test lakes left a growing live heap that
-    the JVM kept marking (docs/performance.md, "Session 17"). Later reads replay the log again."""
-    yield
-    from pyspark.sql import SparkSession
-
-    session = SparkSession.getActiveSession()
-    if session is not None and not session.sparkContext._jsc.sc().isStopped():
-        session.catalog.clearCache()
-        session._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
 
 
 EXAMPLE_POLICY = os.path.join(os.path.dirname(__file__), "..", "policies", "example.yaml")
