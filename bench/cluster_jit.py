@@ -29,19 +29,17 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
-from bench.common import REPO, command_line, write
+from bench.common import REPO, cmdline, command_line, copy_tree, write
 
 SIDES = {"tiered": "", "C1": "-XX:TieredStopAtLevel=1"}
 _ROLES = (("CoarseGrainedExecutorBackend", "executor"), ("deploy.SparkSubmit", "driver"))
 
 
 def _role(pid: str) -> str | None:
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return None
+    cmd = cmdline(pid)
     return next((role for marker, role in _ROLES if marker in cmd), None)
 
 
@@ -81,33 +79,30 @@ class JvmCpu:
 
 
 def prepare(work: Path, runs: int) -> dict:
-    """The e2e lake on HDFS and one copy per run (a local Spark session in a process of its own)."""
-    code = (
-        "import json, sys, uuid\n"
-        "from pathlib import Path\n"
-        "from cluster import layout\n"
-        "from tests.e2e import E2E_TABLES, keys_file, write_e2e_policy, write_small_lake\n"
-        "from jobs.lake.layout import Lake\n"
-        "from jobs.runtime.spark import get_spark\n"
-        "work, runs = Path(sys.argv[1]), int(sys.argv[2])\n"
-        "env = layout.read_env(layout.Layout.default())\n"
-        "policy = write_e2e_policy(work, (*E2E_TABLES, 'health_measurements'), releases=('health_k5',),"
-        " statistics=('network_usage',))\n"
-        "with keys_file(policy, work / 'keys.json'):\n"
-        "    spark = get_spark('bench-cluster-jit-prepare')\n"
-        "    base = f\"{env['WASURE_HDFS']}/wasure-bench/{uuid.uuid4().hex[:8]}\"\n"
-        "    write_small_lake(spark, policy, Lake(f'{base}/lake0'), subjects=80, events_per_subject=4)\n"
-        "    jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()\n"
-        "    src = jvm.org.apache.hadoop.fs.Path(f'{base}/lake0')\n"
-        "    for i in range(runs):\n"
-        "        dst = jvm.org.apache.hadoop.fs.Path(f'{base}/lake{i + 1}')\n"
-        "        assert jvm.org.apache.hadoop.fs.FileUtil.copy(src.getFileSystem(conf), src, dst.getFileSystem(conf),"
-        " dst, False, conf)\n"
-        "json.dump({'policy': str(policy.source), 'base': base, 'env': env}, open(work / 'prepared.json', 'w'))\n"
-    )
+    """The e2e lake on HDFS and one copy per run, written by a local Spark session in a child process
+    (``--prepare``), which exits before the first application is submitted."""
     env = {k: v for k, v in os.environ.items() if k not in ("WASURE_SPARK_MASTER", "WASURE_SPARK_CONF")}
-    subprocess.run([sys.executable, "-c", code, str(work), str(runs)], cwd=REPO, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "bench.cluster_jit", "--prepare", str(work), "--runs", str(runs)],
+                   cwd=REPO, env=env, check=True)
     return json.loads((work / "prepared.json").read_text())
+
+
+def _prepare_here(work: Path, runs: int) -> None:
+    from cluster import layout
+    from jobs.lake.layout import Lake
+    from jobs.runtime.spark import get_spark
+    from tests.e2e import E2E_TABLES, keys_file, write_e2e_policy, write_small_lake
+
+    env = layout.read_env(layout.Layout.default())
+    policy = write_e2e_policy(work, (*E2E_TABLES, "health_measurements"), releases=("health_k5",),
+                              statistics=("network_usage",))
+    with keys_file(policy, work / "keys.json"):
+        spark = get_spark("bench-cluster-jit-prepare")
+        base = f"{env['WASURE_HDFS']}/wasure-bench/{uuid.uuid4().hex[:8]}"
+        write_small_lake(spark, policy, Lake(f"{base}/lake0"), subjects=80, events_per_subject=4)
+        for number in range(1, runs + 1):
+            copy_tree(spark, f"{base}/lake0", f"{base}/lake{number}")
+    (work / "prepared.json").write_text(json.dumps({"policy": str(policy.source), "base": base, "env": env}))
 
 
 def submit(prepared: dict, work: Path, step: str, lake: str, java_options: str) -> dict:
@@ -139,12 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", default="retention")
     parser.add_argument("--plan", default="C1,tiered,C1,tiered", help="sides in run order, comma-separated")
     parser.add_argument("--name", default="cluster_jit")
+    parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)     # the child process of prepare()
+    parser.add_argument("--runs", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    if args.prepare:
+        _prepare_here(args.prepare, args.runs)
+        return 0
     plan = args.plan.split(",")
     unknown = sorted(set(plan) - set(SIDES))
     if unknown:
         parser.error(f"unknown side(s) {unknown}: choose from {sorted(SIDES)}")
-    sys.path.insert(0, str(REPO))
     work = Path(tempfile.mkdtemp(prefix="wasure-bench-jit-"))
     prepared = prepare(work, len(plan))
     runs = []

@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import (REPO, START, bench_env, command_line, init_all_keys, last_stage_id, peak_memory,
+from bench.common import (REPO, START, bench_env, command_line, copy_tree, init_all_keys, last_stage_id, peak_memory,
                           stage_profile, synthetic_lake, write)
 
 SIDES = ("local", "cluster")
@@ -77,14 +77,6 @@ def _timed(spark, fn) -> dict:
             "executor_run_s": profile.get("executor_run_s"), "value": value}
 
 
-def _copy_tree(spark, source: str, target: str) -> None:
-    """Untimed set-up: the generated lake, byte for byte, onto the side's file system."""
-    jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
-    src, dst = jvm.org.apache.hadoop.fs.Path(source), jvm.org.apache.hadoop.fs.Path(target)
-    if not jvm.org.apache.hadoop.fs.FileUtil.copy(src.getFileSystem(conf), src, dst.getFileSystem(conf), dst, False, conf):
-        raise SystemExit(f"could not copy {source} to {target}")
-
-
 def run_side(args) -> dict:
     """One side: both workloads in this process's one Spark session."""
     work = Path(tempfile.mkdtemp(prefix=f"wasure-bench-{args.side}-"))
@@ -127,7 +119,7 @@ def run_side(args) -> dict:
         generated = work / "generated"
         counts, _generate_s = synthetic_lake(spark, policy, generated, args.subjects, args.events)
         if args.side == "cluster":
-            _copy_tree(spark, f"file://{generated}", f"{root}/lake")
+            copy_tree(spark, f"file://{generated}", f"{root}/lake")
             lake = Lake(f"{root}/lake")
         else:
             lake = Lake(str(generated))

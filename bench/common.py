@@ -147,6 +147,19 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def cmdline(pid: int | str) -> str:
+    """A process's command line, arguments space-separated ("" once it is gone)."""
+    return _cmdline(int(pid))
+
+
+def copy_tree(spark, source: str, target: str) -> None:
+    """Untimed set-up: a lake, byte for byte, onto another file system (local disk, HDFS) through Hadoop."""
+    jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
+    src, dst = jvm.org.apache.hadoop.fs.Path(source), jvm.org.apache.hadoop.fs.Path(target)
+    if not jvm.org.apache.hadoop.fs.FileUtil.copy(src.getFileSystem(conf), src, dst.getFileSystem(conf), dst, False, conf):
+        raise SystemExit(f"could not copy {source} to {target}")
+
+
 def jvm_pids() -> list[int]:
     """The JVM(s) PySpark launched: java processes among this process's descendants."""
     return [p for p in descendants() if _status(p).get("Name") == "java" or "/java " in _cmdline(p)[:400]]
