@@ -33,6 +33,13 @@ from typing import Any, Iterable, Optional, Sequence, Tuple
 from expectations.data_docs import copy_site, make_offline
 
 SITE_NAME = "wasure_gate"
+# GE's views, except that they share compiled Jinja templates (expectations.doc_views).
+_VIEW = {"module_name": "expectations.doc_views", "class_name": "PageView"}
+SITE_VIEWS = {
+    "site_section_builders": {section: {"view": dict(_VIEW)} for section in ("expectations", "validations", "profiling")},
+    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                           "view": {"module_name": "expectations.doc_views", "class_name": "IndexPageView"}},
+}
 
 # SUMMARY keeps counts; partial_unexpected_count=0 + exclude_unexpected_values keep GE's built-in
 # map expectations from copying unexpected cell values into results and Data Docs.
@@ -162,7 +169,7 @@ def _context(gx: Any, docs_path: Path):
             "class_name": "SiteBuilder",
             "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_path)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            **copy.deepcopy(SITE_VIEWS),
         },
     )
     # Batch jobs log to files: no tqdm bars per validation.
