@@ -526,7 +526,7 @@ def build() -> Path:
         state = "result in bench/results" if load(name) else "**not run yet**"
         lines.append(f"| `{name}` ({state}) | {size} (`{make_target(name)}`) | `{command_for(name)}` |")
     lines.append("")
-    from bench import cluster_vs_local, small_lake
+    from bench import cluster_vs_local, gate_docs, small_lake
 
     def cluster_section() -> list[str]:
         return cluster_vs_local.report_section(load, produced_by, missing, machine_line)
@@ -534,8 +534,11 @@ def build() -> Path:
     def small_lake_section() -> list[str]:
         return small_lake.report_section(load, produced_by, missing, machine_line)
 
+    def gate_docs_section() -> list[str]:
+        return gate_docs.report_section(load, produced_by, missing, machine_line)
+
     for section in (erasure_section, pseudonymize_section, kanonymity_section, nightly_section, purge_section,
-                    tables_scaling_section, cluster_section, small_lake_section):
+                    tables_scaling_section, cluster_section, small_lake_section, gate_docs_section):
         try:
             lines += section()
         except Exception as exc:  # noqa: BLE001 - a broken result must not hide the others

@@ -34,6 +34,8 @@ CONFIGS: dict[str, tuple[str, str, list[str]]] = {
     # The whole nightly on the same small data over 9 and 18 tables: per-table cost per step and the
     # overhead counts (jobs, commits, log loads, GE validations; bench/metrics.py).
     "tables_scaling_small": ("small", "bench.tables_scaling", ["--tables", "9", "18", "--threads", "1", "4"]),
+    # What every gate costs besides its queries: Data Docs with shared compiled templates vs GE's views (~2 min).
+    "gate_docs": ("small", "bench.gate_docs", ["--checks", "1", "9"]),
     # ---- full: `make bench-full`
     # The nightly at 1,000 subjects measures fixed costs (~4 min per round, 3 rounds): not one of
     # the figures, and half of the small run's time, so it runs with the full sizes.
