@@ -50,7 +50,7 @@ CONFIGS: dict[str, tuple[str, str, list[str]]] = {
     "kanonymity_10M": ("full", "bench.kanonymity", ["--rows", "10000000", "--k", "5", "50"]),
     "purge_full": ("full", "bench.purge", ["--subjects", "100000", "--events", "100"]),
     "nightly_full": ("full", "bench.nightly", ["--subjects", "100000", "--events", "100"]),
-    # The sizes: 9, 36 and 144 tables (144 is ~an hour of nightly on 2 cores today).
+    # The sizes: 9, 36 and 144 tables (~50 min in all on 2 cores; the 144-table nightly alone 37 min).
     "tables_scaling": ("full", "bench.tables_scaling", ["--tables", "9", "36", "144"]),
     # ---- cluster: `make bench-cluster` (starts the local cluster if it is down, stops it after)
     # k-anonymity on 10M rows and erasure of 100 subjects of the 10M-event lake on the 2-worker
