@@ -121,6 +121,7 @@ def main(argv=None) -> None:
     finally:
         jinja2.Environment.compile = original_compile
         gates._build_docs = original_docs
+        gates.SITE_VIEWS = views["shared"]
     path = write(args.name, {"command": command_line("bench.gate_docs", argv), "repeats": args.repeats,
                              "by_checks": by_checks})
     print(path)

@@ -1,9 +1,9 @@
 """Great Expectations' Data Docs views, with their compiled Jinja templates shared in the process.
 
 GE gives every view (one per site section, one for the index) its own Jinja ``Environment``, so
-each gate compiled the same ~50 page templates again: about 1 s of pure Python per gate, measured
-on this box (docs/performance.md, "Session 18"), in processes that run dozens of gates (a nightly,
-the test suite). Jinja's bytecode cache is the supported way to reuse compiled templates across
+each gate compiled the same ~50 page templates again: ~0.35 s of pure Python per gate in a warm
+process on the 2-core box (bench/gate_docs.py, docs/performance.md section 9), in processes that
+run dozens of gates (a nightly, the test suite). Jinja's bytecode cache is the supported way to reuse compiled templates across
 environments: the code is keyed by template name and a checksum of its source, so an edited
 template compiles again, and each environment still renders with its own filters and globals.
 The pages are byte for byte what GE's own views write.

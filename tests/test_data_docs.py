@@ -115,7 +115,7 @@ def test_site_carries_the_pinned_assets_and_their_licences(site):
 
 def test_a_later_gate_reuses_the_compiled_page_templates(spark, site, tmp_path, monkeypatch):
     """GE gives each view its own Jinja environment; the views of expectations.doc_views share
-    compiled templates, so a gate after the first compiles none (~1 s of Python a gate before)."""
+    compiled templates, so a gate after the first compiles none (~50 compilations a gate before)."""
     import jinja2
 
     compiled = []
