@@ -3,10 +3,12 @@
 GE gives every view (one per site section, one for the index) its own Jinja ``Environment``, so
 each gate compiled the same ~50 page templates again: ~0.35 s of pure Python per gate in a warm
 process on the 2-core box (bench/gate_docs.py, docs/performance.md section 9), in processes that
-run dozens of gates (a nightly, the test suite). Jinja's bytecode cache is the supported way to reuse compiled templates across
-environments: the code is keyed by template name and a checksum of its source, so an edited
-template compiles again, and each environment still renders with its own filters and globals.
-The pages are byte for byte what GE's own views write.
+run dozens of gates (a nightly, the test suite). Jinja's bytecode cache is the supported way to
+reuse compiled templates across environments: the code is keyed by template name and a checksum
+of its source, so an edited template compiles again, and each environment still renders with its
+own filters and globals.
+The pages are what GE's own views write (apart from the run times and element ids GE puts in
+every page).
 
 ``expectations.gates`` names these classes in its site configuration (``SITE_VIEWS``).
 """
@@ -37,28 +39,21 @@ class ProcessTemplateCache(BytecodeCache):
         with self._lock:
             self._code[bucket.key] = code
 
-    def clear(self) -> None:
-        with self._lock:
-            self._code.clear()
-
-    def __len__(self) -> int:
-        return len(self._code)
-
 
 TEMPLATE_CODE = ProcessTemplateCache()
 
 
-class PageView(DefaultJinjaPageView):
-    """GE's page view (validation results, expectation suites) on the shared template code."""
+class _SharedTemplateCode:
+    """Mixin: the GE view's own Jinja environment, with the process's compiled template code."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.env.bytecode_cache = TEMPLATE_CODE
 
 
-class IndexPageView(DefaultJinjaIndexPageView):
-    """GE's index page view on the shared template code."""
+class PageView(_SharedTemplateCode, DefaultJinjaPageView):
+    """GE's page view (validation results, expectation suites)."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = TEMPLATE_CODE
+
+class IndexPageView(_SharedTemplateCode, DefaultJinjaIndexPageView):
+    """GE's index page view."""

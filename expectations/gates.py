@@ -34,9 +34,9 @@ from expectations.data_docs import copy_site, make_offline
 
 SITE_NAME = "wasure_gate"
 # GE's views, except that they share compiled Jinja templates (expectations.doc_views).
-_VIEW = {"module_name": "expectations.doc_views", "class_name": "PageView"}
 SITE_VIEWS = {
-    "site_section_builders": {section: {"view": dict(_VIEW)} for section in ("expectations", "validations", "profiling")},
+    "site_section_builders": {section: {"view": {"module_name": "expectations.doc_views", "class_name": "PageView"}}
+                              for section in ("expectations", "validations", "profiling")},
     "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
                            "view": {"module_name": "expectations.doc_views", "class_name": "IndexPageView"}},
 }
