@@ -103,7 +103,8 @@ def run_gate(name: str, checks: Iterable[Check], docs_dir: str) -> GateResult:
 
     context = _context(gx, docs_path)
     gate_id = _safe(name) or "gate"
-    datasource = context.data_sources.add_spark(name=gate_id)
+    # persist=False: _validate caches a batch itself, and only one that is not in memory already
+    datasource = context.data_sources.add_spark(name=gate_id, persist=False)
     run_id = RunIdentifier(run_name=name, run_time=_dt.datetime.now(_dt.timezone.utc))
 
     results, failures = [], []
@@ -131,16 +132,27 @@ def _validate(gx: Any, context, datasource, name: str, label: str, df, expectati
     batch_definition = asset.add_batch_definition_whole_dataframe("whole dataframe")
     suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[copy.copy(e) for e in expectations]))
     validation = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
-    # GE's Spark engine persists each batch (its queries rescan it); release that cache
-    # afterwards unless the caller had cached the DataFrame already.
-    was_cached = getattr(df, "is_cached", True)
+    # GE's queries rescan the batch: cache it for the check unless it is in memory already.
+    cache = not _served_from_cache(df)
+    if cache:
+        df.persist()
     try:
         result = validation.run(batch_parameters={"dataframe": df}, result_format=dict(SAFE_RESULT_FORMAT), run_id=run_id)
     finally:
-        if not was_cached:
+        if cache:
             df.unpersist()
     _scrub(result)
     return result
+
+
+def _served_from_cache(df) -> bool:
+    """Whether every leaf of ``df``'s plan is a cached relation: a persisted DataFrame, or columns or
+    rows of one (a job's staged output without its bookkeeping columns). Caching such a batch again
+    would copy memory into memory; a plan with any other leaf (a file scan) is cached for the check."""
+    if not hasattr(df, "_jdf"):
+        return True                  # not a Spark DataFrame: nothing to cache
+    leaves = df._jdf.queryExecution().withCachedData().collectLeaves()
+    return all(leaves.apply(i).nodeName() == "InMemoryRelation" for i in range(leaves.size()))
 
 
 def _build_docs(context, docs_path: Path) -> None:

@@ -466,3 +466,41 @@ def test_run_gate_reports_failures_and_writes_data_docs(spark, tmp_path):
     # ...while the Data Docs do show the failure messages (counts only).
     page_text = "".join(p.read_text(encoding="utf-8") for p in pages)
     assert "1 equivalence class has fewer than k=2 rows" in page_text
+
+
+def test_run_gate_caches_a_batch_only_when_it_is_not_in_memory_already(spark, tmp_path):
+    """GE's queries rescan a batch: a file scan is cached for the check and released afterwards; a
+    persisted DataFrame, or columns of one, is read from memory as it is (no second copy)."""
+    from pyspark.sql import functions as F
+
+    from expectations import ExpectNoForbiddenColumns, run_gate
+    from expectations.gates import _served_from_cache
+
+    path = str(tmp_path / "rows")
+    spark.createDataFrame([(1, "a"), (2, "b")], "id int, code string").write.parquet(path)
+    on_disk = spark.read.parquet(path)
+    staged = spark.read.parquet(path).withColumn("extra", F.lit(1)).persist()
+    staged.count()
+    columns_of_staged = staged.drop("extra")
+    assert not _served_from_cache(on_disk)
+    assert _served_from_cache(staged) and _served_from_cache(columns_of_staged)
+
+    cache_manager = spark._jsparkSession.sharedState().cacheManager()
+
+    def cached(df) -> bool:
+        return cache_manager.lookupCachedData(df._jdf).isDefined()
+
+    seen = []
+
+    class Probing(ExpectNoForbiddenColumns):
+        def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+            seen.append((cached(on_disk), cached(columns_of_staged)))
+            return super()._validate(metrics, runtime_configuration, execution_engine)
+
+    check = [Probing(forbidden_columns={"secret": "individual_code"})]
+    result = run_gate("caching", [("on_disk", on_disk, check), ("staged", columns_of_staged, check)], str(tmp_path / "docs"))
+    assert result.success, result.report()
+    # the file scan is cached during its own check only; the staged columns are never cached again
+    assert seen == [(True, False), (False, False)], seen
+    assert not cached(on_disk) and not cached(columns_of_staged) and cached(staged)
+    staged.unpersist()
