@@ -177,15 +177,28 @@ def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output:
         output_columns=strings)
 
 
-def one_pseudonym_per_subject(table: Table, source: DataFrame, output: DataFrame) -> tuple[str | None, int]:
-    """Distinct pseudonyms = distinct subjects (a collision or a split would break joins); and the
-    output's row count, from the same pass over it."""
+# The subject's own key beside its pseudonyms in a staged output, for the one-pseudonym check: the
+# staged rows are held in memory only; what the gate checks and what is written leave it out.
+RAW_SUBJECT = "_wasure_raw_subject"
+
+
+def with_raw_subject(table: Table, source: DataFrame) -> DataFrame:
+    return source.withColumn(RAW_SUBJECT, F.col(table.subject_key))
+
+
+def subject_counts(table: Table, staged: DataFrame):
+    """Distinct subjects, distinct pseudonyms and rows of a staged output, in one pass over it."""
     key = table.subject_key
-    counts = output.agg(F.countDistinct(key).alias("pseudonyms"), F.count(F.lit(1)).alias("rows")).first()
-    subjects = source.select(key).distinct().count()
-    if counts.pseudonyms != subjects:
-        return f"{counts.pseudonyms} distinct pseudonyms for {subjects} distinct subjects in column {key}", counts.rows
-    return None, counts.rows
+    return staged.agg(F.countDistinct(RAW_SUBJECT).alias("subjects"), F.countDistinct(key).alias("pseudonyms"),
+                      F.count(F.lit(1)).alias("rows")).first()
+
+
+def one_pseudonym_per_subject(table: Table, counts) -> str | None:
+    """Distinct pseudonyms = distinct subjects (a collision or a split would break joins)."""
+    if counts.pseudonyms != counts.subjects:
+        return (f"{counts.pseudonyms} distinct pseudonyms for {counts.subjects} distinct subjects in column "
+                f"{table.subject_key}")
+    return None
 
 
 # ------------------------------------------------------------------ writing
@@ -237,6 +250,21 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, request: PseudonymizeRe
         raise CheckFailed("pseudonymization gate failed (outputs quarantined, Data Docs: "
                           f"{', '.join(report.docs)}): " + "; ".join(report.failures))
     return report
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """One table's output for a purpose, persisted (``rows``, with the subject key beside its
+    pseudonyms) and counted; ``output`` is what the gate checks and what is written."""
+    name: str
+    table: Table
+    inputs: dict
+    rows: DataFrame
+    counts: object          # Row(subjects, pseudonyms, rows)
+
+    @property
+    def output(self) -> DataFrame:
+        return self.rows.drop(RAW_SUBJECT)
 
 
 class _Run:
@@ -294,40 +322,41 @@ class _Run:
         self.progress(f"gate for {purpose}")
         from expectations.gates import run_gate
 
-        checks = [(name, output, gate_checks(self.policy, name, self.identifiers_of(name, table), output))
-                  for name, table, _, output, _ in staged]
+        checks = [(item.name, item.output, gate_checks(self.policy, item.name, self.identifiers_of(item.name, item.table), item.output))
+                  for item in staged]
         gate = run_gate(f"pseudonymize-{purpose}", checks, join(self.lake.docs, "pseudonymize", self.run_id, purpose))
         self.report.docs.append(gate.docs_index)
         failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
         outcomes = for_each_table(staged, lambda item: self.settle(item, purpose, failed))
-        for (name, _, _, output, inputs), (problem, rows, where) in zip(staged, outcomes):
-            output.unpersist()
+        for item, (problem, rows, where) in zip(staged, outcomes):
+            item.rows.unpersist()
             if problem:
-                self.report.failures.append(f"{purpose}/{name}: {problem}")
-                self.report.tables.append(TableOutcome(purpose, name, f"quarantined: {where}"))
+                self.report.failures.append(f"{purpose}/{item.name}: {problem}")
+                self.report.tables.append(TableOutcome(purpose, item.name, f"quarantined: {where}"))
                 continue
-            self.state[f"{purpose}/{name}"] = inputs
+            self.state[f"{purpose}/{item.name}"] = item.inputs
             _save_state(self.lake, self.state)
-            self.report.tables.append(TableOutcome(purpose, name, "published", rows, key_id))
+            self.report.tables.append(TableOutcome(purpose, item.name, "published", rows, key_id))
 
-    def stage(self, item: tuple[str, Table, dict, str, bytes, str]) -> tuple:
+    def stage(self, item: tuple[str, Table, dict, str, bytes, str]) -> _Staged:
         """Build and persist one table's 仮名加工情報 (several tables at once: jobs.runtime.concurrency).
         Persisted once, the gate, the checks after it and the publish all read the same rows; the
         rows are deterministic (HMAC pseudonyms), so a recomputed lost block is the same too."""
         name, table, inputs, purpose, key, key_id = item
         self.progress(f"pseudonymizing {name} for {purpose}")
-        source = eligible_rows(self.spark, self.policy, self.lake, name, purpose, self.registers)
-        output = apply_rule31(source, table, key, key_id, self.owners if rule31_plan(table).scrub else None)
-        output = output.persist(StorageLevel.MEMORY_AND_DISK)
-        self.outputs.append(output)
-        output.count()      # materialized here, in this table's thread, not by the one-at-a-time gate
-        return name, table, source, output, inputs
+        source = with_raw_subject(table, eligible_rows(self.spark, self.policy, self.lake, name, purpose, self.registers))
+        staged = apply_rule31(source, table, key, key_id, self.owners if rule31_plan(table).scrub else None)
+        staged = staged.persist(StorageLevel.MEMORY_AND_DISK)
+        self.outputs.append(staged)
+        # Materialized here, in this table's thread, not by the one-at-a-time gate; the same pass
+        # counts subjects and pseudonyms, so the check after the gate reads the source no more.
+        return _Staged(name, table, inputs, staged, subject_counts(table, staged))
 
-    def settle(self, item: tuple, purpose: str, failed: dict[str, str]) -> tuple[str | None, int | None, str | None]:
+    def settle(self, item: _Staged, purpose: str, failed: dict[str, str]) -> tuple[str | None, int | None, str | None]:
         """After the gate: the one-pseudonym check, then ONE Delta transaction that publishes the
         table, or the output written under quarantine/. Returns (problem, rows, quarantine URI)."""
-        name, table, source, output, inputs = item
-        problem, rows = (failed[name], None) if name in failed else one_pseudonym_per_subject(table, source, output)
+        name, table, inputs, output, counts = item.name, item.table, item.inputs, item.output, item.counts
+        problem = failed[name] if name in failed else one_pseudonym_per_subject(table, counts)
         # No repartition by region: a few regions hold most rows, and one task per region would
         # write (and shuffle) most of the largest table alone.
         layout = dict(partition_by=[table.region_column], stats_columns=table.stats_columns(), published=True,
@@ -337,7 +366,7 @@ class _Run:
             LakeTable(self.spark, where).write_new(output, **layout)
             return problem, None, where
         LakeTable(self.spark, self.lake.pseudonymized(purpose, name)).publish(output, **layout)
-        return None, rows, None
+        return None, counts.rows, None
 
     def release(self) -> None:
         for output in self.outputs:

@@ -14,7 +14,8 @@ from jobs.cli import app
 from jobs.runtime.console import CheckFailed
 from jobs.lake.layout import read_current
 from jobs.policy import ColumnClass, parse_policy
-from jobs.pseudonymize import PseudonymizeRequest, rule31_plan, run
+from jobs.pseudonymize import (RAW_SUBJECT, PseudonymizeRequest, one_pseudonym_per_subject, rule31_plan, run,
+                               subject_counts)
 from jobs.lake.residue import scan_for_values
 
 from conftest import EXAMPLE_POLICY
@@ -45,6 +46,7 @@ def test_profile_drops_every_individual_code_and_property_damage_column(spark, p
     for name, table in policy.tables.items():
         for purpose in table.purposes:
             columns = set(_out(spark, published, purpose, name).columns)
+            assert RAW_SUBJECT not in columns, (purpose, name)      # the staged rows' own column stays in memory
             for column in table.columns_of(ColumnClass.individual_code, ColumnClass.property_damage):
                 assert column not in columns, (purpose, name, column)
     assert set(rule31_plan(policy.tables["accounts"]).drop) >= {"my_number", "passport_no", "licence_no", "card_number", "address_line"}
@@ -156,7 +158,22 @@ def test_gate_quarantines_a_leaking_table(spark, lake_copy, keys_env):
         run(spark, policy, lake_copy, PseudonymizeRequest.checked(policy, lake_copy, ["service"]))
     assert not os.path.exists(lake_copy.pseudonymized("service", "support_tickets"))
     assert os.path.exists(lake_copy.pseudonymized("service", "accounts"))
-    assert any((lake_copy.root / "quarantine" / "pseudonymized" / "service" / "support_tickets").iterdir())
+    quarantined = list((lake_copy.root / "quarantine" / "pseudonymized" / "service" / "support_tickets").iterdir())
+    assert quarantined
+    assert RAW_SUBJECT not in read_current(spark, str(quarantined[0])).columns
+
+
+def test_one_pseudonym_per_subject_catches_a_collision_naming_counts_only(spark):
+    """Two subjects under one pseudonym (a collision) fail the check; counted from the staged rows,
+    which keep each subject's key beside its pseudonym, so the check reads no source again."""
+    table = parse_policy(copy.deepcopy(BASE)).tables["devices"]
+    staged = spark.createDataFrame([("A000000001", "p1"), ("A000000002", "p1"), ("A000000002", "p1")],
+                                   f"{RAW_SUBJECT} string, account_id string")
+    counts = subject_counts(table, staged)
+    assert (counts.subjects, counts.pseudonyms, counts.rows) == (2, 1, 3)
+    problem = one_pseudonym_per_subject(table, counts)
+    assert problem == "1 distinct pseudonyms for 2 distinct subjects in column account_id"
+    assert one_pseudonym_per_subject(table, subject_counts(table, staged.where(F.col(RAW_SUBJECT) == "A000000002"))) is None
 
 
 def test_missing_or_short_key_exits_2_and_writes_nothing(tmp_path, generated_lake, monkeypatch):
