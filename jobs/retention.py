@@ -382,9 +382,14 @@ def _gate(spark: SparkSession, policy: Policy, lake: Lake, report: RetentionRepo
                     join(lake.docs, "retention", report.run_id))
     report.docs = gate.docs_index
     problems = [f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures]
-    remaining_rows = for_each_table(report.plans, lambda plan: remaining_expired(spark, policy, lake, plan.table,
-                                                                                report.as_of, registers))
-    for plan, remaining in zip(report.plans, remaining_rows):
+    # A table with nothing to remove and no commit since its plan is still the snapshot the plan
+    # classified: its remaining count is the plan's (0), no second classification of it.
+    recount = [plan for plan in report.plans
+               if plan.to_remove or report.results[plan.table]["version_after"] != report.results[plan.table]["version_before"]]
+    recounted = dict(zip([plan.table for plan in recount], for_each_table(
+        recount, lambda plan: remaining_expired(spark, policy, lake, plan.table, report.as_of, registers))))
+    for plan in report.plans:
+        remaining = recounted.get(plan.table, plan.to_remove)
         if remaining:
             problems.append(f"{plan.table}: {remaining} row(s) past retention remain")
         if plan.rows_before - plan.to_remove != report.results[plan.table]["rows_after"]:

@@ -35,6 +35,23 @@ def _counts(spark, policy, lake):
     return {n: read_current(spark, lake.table_path(t)).count() for n, t in policy.tables.items()}
 
 
+def _recounting(job):
+    """job()'s result and the tables whose expired rows its gate counted again after the deletes."""
+    import jobs.retention as retention
+
+    counted, real = [], retention.remaining_expired
+
+    def counting(spark, policy, lake, table_name, *rest):
+        counted.append(table_name)
+        return real(spark, policy, lake, table_name, *rest)
+
+    retention.remaining_expired = counting
+    try:
+        return job(), sorted(counted)
+    finally:
+        retention.remaining_expired = real
+
+
 @pytest.fixture(scope="module")
 def retention_run(spark, generated_lake, keys_env, tmp_path_factory):
     """Dry run, then a real run with grace 0 (purge at once), then the same run again."""
@@ -53,10 +70,10 @@ def retention_run(spark, generated_lake, keys_env, tmp_path_factory):
     state["counts_before"] = _counts(spark, policy, lake)
     state["dry"] = run(spark, policy, lake, RetentionRequest(AS_OF, dry_run=True))
     state["versions_after_dry"] = _versions(spark, policy, lake)
-    state["report"] = run(spark, policy, lake, RetentionRequest(AS_OF))
+    state["report"], state["recounted"] = _recounting(lambda: run(spark, policy, lake, RetentionRequest(AS_OF)))
     state["counts_after"] = _counts(spark, policy, lake)
     state["versions_after"] = _versions(spark, policy, lake)
-    state["second"] = run(spark, policy, lake, RetentionRequest(AS_OF))
+    state["second"], state["recounted_second"] = _recounting(lambda: run(spark, policy, lake, RetentionRequest(AS_OF)))
     state["versions_after_second"] = _versions(spark, policy, lake)
     return state
 
@@ -130,6 +147,17 @@ def test_region_stays_in_place(spark, retention_run):
 def test_second_run_is_a_no_op(retention_run):
     assert all(p.to_remove == 0 for p in retention_run["second"].plans)
     assert retention_run["versions_after_second"] == retention_run["versions_after"]
+
+
+def test_the_gate_recounts_only_tables_a_run_changed(retention_run):
+    """After the deletes the gate counts expired rows again in every table the run removed rows from;
+    a table with nothing to remove and no commit since its plan keeps the plan's count (0)."""
+    first = retention_run["report"]
+    changed = sorted(p.table for p in first.plans
+                     if p.to_remove or first.results[p.table]["version_after"] != first.results[p.table]["version_before"])
+    assert changed and retention_run["recounted"] == changed
+    assert len(changed) < len(first.plans)                  # some tables had nothing to remove
+    assert retention_run["recounted_second"] == []          # the second run removed nothing anywhere
 
 
 def test_audit_rows_and_ledger_hold_no_personal_values(spark, retention_run):
