@@ -45,6 +45,11 @@ EMBEDDED_CONFS = {
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.driver.host": "127.0.0.1",
     "spark.ui.showConsoleProgress": "false",
+    # Tungsten's page size is derived from the heap: 64 MB at 4-8 GB on two cores, so the hash map of
+    # every broadcast join held a 64 MB array even for a 50-row table while the broadcast lived (1 of
+    # the 1.3 GB live heap of a test session in one heap dump: 16 such relations). 2 MB pages grow
+    # with the data instead (a larger record still gets a page of its own).
+    "spark.buffer.pageSize": "2m",
     "spark.sql.warehouse.dir": str(Path.cwd() / "spark-warehouse"),
 }
 
