@@ -226,6 +226,15 @@ def test_queries_are_sized_to_the_lake(spark, tmp_path, monkeypatch):
             spark.conf.unset(key) if value is None else spark.conf.set(key, value)
 
 
+def test_embedded_sessions_use_small_tungsten_pages(spark):
+    """2 MB pages: Spark's default is derived from the heap (64 MB at this session's 4 GB on two
+    cores), and the hash map of every broadcast join held one whole page for a table of a few rows."""
+    from jobs.runtime.spark import session_confs
+
+    assert session_confs()["spark.buffer.pageSize"] == "2m"
+    assert spark._jsc.sc().env().memoryManager().pageSizeBytes() == 2 * 1024 * 1024
+
+
 def test_subject_buckets_on_the_driver_equal_sparks(spark, tmp_path):
     """jobs/lake/buckets.py is Spark's pmod(xxhash64(id), n) in Python: the rows ``of_subjects``
     selects (literals, no Spark job) are exactly the rows of those subjects, partitions pruned."""
