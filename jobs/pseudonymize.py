@@ -322,8 +322,11 @@ class _Run:
         self.progress(f"gate for {purpose}")
         from expectations.gates import run_gate
 
-        checks = [(item.name, item.output, gate_checks(self.policy, item.name, self.identifiers_of(item.name, item.table), item.output))
-                  for item in staged]
+        checks = []
+        for item in staged:
+            output = item.output
+            checks.append((item.name, output, gate_checks(self.policy, item.name,
+                                                          self.identifiers_of(item.name, item.table), output)))
         gate = run_gate(f"pseudonymize-{purpose}", checks, join(self.lake.docs, "pseudonymize", self.run_id, purpose))
         self.report.docs.append(gate.docs_index)
         failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
@@ -355,18 +358,18 @@ class _Run:
     def settle(self, item: _Staged, purpose: str, failed: dict[str, str]) -> tuple[str | None, int | None, str | None]:
         """After the gate: the one-pseudonym check, then ONE Delta transaction that publishes the
         table, or the output written under quarantine/. Returns (problem, rows, quarantine URI)."""
-        name, table, inputs, output, counts = item.name, item.table, item.inputs, item.output, item.counts
-        problem = failed[name] if name in failed else one_pseudonym_per_subject(table, counts)
+        name, table, output = item.name, item.table, item.output
+        problem = failed[name] if name in failed else one_pseudonym_per_subject(table, item.counts)
         # No repartition by region: a few regions hold most rows, and one task per region would
         # write (and shuffle) most of the largest table alone.
         layout = dict(partition_by=[table.region_column], stats_columns=table.stats_columns(), published=True,
-                      properties=key_ids_property(inputs["key_id"]))
+                      properties=key_ids_property(item.inputs["key_id"]))
         if problem:
             where = self.lake.quarantine("pseudonymized", purpose, name, self.run_id)
             LakeTable(self.spark, where).write_new(output, **layout)
             return problem, None, where
         LakeTable(self.spark, self.lake.pseudonymized(purpose, name)).publish(output, **layout)
-        return None, counts.rows, None
+        return None, item.counts.rows, None
 
     def release(self) -> None:
         for output in self.outputs:
