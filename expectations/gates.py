@@ -132,8 +132,9 @@ def _validate(gx: Any, context, datasource, name: str, label: str, df, expectati
     batch_definition = asset.add_batch_definition_whole_dataframe("whole dataframe")
     suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[copy.copy(e) for e in expectations]))
     validation = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
-    # GE's queries rescan the batch: cache it for the check unless it is in memory already.
-    cache = not _served_from_cache(df)
+    # GE's queries rescan the batch: cache it for the check unless it is in memory already, or no
+    # expectation reads a row (caching a Delta scan plans it: a snapshot and a file listing job each).
+    cache = _reads_rows(expectations) and not _served_from_cache(df)
     if cache:
         df.persist()
     try:
@@ -143,6 +144,20 @@ def _validate(gx: Any, context, datasource, name: str, label: str, df, expectati
             df.unpersist()
     _scrub(result)
     return result
+
+
+# Metrics answered from a DataFrame's schema alone (no Spark job).
+SCHEMA_METRICS = frozenset({"table.columns", "table.column_types"})
+
+
+def _reads_rows(expectations: Sequence) -> bool:
+    """Whether any expectation needs a row of the batch: one that declares only schema metrics
+    (``ExpectNoForbiddenColumns``: ``table.columns``) does not; one that declares none is assumed to."""
+    for expectation in expectations:
+        needs = set(getattr(expectation, "metric_dependencies", ()) or ())
+        if not needs or not needs <= SCHEMA_METRICS:
+            return True
+    return False
 
 
 def _served_from_cache(df) -> bool:

@@ -469,15 +469,15 @@ def test_run_gate_reports_failures_and_writes_data_docs(spark, tmp_path):
 
 
 def test_run_gate_caches_a_batch_only_when_it_is_not_in_memory_already(spark, tmp_path):
-    """GE's queries rescan a batch: a file scan is cached for the check and released afterwards; a
-    persisted DataFrame, or columns of one, is read from memory as it is (no second copy)."""
+    """GE's queries rescan a batch: a file scan is cached for a check that reads rows and released
+    afterwards; a persisted DataFrame, or columns of one, is read from memory as it is (no second copy)."""
     from pyspark.sql import functions as F
 
-    from expectations import ExpectNoForbiddenColumns, run_gate
+    from expectations import ExpectRegionColumnToEqual, run_gate
     from expectations.gates import _served_from_cache
 
     path = str(tmp_path / "rows")
-    spark.createDataFrame([(1, "a"), (2, "b")], "id int, code string").write.parquet(path)
+    spark.createDataFrame([(1, "JP"), (2, "JP")], "id int, region string").write.parquet(path)
     on_disk = spark.read.parquet(path)
     staged = spark.read.parquet(path).withColumn("extra", F.lit(1)).persist()
     staged.count()
@@ -492,15 +492,40 @@ def test_run_gate_caches_a_batch_only_when_it_is_not_in_memory_already(spark, tm
 
     seen = []
 
-    class Probing(ExpectNoForbiddenColumns):
+    class Probing(ExpectRegionColumnToEqual):
         def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
             seen.append((cached(on_disk), cached(columns_of_staged)))
             return super()._validate(metrics, runtime_configuration, execution_engine)
 
-    check = [Probing(forbidden_columns={"secret": "individual_code"})]
+    check = [Probing(region_column="region", region="JP")]
     result = run_gate("caching", [("on_disk", on_disk, check), ("staged", columns_of_staged, check)], str(tmp_path / "docs"))
     assert result.success, result.report()
     # the file scan is cached during its own check only; the staged columns are never cached again
     assert seen == [(True, False), (False, False)], seen
     assert not cached(on_disk) and not cached(columns_of_staged) and cached(staged)
     staged.unpersist()
+
+
+def test_a_gate_of_schema_checks_only_runs_no_spark_job(spark, tmp_path):
+    """A check that reads only the schema (forbidden columns, GE's column-exists) is answered without a
+    Spark job: its Delta batch is neither cached nor planned (a snapshot and a file listing each)."""
+    import great_expectations as gx
+
+    from expectations import ExpectNoForbiddenColumns, ExpectRegionColumnToEqual, run_gate
+    from expectations.gates import _reads_rows
+    from jobs.lake.layout import read_current
+
+    path = str(tmp_path / "published")
+    spark.createDataFrame([(1, "x")], "id int, phone string").write.format("delta").save(path)
+    dag = spark.sparkContext._jsc.sc().dagScheduler()
+    schema_only = [ExpectNoForbiddenColumns(forbidden_columns={"phone": "identifying"}),
+                   gx.expectations.ExpectColumnToExist(column="id")]
+    assert not _reads_rows(schema_only)
+    assert _reads_rows(schema_only + [ExpectRegionColumnToEqual(region_column="id", region="JP")])
+    assert _reads_rows([gx.expectations.ExpectColumnValuesToNotBeNull(column="id")])   # declares no metric: reads rows
+    batch = read_current(spark, path)
+    before = int(dag.numTotalJobs())
+    result = run_gate("schema", [("published", batch, schema_only)], str(tmp_path / "docs"))
+    assert int(dag.numTotalJobs()) == before
+    # still a real check: the forbidden column is found, named with its class and no value
+    assert not result.success and "phone (identifying)" in result.report()
