@@ -142,13 +142,21 @@ def plan_table(spark: SparkSession, policy: Policy, lake: Lake, table_name: str,
                registers: Registers) -> tuple[TablePlan, DataFrame]:
     """What a run would do to one table, and the (subject, bucket, all_rows) keys it would delete.
 
-    One pass over the table: only a per-file summary (rule, hold, file, size, count) reaches the driver.
+    One pass over the table, held in memory: its rows grouped by (rule, hold, file), removable rows
+    also by subject and bucket. The plan's per-file summary (the only thing that reaches the driver)
+    and the keys both come from it, so the keys are fixed before the first write: deleting accounts
+    must not change what devices lose.
     """
     table = policy.tables[table_name]
     plan = TablePlan(table=table_name, action=table.retention.action if table.retention else "delete")
     df, plan.table_level_hold = _rows_with_status(spark, policy, lake, table_name, as_of, registers)
-    summary = (df.groupBy("_wasure_rule", "_wasure_hold", F.col("_metadata.file_path").alias("file"),
-                          F.col("_metadata.file_size").alias("size")).count().collect())
+    removable = F.col("_wasure_rule").isNotNull() & F.col("_wasure_hold").isNull()
+    groups = (df.groupBy("_wasure_rule", "_wasure_hold", F.col("_metadata.file_path").alias("file"),
+                         F.col("_metadata.file_size").alias("size"),
+                         F.when(removable, F.col(table.subject_key)).alias("subject"),
+                         F.when(removable, F.col(SUBJECT_BUCKET)).alias("bucket"))
+              .count().localCheckpoint(eager=True))
+    summary = groups.groupBy("_wasure_rule", "_wasure_hold", "file", "size").agg(F.sum("count").alias("count")).collect()
     files: dict[str, int] = {}
     for row in summary:
         plan.rows_before += row["count"]
@@ -162,8 +170,7 @@ def plan_table(spark: SparkSession, policy: Policy, lake: Lake, table_name: str,
             plan.held += row["count"]
             plan.held_by[row["_wasure_hold"]] = plan.held_by.get(row["_wasure_hold"], 0) + row["count"]
     plan.files, plan.bytes = len(files), sum(files.values())
-    removable = df.where(F.col("_wasure_rule").isNotNull() & F.col("_wasure_hold").isNull())
-    keys = (removable.groupBy(F.col(table.subject_key).alias("subject"), F.col(SUBJECT_BUCKET).alias("bucket"))
+    keys = (groups.where(removable).groupBy("subject", "bucket")
             .agg(F.max(F.col("_wasure_rule") != "business_date").alias("all_rows")))
     return plan, keys
 
@@ -322,9 +329,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, request: RetentionReque
 
     def plan_one(name: str) -> tuple[TablePlan, DataFrame]:
         progress(f"planning {name}")
-        plan, keys = plan_table(spark, policy, lake, name, as_of, registers)
-        # Fixed before the first write: deleting accounts must not change what devices lose.
-        return plan, keys if dry_run else keys.localCheckpoint(eager=True)
+        return plan_table(spark, policy, lake, name, as_of, registers)   # keys held in memory: fixed
 
     plans = for_each_table(list(policy.tables), plan_one)       # read-only: several tables at once
     report = RetentionReport(run_id, as_of, policy.sha256, dry_run, [p for p, _ in plans], [])

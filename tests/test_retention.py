@@ -199,6 +199,22 @@ def test_safety_limit_refuses_and_writes_nothing(spark, lake_copy, keys_env):
     assert _versions(spark, policy, lake_copy) == before
 
 
+def test_a_plan_holds_its_keys_from_its_one_pass_over_the_table(spark, lake_copy, keys_env):
+    """The keys a plan deletes by come from the same pass as its counts and are held in memory: a
+    write to the table afterwards (another table's delete, a concurrent job) does not change them."""
+    from jobs.lake.subjects import Registers
+    from jobs.lake.table import LakeTable
+    from jobs.retention import plan_table
+
+    policy = _policy()
+    plan, keys = plan_table(spark, policy, lake_copy, "network_events", AS_OF, Registers(spark, policy, lake_copy))
+    planned = keys.count()
+    assert plan.to_remove > 0 and planned > 0
+    LakeTable(spark, lake_copy.table_path(policy.tables["network_events"])).delete_where("true")
+    assert read_current(spark, lake_copy.table_path(policy.tables["network_events"])).count() == 0
+    assert keys.count() == planned
+
+
 def test_a_missing_key_fails_before_the_first_delete(spark, lake_copy, tmp_path, monkeypatch):
     """accounts (action pseudonymize, key of purpose service) last: without its key no table loses a
     row and no policy snapshot is written, though the other tables come first."""
