@@ -5,7 +5,8 @@
 
 ``--base`` is a commit (checked out in a temporary git worktree); ``--head`` is a commit too, or
 ``.`` (default) for this working tree as it is, uncommitted changes included. Rounds alternate
-base, head, base, head, ... so a drift of the box over the run reaches both sides alike. Each run
+which side goes first (base, head, head, base, ...): a drift of the box over the run, and whatever
+the first run of a pair leaves behind for the second, reach both sides alike. Each run
 is the bench's own program in the side's directory (its code, this repo's .venv and jars), writing
 its usual JSON there; this script gathers them into ``bench/results/<name>.json``: every run's
 figures and, for benches that report ``by_size`` (tables_scaling), the per-step medians per side:
@@ -87,7 +88,9 @@ def main(argv=None) -> None:
     runs: dict[str, list[dict]] = {"base": [], "head": []}
     try:
         for r in range(args.rounds):
-            for side, side_dir in sides.items():
+            # One round in two starts with head: a single round is base-first (the order says so).
+            for side in (("base", "head") if r % 2 == 0 else ("head", "base")):
+                side_dir = sides[side]
                 print(f"ab: round {r + 1}/{args.rounds}, {side}", flush=True)
                 runs[side].append(_run(side_dir, module, bench_args, f"{args.name}_{side}_{r}"))
     finally:
@@ -98,7 +101,7 @@ def main(argv=None) -> None:
     revs = {"base": args.base, "head": "working tree" if args.head == "." else args.head}
     payload = {"command": command_line("bench.ab", argv),
                "parameters": {"bench": module, "arguments": bench_args, "rounds": args.rounds, "sides": revs,
-                              "order": "base, head alternately per round"},
+                              "order": "base first in even rounds, head first in odd ones (ABBA)"},
                "medians": {side: step_medians(rs) for side, rs in runs.items() if rs and "by_size" in rs[0]},
                "runs": runs}
     print(f"results: {write(args.name, payload)}")
