@@ -7,8 +7,9 @@
 ``.`` (default) for this working tree as it is, uncommitted changes included. Rounds alternate
 which side goes first (base, head, head, base, ...): a drift of the box over the run, and whatever
 the first run of a pair leaves behind for the second, reach both sides alike. Each run
-is the bench's own program in the side's directory (its code, this repo's .venv and jars), writing
-its usual JSON there; this script gathers them into ``bench/results/<name>.json``: every run's
+is the bench's own program in the side's directory (its code, this repo's .venv and jars, and this
+repo's cache of generated lakes: a side that generated its lake in the bench's own process would run
+its steps on a warmed-up JVM, the other side's on a cold one), writing its usual JSON there; this script gathers them into ``bench/results/<name>.json``: every run's
 figures and, for benches that report ``by_size`` (tables_scaling), the per-step medians per side:
 seconds, Spark jobs, Delta commits and log loads, GE validations.
 """
@@ -44,7 +45,11 @@ def _worktree(rev: str, parent: Path) -> Path:
 
 def _run(side_dir: Path, module: str, args: list[str], name: str) -> dict:
     """The bench in ``side_dir`` (its own code first on the path, also for Spark's Python workers)."""
-    env = {**os.environ, "PYTHONPATH": str(side_dir)}
+    # Both sides copy their lakes from one cache (bench.common.LAKE_CACHE, keyed by the generator's
+    # source): a side generates (and so warms its JVM) only when its lake is not cached yet, i.e. in
+    # its first round if the two sides' generators differ.
+    env = {**os.environ, "PYTHONPATH": str(side_dir),
+           "WASURE_BENCH_LAKE_CACHE": os.environ.get("WASURE_BENCH_LAKE_CACHE", str(REPO / "bench" / ".lakes"))}
     command = [str(REPO / ".venv" / "bin" / "python"), "-m", module, *args, "--name", name]
     subprocess.run(command, cwd=side_dir, env=env, check=True)
     results = side_dir / "bench" / "results"
