@@ -73,3 +73,25 @@ def test_scaled_policy_clones_tables_releases_and_statistics_into_a_valid_policy
     assert policy.releases["health_k5_002"].table == "health_measurements_002"
     assert policy.statistics["network_usage_002"].table == "network_events_002"
     assert policy.subject.table == "accounts"
+
+
+def test_job_sites_credits_a_call_s_jobs_to_wasure_s_code_on_the_stack(spark):
+    """bench.job_sites: the jobs a py4j call starts land on the lines of jobs/, expectations/ or
+    anonymizers/ that made it (here: anonymizers.risk.risk_report's collect), and unwrapping restores py4j."""
+    import py4j.java_gateway as gateway
+
+    from bench.job_sites import count_jobs_by_site
+
+    original = gateway.JavaMember.__call__
+    sites, unwrap = count_jobs_by_site(spark)
+    try:
+        spark.range(5).count()                                    # from a test: no wasure frame
+        from anonymizers.risk import risk_report
+
+        risk_report(spark.createDataFrame([("a", 1), ("a", 2), ("b", 3)], "zip string, n int"), ["zip"])
+    finally:
+        unwrap()
+    assert gateway.JavaMember.__call__ is original
+    assert sites[("count", "(outside)")] >= 1
+    ours = {site: n for (method, site), n in sites.items() if site.startswith("anonymizers/risk.py")}
+    assert ours and all(n >= 1 for n in ours.values()), dict(sites)

@@ -1,0 +1,123 @@
+"""Where a step's Spark jobs come from: the nightly on tables_scaling's lake, every job counted at the
+lines of wasure's code whose call into the JVM started it.
+
+    flock /tmp/wasure-spark.lock .venv/bin/python -m bench.job_sites --tables 9
+
+bench/metrics.py counts each step's jobs; this names the lines that ask for them (the census behind
+Session 20's cuts in bench/analysis.md). Every py4j call from Python is wrapped: the DAG scheduler's
+job counter is read before and after it, and a call that started jobs adds them to the innermost
+frames of wasure's own code on the stack (jobs/, expectations/, anonymizers/), with the JVM method
+called (``collectToPython``, ``persist``, ``execute`` of a MERGE, ...). Tables run one at a time
+(WASURE_TABLE_THREADS=1), so no other thread's jobs land in a call's count. A measuring tool: the
+wrapper adds two JVM calls to every call, so its seconds are not the step's (bench.tables_scaling
+times the steps). Results: bench/results/<name>.json, per step the sites, most jobs first.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import tempfile
+import threading
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+from bench.common import REPO, bench_env, command_line, init_all_keys, synthetic_lake, write
+from bench.metrics import with_bench_spark_conf
+from bench.nightly import STEPS
+from bench.tables_scaling import EXAMPLE_POLICY, scaled_lake, scaled_policy
+
+OWN_CODE = tuple(str(REPO / folder) + os.sep for folder in ("jobs", "expectations", "anonymizers"))
+
+
+def call_site(depth: int = 3) -> str:
+    """The innermost ``depth`` frames of wasure's code on this thread's stack, innermost first."""
+    frames = [f for f in traceback.extract_stack() if f.filename.startswith(OWN_CODE)][-depth:]
+    return " <- ".join(f"{Path(f.filename).relative_to(REPO)}:{f.lineno} {f.name}" for f in reversed(frames)) or "(outside)"
+
+
+def count_jobs_by_site(spark) -> tuple[Counter, Callable[[], None]]:
+    """Wrap every py4j call: (a Counter {(JVM method, call site): jobs started}, a function that unwraps)."""
+    import py4j.java_gateway as gateway
+
+    dag = spark.sparkContext._jsc.sc().dagScheduler()
+    original = gateway.JavaMember.__call__
+    inside = threading.local()
+    sites: Counter = Counter()
+
+    def jobs_so_far() -> int:
+        inside.active = True              # the counter's own JVM call is not counted
+        try:
+            return int(dag.numTotalJobs())
+        finally:
+            inside.active = False
+
+    def counted(member, *args):
+        if getattr(inside, "active", False):
+            return original(member, *args)
+        before = jobs_so_far()
+        try:
+            return original(member, *args)
+        finally:
+            started = jobs_so_far() - before
+            if started > 0:
+                sites[(member.name, call_site())] += started
+
+    gateway.JavaMember.__call__ = counted
+    return sites, lambda: setattr(gateway.JavaMember, "__call__", original)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tables", type=int, default=9, help="a multiple of 9 (bench.tables_scaling's clones)")
+    parser.add_argument("--subjects", type=int, default=50)
+    parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--top", type=int, default=20, help="sites printed per step (the JSON keeps every one)")
+    parser.add_argument("--name", default="job_sites")
+    args = parser.parse_args(argv)
+    os.environ["WASURE_TABLE_THREADS"] = "1"
+
+    work = Path(tempfile.mkdtemp(prefix="wasure-bench-job-sites-"))
+    bench_env(work)
+    with_bench_spark_conf(work)
+    from jobs import pipeline
+    from jobs.policy import load_policy
+    from jobs.runtime.spark import get_spark
+
+    base_policy = load_policy(str(EXAMPLE_POLICY))
+    policy_path, origin = scaled_policy(args.tables, work / "policy")
+    load_policy(str(policy_path))                     # checked before Spark starts
+    init_all_keys(base_policy)
+    spark = get_spark("wasure-bench-job-sites")
+    synthetic_lake(spark, base_policy, work / "pristine", args.subjects, args.events)
+    lake = work / "lake"
+    scaled_lake(work / "pristine", lake, origin, {name: t.path for name, t in base_policy.tables.items()})
+    run_date = dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+    sites, unwrap = count_jobs_by_site(spark)
+    steps = {}
+    try:
+        for step in STEPS:
+            sites.clear()
+            start = time.perf_counter()
+            pipeline.run_step(step, str(policy_path), str(lake), run_date)
+            ranked = [{"jobs": n, "method": method, "site": site} for (method, site), n in sites.most_common()]
+            steps[step] = {"s_with_wrapper": round(time.perf_counter() - start, 1), "jobs": sum(sites.values()),
+                           "sites": ranked}
+            print(f"{step}: {steps[step]['jobs']} Spark jobs", flush=True)
+            for entry in ranked[:args.top]:
+                print(f"  {entry['jobs']:4d}  {entry['method']:<16} {entry['site']}", flush=True)
+    finally:
+        unwrap()
+    path = write(args.name, {"command": command_line("bench.job_sites", argv),
+                             "parameters": {"tables": args.tables, "subjects": args.subjects, "events": args.events,
+                                            "table_threads": 1},
+                             "steps": steps})
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
