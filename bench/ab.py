@@ -6,11 +6,11 @@
 ``--base`` is a commit (checked out in a temporary git worktree); ``--head`` is a commit too, or
 ``.`` (default) for this working tree as it is, uncommitted changes included. Rounds alternate
 which side goes first (base, head, head, base, ...): a drift of the box over the run, and whatever
-the first run of a pair leaves behind for the second, reach both sides alike. Each run
-is the bench's own program in the side's directory (its code, this repo's .venv and jars, and this
-repo's cache of generated lakes: a side that generated its lake in the bench's own process would run
-its steps on a warmed-up JVM, the other side's on a cold one), writing its usual JSON there; this script gathers them into ``bench/results/<name>.json``: every run's
-figures and, for benches that report ``by_size`` (tables_scaling), the per-step medians per side:
+the first run of a pair leaves behind for the second, reach both sides alike. Each run is the
+bench's own program in the side's directory (its code, this repo's .venv and jars, and this repo's
+cache of generated lakes: a side that generated its lake in the bench's own process would run its
+steps on a warmed-up JVM, the other side on a cold one), writing its usual JSON there; this script
+gathers them into ``bench/results/<name>.json``: every run's figures and, for benches that report ``by_size`` (tables_scaling), the per-step medians per side:
 seconds, Spark jobs, Delta commits and log loads, GE validations.
 """
 from __future__ import annotations
