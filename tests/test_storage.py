@@ -118,6 +118,33 @@ def test_merge_counts_are_this_merges_own(spark, tmp_path):
     assert table.row_count() == 11
 
 
+@pytest.mark.parametrize("engine", ["jvm-udf", "merge-without-jar"])
+def test_delete_values_removes_the_rows_and_leaves_no_value_in_the_log(spark, tmp_path, monkeypatch, engine):
+    """An erasure's delete by value: the listed subjects' rows go, in the listed partitions only,
+    and neither the values nor anything derived from them is written to ``_delta_log``. With
+    wasure-udf.jar the condition is a UDF holding the set (a DELETE), without it a MERGE."""
+    import jobs.lake.table as table_module
+
+    if engine == "merge-without-jar":
+        monkeypatch.setattr(table_module, "VALUE_SET_CLASS", "wasure.udf.NotOnTheClasspath")
+    table = LakeTable(spark, str(tmp_path / "raw" / "t"))
+    rows = [(f"SUBJ-{i:03d}", i % 4, i) for i in range(40)]
+    table.write_new(spark.createDataFrame(rows, "account_id string, subject_bucket int, n int"), ["subject_bucket"],
+                    stats_columns=[])
+    erased = ["SUBJ-005", "SUBJ-006", "SUBJ-999"]               # 5 is in bucket 1, 6 in bucket 2, 999 nowhere
+    assert table.delete_values("account_id", erased, {"subject_bucket": [1, 2, 3]}) == 2
+    assert table.delete_values("account_id", ["SUBJ-007"], {"subject_bucket": [1]}) == 0    # 7 is in bucket 3
+    left = {r.account_id for r in table.read().collect()}
+    assert left == {f"SUBJ-{i:03d}" for i in range(40)} - {"SUBJ-005", "SUBJ-006"}
+    deleting = [c for c in table.commits() if c.operation in ("DELETE", "MERGE")]
+    assert [c.operation for c in deleting][:1] == (["DELETE"] if engine == "jvm-udf" else ["MERGE"])
+    assert deleting[0].rows_deleted == 2
+    for log in (tmp_path / "raw" / "t" / "_delta_log").glob("*.json"):
+        text = log.read_text()
+        assert "SUBJ-00" not in text and "SUBJ-999" not in text, log.name
+    assert table.delete_values("account_id", []) == 0
+
+
 def test_commits_read_from_the_log_equal_describe_history(spark, tmp_path):
     """``LakeTable.commits`` (the log's JSON, no Spark job) answers what DESCRIBE HISTORY does:
     versions, operations, userMetadata, operation metrics and timestamps (on HDFS:

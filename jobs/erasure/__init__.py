@@ -19,9 +19,9 @@ per transition of the batch):
   an auditor can verify after the vault is destroyed.
 - retained_copy: for account closures (and APPI requests), the tables whose retention action is
   ``pseudonymize`` keep their 仮名加工情報 (``jobs.pseudonymize.retain_pseudonymized``, S5).
-- deleted: ONE Delta MERGE per table for the whole batch (``quarantine.delete_keys``), keyed on the
-  subject and its bucket; the commit's userMetadata (job "erasure", the request ids, no personal
-  value) lets ``quarantine.reconcile(job="erasure")`` rebuild the quarantine ledger and the per-table
+- deleted: ONE Delta DELETE per table for the whole batch (``LakeTable.delete_values``: the
+  subjects' buckets, and their ids held by a UDF, never written to ``_delta_log``); the commit's
+  userMetadata (job "erasure", the request ids, no personal value) lets ``quarantine.reconcile(job="erasure")`` rebuild the quarantine ledger and the per-table
   audit, and lets a re-run tell which tables are done. Legal holds keep the held rows (S13).
 - backups_quarantined: every unexpired backup holding a subject is recorded in the deletion ledger
   (``jobs.backup``), which a restore re-applies.

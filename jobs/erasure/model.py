@@ -21,7 +21,7 @@ SOURCES = ("account_closure", "ccpa", "appi", "gdpr")
 # covers pseudonymized data (still personal data there), so no copy is retained for them.
 KEEPS_PSEUDONYMIZED = ("account_closure", "appi")
 VALUE_CLASSES = (ColumnClass.identifying, ColumnClass.individual_code, ColumnClass.property_damage)
-CONCURRENT_ERASES = 3          # tables erased at once (MERGEs of different tables never conflict)
+CONCURRENT_ERASES = 3          # tables erased at once (deletes of different tables never conflict)
 MIN_VALUE_LENGTH = 6            # shorter values would match noise in a byte scan
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 TOKEN = re.compile(f"[{TOKEN_CLASS}]+")   # values a keyed-hash scan can find (see scan_for_hashes)

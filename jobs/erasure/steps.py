@@ -23,10 +23,11 @@ from jobs.erasure.plan import (
 )
 from jobs.erasure.receipts import audit_row, build_receipts
 from jobs.erasure.vault import destroy_vault, value_hash, write_vault
-from jobs.lake.layout import append_rows, create_table, is_delta, purge_superseded, read_current, table_version
+from jobs.lake.buckets import bucket_of
+from jobs.lake.layout import SUBJECT_BUCKET, append_rows, create_table, is_delta, purge_superseded, read_current, table_version
 from jobs.lake.table import LakeTable
 from jobs.lake.lineage import RETAINED, DerivedCopy, keeps_pseudonymized, retained_purpose
-from jobs.lake.quarantine import commit_metadata, delete_keys, physical_purge, reconcile
+from jobs.lake.quarantine import commit_metadata, physical_purge, reconcile
 from jobs.runtime.spark import new_session
 from jobs.lake.residue import EXCLUDE_SEPARATOR, Finding, scan_for_values
 
@@ -163,8 +164,8 @@ class Batch:
         subjects = sorted({s for pending in todo.values() for r in pending for s in r.subjects})
         self.progress("finding the subjects' rows and files")
         hits = table_hits(self.spark, self.lake, self.policy, list(todo), subjects)
-        # Every table's plan is written BEFORE the first MERGE, in one commit; a plan counts only
-        # once its MERGE committed (its plan_id is in the commit metadata) or if it had nothing to do.
+        # Every table's plan is written BEFORE the first DELETE, in one commit; a plan counts only
+        # once its DELETE committed (its plan_id is in the commit metadata) or if it had nothing to do.
         plans, rows = self.plan_deletes(todo, hits)
         if rows:
             append_rows(self.spark, self.lake.state(ROWS_TABLE), self.spark.createDataFrame(rows, ROWS_SCHEMA))
@@ -183,11 +184,11 @@ class Batch:
                         "rows_before": LakeTable(session, path).row_count(), "rows_held": held_rows,
                         "files": len(files), "bytes": sum(size for _f, size in files),
                         "version_before": table_version(session, path), "purge_due": due.isoformat()}
-            keys = subjects_frame(session, erasable, table.subject_buckets).withColumn("all_rows", F.lit(True))
+            buckets = sorted({bucket_of(s, table.subject_buckets) for s in erasable})
             with commit_metadata(session, metadata):
-                delete_keys(session, path, table.subject_key, keys, None, None)
+                LakeTable(session, path).delete_values(table.subject_key, erasable, {SUBJECT_BUCKET: buckets})
 
-        # One MERGE per table, a few at once: most of a small MERGE is driver-side planning and
+        # One DELETE per table, a few at once: most of a small DELETE is driver-side planning and
         # commit work that overlaps well. A failure stops the state here; a re-run skips the
         # tables whose commit carries their plan_id.
         work = [(name, plan_id, erasable) for name, (plan_id, erasable) in plans.items() if erasable]
@@ -227,7 +228,7 @@ class Batch:
         return plans, rows
 
     def delete_derived(self, requests: list[Request]) -> dict[str, dict]:
-        """The subjects' rows in every derived copy (jobs.lake.lineage), one MERGE per copy keyed on the
+        """The subjects' rows in every derived copy (jobs.lake.lineage), one DELETE per copy by the
         pseudonym, a few copies at once. Idempotent: a re-run after a kill finds nothing left and
         records the same copies, whose files the purge step then rewrites."""
         details = {r.request_id: {"derived_copies": []} for r in requests}
@@ -252,11 +253,10 @@ class Batch:
         def erase(copy: DerivedCopy, pseudonyms: list[str], ids: list[str]) -> int:
             session = new_session(self.spark)
             path = self.lake.path(copy.relative)
-            keys = F.broadcast(session.createDataFrame([(p,) for p in pseudonyms], "pseudonym string"))
             metadata = {"job": f"{JOB}_derived", "run_id": self.batch_id, "copy": copy.relative,
                         "requests": sorted(ids), "subjects": len(pseudonyms), "policy_sha256": self.policy.sha256}
             with commit_metadata(session, metadata):
-                return LakeTable(session, path).delete_matching(keys, f"t.`{copy.subject_column}` = s.pseudonym")
+                return LakeTable(session, path).delete_values(copy.subject_column, pseudonyms)
 
         with ThreadPoolExecutor(max_workers=CONCURRENT_ERASES, thread_name_prefix="erase-derived") as pool:
             removed = [pool.submit(erase, *item) for item in work]

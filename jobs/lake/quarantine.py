@@ -86,7 +86,7 @@ def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = "reten
             if (name, commit.version) not in known:
                 ledger_rows.append((name, table.path, commit.version, job, meta["run_id"], commit.timestamp, due, "pending"))
             if (meta["run_id"], name) not in audited:
-                removed = int(commit.operation_metrics.get("numTargetRowsDeleted", 0))
+                removed = commit.rows_deleted
                 audit_rows.append((meta["run_id"], commit.timestamp, dt.date.fromisoformat(meta["as_of"]), meta["policy_sha256"],
                                    name, meta["action"], meta["rows_before"], removed, meta["rows_held"],
                                    meta["rows_before"] - removed, meta["files"], meta["bytes"],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import unquote
@@ -45,6 +46,12 @@ class Commit:
         except ValueError:
             return {}
         return value if isinstance(value, dict) else {}
+
+    @property
+    def rows_deleted(self) -> int:
+        """Rows this commit deleted: a MERGE's ``numTargetRowsDeleted``, a DELETE's ``numDeletedRows``."""
+        metrics = self.operation_metrics
+        return int(metrics.get("numTargetRowsDeleted", metrics.get("numDeletedRows", 0)))
 
 
 def _parse_commit(version: int, text: str, modified: Callable[[], float]) -> Commit | None:
@@ -85,6 +92,29 @@ def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list
         else:
             properties["delta.dataSkippingNumIndexedCols"] = "0"
     return properties
+
+
+VALUE_SET_CLASS = "wasure.udf.InValueSet"
+
+
+def _value_set_udf(spark: SparkSession, values: list[str]) -> Callable | None:
+    """``column -> Column``: whether the column's value is one of ``values``, as a Java UDF holding
+    the set, registered in ``spark``'s session under a random name; None without wasure-udf.jar."""
+    from py4j.java_gateway import JavaClass
+
+    jvm = spark._jvm
+    java_class = jvm
+    for part in VALUE_SET_CLASS.split("."):
+        java_class = getattr(java_class, part)
+    if not isinstance(java_class, JavaClass):
+        return None
+    java_values = jvm.java.util.ArrayList()
+    for value in values:
+        java_values.add(value)
+    name = f"in_value_set_{uuid.uuid4().hex[:12]}"
+    spark._jsparkSession.udf().register(name, java_class(java_values),
+                                        jvm.org.apache.spark.sql.types.DataTypes.BooleanType)
+    return lambda column: F.call_udf(name, column)
 
 
 def executors_share_driver_jvm(spark: SparkSession) -> bool:
@@ -296,6 +326,37 @@ class LakeTable:
         from the commit's own metrics (no extra Spark job)."""
         return self._merged(self._merge(keys, condition).whenMatchedDelete(), "numTargetRowsDeleted")
 
+    def delete_values(self, column: str, values: list[str], partitions: dict[str, list[int]] | None = None) -> int:
+        """DELETE the rows whose ``column`` (as text) is one of ``values``: a request's subject ids,
+        their pseudonyms. ``partitions`` names the partition values that can hold them (``{"subject_bucket":
+        [3, 17]}``), so the scan prunes the rest; a commit's files name those partitions anyway.
+        Returns the rows deleted, from the commit's metrics.
+
+        The values never reach ``_delta_log``: Delta records a DELETE's condition, literals
+        included, so the condition is a UDF holding the set (``wasure.udf.InValueSet``, registered
+        under a random name: ``in_value_set_ab12(account_id)`` is what the commit records). A DELETE
+        runs about half the Spark jobs of the MERGE with a keys frame (bench/analysis.md, session 21),
+        which stays the path when wasure-udf.jar is not on the classpath.
+
+            >>> LakeTable.for_path(spark, uri).delete_values("account_id", ["A1", "A2"], {"subject_bucket": [3, 9]})
+            12
+        """
+        from delta.tables import DeltaTable
+
+        values = sorted(set(values))
+        if not values:
+            return 0
+        within = [f"t.`{name}` IN ({', '.join(map(repr, sorted(allowed)))})" for name, allowed in sorted((partitions or {}).items())]
+        in_set = _value_set_udf(self.spark, values)
+        if in_set is None:
+            keys = F.broadcast(self.spark.createDataFrame([(v,) for v in values], "value string"))
+            return self.delete_matching(keys, " AND ".join([*within, f"CAST(t.`{column}` AS STRING) = s.value"]))
+        condition = in_set(F.col(f"`{column}`").cast("string"))
+        if within:
+            condition = F.expr(" AND ".join(within)) & condition
+        table = DeltaTable.forPath(self.spark, self.uri).alias("t")
+        return self._committed(lambda: table.delete(condition), "numDeletedRows")
+
     def insert_new(self, rows: DataFrame, condition: str) -> int:
         """Insert the rows (``s``) that no row of the table (``t``) matches: a re-run adds nothing.
         Returns the rows inserted, from the commit's own metrics (no extra Spark job)."""
@@ -318,11 +379,14 @@ class LakeTable:
         DeltaTable.forPath(self.spark, self.uri).update(condition, assignments)
 
     def _merged(self, merge, metric: str) -> int:
-        """Execute a MERGE and return one of its commit's metrics. A MERGE that changes nothing
+        return self._committed(merge.execute, metric)
+
+    def _committed(self, operation: Callable[[], object], metric: str) -> int:
+        """Run a MERGE or DELETE and return one of its commit's metrics. One that changes nothing
         may commit nothing (Delta's ``commitIfNeeded`` skips empty commits): then the latest commit
-        is an older one, whose metrics are not this MERGE's, and the answer is 0."""
+        is an older one, whose metrics are not this operation's, and the answer is 0."""
         before = self.version()
-        merge.execute()
+        operation()
         return int(self.last_commit_metrics().get(metric, 0)) if self.version() != before else 0
 
     def _merge(self, source: DataFrame, condition: str):
