@@ -1,7 +1,7 @@
 """Where a step's Spark jobs come from: the nightly on tables_scaling's lake, every job counted at the
 lines of wasure's code whose call into the JVM started it.
 
-    flock /tmp/wasure-spark.lock .venv/bin/python -m bench.job_sites --tables 9
+    flock /tmp/wasure-spark.lock .venv/bin/python -m bench.job_sites --tables 9 [--erase 2]
 
 bench/metrics.py counts each step's jobs; this names the lines that ask for them (the census behind
 Session 20's cuts in bench/analysis.md). Every py4j call from Python is wrapped: the DAG scheduler's
@@ -10,7 +10,9 @@ frames of wasure's own code on the stack (jobs/, expectations/, anonymizers/), w
 called (``collectToPython``, ``persist``, ``execute`` of a MERGE, ...). Tables run one at a time
 (WASURE_TABLE_THREADS=1), so no other thread's jobs land in a call's count. A measuring tool: the
 wrapper adds two JVM calls to every call, so its seconds are not the step's (bench.tables_scaling
-times the steps). Results: bench/results/<name>.json, per step the sites, most jobs first.
+times the steps). Results: bench/results/<name>.json, per step the sites, most jobs first. With
+``--erase N``, an account closure of N subjects (``jobs.erasure.run``, as ``wasure erase`` runs it)
+follows the nightly and is counted as the step ``erasure``.
 """
 from __future__ import annotations
 
@@ -75,6 +77,8 @@ def main(argv=None) -> None:
     parser.add_argument("--tables", type=int, default=9, help="a multiple of 9 (bench.tables_scaling's clones)")
     parser.add_argument("--subjects", type=int, default=50)
     parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--erase", type=int, default=0, metavar="N",
+                        help="then erase N subjects (an account closure) and count its jobs too")
     parser.add_argument("--top", type=int, default=20, help="sites printed per step (the JSON keeps every one)")
     parser.add_argument("--name", default="job_sites")
     args = parser.parse_args(argv)
@@ -97,13 +101,25 @@ def main(argv=None) -> None:
     scaled_lake(work / "pristine", lake, origin, {name: t.path for name, t in base_policy.tables.items()})
     run_date = dt.datetime.now(dt.timezone.utc).date().isoformat()
 
+    def erase() -> None:
+        from jobs import erasure
+        from jobs.generate.draw import subject_id
+        from jobs.lake.layout import Lake
+
+        request = erasure.RequestInput("bench-job-sites", [subject_id(i) for i in range(1, args.erase + 1)],
+                                       "account_closure", None)
+        erasure.run(spark, load_policy(str(policy_path)), Lake.at(lake), [request], resume=False)
+
+    work_steps = {step: lambda step=step: pipeline.run_step(step, str(policy_path), str(lake), run_date) for step in STEPS}
+    if args.erase:
+        work_steps["erasure"] = erase
     sites, unwrap = count_jobs_by_site(spark)
     steps = {}
     try:
-        for step in STEPS:
+        for step, run in work_steps.items():
             sites.clear()
             start = time.perf_counter()
-            pipeline.run_step(step, str(policy_path), str(lake), run_date)
+            run()
             ranked = [{"jobs": n, "method": method, "site": site} for (method, site), n in sites.most_common()]
             steps[step] = {"s_with_wrapper": round(time.perf_counter() - start, 1), "jobs": sum(sites.values()),
                            "sites": ranked}
@@ -114,7 +130,7 @@ def main(argv=None) -> None:
         unwrap()
     path = write(args.name, {"command": command_line("bench.job_sites", argv),
                              "parameters": {"tables": args.tables, "subjects": args.subjects, "events": args.events,
-                                            "table_threads": 1},
+                                            "table_threads": 1, "erased_subjects": args.erase},
                              "steps": steps})
     print(f"results: {path}")
 

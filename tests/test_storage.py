@@ -143,6 +143,7 @@ def test_delete_values_removes_the_rows_and_leaves_no_value_in_the_log(spark, tm
         text = log.read_text()
         assert "SUBJ-00" not in text and "SUBJ-999" not in text, log.name
     assert table.delete_values("account_id", []) == 0
+    assert not [f.name for f in spark.catalog.listFunctions() if f.name.startswith("in_value_set_")]   # values dropped
 
 
 def test_commits_read_from_the_log_equal_describe_history(spark, tmp_path):

@@ -14,6 +14,7 @@ A URI is whatever Spark reads: a local path, ``hdfs://``, ``s3a://``. Files arou
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -97,9 +98,11 @@ def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list
 VALUE_SET_CLASS = "wasure.udf.InValueSet"
 
 
-def _value_set_udf(spark: SparkSession, values: list[str]) -> Callable | None:
+@contextlib.contextmanager
+def _value_set_udf(spark: SparkSession, values: list[str]):
     """``column -> Column``: whether the column's value is one of ``values``, as a Java UDF holding
-    the set, registered in ``spark``'s session under a random name; None without wasure-udf.jar."""
+    the set, registered in ``spark``'s session under a random name for the block and dropped after
+    it (the values leave the session's function registry); None without wasure-udf.jar."""
     from py4j.java_gateway import JavaClass
 
     jvm = spark._jvm
@@ -107,14 +110,18 @@ def _value_set_udf(spark: SparkSession, values: list[str]) -> Callable | None:
     for part in VALUE_SET_CLASS.split("."):
         java_class = getattr(java_class, part)
     if not isinstance(java_class, JavaClass):
-        return None
+        yield None
+        return
     java_values = jvm.java.util.ArrayList()
     for value in values:
         java_values.add(value)
     name = f"in_value_set_{uuid.uuid4().hex[:12]}"
     spark._jsparkSession.udf().register(name, java_class(java_values),
                                         jvm.org.apache.spark.sql.types.DataTypes.BooleanType)
-    return lambda column: F.call_udf(name, column)
+    try:
+        yield lambda column: F.call_udf(name, column)
+    finally:
+        spark.sql(f"DROP TEMPORARY FUNCTION IF EXISTS {name}")
 
 
 def executors_share_driver_jvm(spark: SparkSession) -> bool:
@@ -347,15 +354,15 @@ class LakeTable:
         if not values:
             return 0
         within = [f"t.`{name}` IN ({', '.join(map(repr, sorted(allowed)))})" for name, allowed in sorted((partitions or {}).items())]
-        in_set = _value_set_udf(self.spark, values)
-        if in_set is None:
-            keys = F.broadcast(self.spark.createDataFrame([(v,) for v in values], "value string"))
-            return self.delete_matching(keys, " AND ".join([*within, f"CAST(t.`{column}` AS STRING) = s.value"]))
-        condition = in_set(F.col(f"`{column}`").cast("string"))
-        if within:
-            condition = F.expr(" AND ".join(within)) & condition
-        table = DeltaTable.forPath(self.spark, self.uri).alias("t")
-        return self._committed(lambda: table.delete(condition), "numDeletedRows")
+        with _value_set_udf(self.spark, values) as in_set:
+            if in_set is None:
+                keys = F.broadcast(self.spark.createDataFrame([(v,) for v in values], "value string"))
+                return self.delete_matching(keys, " AND ".join([*within, f"CAST(t.`{column}` AS STRING) = s.value"]))
+            condition = in_set(F.col(f"`{column}`").cast("string"))
+            if within:
+                condition = F.expr(" AND ".join(within)) & condition
+            table = DeltaTable.forPath(self.spark, self.uri).alias("t")
+            return self._committed(lambda: table.delete(condition), "numDeletedRows")
 
     def insert_new(self, rows: DataFrame, condition: str) -> int:
         """Insert the rows (``s``) that no row of the table (``t``) matches: a re-run adds nothing.
