@@ -5,7 +5,7 @@
 The statements are those of ``jobs.lake.quarantine.physical_purge`` (REORG, then VACUUM with the
 retention check lifted for the call). Per round (>= 3): a fresh copy of the generated
 ``network_events`` table (untimed), a logical delete of ``--share`` of the subjects through
-``jobs.lake.quarantine.delete_keys`` (the MERGE erasure and retention use; deletion vectors, untimed),
+``jobs.lake.quarantine.delete_keys`` (retention's MERGE; deletion vectors, untimed),
 then REORG and VACUUM, timed separately. Reported per GB of the table and per GB rewritten.
 """
 from __future__ import annotations

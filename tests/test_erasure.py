@@ -218,7 +218,7 @@ def test_killed_after_every_state_finishes_with_no_double_effect(spark, erased):
     assert states.groupBy("request_id", "state").count().where(F.col("count") > 1).count() == 0
     assert {r.request_id: r.state for r in erasure.load_states(spark, lake).values()} == dict.fromkeys(
         ["closure-100", "ccpa-1", "gdpr-held", "gdpr-partly-held", "appi-unknown"], "closed")
-    # ONE erasure MERGE per table for the whole batch, whatever the kills.
+    # ONE erasure DELETE per table for the whole batch, whatever the kills.
     for name, commits in erased["commits"].items():
         removed = erased["counts_before"][name] - erased["counts_after"][name]
         assert len(commits) == (1 if removed else 0), name
@@ -318,8 +318,8 @@ def test_receipts_audit_and_state_hold_no_personal_values(spark, erased):
 
 
 def test_a_batch_of_100_touches_only_the_files_that_hold_them(erased):
-    """Every file the batch's MERGE marked or replaced held an erased subject; no other file changed
-    (not even by the physical purge); the MERGEs wrote deletion vectors, a small share of the lake."""
+    """Every file the batch's DELETE marked or replaced held an erased subject; no other file changed
+    (not even by the physical purge); the DELETEs wrote deletion vectors, a small share of the lake."""
     policy, lake = erased["policy"], erased["lake"]
     written = 0
     for name, table in policy.tables.items():
@@ -339,7 +339,7 @@ def test_a_batch_of_100_touches_only_the_files_that_hold_them(erased):
                 else:                                                       # a rewritten file
                     written += add["size"]
     share = written / erased["lake_bytes"]
-    print(f"\nerasing 102 of 400 subjects: the MERGEs wrote {written} bytes = {share:.3%} of {erased['lake_bytes']} data bytes")
+    print(f"\nerasing 102 of 400 subjects: the DELETEs wrote {written} bytes = {share:.3%} of {erased['lake_bytes']} data bytes")
     assert 0 < share < 0.02
 
 

@@ -1,4 +1,4 @@
-"""A batch of 1,000 subjects (of 4,000) erased in one run: one MERGE per table, touching only the
+"""A batch of 1,000 subjects (of 4,000) erased in one run: one DELETE per table, touching only the
 files that hold them, writing deletion vectors worth a small share of the lake's bytes."""
 import datetime as dt
 import json

@@ -97,12 +97,9 @@ def destroy_key(key_id: str | None, lake: Lake) -> bool:
 
 def require_kms(spark: SparkSession) -> None:
     """The KMS client class must be on Spark's classpath (`make jars`) before a backup is written or read."""
-    from py4j.java_gateway import JavaClass
+    from jobs.runtime.spark import jvm_class
 
-    found = spark._jvm
-    for part in KMS_CLASS.split("."):
-        found = getattr(found, part)
-    if not isinstance(found, JavaClass):
+    if jvm_class(spark, KMS_CLASS) is None:
         raise InputError(f"backups are encrypted (Parquet modular encryption) and need {KMS_CLASS} on Spark's classpath: "
                          "run `make jars` (on a cluster, add jars/cache/wasure-udf.jar to --jars). Nothing was written")
 

@@ -118,7 +118,8 @@ def of_subjects(subject_key: str, subjects: list[str], buckets: int) -> Column:
 
     For reads only: a Delta DELETE / UPDATE / MERGE records its condition in the commit's
     ``operationParameters``, so the ids would stay in ``_delta_log`` (the erasure's verification
-    scan finds them there: bench/analysis.md, session 14). Deletes join a keys frame instead."""
+    scan finds them there: bench/analysis.md, session 14). Deletes join a keys frame (retention) or
+    hold the ids in a UDF (``LakeTable.delete_values``, erasure) instead."""
     return (F.col(subject_key).isin(list(subjects))
             & F.col(SUBJECT_BUCKET).isin(sorted({bucket_of(s, buckets) for s in subjects})))
 

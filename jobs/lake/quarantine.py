@@ -1,5 +1,5 @@
 """What follows a logical delete, for every job that deletes (retention, erasure): the commit's
-bookkeeping, the subject delete itself, the quarantine ledger rebuilt from the tables' history, and
+bookkeeping, retention's subject delete (an erasure's is ``LakeTable.delete_values``), the quarantine ledger rebuilt from the tables' history, and
 the physical purge after the grace period.
 
 A delete commit carries its bookkeeping (job, run, purge due date; no personal value) in its

@@ -103,15 +103,13 @@ def _value_set_udf(spark: SparkSession, values: list[str]):
     """``column -> Column``: whether the column's value is one of ``values``, as a Java UDF holding
     the set, registered in ``spark``'s session under a random name for the block and dropped after
     it (the values leave the session's function registry); None without wasure-udf.jar."""
-    from py4j.java_gateway import JavaClass
+    from jobs.runtime.spark import jvm_class
 
-    jvm = spark._jvm
-    java_class = jvm
-    for part in VALUE_SET_CLASS.split("."):
-        java_class = getattr(java_class, part)
-    if not isinstance(java_class, JavaClass):
+    java_class = jvm_class(spark, VALUE_SET_CLASS)
+    if java_class is None:
         yield None
         return
+    jvm = spark._jvm
     java_values = jvm.java.util.ArrayList()
     for value in values:
         java_values.add(value)

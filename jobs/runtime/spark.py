@@ -9,6 +9,7 @@ by ``WASURE_SPARK_CONF`` (spark-defaults format) in either mode.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from pathlib import Path
@@ -254,6 +255,15 @@ def queries_sized_for_the_run(spark):
                     spark.conf.unset(key)
                 else:
                     spark.conf.set(key, before)
+
+
+def jvm_class(spark, name: str):
+    """The JVM class ``name`` (a py4j ``JavaClass``), or None when it is not on Spark's classpath
+    (wasure-udf.jar's classes come from `make jars`)."""
+    from py4j.java_gateway import JavaClass
+
+    found = functools.reduce(getattr, name.split("."), spark._jvm)
+    return found if isinstance(found, JavaClass) else None
 
 
 def new_session(spark):
