@@ -109,13 +109,10 @@ def _value_set_udf(spark: SparkSession, values: list[str]):
     if java_class is None:
         yield None
         return
-    jvm = spark._jvm
-    java_values = jvm.java.util.ArrayList()
-    for value in values:
-        java_values.add(value)
     name = f"in_value_set_{uuid.uuid4().hex[:12]}"
-    spark._jsparkSession.udf().register(name, java_class(java_values),
-                                        jvm.org.apache.spark.sql.types.DataTypes.BooleanType)
+    # PySpark's gateway converts the list to a java.util.List in one call (auto_convert).
+    spark._jsparkSession.udf().register(name, java_class(list(values)),
+                                        spark._jvm.org.apache.spark.sql.types.DataTypes.BooleanType)
     try:
         yield lambda column: F.call_udf(name, column)
     finally:
