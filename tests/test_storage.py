@@ -123,10 +123,10 @@ def test_delete_values_removes_the_rows_and_leaves_no_value_in_the_log(spark, tm
     """An erasure's delete by value: the listed subjects' rows go, in the listed partitions only,
     and neither the values nor anything derived from them is written to ``_delta_log``. With
     wasure-udf.jar the condition is a UDF holding the set (a DELETE), without it a MERGE."""
-    import jobs.lake.table as table_module
+    import jobs.lake.value_sets as value_sets
 
     if engine == "merge-without-jar":
-        monkeypatch.setattr(table_module, "VALUE_SET_CLASS", "wasure.udf.NotOnTheClasspath")
+        monkeypatch.setattr(value_sets, "VALUE_SET_CLASS", "wasure.udf.NotOnTheClasspath")
     table = LakeTable(spark, str(tmp_path / "raw" / "t"))
     rows = [(f"SUBJ-{i:03d}", i % 4, i) for i in range(40)]
     table.write_new(spark.createDataFrame(rows, "account_id string, subject_bucket int, n int"), ["subject_bucket"],

@@ -16,6 +16,7 @@ from jobs.lake.lineage import keeps_pseudonymized
 from jobs.policy import Policy
 from jobs.lake.storage import relative
 from jobs.lake.residue import Finding, cell_tokens
+from jobs.lake.value_sets import token_hits_udf
 
 # ------------------------------------------------------------------ planning (counts, files; nothing written)
 
@@ -53,13 +54,27 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
     row that stays: another subject's row, or a held row of the same subject. What is left is unique
     to erased rows, so finding it anywhere later is residue.
 
-    Two passes: the candidates come from the subjects' bucket partitions only (small, materialized);
-    then one scan of the rows that stay keeps, per task, only the tokens that hit a broadcast
-    candidate. No shuffle of the lake's tokens: the cost is one read of the string columns."""
+    Two queries: the candidates come from the subjects' bucket partitions only (a few per subject,
+    to the driver: they are this function's answer); then one scan of the rows that stay returns
+    which candidates occur there."""
     if not subjects:
         return {}
     erasable_by_table = {name: [s for s in subjects if holds.hold_for(s, name) is None] for name in policy.tables}
-    candidates: DataFrame | None = None
+    candidates = _candidates(spark, policy, lake, erasable_by_table)
+    if not candidates:
+        return {}
+    blocked = _in_staying_rows(spark, policy, lake, erasable_by_table, sorted({v for _s, v in candidates}))
+    out: dict[str, list[str]] = {}
+    for subject, value in candidates:
+        if value not in blocked:
+            out.setdefault(subject, []).append(value)
+    return {s: sorted(v) for s, v in out.items()}
+
+
+def _candidates(spark: SparkSession, policy: Policy, lake: Lake, erasable_by_table: dict[str, list[str]]
+                ) -> list[tuple[str, str]]:
+    """(subject, value) of the erasable rows' identifying cells, long enough to look for."""
+    parts: DataFrame | None = None
     for name, table in policy.tables.items():
         if not erasable_by_table[name]:
             continue
@@ -67,30 +82,37 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
         key = table.subject_key
         rows = df.where(of_subjects(key, erasable_by_table[name], table.subject_buckets))
         value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
-        part = rows.select(F.col(key).alias("subject"), F.explode(F.array(*[F.col(c).cast("string") for c in value_columns])).alias("value"))
-        candidates = part if candidates is None else candidates.unionByName(part)
-    if candidates is None:
-        return {}
-    candidates = (candidates.where(F.col("value").isNotNull() & (F.length("value") >= MIN_VALUE_LENGTH))
-                  .distinct().localCheckpoint(eager=True))
-    wanted = F.broadcast(candidates.select("value").distinct())
-    blocked: DataFrame | None = None
-    for name, table in policy.tables.items():
-        df = read_current(spark, lake.table_path(table))
-        key = table.subject_key
-        if erasable_by_table[name]:                                           # the rows that stay
-            df = df.where(F.col(key).isNull() | ~F.col(key).isin(erasable_by_table[name]))
-        strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string" and not f.name.startswith("_")]
-        # A staying row's string cells and their tokens (as the residue scan tokenizes them).
-        cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
-        tokens = F.flatten(F.transform(cells, cell_tokens))
-        part = df.select(F.explode(tokens).alias("value")).join(wanted, "value")
-        blocked = part if blocked is None else blocked.unionByName(part)
-    values = candidates.join(blocked.distinct(), "value", "left_anti")
-    out: dict[str, list[str]] = {}
-    for row in values.collect():
-        out.setdefault(row.subject, []).append(row.value)
-    return {s: sorted(v) for s, v in out.items()}
+        part = rows.select(F.col(key).cast("string").alias("subject"),
+                           F.explode(F.array(*[F.col(c).cast("string") for c in value_columns])).alias("value"))
+        parts = part if parts is None else parts.unionByName(part)
+    if parts is None:
+        return []
+    found = parts.where(F.col("value").isNotNull() & (F.length("value") >= MIN_VALUE_LENGTH)).distinct()
+    return [(row.subject, row.value) for row in found.collect()]
+
+
+def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_by_table: dict[str, list[str]],
+                     values: list[str]) -> set[str]:
+    """Which of ``values`` occur as a string cell, or a token of one (``cell_tokens``), in a row
+    that stays. With wasure-udf.jar each row is tokenized and looked up in the JVM and only hits
+    leave the scan; without it every token is a row joined with the values."""
+    with token_hits_udf(spark, values) as hits:
+        wanted = None if hits is not None else F.broadcast(spark.createDataFrame([(v,) for v in values], "value string"))
+        found: DataFrame | None = None
+        for name, table in policy.tables.items():
+            df = read_current(spark, lake.table_path(table))
+            key = table.subject_key
+            if erasable_by_table[name]:                                           # the rows that stay
+                df = df.where(F.col(key).isNull() | ~F.col(key).isin(erasable_by_table[name]))
+            strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string" and not f.name.startswith("_")]
+            if hits is not None:
+                part = df.select(F.explode(hits(F.array(*[F.col(c) for c in strings]))).alias("value"))
+            else:
+                cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
+                tokens = F.flatten(F.transform(cells, cell_tokens))
+                part = df.select(F.explode(tokens).alias("value")).join(wanted, "value")
+            found = part if found is None else found.unionByName(part)
+        return {row.value for row in found.distinct().collect()}
 
 
 # ------------------------------------------------------------------ history of erasure commits

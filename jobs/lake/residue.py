@@ -7,11 +7,12 @@ every file, not at what Delta considers current:
 - `_delta_log` checkpoints (Parquet): the whole row as JSON, substring match (statistics live there);
 - everything else (`_delta_log/*.json` commits, `.crc`, deletion-vector `.bin`, `_change_data`
   text, receipts): raw bytes as text, substring match.
-All matching is distributed (joins against the value set); only file paths and counts reach the
-driver, never a value.
+All matching is distributed (a per-row lookup in a UDF holding the value set, or a join against
+it); only file paths and counts come back from the files scanned, never a value.
 """
 from __future__ import annotations
 
+import contextlib
 import string
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.lake.storage import parent_of
+from jobs.lake.value_sets import token_hits_udf
 
 
 FULL_WIDTH = "０１２３４５６７８９－＋＠．"
@@ -27,6 +29,8 @@ HALF_WIDTH = "0123456789-+@."
 TOKEN_CHARS = string.digits + string.ascii_letters + "@._+-"
 TOKEN_CLASS = r"0-9A-Za-z@._+\-"             # TOKEN_CHARS as a regex character class
 TOKEN_SPLIT = f"[^{TOKEN_CLASS}]+"
+# Up to this many values are broadcast to the scan's tasks (and held by its UDF); more are joined.
+VALUES_IN_A_TASK = 200_000
 
 
 def cell_tokens(cell: Column) -> Column:
@@ -120,17 +124,27 @@ def scan_for_values(spark: SparkSession, root: str, values: DataFrame, exclude: 
     ``value``; an optional column ``exclude`` names a path where that one value may stay)."""
     data_groups, checkpoints, others = lake_files(spark, root, exclude)
     values = with_exclude(values)
-    values = F.broadcast(values.cache()) if values.count() < 200_000 else values
+    few = values.count() < VALUES_IN_A_TASK
+    if few:
+        values = F.broadcast(values.cache())
+    # A few values (an erasure batch's) are looked up per row in the JVM (value_sets.token_hits_udf):
+    # only a row's hits leave the scan. Many values: every token is a row, joined with them.
+    wanted = sorted({row.value for row in values.select("value").distinct().collect()}) if few else []
     findings: list[Finding] = []
-    for group in data_groups.values():
-        df = spark.read.option("mergeSchema", "true").parquet(*group)
-        strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string"]
-        if not strings:
-            continue
-        cells = df.select(F.input_file_name().alias("path"), F.explode(F.array(*[F.col(c) for c in strings])).alias("cell"))
-        cells = cells.select("path", F.explode(cell_tokens(F.col("cell"))).alias("value"))
-        for row in allowed_elsewhere(cells.join(values, "value")).groupBy("path").count().collect():
-            findings.append(Finding(row.path, "parquet", row["count"]))
+    with token_hits_udf(spark, wanted) if few else contextlib.nullcontext() as hits:
+        for group in data_groups.values():
+            df = spark.read.option("mergeSchema", "true").parquet(*group)
+            strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string"]
+            if not strings:
+                continue
+            cells = F.array(*[F.col(c) for c in strings])
+            if hits is not None:
+                tokens = df.select(F.input_file_name().alias("path"), F.explode(hits(cells)).alias("value"))
+            else:
+                tokens = (df.select(F.input_file_name().alias("path"), F.explode(cells).alias("cell"))
+                          .select("path", F.explode(cell_tokens(F.col("cell"))).alias("value")))
+            for row in allowed_elsewhere(tokens.join(values, "value")).groupBy("path").count().collect():
+                findings.append(Finding(row.path, "parquet", row["count"]))
     if checkpoints:
         text = spark.read.parquet(*checkpoints).select(F.input_file_name().alias("path"), F.to_json(F.struct("*")).alias("text"))
         findings += _substring_matches(text, values, "checkpoint")

@@ -14,10 +14,8 @@ A URI is whatever Spark reads: a local path, ``hdfs://``, ``s3a://``. Files arou
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import unquote
@@ -27,6 +25,7 @@ from pyspark.sql import functions as F
 
 from jobs.runtime.console import InputError
 from jobs.lake.storage import files_for, join
+from jobs.lake.value_sets import value_set_udf
 
 STATS_TYPES = {"string", "integer", "long", "short", "byte", "double", "float", "decimal", "date", "timestamp"}
 
@@ -93,30 +92,6 @@ def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list
         else:
             properties["delta.dataSkippingNumIndexedCols"] = "0"
     return properties
-
-
-VALUE_SET_CLASS = "wasure.udf.InValueSet"
-
-
-@contextlib.contextmanager
-def _value_set_udf(spark: SparkSession, values: list[str]):
-    """``column -> Column``: whether the column's value is one of ``values``, as a Java UDF holding
-    the set, registered in ``spark``'s session under a random name for the block and dropped after
-    it (the values leave the session's function registry); None without wasure-udf.jar."""
-    from jobs.runtime.spark import jvm_class
-
-    java_class = jvm_class(spark, VALUE_SET_CLASS)
-    if java_class is None:
-        yield None
-        return
-    name = f"in_value_set_{uuid.uuid4().hex[:12]}"
-    # PySpark's gateway converts the list to a java.util.List in one call (auto_convert).
-    spark._jsparkSession.udf().register(name, java_class(list(values)),
-                                        spark._jvm.org.apache.spark.sql.types.DataTypes.BooleanType)
-    try:
-        yield lambda column: F.call_udf(name, column)
-    finally:
-        spark.sql(f"DROP TEMPORARY FUNCTION IF EXISTS {name}")
 
 
 def executors_share_driver_jvm(spark: SparkSession) -> bool:
@@ -349,7 +324,7 @@ class LakeTable:
         if not values:
             return 0
         within = [f"t.`{name}` IN ({', '.join(map(repr, sorted(allowed)))})" for name, allowed in sorted((partitions or {}).items())]
-        with _value_set_udf(self.spark, values) as in_set:
+        with value_set_udf(self.spark, values) as in_set:
             if in_set is None:
                 keys = F.broadcast(self.spark.createDataFrame([(v,) for v in values], "value string"))
                 return self.delete_matching(keys, " AND ".join([*within, f"CAST(t.`{column}` AS STRING) = s.value"]))
