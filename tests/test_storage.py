@@ -1,6 +1,7 @@
 """The lake's file layer (jobs/lake/storage.py) and table handle (jobs/lake/table.py): both backends answer
 alike, so a lake on hdfs:// behaves as a local one (the HDFS run itself is in tests/cluster)."""
 import pytest
+from pyspark.sql import functions as F
 
 from jobs.runtime.console import InputError
 from jobs.lake.layout import Lake
@@ -144,6 +145,31 @@ def test_delete_values_removes_the_rows_and_leaves_no_value_in_the_log(spark, tm
         assert "SUBJ-00" not in text and "SUBJ-999" not in text, log.name
     assert table.delete_values("account_id", []) == 0
     assert not [f.name for f in spark.catalog.listFunctions() if f.name.startswith("in_value_set_")]   # values dropped
+
+
+def test_files_from_log_are_the_files_delta_reads(spark, tmp_path):
+    """``LakeTable.files_from_log`` (a backup's files, no Spark job) names the files a Delta read
+    reads, with their partition values, across appends and file removals; a table with a deletion
+    vector gets None (its files alone are not its rows)."""
+    def delta_files(table):
+        return sorted({r.f for r in table.read().select(F.col("_metadata.file_path").alias("f")).collect()})
+
+    def normal(uri):
+        return "file:" + uri.removeprefix("file:").replace("///", "/") if "://" in uri or uri.startswith("/") else uri
+
+    rows = spark.createDataFrame([(f"S{i}", i % 3, i) for i in range(30)], "account_id string, subject_bucket int, n int")
+    plain = LakeTable(spark, str(tmp_path / "plain")).write_new(rows, ["subject_bucket"], stats_columns=[],
+                                                                properties={"delta.enableDeletionVectors": "false"})
+    plain.append(rows.where("n < 5"))
+    plain.delete_where("subject_bucket = 2")                   # without deletion vectors: files removed
+    found = plain.files_from_log()
+    assert found is not None and {p["subject_bucket"] for _u, p in found} == {"0", "1"}
+    assert sorted(normal(u) for u, _p in found) == [normal(u) for u in delta_files(plain)]
+    assert all(f"subject_bucket={p['subject_bucket']}/" in u for u, p in found)
+    with_dv = LakeTable(spark, str(tmp_path / "dv")).write_new(rows, ["subject_bucket"], stats_columns=[])
+    assert sorted(normal(u) for u, _p in with_dv.files_from_log()) == [normal(u) for u in delta_files(with_dv)]
+    with_dv.delete_where("n = 4")
+    assert with_dv.files_from_log() is None
 
 
 def test_commits_read_from_the_log_equal_describe_history(spark, tmp_path):

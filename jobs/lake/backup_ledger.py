@@ -22,7 +22,8 @@ from pyspark.sql import types as T
 from jobs.lake.backup_catalog import backup_dir, list_backups
 from jobs.lake.backup_crypto import reading_backups
 from jobs.runtime.keys import load_key
-from jobs.lake.layout import Lake, create_table, is_delta, of_subjects, read_current
+from jobs.lake.buckets import bucket_of
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, create_table, is_delta, of_subjects, read_current
 from jobs.policy import Policy
 from jobs.lake.table import LakeTable
 
@@ -108,24 +109,39 @@ def sync_ledger(spark: SparkSession, lake: Lake) -> int:
 def subjects_in_backups(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str],
                         days: Iterable[dt.date]) -> dict[str, list[str]]:
     """subject id -> dates (ISO) of the given backups that hold any row of them, in ONE Spark job
-    (only the subjects' bucket partitions are read: ``of_subjects``)."""
+    that reads only the subjects' bucket partitions (``_rows_of``)."""
     days = list(days)
     if not subjects:
         return {}
-    parts = None
-    for day in days:
-        target = Lake(backup_dir(lake, day))
-        for table in policy.tables.values():
-            path = target.table_path(table)
-            if not is_delta(path):
-                continue
-            part = (read_current(spark, path)
-                    .where(of_subjects(table.subject_key, subjects, table.subject_buckets))
-                    .select(F.col(table.subject_key).cast("string").alias("subject"), F.lit(day.isoformat()).alias("day")))
-            parts = part if parts is None else parts.unionByName(part)
     found: dict[str, set[str]] = {}
-    if parts is not None:
-        with reading_backups(spark, lake, days):
+    with reading_backups(spark, lake, days):      # Parquet footers are read as the query is built
+        parts = None
+        for day in days:
+            target = Lake(backup_dir(lake, day))
+            for table in policy.tables.values():
+                path = target.table_path(table)
+                rows = _rows_of(spark, path, table, subjects) if is_delta(path) else None
+                if rows is None:
+                    continue
+                part = rows.select(F.col(table.subject_key).cast("string").alias("subject"), F.lit(day.isoformat()).alias("day"))
+                parts = part if parts is None else parts.unionByName(part)
+        if parts is not None:
             for row in parts.distinct().collect():
                 found.setdefault(row.subject, set()).add(row.day)
     return {s: sorted(d) for s, d in found.items()}
+
+
+def _rows_of(spark: SparkSession, path: str, table, subjects: list[str]) -> DataFrame | None:
+    """The subjects' rows of one backup table (None: no file in their buckets). A backup is written
+    once, in one commit without deletion vectors, so its log names its files and their bucket
+    partitions (``LakeTable.files_from_log``): those are read as Parquet, without the two planning
+    jobs of a Delta read (a backup has 9 tables: 18 jobs an erasure used to spend). A table whose log
+    cannot say is read through Delta."""
+    files = LakeTable(spark, path).files_from_log()
+    if files is None:
+        return read_current(spark, path).where(of_subjects(table.subject_key, subjects, table.subject_buckets))
+    buckets = {str(bucket_of(s, table.subject_buckets)) for s in subjects}
+    chosen = [uri for uri, partitions in files if partitions.get(SUBJECT_BUCKET) in buckets]
+    if not chosen:
+        return None
+    return spark.read.parquet(*chosen).where(F.col(table.subject_key).isin(list(subjects)))

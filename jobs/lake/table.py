@@ -147,6 +147,41 @@ class LakeTable:
         """The read path of jobs and analysts: the current version only, never time travel."""
         return self.spark.read.format("delta").load(self.uri)
 
+    def files_from_log(self) -> list[tuple[str, dict[str, str]]] | None:
+        """(data file URI, partition values) of the current version, replayed from the log's JSON
+        commits without Spark: for a table written once and never changed in place (a backup), whose
+        every commit is still in the log. None when the replay would not be the table: a commit
+        missing (only a checkpoint holds it), a file with a deletion vector, or column mapping (the
+files' column names are not the table's). Reading these files
+        as Parquet skips the two Spark jobs each Delta read plans with (its file listing, and the
+        deletion-vector check).
+
+            >>> [uri for uri, parts in t.files_from_log() if parts["subject_bucket"] == "3"]
+        """
+        files = files_for(self.uri, self.spark)
+        commits = sorted(self._commit_files())
+        if not commits or [v for v, _uri in commits] != list(range(len(commits))):
+            return None
+        current: dict[str, dict[str, str]] = {}
+        for _version, uri in commits:
+            actions = [json.loads(line) for line in files.read_text(uri).splitlines() if line.strip()]
+            for action in actions:           # a commit's removes apply before its adds
+                if "remove" in action:
+                    current.pop(action["remove"]["path"], None)
+            for action in actions:
+                mapping = action.get("metaData", {}).get("configuration", {}).get("delta.columnMapping.mode", "none")
+                if mapping != "none":                # Parquet names would not be the columns'
+                    return None
+                if "add" in action:
+                    if action["add"].get("deletionVector"):
+                        return None
+                    current[action["add"]["path"]] = action["add"].get("partitionValues") or {}
+        out = []
+        for path, partitions in sorted(current.items()):
+            path = unquote(path)
+            out.append((path if "://" in path or path.startswith("/") else join(self.uri, path), partitions))
+        return out
+
     def columns(self) -> list[str]:
         return self.read().columns
 
