@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 from typing import Iterable
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -144,4 +145,18 @@ def _rows_of(spark: SparkSession, path: str, table, subjects: list[str]) -> Data
     chosen = [uri for uri, partitions in files if partitions.get(SUBJECT_BUCKET) in buckets]
     if not chosen:
         return None
-    return spark.read.parquet(*chosen).where(F.col(table.subject_key).isin(list(subjects)))
+    reader = spark.read
+    key_field = _field_of(LakeTable(spark, path), table.subject_key)
+    if key_field is not None:                 # else Spark reads a footer for the schema: one more job
+        reader = reader.schema(T.StructType([key_field]))
+    return reader.parquet(*chosen).where(F.col(table.subject_key).isin(list(subjects)))
+
+
+def _field_of(table: LakeTable, column: str) -> T.StructField | None:
+    """The column's field in the table's schema, from its checksum file (no Spark job)."""
+    checksum = table.checksum()
+    if checksum is None:
+        return None
+    fields = json.loads(checksum["metadata"].get("schemaString", "{}")).get("fields", [])
+    found = [f for f in fields if f.get("name") == column]
+    return T.StructField.fromJson(found[0]) if found else None
