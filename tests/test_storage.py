@@ -149,8 +149,9 @@ def test_delete_values_removes_the_rows_and_leaves_no_value_in_the_log(spark, tm
 
 def test_files_from_log_are_the_files_delta_reads(spark, tmp_path):
     """``LakeTable.files_from_log`` (a backup's files, no Spark job) names the files a Delta read
-    reads, with their partition values, across appends and file removals; a table with a deletion
-    vector gets None (its files alone are not its rows)."""
+    reads, with their partition values, across appends and file removals, and ``read_files`` gives
+    their rows with the table's types; a table with a deletion vector gets None (its files alone
+    are not its rows)."""
     def delta_files(table):
         return sorted({r.f for r in table.read().select(F.col("_metadata.file_path").alias("f")).collect()})
 
@@ -166,6 +167,9 @@ def test_files_from_log_are_the_files_delta_reads(spark, tmp_path):
     assert found is not None and {p["subject_bucket"] for _u, p in found} == {"0", "1"}
     assert sorted(normal(u) for u, _p in found) == [normal(u) for u in delta_files(plain)]
     assert all(f"subject_bucket={p['subject_bucket']}/" in u for u, p in found)
+    from_files = plain.read_files([u for u, _p in found], ["account_id", "n"])
+    assert dict(from_files.dtypes) == {"account_id": "string", "n": "int"}          # the table's types
+    assert sorted(from_files.collect()) == sorted(plain.read().select("account_id", "n").collect())
     with_dv = LakeTable(spark, str(tmp_path / "dv")).write_new(rows, ["subject_bucket"], stats_columns=[])
     assert sorted(normal(u) for u, _p in with_dv.files_from_log()) == [normal(u) for u in delta_files(with_dv)]
     with_dv.delete_where("n = 4")

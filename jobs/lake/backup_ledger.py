@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import json
 from typing import Iterable
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -138,25 +137,12 @@ def _rows_of(spark: SparkSession, path: str, table, subjects: list[str]) -> Data
     partitions (``LakeTable.files_from_log``): those are read as Parquet, without the two planning
     jobs of a Delta read (a backup has 9 tables: 18 jobs an erasure used to spend). A table whose log
     cannot say is read through Delta."""
-    files = LakeTable(spark, path).files_from_log()
+    backup = LakeTable(spark, path)
+    files = backup.files_from_log()
     if files is None:
         return read_current(spark, path).where(of_subjects(table.subject_key, subjects, table.subject_buckets))
     buckets = {str(bucket_of(s, table.subject_buckets)) for s in subjects}
     chosen = [uri for uri, partitions in files if partitions.get(SUBJECT_BUCKET) in buckets]
     if not chosen:
         return None
-    reader = spark.read
-    key_field = _field_of(LakeTable(spark, path), table.subject_key)
-    if key_field is not None:                 # else Spark reads a footer for the schema: one more job
-        reader = reader.schema(T.StructType([key_field]))
-    return reader.parquet(*chosen).where(F.col(table.subject_key).isin(list(subjects)))
-
-
-def _field_of(table: LakeTable, column: str) -> T.StructField | None:
-    """The column's field in the table's schema, from its checksum file (no Spark job)."""
-    checksum = table.checksum()
-    if checksum is None:
-        return None
-    fields = json.loads(checksum["metadata"].get("schemaString", "{}")).get("fields", [])
-    found = [f for f in fields if f.get("name") == column]
-    return T.StructField.fromJson(found[0]) if found else None
+    return backup.read_files(chosen, [table.subject_key]).where(F.col(table.subject_key).isin(list(subjects)))

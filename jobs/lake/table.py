@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from jobs.runtime.console import InputError
 from jobs.lake.storage import files_for, join
@@ -152,9 +153,8 @@ class LakeTable:
         commits without Spark: for a table written once and never changed in place (a backup), whose
         every commit is still in the log. None when the replay would not be the table: a commit
         missing (only a checkpoint holds it), a file with a deletion vector, or column mapping (the
-files' column names are not the table's). Reading these files
-        as Parquet skips the two Spark jobs each Delta read plans with (its file listing, and the
-        deletion-vector check).
+        files' column names are not the table's). Reading these files (``read_files``) skips the
+        two Spark jobs each Delta read plans with (its file listing, and the deletion-vector check).
 
             >>> [uri for uri, parts in t.files_from_log() if parts["subject_bucket"] == "3"]
         """
@@ -176,11 +176,24 @@ files' column names are not the table's). Reading these files
                     if action["add"].get("deletionVector"):
                         return None
                     current[action["add"]["path"]] = action["add"].get("partitionValues") or {}
-        out = []
-        for path, partitions in sorted(current.items()):
-            path = unquote(path)
-            out.append((path if "://" in path or path.startswith("/") else join(self.uri, path), partitions))
-        return out
+        return [(self._file_uri(path), partitions) for path, partitions in sorted(current.items())]
+
+    def read_files(self, uris: list[str], columns: list[str]) -> DataFrame:
+        """``columns`` of some of the table's data files (``files_from_log``), read as Parquet with
+        the types of the table's schema from its checksum file, so Spark reads no footer to infer
+        them (a Spark job per read); without the checksum file it infers them."""
+        reader = self.spark.read
+        checksum = self.checksum()
+        if checksum is not None:
+            fields = {f.get("name"): f for f in json.loads(checksum["metadata"].get("schemaString", "{}")).get("fields", [])}
+            if all(c in fields for c in columns):
+                reader = reader.schema(T.StructType([T.StructField.fromJson(fields[c]) for c in columns]))
+        return reader.parquet(*uris).select(*columns)
+
+    def _file_uri(self, path: str) -> str:
+        """A data file's URI from its log path (URL-encoded, relative to the table or absolute)."""
+        path = unquote(path)
+        return path if "://" in path or path.startswith("/") else join(self.uri, path)
 
     def columns(self) -> list[str]:
         return self.read().columns
@@ -312,8 +325,7 @@ files' column names are not the table's). Reading these files
         removed = [json.loads(line)["remove"]["path"] for line in commit.splitlines() if '"remove"' in line]
         removed = [r for r in removed if r]
         for path in removed:
-            path = unquote(path)
-            files.delete(path if "://" in path or path.startswith("/") else join(self.uri, path))
+            files.delete(self._file_uri(path))
         return len(removed)
 
     def _writer(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None, published: bool,
