@@ -1,7 +1,7 @@
-"""JIT tiers of a spark-submitted step on the local cluster, side by side in one run (docs/performance.md).
+"""JIT tiers and the class archive of a spark-submitted step on the local cluster, side by side in one run (docs/performance.md).
 
     make cluster-up
-    .venv/bin/python -m bench.cluster_jit --step retention --plan C1,tiered,C1,tiered
+    .venv/bin/python -m bench.cluster_jit --step retention --plan C1,C1+archive,C1,C1+archive --name cluster_archive
     make cluster-down
 
 What the cluster test's DAG does for each step (tests/cluster/test_cluster_pipeline.py): one
@@ -12,7 +12,9 @@ exits, and copied there once per run (every run starts from the same files). The
 between the two sides named in ``--plan``:
 
 - ``tiered``: the JVM's default (C1, then C2 for hot methods), in the driver and the executors;
-- ``C1``: ``-XX:TieredStopAtLevel=1`` in both (what ``client_spark_confs`` sets since session 17).
+- ``C1``: ``-XX:TieredStopAtLevel=1`` in both (what ``client_spark_confs`` set in sessions 17-22);
+- ``C1+archive``: that, and the JVMs map the class archive ``make jars`` built
+  (``jobs.runtime.class_archive``; what ``client_spark_confs`` sets since session 23).
 
 Per run: wall time of the application, and CPU seconds of its driver and executor JVMs per thread
 kind (compiler threads, task threads, GC), sampled from /proc every 2 s.
@@ -33,8 +35,9 @@ import uuid
 from pathlib import Path
 
 from bench.common import REPO, cmdline, command_line, copy_tree, write
+from jobs.runtime import class_archive
 
-SIDES = {"tiered": "", "C1": "-XX:TieredStopAtLevel=1"}
+SIDES = {"tiered": "", "C1": "-XX:TieredStopAtLevel=1", "C1+archive": "-XX:TieredStopAtLevel=1 {archive}"}
 _ROLES = (("CoarseGrainedExecutorBackend", "executor"), ("deploy.SparkSubmit", "driver"))
 
 
@@ -132,7 +135,7 @@ def submit(prepared: dict, work: Path, step: str, lake: str, java_options: str) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--step", default="retention")
-    parser.add_argument("--plan", default="C1,tiered,C1,tiered", help="sides in run order, comma-separated")
+    parser.add_argument("--plan", default="C1,C1+archive,C1,C1+archive", help="sides in run order, comma-separated")
     parser.add_argument("--name", default="cluster_jit")
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)     # the child process of prepare()
     parser.add_argument("--runs", type=int, default=0, help=argparse.SUPPRESS)
@@ -149,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     prepared = prepare(work, len(plan))
     runs = []
     for number, side in enumerate(plan, 1):
-        result = submit(prepared, work, args.step, f"{prepared['base']}/lake{number}", SIDES[side])
+        options = SIDES[side].format(archive=class_archive.java_options())
+        if "{archive}" in SIDES[side] and not class_archive.archive_path():
+            raise SystemExit("side C1+archive: no class archive (make jars builds it)")
+        result = submit(prepared, work, args.step, f"{prepared['base']}/lake{number}", options)
         runs.append({"side": side, **result})
         print(f"{side:7s} {args.step}: {result['s']:6.1f} s, JVM CPU {result['cpu_s']} s (JIT {result['jit_cpu_s']} s)",
               flush=True)

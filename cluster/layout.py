@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from jobs.runtime import class_archive
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 HADOOP_VERSION = "3.5.0"   # cluster/pom.xml; pyspark 4.2 ships hadoop-client-api/runtime 3.5.0
@@ -195,8 +197,10 @@ def client_spark_confs() -> dict[str, str]:
         "spark.scheduler.mode": "FAIR",
         # An application here lives one to four minutes on two shared cores: C2's compilations took
         # ~40% of a spark-submitted step's CPU and never paid back (docs/performance.md, "Session 17").
-        "spark.driver.extraJavaOptions": C1_ONLY,
-        "spark.executor.extraJavaOptions": C1_ONLY,
+        # The class archive `make jars` built (jobs/runtime/class_archive.py): the workers run on this
+        # box from the same Spark install, so the executors' classpath is the driver's.
+        "spark.driver.extraJavaOptions": f"{C1_ONLY} {class_archive.java_options()}".strip(),
+        "spark.executor.extraJavaOptions": f"{C1_ONLY} {class_archive.java_options()}".strip(),
     }
 
 

@@ -56,5 +56,8 @@ def test_jvm_flags_of_the_confs_file_add_to_the_catalogs(monkeypatch, tmp_path):
     monkeypatch.setenv("WASURE_CATALOG", "hive")
     monkeypatch.setenv("WASURE_METASTORE", str(tmp_path / "metastore"))
     monkeypatch.setenv("WASURE_SPARK_CONF", str(confs_file))
+    from jobs.runtime import class_archive
+
     options = session_confs()["spark.driver.extraJavaOptions"].split()
-    assert options == [f"-Dderby.system.home={(tmp_path / 'metastore').resolve()}", "-XX:TieredStopAtLevel=1"]
+    assert options == [f"-Dderby.system.home={(tmp_path / 'metastore').resolve()}", *class_archive.java_options().split(),
+                       "-XX:TieredStopAtLevel=1"]

@@ -14,6 +14,8 @@ import os
 import threading
 from pathlib import Path
 
+from jobs.runtime import class_archive
+
 DELTA_VERSION = "4.4.0"
 DELTA_PACKAGE = f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -151,6 +153,9 @@ def session_confs(app_name: str = "wasure") -> dict[str, str]:
         else:
             confs["spark.jars.packages"] = DELTA_PACKAGE
     confs.update(catalog_confs())
+    if not submitted_by_spark_submit() and (archive := class_archive.java_options()):
+        # spark-submit's command line chooses its own JVM flags (cluster.layout adds the archive there).
+        confs["spark.driver.extraJavaOptions"] = f"{confs.get('spark.driver.extraJavaOptions', '')} {archive}".strip()
     for key, value in extra_confs_from_file().items():
         if key.endswith(".extraJavaOptions") and confs.get(key):
             value = f"{confs[key]} {value}"     # JVM flags add up: the catalog's Derby home stays
