@@ -53,6 +53,15 @@ def test_off_leaves_the_archive_out(monkeypatch):
     assert "SharedArchiveFile" not in client_spark_confs()["spark.executor.extraJavaOptions"]
 
 
+def test_an_unknown_choice_is_refused(monkeypatch):
+    from jobs.runtime import class_archive
+    from jobs.runtime.spark import SparkSetupError
+
+    monkeypatch.setenv("WASURE_CLASS_ARCHIVE", "of")
+    with pytest.raises(SparkSetupError, match="WASURE_CLASS_ARCHIVE must be 'on' or 'off', got 'of'"):
+        class_archive.java_options()
+
+
 def test_an_archive_that_does_not_fit_the_jvm_is_ignored():
     """Another classpath (or, after an upgrade, another JDK): the JVM warns and starts without it."""
     from jobs.runtime import class_archive

@@ -185,6 +185,40 @@ def test_no_residue_after_physical_purge(spark, retention_run):
     # The scan can fail: the untouched copy of the lake still holds them.
 
 
+def test_the_delete_by_value_sets_removes_what_the_merge_removes(spark, retention_run, generated_lake, keys_env,
+                                                                 tmp_path, monkeypatch):
+    """Up to KEYS_IN_A_DELETE keys a table's retention delete is a DELETE whose condition holds the
+    subjects in UDFs; the MERGE with the keys frame (the path for more keys) removes the same rows
+    from every table, and neither commit's own record (its predicate) names a subject."""
+    import json
+
+    import jobs.lake.quarantine as quarantine
+    from jobs.lake.table import LakeTable
+
+    policy, lake = retention_run["policy"], retention_run["lake"]
+    merged = Lake.at(tmp_path / "lake")
+    shutil.copytree(generated_lake.root, merged.root)
+    monkeypatch.setattr(quarantine, "KEYS_IN_A_DELETE", 0)
+    run(spark, policy, merged, RetentionRequest(AS_OF))
+    operations, records = {"value sets": set(), "merge": set()}, []
+    def fingerprint(df):             # the rows as a multiset: their count and the sum of their hashes
+        return df.agg(F.count(F.lit(1)), F.sum(F.xxhash64(*sorted(df.columns)).cast("decimal(38,0)"))).first()
+
+    for name, table in policy.tables.items():
+        ours, theirs = read_current(spark, lake.table_path(table)), read_current(spark, merged.table_path(table))
+        assert fingerprint(ours) == fingerprint(theirs), name
+        for side, where in (("value sets", lake), ("merge", merged)):
+            handle = LakeTable(spark, where.table_path(table))
+            for commit in handle.commits("retention"):
+                if commit.metadata().get("job") == "retention" and commit.rows_deleted:
+                    operations[side].add(commit.operation)
+                    log = (where.root / table.path / "_delta_log" / f"{commit.version:020d}.json").read_text()
+                    records += [json.dumps(json.loads(line)["commitInfo"]) for line in log.splitlines() if '"commitInfo"' in line]
+    assert operations == {"value sets": {"DELETE"}, "merge": {"MERGE"}}
+    assert len(retention_run["minor_ids"]) > 3 and records
+    assert not [s for s in retention_run["minor_ids"] if any(s in record for record in records)]
+
+
 def test_residue_scan_finds_planted_residue(spark, retention_run, generated_lake):
     values = spark.read.parquet(retention_run["residue_dir"])
     findings = scan_for_values(spark, str(generated_lake.root / "raw" / "accounts"), values)

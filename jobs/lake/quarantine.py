@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
+import operator
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -22,6 +24,7 @@ from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, is_delta, purge_
 from jobs.lake.lease import with_lease
 from jobs.policy import Policy
 from jobs.lake.table import LakeTable
+from jobs.lake.value_sets import value_set_udf
 
 
 @contextlib.contextmanager
@@ -35,12 +38,48 @@ def commit_metadata(spark: SparkSession, metadata: dict):
         spark.conf.unset(key)
 
 
+# Up to this many (subject, bucket) keys a retention delete is a DELETE whose condition holds them in
+# Java UDFs; more stay a MERGE with the keys frame: each task carries the sets, like a broadcast.
+KEYS_IN_A_DELETE = 20_000
+
+
 def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFrame,
                 date_column: str | None, cutoff: dt.date | None) -> None:
-    """One MERGE: delete every row of the listed subjects, or only their rows older than cutoff."""
+    """One delete commit: every row of the keys' subjects whose ``all_rows`` is true, only the rows
+    older than ``cutoff`` of the others. Up to ``KEYS_IN_A_DELETE`` keys it is a DELETE of
+    ``subject_bucket IN (...) AND (in_set_a(key) OR (in_set_b(key) AND date < cutoff))``, the sets
+    held in UDFs so that no subject id reaches the commit (jobs/lake/value_sets.py): about half the
+    Spark jobs of the MERGE (bench/analysis.md, sessions 21 and 23). More keys, or no wasure-udf.jar:
+    the MERGE with the keys frame."""
     date_condition = f"t.`{date_column}` < DATE'{cutoff.isoformat()}'" if date_column and cutoff else "false"
-    LakeTable(spark, path).delete_matching(keys, f"t.`{subject_key}` = s.subject AND t.`{SUBJECT_BUCKET}` = s.bucket "
-                                                 f"AND (s.all_rows OR {date_condition})")
+    # One partition: a limited collect reads partitions one Spark job at a time until it has enough.
+    rows = (keys.select("subject", "bucket", "all_rows").coalesce(1).limit(KEYS_IN_A_DELETE + 1).collect()
+            if KEYS_IN_A_DELETE else [])
+    if not rows or len(rows) > KEYS_IN_A_DELETE or not _deleted_by_value_sets(spark, path, subject_key, rows, date_column, cutoff):
+        LakeTable(spark, path).delete_matching(keys, f"t.`{subject_key}` = s.subject AND t.`{SUBJECT_BUCKET}` = s.bucket "
+                                                     f"AND (s.all_rows OR {date_condition})")
+
+
+def _deleted_by_value_sets(spark: SparkSession, path: str, subject_key: str, rows: list, date_column: str | None,
+                           cutoff: dt.date | None) -> bool:
+    """The DELETE of ``delete_keys``; False (nothing done) when wasure-udf.jar is not loaded."""
+    every_row = sorted({str(r.subject) for r in rows if r.all_rows})
+    dated = sorted({str(r.subject) for r in rows if not r.all_rows}) if date_column and cutoff else []
+    subject = F.col(f"`{subject_key}`").cast("string")
+    before_cutoff = F.col(f"`{date_column}`") < F.lit(cutoff) if dated else None
+    with contextlib.ExitStack() as registered:
+        terms = []
+        for values, also in ((every_row, None), (dated, before_cutoff)):
+            if not values:
+                continue                        # a value set is never empty
+            in_set = registered.enter_context(value_set_udf(spark, values))
+            if in_set is None:
+                return False
+            terms.append(in_set(subject) if also is None else in_set(subject) & also)
+        if terms:
+            buckets = ", ".join(str(b) for b in sorted({int(r.bucket) for r in rows}))
+            LakeTable(spark, path).delete_where(F.expr(f"`{SUBJECT_BUCKET}` IN ({buckets})") & functools.reduce(operator.or_, terms))
+    return True
 
 
 # ------------------------------------------------------------------ ledger and audit (rebuilt from history)

@@ -30,9 +30,12 @@ ARCHIVE_NAME = "wasure-classes.jsa"
 
 def archive_path() -> Path | None:
     """The archive JVMs should map, or None (not built, or ``WASURE_CLASS_ARCHIVE=off``)."""
-    from jobs.runtime.spark import jar_cache_dir
+    from jobs.runtime.spark import SparkSetupError, jar_cache_dir
 
-    if os.environ.get("WASURE_CLASS_ARCHIVE", "on") == "off":
+    choice = os.environ.get("WASURE_CLASS_ARCHIVE", "on")
+    if choice not in ("on", "off"):
+        raise SparkSetupError(f"WASURE_CLASS_ARCHIVE must be 'on' or 'off', got {choice!r}")
+    if choice == "off":
         return None
     path = jar_cache_dir() / ARCHIVE_NAME
     return path if path.is_file() else None
