@@ -32,7 +32,7 @@ $(JARS)/wasure-udf.jar: $(UDF_SOURCES) $(BIN)/wasure
 	rm -rf jars/build
 
 # The classes a Spark JVM loads, recorded once (JDK AppCDS): every later JVM maps them instead of
-# parsing ~15,000 classes from the jars at start (jobs/runtime/class_archive.py; ~1 min).
+# loading and verifying thousands of classes from the jars (jobs/runtime/class_archive.py; ~75 s).
 $(JARS)/wasure-classes.jsa: $(JARS)/.done $(JARS)/wasure-udf.jar
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m jobs.runtime.class_archive $@
 

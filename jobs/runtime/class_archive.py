@@ -1,9 +1,10 @@
 """A class-data-sharing archive (the JDK's AppCDS) of the classes a wasure Spark JVM loads.
 
 Every wasure process starts JVMs: a CLI command its driver, a spark-submitted pipeline step its
-driver and one executor per worker. Before its first query each loads, parses and verifies some
-15,000 classes of Spark, Scala, Hadoop and Parquet from the jars, on every start, whatever the
-data: ~4 s of CPU per JVM on this 2-core box (docs/performance.md, "Session 23"). ``make jars``
+driver and one executor per worker. Each loads, parses and verifies thousands of classes of Spark,
+Scala, Hadoop and Parquet from the jars, at start and as its first queries reach new code, whatever
+the data: ~4.5 s of a session's start on this 2-core box, ~12 s of the executors' CPU in a
+spark-submitted step (docs/performance.md, "Session 23"). ``make jars``
 records those classes once, by running a small Delta workload in a JVM started with
 ``-XX:ArchiveClassesAtExit`` (``python -m jobs.runtime.class_archive``); later JVMs map the archive
 (``-XX:SharedArchiveFile``) instead of parsing the classes again.
