@@ -184,6 +184,7 @@ def client_spark_confs() -> dict[str, str]:
     Delta log replay, 10,000 listing tasks per VACUUM) are for clusters with hundreds of cores, and on
     this one they made the spark-submitted nightly ~1.5 times slower (969 s against ~660 s). Its JVMs
     compile with C1 only (short-lived applications; not a setting for a production cluster)."""
+    java_options = f"{C1_ONLY} {class_archive.java_options()}".strip()
     return {
         "spark.hadoop.dfs.replication": "1",
         "spark.executor.cores": "1",
@@ -199,8 +200,8 @@ def client_spark_confs() -> dict[str, str]:
         # ~40% of a spark-submitted step's CPU and never paid back (docs/performance.md, "Session 17").
         # The class archive `make jars` built (jobs/runtime/class_archive.py): the workers run on this
         # box from the same Spark install, so the executors' classpath is the driver's.
-        "spark.driver.extraJavaOptions": f"{C1_ONLY} {class_archive.java_options()}".strip(),
-        "spark.executor.extraJavaOptions": f"{C1_ONLY} {class_archive.java_options()}".strip(),
+        "spark.driver.extraJavaOptions": java_options,
+        "spark.executor.extraJavaOptions": java_options,
     }
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import json
-import operator
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -24,7 +22,6 @@ from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, is_delta, purge_
 from jobs.lake.lease import with_lease
 from jobs.policy import Policy
 from jobs.lake.table import LakeTable
-from jobs.lake.value_sets import value_set_udf
 
 
 @contextlib.contextmanager
@@ -55,31 +52,16 @@ def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFram
     # One partition: a limited collect reads partitions one Spark job at a time until it has enough.
     rows = (keys.select("subject", "bucket", "all_rows").coalesce(1).limit(KEYS_IN_A_DELETE + 1).collect()
             if KEYS_IN_A_DELETE else [])
-    if not rows or len(rows) > KEYS_IN_A_DELETE or not _deleted_by_value_sets(spark, path, subject_key, rows, date_column, cutoff):
-        LakeTable(spark, path).delete_matching(keys, f"t.`{subject_key}` = s.subject AND t.`{SUBJECT_BUCKET}` = s.bucket "
-                                                     f"AND (s.all_rows OR {date_condition})")
-
-
-def _deleted_by_value_sets(spark: SparkSession, path: str, subject_key: str, rows: list, date_column: str | None,
-                           cutoff: dt.date | None) -> bool:
-    """The DELETE of ``delete_keys``; False (nothing done) when wasure-udf.jar is not loaded."""
-    every_row = sorted({str(r.subject) for r in rows if r.all_rows})
-    dated = sorted({str(r.subject) for r in rows if not r.all_rows}) if date_column and cutoff else []
-    subject = F.col(f"`{subject_key}`").cast("string")
-    before_cutoff = F.col(f"`{date_column}`") < F.lit(cutoff) if dated else None
-    with contextlib.ExitStack() as registered:
-        terms = []
-        for values, also in ((every_row, None), (dated, before_cutoff)):
-            if not values:
-                continue                        # a value set is never empty
-            in_set = registered.enter_context(value_set_udf(spark, values))
-            if in_set is None:
-                return False
-            terms.append(in_set(subject) if also is None else in_set(subject) & also)
-        if terms:
-            buckets = ", ".join(str(b) for b in sorted({int(r.bucket) for r in rows}))
-            LakeTable(spark, path).delete_where(F.expr(f"`{SUBJECT_BUCKET}` IN ({buckets})") & functools.reduce(operator.or_, terms))
-    return True
+    if rows and len(rows) <= KEYS_IN_A_DELETE:
+        every_row = [str(r.subject) for r in rows if r.all_rows]
+        dated = [str(r.subject) for r in rows if not r.all_rows] if date_column and cutoff else []
+        before_cutoff = F.col(f"`{date_column}`") < F.lit(cutoff) if dated else None
+        buckets = sorted({int(r.bucket) for r in rows})
+        if LakeTable(spark, path).delete_value_sets(subject_key, [(every_row, None), (dated, before_cutoff)],
+                                                    {SUBJECT_BUCKET: buckets}) is not None:
+            return
+    LakeTable(spark, path).delete_matching(keys, f"t.`{subject_key}` = s.subject AND t.`{SUBJECT_BUCKET}` = s.bucket "
+                                                 f"AND (s.all_rows OR {date_condition})")
 
 
 # ------------------------------------------------------------------ ledger and audit (rebuilt from history)

@@ -14,13 +14,16 @@ A URI is whatever Spark reads: a local path, ``hdfs://``, ``s3a://``. Files arou
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
+import operator
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import unquote
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -53,6 +56,11 @@ class Commit:
         """Rows this commit deleted: a MERGE's ``numTargetRowsDeleted``, a DELETE's ``numDeletedRows``."""
         metrics = self.operation_metrics
         return int(metrics.get("numTargetRowsDeleted", metrics.get("numDeletedRows", 0)))
+
+
+def _within(partitions: dict[str, list[int]] | None) -> list[str]:
+    """SQL terms restricting ``t`` to the given partition values (``t.`subject_bucket` IN (3, 17)``)."""
+    return [f"t.`{name}` IN ({', '.join(map(repr, sorted(allowed)))})" for name, allowed in sorted((partitions or {}).items())]
 
 
 def _parse_commit(version: int, text: str, modified: Callable[[], float]) -> Commit | None:
@@ -365,19 +373,43 @@ class LakeTable:
             >>> LakeTable.for_path(spark, uri).delete_values("account_id", ["A1", "A2"], {"subject_bucket": [3, 9]})
             12
         """
-        from delta.tables import DeltaTable
-
         values = sorted(set(values))
         if not values:
             return 0
-        within = [f"t.`{name}` IN ({', '.join(map(repr, sorted(allowed)))})" for name, allowed in sorted((partitions or {}).items())]
-        with value_set_udf(self.spark, values) as in_set:
-            if in_set is None:
-                keys = F.broadcast(self.spark.createDataFrame([(v,) for v in values], "value string"))
-                return self.delete_matching(keys, " AND ".join([*within, f"CAST(t.`{column}` AS STRING) = s.value"]))
-            condition = in_set(F.col(f"`{column}`").cast("string"))
-            if within:
-                condition = F.expr(" AND ".join(within)) & condition
+        deleted = self.delete_value_sets(column, [(values, None)], partitions)
+        if deleted is not None:
+            return deleted
+        keys = F.broadcast(self.spark.createDataFrame([(v,) for v in values], "value string"))
+        return self.delete_matching(keys, " AND ".join([*_within(partitions), f"CAST(t.`{column}` AS STRING) = s.value"]))
+
+    def delete_value_sets(self, column: str, sets: list[tuple[list[str], Column | None]],
+                          partitions: dict[str, list[int]] | None = None) -> int | None:
+        """ONE DELETE of the rows whose ``column`` (as text) is in one of the value sets, each with
+        its own further condition or None: retention's "every row of these subjects, only the rows
+        before the cutoff of those" (``jobs.lake.quarantine.delete_keys``), an erasure's one set
+        (``delete_values``). Each set is a ``wasure.udf.InValueSet`` under a random name, so the commit
+        records no value. Returns the rows deleted, or None when wasure-udf.jar is not loaded (nothing
+        done: the caller's MERGE is the path).
+
+            >>> t.delete_value_sets("account_id", [(["A1"], None), (["A2"], F.col("day") < F.lit(cutoff))])
+        """
+        from delta.tables import DeltaTable
+
+        text = F.col(f"`{column}`").cast("string")
+        with contextlib.ExitStack() as registered:
+            terms = []
+            for values, also in sets:
+                if not values:
+                    continue                    # InValueSet refuses an empty set; it would match nothing
+                in_set = registered.enter_context(value_set_udf(self.spark, sorted(set(values))))
+                if in_set is None:
+                    return None
+                terms.append(in_set(text) if also is None else in_set(text) & also)
+            if not terms:
+                return 0
+            condition = functools.reduce(operator.or_, terms)
+            if partitions:
+                condition = F.expr(" AND ".join(_within(partitions))) & condition
             table = DeltaTable.forPath(self.spark, self.uri).alias("t")
             return self._committed(lambda: table.delete(condition), "numDeletedRows")
 
