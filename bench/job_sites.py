@@ -12,7 +12,8 @@ called (``collectToPython``, ``persist``, ``execute`` of a MERGE, ...). Tables r
 wrapper adds two JVM calls to every call, so its seconds are not the step's (bench.tables_scaling
 times the steps). Results: bench/results/<name>.json, per step the sites, most jobs first. With
 ``--erase N``, an account closure of N subjects (``jobs.erasure.run``, as ``wasure erase`` runs it)
-follows the nightly and is counted as the step ``erasure``.
+follows the nightly and is counted as the step ``erasure``. Each site also gets the seconds the driver
+waited in its JVM calls (``seconds_by_site``; calls under 5 ms that started no job are left out).
 """
 from __future__ import annotations
 
@@ -41,14 +42,21 @@ def call_site(depth: int = 3) -> str:
     return " <- ".join(f"{Path(f.filename).relative_to(REPO)}:{f.lineno} {f.name}" for f in reversed(frames)) or "(outside)"
 
 
-def count_jobs_by_site(spark) -> tuple[Counter, Callable[[], None]]:
-    """Wrap every py4j call: (a Counter {(JVM method, call site): jobs started}, a function that unwraps)."""
+# A JVM call shorter than this that started no job is not attributed (naming its site walks the stack).
+TIMED_CALL_S = 0.005
+
+
+def count_jobs_by_site(spark) -> tuple[Counter, Counter, Callable[[], None]]:
+    """Wrap every py4j call: (a Counter {(JVM method, call site): jobs started}, a Counter {(JVM method,
+    call site): seconds the driver waited in such calls}, a function that unwraps). Seconds are wall
+    time of the Python thread making the call: planning, Delta's log work and the jobs themselves."""
     import py4j.java_gateway as gateway
 
     dag = spark.sparkContext._jsc.sc().dagScheduler()
     original = gateway.JavaMember.__call__
     inside = threading.local()
     sites: Counter = Counter()
+    seconds: Counter = Counter()
 
     def jobs_so_far() -> int:
         inside.active = True              # the counter's own JVM call is not counted
@@ -60,16 +68,19 @@ def count_jobs_by_site(spark) -> tuple[Counter, Callable[[], None]]:
     def counted(member, *args):
         if getattr(inside, "active", False):
             return original(member, *args)
-        before = jobs_so_far()
+        before, start = jobs_so_far(), time.perf_counter()
         try:
             return original(member, *args)
         finally:
+            waited = time.perf_counter() - start
             started = jobs_so_far() - before
-            if started > 0:
-                sites[(member.name, call_site())] += started
+            if started > 0 or waited >= TIMED_CALL_S:
+                site = (member.name, call_site())
+                sites[site] += started
+                seconds[site] += waited
 
     gateway.JavaMember.__call__ = counted
-    return sites, lambda: setattr(gateway.JavaMember, "__call__", original)
+    return sites, seconds, lambda: setattr(gateway.JavaMember, "__call__", original)
 
 
 def main(argv=None) -> None:
@@ -113,19 +124,26 @@ def main(argv=None) -> None:
     work_steps = {step: lambda step=step: pipeline.run_step(step, str(policy_path), str(lake), run_date) for step in STEPS}
     if args.erase:
         work_steps["erasure"] = erase
-    sites, unwrap = count_jobs_by_site(spark)
+    sites, seconds, unwrap = count_jobs_by_site(spark)
     steps = {}
     try:
         for step, run in work_steps.items():
             sites.clear()
+            seconds.clear()
             start = time.perf_counter()
             run()
-            ranked = [{"jobs": n, "method": method, "site": site} for (method, site), n in sites.most_common()]
+            ranked = [{"jobs": n, "method": method, "site": site} for (method, site), n in sites.most_common() if n]
+            timed = [{"s": round(s, 2), "jobs": sites[key], "method": key[0], "site": key[1]}
+                     for key, s in seconds.most_common() if s >= 0.05]
             steps[step] = {"s_with_wrapper": round(time.perf_counter() - start, 1), "jobs": sum(sites.values()),
-                           "sites": ranked}
-            print(f"{step}: {steps[step]['jobs']} Spark jobs", flush=True)
+                           "s_in_jvm_calls": round(sum(seconds.values()), 1), "sites": ranked, "seconds_by_site": timed}
+            print(f"{step}: {steps[step]['jobs']} Spark jobs, {steps[step]['s_in_jvm_calls']} s in JVM calls "
+                  f"of {steps[step]['s_with_wrapper']} s", flush=True)
             for entry in ranked[:args.top]:
                 print(f"  {entry['jobs']:4d}  {entry['method']:<16} {entry['site']}", flush=True)
+            print("  by seconds:", flush=True)
+            for entry in timed[:args.top]:
+                print(f"  {entry['s']:6.2f} s {entry['jobs']:4d}  {entry['method']:<16} {entry['site']}", flush=True)
     finally:
         unwrap()
     path = write(args.name, {"command": command_line("bench.job_sites", argv),
