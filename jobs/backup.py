@@ -52,7 +52,6 @@ from jobs.lake.lease import with_lease
 from jobs.policy import Policy, Table
 from jobs.lake.storage import join
 from jobs.lake.table import LakeTable
-from jobs.runtime.concurrency import for_each_table
 
 STATE = "erasure_state"          # written by jobs.erasure; read here for requests in flight
 OPEN_STATES = ("received", "retained_copy", "deleted")   # not in the deletion ledger yet
@@ -138,22 +137,16 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
     files.mkdirs(tmp)
     write_key_marker(tmp, key_id)
     target = Lake(tmp)
-
-    def copy(item: tuple[str, Table]) -> tuple[str, dict]:
-        name, table = item
-        progress(f"backing up {name}")
-        source = lake.table_path(table)
-        version = LakeTable(spark, source).version()
-        # Time travel to the version read: the copy is one consistent version even if a job writes meanwhile.
-        df = spark.read.format("delta").option("versionAsOf", version).load(source)
-        write_backup_table(target, table, df.drop(SUBJECT_BUCKET))
-        return name, {"path": table.path, "source_version": version, "rows": written_rows(spark, target.table_path(table))}
-
-    # A backup table is one file per region and bucket partition: a small table's copy is the driver's
-    # and the writers' fixed cost, so several tables at once (the encryption settings are the
-    # session's, the same key for every table).
+    tables = {}
     with backup_keys(spark, {key_id: key}, encrypt_with=key_id):
-        tables = dict(for_each_table(list(policy.tables.items()), copy))
+        for name, table in policy.tables.items():
+            progress(f"backing up {name}")
+            source = lake.table_path(table)
+            version = LakeTable(spark, source).version()
+            # Time travel to the version read: the copy is one consistent version even if a job writes meanwhile.
+            df = spark.read.format("delta").option("versionAsOf", version).load(source)
+            write_backup_table(target, table, df.drop(SUBJECT_BUCKET))
+            tables[name] = {"path": table.path, "source_version": version, "rows": written_rows(spark, target.table_path(table))}
     manifest = {"date": day.isoformat(), "taken_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "expires": expires_on(policy, day).isoformat(), "policy_sha256": policy.sha256, "tables": tables,
                 "encryption": ENCRYPTION, "key_id": key_id}

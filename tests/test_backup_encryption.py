@@ -12,8 +12,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -85,19 +83,7 @@ def backed_up(spark, policy, generated_lake, key_file, tmp_path_factory):
         backups.write_backup_table = real_write
     state["killed_key_id"] = backup_crypto.marked_key_id(str(lake.root / "backups" / f".tmp-{DAY.isoformat()}"))
     state["keys_after_kill"] = _key_ids(key_file)
-    # The real run: when each table's copy was written, and by which thread.
-    state["writes"] = []
-
-    def timed_write(target, table, df):
-        start = time.monotonic()
-        real_write(target, table, df)
-        state["writes"].append((threading.current_thread().name, start, time.monotonic()))
-
-    backups.write_backup_table = timed_write
-    try:
-        state["backup"] = backups.run_backup(spark, policy, lake, DAY)
-    finally:
-        backups.write_backup_table = real_write
+    state["backup"] = backups.run_backup(spark, policy, lake, DAY)
     state["key_id"] = state["backup"].key_id
     state["key"] = load_key(state["key_id"])
     state["keys_after_backup"] = _key_ids(key_file)
@@ -139,15 +125,6 @@ def test_backup_parquet_files_cannot_be_read_without_the_key(backed_up, policy):
             pq.read_table(path)
     assert backed_up["backup"].manifest["encryption"] == backup_crypto.ENCRYPTION
     assert backed_up["key_id"].startswith(f"backup-{DAY.isoformat()}-")
-
-
-def test_the_tables_are_copied_several_at_a_time(backed_up, policy):
-    writes = backed_up["writes"]
-    assert len(writes) == len(policy.tables)
-    assert len({thread for thread, _start, _end in writes}) > 1
-    # Some copy started before another one ended: the writes overlapped (WASURE_TABLE_THREADS, default 4).
-    assert any(a[1] < b[2] and b[1] < a[2] for i, a in enumerate(writes) for b in writes[i + 1:])
-    assert list(backed_up["backup"].manifest["tables"]) == list(policy.tables)     # the policy's order
 
 
 def test_no_personal_value_in_any_backup_file(spark, policy, backed_up, generated_lake, tmp_path):
