@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import math
 import random
+import threading
+import time
 from collections import defaultdict
 from itertools import product
 from pathlib import Path
@@ -218,8 +220,31 @@ def published(spark, tiny_policy, tiny_lake, tmp_path_factory):
 
     lake = Lake.at(tmp_path_factory.mktemp("stats-run") / "lake")
     shutil.copytree(tiny_lake.root, lake.root)
-    result = stats.run(spark, tiny_policy, lake, stats.StatisticsRequest.checked(tiny_policy, as_of=AS_OF))
+    real_stage = stats._stage_region
+    STAGED.clear()
+
+    def timed_stage(*args, **kwargs):
+        start = time.monotonic()
+        try:
+            return real_stage(*args, **kwargs)
+        finally:
+            STAGED.append((threading.current_thread().name, start, time.monotonic()))
+
+    stats._stage_region = timed_stage
+    try:
+        result = stats.run(spark, tiny_policy, lake, stats.StatisticsRequest.checked(tiny_policy, as_of=AS_OF))
+    finally:
+        stats._stage_region = real_stage
     return lake, result
+
+
+STAGED: list = []      # (thread, start, end) of each region's build in the run above
+
+
+def test_the_regions_of_a_statistic_are_built_a_few_at_once(published):
+    assert len(STAGED) == 2                          # JP and US (EU has no rows: not built)
+    assert len({thread for thread, _s, _e in STAGED}) > 1
+    assert any(a[1] < b[2] and b[1] < a[2] for i, a in enumerate(STAGED) for b in STAGED[i + 1:])
 
 
 def test_run_publishes_one_table_per_region_without_mixing(spark, published):

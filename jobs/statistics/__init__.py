@@ -20,7 +20,8 @@ consent-based purpose of the source table are left out (S11). Dimensions are gen
 subject's birth date -> age band, dates -> year-month, other columns as they are. Each region's table
 is built once and persisted (suppression and the drawn noise are fixed by then), validated by Great
 Expectations, and published in ONE Delta transaction, or written under ``quarantine/`` on failure
-(exit 1).
+(exit 1). Regions are independent: a statistic's regions are built a few at a time, and published a
+few at a time after the one gate of the statistic (``WASURE_TABLE_THREADS``).
 
 What a statistic means (dimensions, measures, public domains) is jobs/statistics/plan.py; the DP
 budget ledger is jobs/statistics/ledger.py; the cube and the noise are in anonymizers/.
@@ -51,6 +52,7 @@ from jobs.policy import Policy
 from jobs.lake.subjects import Registers
 from jobs.lake.storage import join
 from jobs.lake.table import LakeTable
+from jobs.runtime.concurrency import for_each_table
 
 AUDIT_SCHEMA = T.StructType([
     T.StructField("run_id", T.StringType()), T.StructField("statistic", T.StringType()),
@@ -247,15 +249,23 @@ def _gate_and_publish(lake: Lake, policy: Policy, plan: StatPlan, staged: list, 
     failed: dict[str, list[str]] = {}
     for failure in gate.failures:
         failed.setdefault(failure.table, []).append(failure.message)
-    audit = []
-    for region, built, info in staged:
+
+    def settle(item: tuple[str, DataFrame, dict]) -> str | None:
+        """One region's table published, or written under quarantine/ (returned); its own Delta table."""
+        region, built, _info = item
         if region in failed:
             where = lake.quarantine("statistics", plan.name, f"region={region}", run_id)
             LakeTable(built.sparkSession, where).write_new(built, [], published=True)
+            return where
+        LakeTable(built.sparkSession, output_path(lake, plan.name, region)).publish(built, [], published=True)
+        return None
+
+    audit = []
+    for (region, _built, info), where in zip(staged, for_each_table(staged, settle)):
+        if where:
             info["status"] = f"quarantined: {where}"
             results.failures.append(f"{plan.name}/{region}: " + "; ".join(failed[region]))
         else:
-            LakeTable(built.sparkSession, output_path(lake, plan.name, region)).publish(built, [], published=True)
             info["status"], info["path"] = "published", output_path(lake, plan.name, region)
         results.statistics.append(info)
         audit.append((run_id, plan.name, region, as_of, plan.k, info["cells"], info["published"], info["primary"],
@@ -343,12 +353,20 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, request: StatisticsRequ
     for name, plan in plans.items():
         # Materialized once per statistic: every region's anti-join reuses it (ids only, never output).
         excluded = excluded_subjects(spark, policy, lake, plan.table).localCheckpoint(eager=True)
-        staged, checks = [], []
+        staged, checks, persisted = [], [], []
+        regions = [r for n, r in work if n == name]
+
+        def stage(region: str):
+            progress(f"{name}: region {region}")
+            out = _stage_region(spark, policy, lake, plan, region, as_of, excluded, calibrations.get(name), progress,
+                                request.complementary)
+            if out is not None:
+                persisted.append(out[0])      # released below even if another region fails
+            return out
+
         try:
-            for region in [r for n, r in work if n == name]:
-                progress(f"{name}: region {region}")
-                out = _stage_region(spark, policy, lake, plan, region, as_of, excluded, calibrations.get(name), progress,
-                                    request.complementary)
+            # Regions are independent: built a few at once (jobs.runtime.concurrency), gated together.
+            for region, out in zip(regions, for_each_table(regions, stage)):
                 if out is None:
                     results.statistics.append({"statistic": name, "region": region, "status": "no rows", "cells": 0})
                     continue
@@ -360,7 +378,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, request: StatisticsRequ
             if staged:
                 audit_rows += _gate_and_publish(lake, policy, plan, staged, checks, run_id, as_of, results, progress)
         finally:
-            for _, built, _ in staged:
+            for built in persisted:
                 built.unpersist()
     if audit_rows:
         _append(spark.createDataFrame(audit_rows, AUDIT_SCHEMA), lake.audit("statistics"))
