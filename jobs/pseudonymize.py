@@ -351,7 +351,6 @@ class _Run:
         staged = apply_rule31(source, table, key, key_id, self.owners if rule31_plan(table).scrub else None)
         staged = staged.persist(StorageLevel.MEMORY_AND_DISK)
         self.outputs.append(staged)
-        self.identifiers_of(name, table)      # the gate's source identifiers, planned here in parallel too
         # Materialized here, in this table's thread, not by the one-at-a-time gate; the same pass
         # counts subjects and pseudonyms, so the check after the gate reads the source no more.
         return _Staged(name, table, inputs, staged, subject_counts(table, staged))

@@ -36,7 +36,6 @@ from jobs.policy import Policy
 from jobs.lake.storage import join
 from jobs.lake.subjects import Registers
 from jobs.runtime.keys import load_purpose_keys
-from jobs.runtime.spark import new_session
 
 JOB = "retention"
 AVAILABLE_ACTIONS = {"delete", "pseudonymize", "anonymize"}
@@ -286,57 +285,38 @@ def _check_keep_actions(policy: Policy, lake: Lake, plans: list[TablePlan]) -> N
         load_purpose_keys(policy, sorted(purposes), lake)
 
 
-def _cutoff(policy: Policy, table_name: str, as_of: dt.date) -> dt.date | None:
-    table = policy.tables[table_name]
-    if table.retention and table.retention.basis == "business_date":
-        return as_of - dt.timedelta(days=table.retention.period_days)
-    return None
-
-
-def _keep_before_delete(spark: SparkSession, policy: Policy, lake: Lake, plan: TablePlan, keys: DataFrame,
-                        as_of: dt.date, registers: Registers, progress) -> dict | None:
-    """The plan's keep-as action (its rows' 仮名加工情報 or 匿名加工情報) before its table's delete;
-    returns what the anonymize action published (None otherwise). Runs one table at a time: the
-    anonymize action has a Great Expectations gate, and a failed one raises before any delete."""
-    if not plan.to_remove or plan.action not in ("pseudonymize", "anonymize"):
-        return None
-    progress(f"{plan.action} {plan.table}")
-    cutoff = _cutoff(policy, plan.table, as_of)
-    if plan.action == "pseudonymize":
-        _pseudonymize_before_delete(spark, policy, lake, plan.table, keys, cutoff)
-        return None
-    return _anonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff, registers, progress)
-
-
 def _apply_plan(spark: SparkSession, policy: Policy, lake: Lake, plan: TablePlan, keys: DataFrame, run_id: str,
-                as_of: dt.date, progress) -> tuple[dict, tuple | None]:
-    """One table's planned removal, its keep-as action done: ONE delete commit with the run's commit
-    metadata, in a session of its own (commit metadata is a session setting, and tables commit
-    concurrently). Returns the table's result, and for a table with nothing to remove its audit row."""
-    session = new_session(spark)
+                as_of: dt.date, registers: Registers, progress) -> dict:
+    """One table's planned removal: its keep-as action first, then ONE MERGE with the run's commit
+    metadata (or an audit row saying nothing was removed). Returns the table's result."""
     table = policy.tables[plan.table]
     path = lake.table_path(table)
-    before_version = table_version(session, path)
+    before_version = table_version(spark, path)
     due = as_of + dt.timedelta(days=policy.grace_days(plan.table))
-    cutoff = _cutoff(policy, plan.table, as_of)
-    audit = None
+    cutoff = (as_of - dt.timedelta(days=table.retention.period_days)
+              if table.retention and table.retention.basis == "business_date" else None)
+    retired = None
     if plan.to_remove:
-        progress(f"delete {plan.table}")
+        progress(f"{plan.action} {plan.table}")
+        if plan.action == "pseudonymize":
+            _pseudonymize_before_delete(spark, policy, lake, plan.table, keys, cutoff)
+        elif plan.action == "anonymize":
+            retired = _anonymize_before_delete(spark, policy, lake, plan.table, keys, as_of, cutoff, registers, progress)
         metadata = {"job": JOB, "run_id": run_id, "table": plan.table, "action": plan.action,
                     "as_of": as_of.isoformat(), "policy_sha256": policy.sha256, "rows_before": plan.rows_before,
                     "rows_held": plan.held, "files": plan.files, "bytes": plan.bytes,
                     "version_before": before_version, "purge_due": due.isoformat()}
-        with commit_metadata(session, metadata):
-            delete_keys(session, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff)
+        with commit_metadata(spark, metadata):
+            delete_keys(spark, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff)
     else:
-        audit = (run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), as_of, policy.sha256, plan.table,
-                 plan.action, plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version,
-                 None, False)
-    after_version = table_version(session, path)
+        append_rows(spark, lake.audit(JOB), spark.createDataFrame([(
+            run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), as_of, policy.sha256, plan.table, plan.action,
+            plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version, None, False)], AUDIT_SCHEMA))
+    after_version = table_version(spark, path)
     # An unchanged version is the planned snapshot: its count is the plan's (no second scan).
-    after = LakeTable(session, path).row_count() if after_version != before_version else plan.rows_before
-    return {"rows_after": after, "version_before": before_version, "version_after": after_version,
-            "purge_due": due if plan.to_remove else None}, audit
+    after = LakeTable(spark, path).row_count() if after_version != before_version else plan.rows_before
+    return {"rows_after": after, "version_before": before_version, "anonymized": retired,
+            "version_after": after_version, "purge_due": due if plan.to_remove else None}
 
 
 @with_lease("retention")
@@ -366,22 +346,10 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, request: RetentionReque
         return report
     _check_keep_actions(policy, lake, [p for p, _ in plans if p.to_remove])
     report.policy_changes = policy_changes(lake, policy)
-    # Every keep-as action first, one table at a time: a failed anonymization gate stops the run
-    # before any row is deleted.
-    retired = {plan.table: _keep_before_delete(spark, policy, lake, plan, keys, as_of, registers, progress)
-               for plan, keys in plans}
-    # Then the deletes, a few tables at once. The subject table goes last: other tables' closure rules
-    # read closure dates from it, so a run stopped half-way must not have removed them yet (the next
-    # run plans the rest again).
-    others = [item for item in plans if item[0].table != policy.subject.table]
-    last = [item for item in plans if item[0].table == policy.subject.table]
-    applied = for_each_table(others, lambda item: _apply_plan(spark, policy, lake, *item, run_id, as_of, progress))
-    applied += [_apply_plan(spark, policy, lake, *item, run_id, as_of, progress) for item in last]
-    for (plan, _keys), (result, _audit) in zip(others + last, applied):
-        report.results[plan.table] = {**result, "anonymized": retired[plan.table]}
-    unchanged = [audit for _result, audit in applied if audit]
-    if unchanged:                 # tables with nothing to remove: one audit commit for all of them
-        append_rows(spark, lake.audit(JOB), spark.createDataFrame(unchanged, AUDIT_SCHEMA))
+    # The subject table goes last: other tables' closure rules read closure dates from it, so a run
+    # stopped half-way must not have removed them yet (the next run plans the rest again).
+    for plan, keys in sorted(plans, key=lambda p: p[0].table == policy.subject.table):
+        report.results[plan.table] = _apply_plan(spark, policy, lake, plan, keys, run_id, as_of, registers, progress)
     reconcile(spark, policy, lake, current_run=run_id)
     _gate(spark, policy, lake, report, registers, progress)
     if request.purge:

@@ -3,8 +3,6 @@ kill-and-rerun, audit without personal values, and no residue after the physical
 import copy
 import datetime as dt
 import shutil
-import threading
-import time
 
 import pytest
 import yaml
@@ -37,29 +35,21 @@ def _counts(spark, policy, lake):
     return {n: read_current(spark, lake.table_path(t)).count() for n, t in policy.tables.items()}
 
 
-def _recounting(job, deletes=None):
-    """job()'s result and the tables whose expired rows its gate counted again after the deletes;
-    ``deletes`` (a list) gets (table path, thread name, start, end) of every delete commit's call."""
+def _recounting(job):
+    """job()'s result and the tables whose expired rows its gate counted again after the deletes."""
     import jobs.retention as retention
 
-    counted, real, real_delete = [], retention.remaining_expired, retention.delete_keys
+    counted, real = [], retention.remaining_expired
 
     def counting(spark, policy, lake, table_name, *rest):
         counted.append(table_name)
         return real(spark, policy, lake, table_name, *rest)
 
-    def timed_delete(spark, path, *rest):
-        start = time.monotonic()
-        real_delete(spark, path, *rest)
-        deletes.append((path, threading.current_thread().name, start, time.monotonic()))
-
     retention.remaining_expired = counting
-    if deletes is not None:
-        retention.delete_keys = timed_delete
     try:
         return job(), sorted(counted)
     finally:
-        retention.remaining_expired, retention.delete_keys = real, real_delete
+        retention.remaining_expired = real
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +70,7 @@ def retention_run(spark, generated_lake, keys_env, tmp_path_factory):
     state["counts_before"] = _counts(spark, policy, lake)
     state["dry"] = run(spark, policy, lake, RetentionRequest(AS_OF, dry_run=True))
     state["versions_after_dry"] = _versions(spark, policy, lake)
-    state["deletes"] = []
-    state["report"], state["recounted"] = _recounting(lambda: run(spark, policy, lake, RetentionRequest(AS_OF)),
-                                                      state["deletes"])
+    state["report"], state["recounted"] = _recounting(lambda: run(spark, policy, lake, RetentionRequest(AS_OF)))
     state["counts_after"] = _counts(spark, policy, lake)
     state["versions_after"] = _versions(spark, policy, lake)
     state["second"], state["recounted_second"] = _recounting(lambda: run(spark, policy, lake, RetentionRequest(AS_OF)))
@@ -154,19 +142,6 @@ def test_region_stays_in_place(spark, retention_run):
     assert retained.count() == retention_run["report"].plans[0].to_remove
     assert "email" not in retained.columns or retained.where(F.col("email").contains("@")).count() == 0
     assert "my_number" not in retained.columns and "card_number" not in retained.columns
-
-
-def test_the_deletes_run_a_few_tables_at_once_the_subject_table_last(retention_run):
-    policy, lake = retention_run["policy"], retention_run["lake"]
-    deletes = retention_run["deletes"]
-    assert {path for path, *_ in deletes} == {lake.table_path(policy.tables[p.table])
-                                              for p in retention_run["report"].plans if p.to_remove}
-    subject_path = lake.table_path(policy.tables[policy.subject.table])
-    (_path, _thread, subject_start, _end), = [d for d in deletes if d[0] == subject_path]
-    others = [d for d in deletes if d[0] != subject_path]
-    assert len({thread for _p, thread, _s, _e in others}) > 1
-    assert any(a[2] < b[3] and b[2] < a[3] for i, a in enumerate(others) for b in others[i + 1:])   # overlapping
-    assert all(end <= subject_start for _p, _t, _s, end in others)      # closure dates are deleted last
 
 
 def test_second_run_is_a_no_op(retention_run):
