@@ -76,7 +76,8 @@ def count_jobs_by_site(spark) -> tuple[Counter, Counter, Callable[[], None]]:
             started = jobs_so_far() - before
             if started > 0 or waited >= TIMED_CALL_S:
                 site = (member.name, call_site())
-                sites[site] += started
+                if started:
+                    sites[site] += started
                 seconds[site] += waited
 
     gateway.JavaMember.__call__ = counted
@@ -132,7 +133,7 @@ def main(argv=None) -> None:
             seconds.clear()
             start = time.perf_counter()
             run()
-            ranked = [{"jobs": n, "method": method, "site": site} for (method, site), n in sites.most_common() if n]
+            ranked = [{"jobs": n, "method": method, "site": site} for (method, site), n in sites.most_common()]
             timed = [{"s": round(s, 2), "jobs": sites[key], "method": key[0], "site": key[1]}
                      for key, s in seconds.most_common() if s >= 0.05]
             steps[step] = {"s_with_wrapper": round(time.perf_counter() - start, 1), "jobs": sum(sites.values()),

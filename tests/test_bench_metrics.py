@@ -76,14 +76,15 @@ def test_scaled_policy_clones_tables_releases_and_statistics_into_a_valid_policy
 
 
 def test_job_sites_credits_a_call_s_jobs_to_wasure_s_code_on_the_stack(spark):
-    """bench.job_sites: the jobs a py4j call starts land on the lines of jobs/, expectations/ or
-    anonymizers/ that made it (here: anonymizers.risk.risk_report's collect), and unwrapping restores py4j."""
+    """bench.job_sites: the jobs a py4j call starts, and the seconds it took, land on the lines of
+    jobs/, expectations/ or anonymizers/ that made it (here: anonymizers.risk.risk_report's collect),
+    and unwrapping restores py4j."""
     import py4j.java_gateway as gateway
 
     from bench.job_sites import count_jobs_by_site
 
     original = gateway.JavaMember.__call__
-    sites, unwrap = count_jobs_by_site(spark)
+    sites, seconds, unwrap = count_jobs_by_site(spark)
     try:
         spark.range(5).count()                                    # from a test: no wasure frame
         from anonymizers.risk import risk_report
@@ -95,3 +96,6 @@ def test_job_sites_credits_a_call_s_jobs_to_wasure_s_code_on_the_stack(spark):
     assert sites[("count", "(outside)")] >= 1
     ours = {site: n for (method, site), n in sites.items() if site.startswith("anonymizers/risk.py")}
     assert ours and all(n >= 1 for n in ours.values()), dict(sites)
+    # The same calls' wall time is on the same sites (any call that started a job is timed).
+    waited = {site: s for (method, site), s in seconds.items() if site.startswith("anonymizers/risk.py")}
+    assert set(ours) <= set(waited) and all(s > 0 for s in waited.values()), dict(seconds)
