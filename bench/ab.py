@@ -9,7 +9,8 @@ which side goes first (base, head, head, base, ...): a drift of the box over the
 the first run of a pair leaves behind for the second, reach both sides alike. Each run is the
 bench's own program in the side's directory (its code, this repo's .venv and jars, and this repo's
 cache of generated lakes: a side that generated its lake in the bench's own process would run its
-steps on a warmed-up JVM, the other side on a cold one), writing its usual JSON there; this script
+steps on a warmed-up JVM, the other side on a cold one), writing its usual JSON there (with
+``--head-bench`` the base runs the head's bench/ too: a bench written after the base); this script
 gathers them into ``bench/results/<name>.json``: every run's figures and, for benches that report ``by_size`` (tables_scaling), the per-step medians per side:
 seconds, Spark jobs, Delta commits and log loads, GE validations.
 """
@@ -30,8 +31,9 @@ from bench.common import REPO, command_line, write
 FIELDS = ("s", "jobs", "commits", "log_loads", "validations")
 
 
-def _worktree(rev: str, parent: Path) -> Path:
-    """A detached checkout of ``rev`` that uses this repo's .venv and fetched jars."""
+def _worktree(rev: str, parent: Path, bench_from: Path | None = None) -> Path:
+    """A detached checkout of ``rev`` that uses this repo's .venv and fetched jars (and, with
+    ``bench_from``, that checkout's bench/ instead of its own)."""
     path = parent / f"wt-{rev}"
     subprocess.run(["git", "worktree", "add", "--detach", "-f", str(path), rev], cwd=REPO, check=True,
                    capture_output=True, text=True)
@@ -40,6 +42,9 @@ def _worktree(rev: str, parent: Path) -> Path:
     if cache.exists() or cache.is_symlink():
         shutil.rmtree(cache, ignore_errors=True)
     cache.symlink_to(REPO / "jars" / "cache")
+    if bench_from is not None:
+        shutil.rmtree(path / "bench", ignore_errors=True)
+        shutil.copytree(bench_from / "bench", path / "bench", ignore=shutil.ignore_patterns("results", ".lakes", "__pycache__"))
     return path
 
 
@@ -78,6 +83,9 @@ def main(argv=None) -> None:
     parser.add_argument("--head", default=".", help="a commit, or '.' for this working tree (default)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--name", default="ab")
+    parser.add_argument("--head-bench", action="store_true",
+                        help="run the head's bench/ on both sides: the base's product code measured by the same "
+                             "measuring code (a bench newer than the base)")
     parser.add_argument("bench", nargs=argparse.REMAINDER, help="-- <bench module> <its arguments>")
     args = parser.parse_args(argv)
     bench = args.bench[1:] if args.bench[:1] == ["--"] else args.bench
@@ -88,8 +96,8 @@ def main(argv=None) -> None:
     module, bench_args = bench[0], bench[1:]
 
     work = Path(tempfile.mkdtemp(prefix="wasure-bench-ab-"))
-    sides = {"base": _worktree(args.base, work),
-             "head": REPO if args.head == "." else _worktree(args.head, work)}
+    head = REPO if args.head == "." else _worktree(args.head, work)
+    sides = {"base": _worktree(args.base, work, bench_from=head if args.head_bench else None), "head": head}
     runs: dict[str, list[dict]] = {"base": [], "head": []}
     try:
         for r in range(args.rounds):
@@ -106,6 +114,7 @@ def main(argv=None) -> None:
     revs = {"base": args.base, "head": "working tree" if args.head == "." else args.head}
     payload = {"command": command_line("bench.ab", argv),
                "parameters": {"bench": module, "arguments": bench_args, "rounds": args.rounds, "sides": revs,
+                              "bench_code": "the head's, on both sides" if args.head_bench else "each side's own",
                               "order": "base first in even rounds, head first in odd ones (ABBA)"},
                "medians": {side: step_medians(rs) for side, rs in runs.items() if rs and "by_size" in rs[0]},
                "runs": runs}

@@ -60,7 +60,7 @@ def without_jar(monkeypatch):
 def test_capture_and_residue_scan_answer_the_same_without_the_jar(spark, policy, generated_lake, without_jar):
     """The erasure's value capture and the verification's residue scan: same answers through the
     UDF and through the explode-and-join they replace; shared values are left out of the capture."""
-    from jobs.erasure.plan import _candidates, capture_values
+    from jobs.erasure.plan import candidates, capture_values, scan_subject_rows
     from jobs.lake.holds import HoldBook
     from jobs.lake.layout import read_current
 
@@ -77,6 +77,6 @@ def test_capture_and_residue_scan_answer_the_same_without_the_jar(spark, policy,
                    scan_for_values(spark, str(generated_lake.root), frame))
     assert with_udf == without_udf
     captured, findings = with_udf
-    candidates = _candidates(spark, policy, generated_lake, erasable)
-    assert captured and len({v for _s, v in candidates}) > len({v for found in captured.values() for v in found})
+    shared_too = candidates(scan_subject_rows(spark, policy, generated_lake, list(policy.tables), subjects), erasable)
+    assert captured and len({v for _s, v in shared_too}) > len({v for found in captured.values() for v in found})
     assert findings and any("/raw/" in f.path for f in findings)

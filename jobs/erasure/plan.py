@@ -17,6 +17,7 @@ from jobs.policy import Policy
 from jobs.lake.storage import relative
 from jobs.lake.residue import Finding, cell_tokens
 from jobs.lake.value_sets import token_hits_udf
+from jobs.runtime.concurrency import for_each_table
 
 # ------------------------------------------------------------------ planning (counts, files; nothing written)
 
@@ -25,81 +26,118 @@ def subjects_frame(spark: SparkSession, subjects: list[str], buckets: int) -> Da
             .withColumn("bucket", subject_bucket(F.col("subject"), buckets)))
 
 
+@dataclass(frozen=True)
+class SubjectRows:
+    """What one scan of the subjects' bucket partitions found in each table: the files holding each
+    subject's rows (with their row counts) and the identifying values of those rows, and the table
+    versions it read. The erasure scans once when it receives a request and deletes from the same
+    answer, unless a table committed since (``still_answers``)."""
+    subjects: frozenset[str]
+    versions: dict[str, int] | None                      # None: a table committed during the scan
+    files: dict[str, dict[str, dict[tuple[str, int], int]]]   # table -> subject -> {(file, size): rows}
+    values: dict[str, dict[str, set[str]]]               # table -> subject -> values (long enough to look for)
+
+    def still_answers(self, spark: SparkSession, lake: Lake, policy: Policy, tables: list[str], subjects: list[str]) -> bool:
+        """Whether this scan is also the answer now: it covered these tables and subjects, and no
+        table has a newer version than it read (one ``_delta_log`` listing per table, no Spark job)."""
+        if self.versions is None or not set(subjects) <= self.subjects or not set(tables) <= set(self.versions):
+            return False
+        return _versions(spark, lake, policy, tables) == {name: self.versions[name] for name in tables}
+
+
+def _versions(spark: SparkSession, lake: Lake, policy: Policy, tables: list[str]) -> dict[str, int]:
+    return {name: LakeTable(spark, lake.table_path(policy.tables[name])).version() for name in tables}
+
+
+def scan_subject_rows(spark: SparkSession, policy: Policy, lake: Lake, tables: list[str], subjects: list[str]) -> SubjectRows:
+    """``SubjectRows`` of the current versions: per table one query that reads only the subjects'
+    bucket partitions (``of_subjects``) and returns one row per subject and file, a few tables at
+    once (``for_each_table``: each is mostly the driver planning a Delta read). What the value
+    capture and the DELETE plans both need, where each used to read every table itself (each read
+    of a Delta table plans with two or three Spark jobs of its own: bench/analysis.md, Session 25).
+    Values are the subject's cells in columns of class identifying / individual_code /
+    property_damage and the subject key, at least MIN_VALUE_LENGTH long."""
+    files: dict[str, dict[str, dict[tuple[str, int], int]]] = {name: {} for name in tables}
+    values: dict[str, dict[str, set[str]]] = {name: {} for name in tables}
+    if not subjects or not tables:
+        return SubjectRows(frozenset(subjects), {}, files, values)
+    before = _versions(spark, lake, policy, tables)
+
+    def rows_of(name: str) -> list:
+        table = policy.tables[name]
+        df = read_current(spark, lake.table_path(table))
+        key = table.subject_key
+        value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
+        cells = F.array(*[F.col(c).cast("string") for c in value_columns])
+        return (df.where(of_subjects(key, subjects, table.subject_buckets))
+                .select(F.col(key).cast("string").alias("subject"), F.col("_metadata.file_path").alias("file"),
+                        F.col("_metadata.file_size").alias("size"),
+                        F.filter(cells, lambda v: v.isNotNull() & (F.length(v) >= MIN_VALUE_LENGTH)).alias("values"))
+                .groupBy("subject", "file", "size")
+                .agg(F.count(F.lit(1)).alias("rows"), F.array_distinct(F.flatten(F.collect_list("values"))).alias("values"))
+                .collect())
+
+    for name, found in zip(tables, for_each_table(tables, rows_of)):
+        for row in found:
+            files[name].setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["rows"])
+            values[name].setdefault(row.subject, set()).update(row["values"])
+    after = _versions(spark, lake, policy, tables)
+    return SubjectRows(frozenset(subjects), before if after == before else None, files, values)
+
+
 def table_hits(spark: SparkSession, lake: Lake, policy: Policy, tables: list[str], subjects: list[str]
                ) -> dict[str, dict[str, dict[tuple[str, int], int]]]:
-    """table -> subject -> {(file path, file size): rows} in the current versions, in ONE Spark job
-    that reads only the subjects' bucket partitions (``of_subjects``)."""
-    out: dict[str, dict[str, dict[tuple[str, int], int]]] = {name: {} for name in tables}
-    if not subjects or not tables:
-        return out
-    parts = None
-    for name in tables:
-        table = policy.tables[name]
-        part = (read_current(spark, lake.table_path(table))
-                .where(of_subjects(table.subject_key, subjects, table.subject_buckets))
-                .select(F.lit(name).alias("table"), F.col(table.subject_key).cast("string").alias("subject"),
-                        F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_size").alias("size")))
-        parts = part if parts is None else parts.unionByName(part)
-    for row in parts.groupBy("table", "subject", "file", "size").count().collect():
-        out[row.table].setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["count"])
-    return out
+    """table -> subject -> {(file path, file size): rows} in the current versions (``scan_subject_rows``)."""
+    return scan_subject_rows(spark, policy, lake, tables, subjects).files
 
 
-def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str], holds: HoldBook) -> dict[str, list[str]]:
+def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: list[str], holds: HoldBook,
+                   scan: SubjectRows | None = None) -> dict[str, list[str]]:
     """subject -> the identifying values the verification scan looks for.
 
-    Candidates: values of the subject's rows that will be erased, in columns of class identifying /
-    individual_code / property_damage and the subject key. Dropped: values shorter than
-    MIN_VALUE_LENGTH, and any value that also occurs (as a cell or a token of a string cell) in a
-    row that stays: another subject's row, or a held row of the same subject. What is left is unique
-    to erased rows, so finding it anywhere later is residue.
+    Candidates (``candidates``): values of the subject's rows that will be erased, in columns of class
+    identifying / individual_code / property_damage and the subject key, at least MIN_VALUE_LENGTH
+    long. Dropped: any value that also occurs (as a cell or a token of a string cell) in a row that
+    stays: another subject's row, or a held row of the same subject. What is left is unique to
+    erased rows, so finding it anywhere later is residue.
 
-    Two queries: the candidates come from the subjects' bucket partitions only (a few per subject,
-    to the driver: they are this function's answer); then one scan of the rows that stay returns
+    Two passes: the candidates come from the subjects' bucket partitions only (``scan``, the
+    erasure's one ``scan_subject_rows``, or a new one); then a scan of the rows that stay returns
     which candidates occur there."""
     if not subjects:
         return {}
     erasable_by_table = {name: [s for s in subjects if holds.hold_for(s, name) is None] for name in policy.tables}
-    candidates = _candidates(spark, policy, lake, erasable_by_table)
-    if not candidates:
+    if scan is None or not set(subjects) <= scan.subjects or not set(policy.tables) <= set(scan.values):
+        scan = scan_subject_rows(spark, policy, lake, list(policy.tables), subjects)
+    found = candidates(scan, erasable_by_table)
+    if not found:
         return {}
-    blocked = _in_staying_rows(spark, policy, lake, erasable_by_table, sorted({v for _s, v in candidates}))
+    blocked = _in_staying_rows(spark, policy, lake, erasable_by_table, sorted({v for _s, v in found}))
     out: dict[str, list[str]] = {}
-    for subject, value in candidates:
+    for subject, value in found:
         if value not in blocked:
             out.setdefault(subject, []).append(value)
     return {s: sorted(v) for s, v in out.items()}
 
 
-def _candidates(spark: SparkSession, policy: Policy, lake: Lake, erasable_by_table: dict[str, list[str]]
-                ) -> list[tuple[str, str]]:
+def candidates(scan: SubjectRows, erasable_by_table: dict[str, list[str]]) -> list[tuple[str, str]]:
     """(subject, value) of the erasable rows' identifying cells, long enough to look for."""
-    parts: DataFrame | None = None
-    for name, table in policy.tables.items():
-        if not erasable_by_table[name]:
-            continue
-        df = read_current(spark, lake.table_path(table))
-        key = table.subject_key
-        rows = df.where(of_subjects(key, erasable_by_table[name], table.subject_buckets))
-        value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
-        part = rows.select(F.col(key).cast("string").alias("subject"),
-                           F.explode(F.array(*[F.col(c).cast("string") for c in value_columns])).alias("value"))
-        parts = part if parts is None else parts.unionByName(part)
-    if parts is None:
-        return []
-    found = parts.where(F.col("value").isNotNull() & (F.length("value") >= MIN_VALUE_LENGTH)).distinct()
-    return [(row.subject, row.value) for row in found.collect()]
+    return sorted({(subject, value) for name, subjects in erasable_by_table.items() for subject in subjects
+                   for value in scan.values.get(name, {}).get(subject, ())})
 
 
 def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_by_table: dict[str, list[str]],
                      values: list[str]) -> set[str]:
     """Which of ``values`` occur as a string cell, or a token of one (``cell_tokens``), in a row
     that stays. With wasure-udf.jar each row is tokenized and looked up in the JVM and only hits
-    leave the scan; without it every token is a row joined with the values."""
+    leave the scan; without it every token is a row joined with the values. One query per table,
+    a few at once (``for_each_table``): a small table's query is mostly the driver planning its
+    Delta read, which overlaps another table's."""
     with token_hits_udf(spark, values) as hits:
         wanted = None if hits is not None else F.broadcast(spark.createDataFrame([(v,) for v in values], "value string"))
-        found: DataFrame | None = None
-        for name, table in policy.tables.items():
+
+        def found_in(name: str) -> set[str]:
+            table = policy.tables[name]
             df = read_current(spark, lake.table_path(table))
             key = table.subject_key
             if erasable_by_table[name]:                                           # the rows that stay
@@ -111,8 +149,9 @@ def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_b
                 cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
                 tokens = F.flatten(F.transform(cells, cell_tokens))
                 part = df.select(F.explode(tokens).alias("value")).join(wanted, "value")
-            found = part if found is None else found.unionByName(part)
-        return {row.value for row in found.distinct().collect()}
+            return {row.value for row in part.distinct().collect()}
+
+        return set().union(*for_each_table(list(policy.tables), found_in))
 
 
 # ------------------------------------------------------------------ history of erasure commits

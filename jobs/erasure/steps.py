@@ -18,8 +18,8 @@ from jobs.erasure.model import (
     VALUES_SCHEMA, VALUES_TABLE, ErasureReport, Request, append_states, now_utc,
 )
 from jobs.erasure.plan import (
-    CommitAuditLake, capture_values, commits_by_request, effective_plan, erasure_commits, plan_rows,
-    pseudonymize_tables, quarantined_backups, relative_finding, subjects_frame, table_hits,
+    CommitAuditLake, SubjectRows, capture_values, commits_by_request, effective_plan, erasure_commits, plan_rows,
+    pseudonymize_tables, quarantined_backups, relative_finding, scan_subject_rows, subjects_frame, table_hits,
 )
 from jobs.erasure.receipts import audit_row, build_receipts
 from jobs.erasure.vault import destroy_vault, value_hash, write_vault
@@ -45,6 +45,7 @@ class Batch:
         self.progress, self.on_state = progress, on_state
         self._holds: HoldBook | None = None
         self._commits: dict[str, list] = {}
+        self._subject_rows: SubjectRows | None = None     # receive's scan, reused by delete while current
 
     def commits(self, table: str) -> list[tuple[int, dict, dict]]:
         """The table's erasure commits (cached for the run; dropped when this run commits to it)."""
@@ -104,7 +105,8 @@ class Batch:
     def receive(self, requests: list[Request]) -> None:
         self.progress("capturing identifying values for verification")
         subjects = sorted({s for r in requests for s in r.subjects})
-        values = capture_values(self.spark, self.policy, self.lake, subjects, self.holds)
+        self._subject_rows = scan_subject_rows(self.spark, self.policy, self.lake, list(self.policy.tables), subjects)
+        values = capture_values(self.spark, self.policy, self.lake, subjects, self.holds, self._subject_rows)
         hashed = []
         details = {}
         for r in requests:
@@ -162,8 +164,12 @@ class Batch:
             if pending:                       # else done by an earlier (killed) run
                 todo[name] = pending
         subjects = sorted({s for pending in todo.values() for r in pending for s in r.subjects})
-        self.progress("finding the subjects' rows and files")
-        hits = table_hits(self.spark, self.lake, self.policy, list(todo), subjects)
+        scanned = self._subject_rows
+        if scanned is not None and scanned.still_answers(self.spark, self.lake, self.policy, list(todo), subjects):
+            hits = scanned.files                # received in this run, no table changed since
+        else:
+            self.progress("finding the subjects' rows and files")
+            hits = table_hits(self.spark, self.lake, self.policy, list(todo), subjects)
         # Every table's plan is written BEFORE the first DELETE, in one commit; a plan counts only
         # once its DELETE committed (its plan_id is in the commit metadata) or if it had nothing to do.
         plans, rows = self.plan_deletes(todo, hits)
@@ -188,20 +194,30 @@ class Batch:
             with commit_metadata(session, metadata):
                 LakeTable(session, path).delete_values(table.subject_key, erasable, {SUBJECT_BUCKET: buckets})
 
-        # One DELETE per table, a few at once: most of a small DELETE is driver-side planning and
-        # commit work that overlaps well. A failure stops the state here; a re-run skips the
-        # tables whose commit carries their plan_id.
+        # One DELETE per table and per derived copy that holds a subject, a few at once in one pool:
+        # most of a small DELETE is driver-side planning and commit work that overlaps well. A
+        # failure stops the state here; a re-run skips the tables whose commit carries their
+        # plan_id, and finds nothing left in the copies.
         work = [(name, plan_id, erasable) for name, (plan_id, erasable) in plans.items() if erasable]
+        copies = self.derived_work(requests)
         if work:
             self.progress(f"erasing from {', '.join(name for name, _p, _e in work)} ({CONCURRENT_ERASES} at a time)")
+        if copies:
+            self.progress(f"erasing from {len(copies)} derived cop{'y' if len(copies) == 1 else 'ies'} (仮名加工情報)")
+        derived = {r.request_id: {"derived_copies": []} for r in requests}
         try:
             with ThreadPoolExecutor(max_workers=CONCURRENT_ERASES, thread_name_prefix="erase") as pool:
-                for future in [pool.submit(erase, *item) for item in work]:
+                tables = [pool.submit(erase, *item) for item in work]
+                removed = [pool.submit(self.erase_copy, *item) for item in copies]
+                for future in tables:
                     future.result()
+                for (copy, _pseudonyms, ids), future in zip(copies, removed):
+                    rows = future.result()
+                    for request_id in ids:
+                        derived[request_id]["derived_copies"].append({"copy": copy.relative, "batch_rows_removed": rows})
         finally:
             for name, _plan_id, _erasable in work:
                 self._commits.pop(name, None)
-        derived = self.delete_derived(requests)
         inbox = self.lake.state(REQUESTS_TABLE)
         if is_delta(inbox):
             ids = ", ".join(f"'{r.request_id}'" for r in requests)   # request ids are checked: [A-Za-z0-9._-]
@@ -227,11 +243,10 @@ class Batch:
                                  hold.reason if hold else None, hold.until if hold else None, not erasable, planned_at))
         return plans, rows
 
-    def delete_derived(self, requests: list[Request]) -> dict[str, dict]:
-        """The subjects' rows in every derived copy (jobs.lake.lineage), one DELETE per copy by the
-        pseudonym, a few copies at once. Idempotent: a re-run after a kill finds nothing left and
-        records the same copies, whose files the purge step then rewrites."""
-        details = {r.request_id: {"derived_copies": []} for r in requests}
+    def derived_work(self, requests: list[Request]) -> list[tuple[DerivedCopy, list[str], list[str]]]:
+        """Where the subjects' rows in derived copies (jobs.lake.lineage) can be: per copy the
+        pseudonyms of the subjects it may hold (under each key its rows carry) and the requests
+        they come from. A closure keeps its retained copies (S5); a held subject is not looked for."""
         work: list[tuple[DerivedCopy, list[str], list[str]]] = []
         for copy in self.copies:
             keys = self.copy_keys.get(copy.relative, [])          # no key id: an empty copy
@@ -246,25 +261,18 @@ class Batch:
                     ids.append(r.request_id)
             if targets:
                 work.append((copy, sorted(targets), ids))
-        if not work:
-            return details
-        self.progress(f"erasing from {len(work)} derived cop{'y' if len(work) == 1 else 'ies'} (仮名加工情報)")
+        return work
 
-        def erase(copy: DerivedCopy, pseudonyms: list[str], ids: list[str]) -> int:
-            session = new_session(self.spark)
-            path = self.lake.path(copy.relative)
-            metadata = {"job": f"{JOB}_derived", "run_id": self.batch_id, "copy": copy.relative,
-                        "requests": sorted(ids), "subjects": len(pseudonyms), "policy_sha256": self.policy.sha256}
-            with commit_metadata(session, metadata):
-                return LakeTable(session, path).delete_values(copy.subject_column, pseudonyms)
-
-        with ThreadPoolExecutor(max_workers=CONCURRENT_ERASES, thread_name_prefix="erase-derived") as pool:
-            removed = [pool.submit(erase, *item) for item in work]
-            for (copy, _pseudonyms, ids), future in zip(work, removed):
-                rows = future.result()
-                for request_id in ids:
-                    details[request_id]["derived_copies"].append({"copy": copy.relative, "batch_rows_removed": rows})
-        return details
+    def erase_copy(self, copy: DerivedCopy, pseudonyms: list[str], ids: list[str]) -> int:
+        """One derived copy's DELETE by the pseudonyms, in its own session (per-thread commit
+        metadata). Idempotent: a re-run after a kill finds nothing left and records the same copy,
+        whose files the purge step then rewrites."""
+        session = new_session(self.spark)
+        path = self.lake.path(copy.relative)
+        metadata = {"job": f"{JOB}_derived", "run_id": self.batch_id, "copy": copy.relative,
+                    "requests": sorted(ids), "subjects": len(pseudonyms), "policy_sha256": self.policy.sha256}
+        with commit_metadata(session, metadata):
+            return LakeTable(session, path).delete_values(copy.subject_column, pseudonyms)
 
     # -- backups_quarantined
     def quarantine_backups(self, requests: list[Request]) -> None:
