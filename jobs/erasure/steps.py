@@ -194,7 +194,7 @@ class Batch:
             with commit_metadata(session, metadata):
                 LakeTable(session, path).delete_values(table.subject_key, erasable, {SUBJECT_BUCKET: buckets})
 
-        # One DELETE per table and per derived copy that holds a subject, a few at once in one pool:
+        # One DELETE per table and per derived copy that may hold a subject, a few at once in one pool:
         # most of a small DELETE is driver-side planning and commit work that overlaps well. A
         # failure stops the state here; a re-run skips the tables whose commit carries their
         # plan_id, and finds nothing left in the copies.
