@@ -153,14 +153,6 @@ def fingerprint(expression: str, prefix: str = "") -> str:
     return f"xxhash64({expression}) AS {prefix}fa, hash({expression}) AS {prefix}fb"
 
 
-# The source-joining gates cross-join their rows with one row of value lengths (``lens``, a
-# prefilter: a cell of a length no source value has skips the join's shuffle). Spark would
-# broadcast that row, and a broadcast is a Spark job of its own before the query's: half of a
-# gate's jobs on a small table (bench/analysis.md, Session 25). A shuffle-and-replicate nested loop
-# join reads the row inside the query's own job instead.
-ONE_ROW_JOIN_HINT = "/*+ SHUFFLE_REPLICATE_NL(lens) */"
-
-
 def hash_join_hint(build_side: str) -> str:
     """Join hint for the source-joining gates, which semi-join two large relations (millions of
     output cells against millions of source values or digests): a sort-merge join sorts both

@@ -529,26 +529,3 @@ def test_a_gate_of_schema_checks_only_runs_no_spark_job(spark, tmp_path):
     assert int(dag.numTotalJobs()) == before
     # still a real check: the forbidden column is found, named with its class and no value
     assert not result.success and "phone (identifying)" in result.report()
-
-
-def test_the_source_joining_gates_run_as_one_spark_job_each(spark):
-    """Their one row of value lengths joins inside the query's own job (a shuffle-and-replicate
-    nested loop join), not as a broadcast: each gate query is ONE Spark job under a small lake's
-    plans (it was two: bench/analysis.md, Session 25), and still finds what it looks for."""
-    from expectations import ExpectNoSourceValuesInColumns, ExpectPseudonymsNotUnkeyedHashes
-    from jobs.runtime.spark import queries_sized_for_the_run, size_queries_to
-
-    source = spark.createDataFrame([("hanako@example.jp", "A000000002")], "email string, account_id string")
-    spark.createDataFrame([(hashlib.sha1(b"A000000002").hexdigest(), "hanako@example.jp"), ("k2", "fine")],
-                          "account_pseudonym string, note string").createOrReplaceTempView("gate_jobs_batch")
-    checks = [ExpectNoSourceValuesInColumns(output_columns=["note"], source=source),
-              ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["account_pseudonym"], source=source)]
-    dag = spark.sparkContext._jsc.sc().dagScheduler()
-    with queries_sized_for_the_run(spark):
-        size_queries_to(spark, 0)                        # a small lake: interpreted plans, no AQE
-        for expectation in checks:
-            query = expectation.unexpected_rows_query.replace("{batch}", "gate_jobs_batch")
-            before = int(dag.numTotalJobs())
-            rows = spark.sql(query).collect()
-            assert int(dag.numTotalJobs()) - before == 1, type(expectation).__name__
-            assert [(r.column_index, r.matching_rows) for r in rows] == [(0, 1)], type(expectation).__name__

@@ -169,7 +169,7 @@ class ExpectNoSourceValuesInColumns(_SourceJoinExpectation):
             f"cells AS (SELECT column_index, lower(trim(v)) AS v FROM (SELECT {_sql.stack_columns(outputs)} "
             "FROM {batch}) c0 WHERE v IS NOT NULL) "
             f"SELECT {_sql.hash_join_hint('s')} column_index, COUNT(*) AS matching_rows FROM "
-            f"(SELECT {_sql.ONE_ROW_JOIN_HINT} column_index, {_sql.fingerprint('v')} FROM cells CROSS JOIN lens "
+            f"(SELECT column_index, {_sql.fingerprint('v')} FROM cells CROSS JOIN lens "
             "WHERE array_contains(source_lengths, length(v))) o "
             f"LEFT SEMI JOIN (SELECT {_sql.fingerprint('v')} FROM src) s "
             f"ON {_sql.fingerprint_match('o', 's')} GROUP BY column_index"
@@ -243,8 +243,7 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
             # Forms are deduplicated per value (most identifiers are ASCII: NFKC and strip change
             # nothing), not with a lake-wide DISTINCT: the semi-join below needs no unique keys.
             f"forms AS ({cls._forms_sql('src')}), "
-            f"digests AS (SELECT h FROM (SELECT {_sql.ONE_ROW_JOIN_HINT} explode(array({digests})) AS h "
-            "FROM forms CROSS JOIN lens) d "
+            f"digests AS (SELECT h FROM (SELECT explode(array({digests})) AS h FROM forms CROSS JOIN lens) d "
             "WHERE h IS NOT NULL) "
             f"SELECT {_sql.hash_join_hint('d')} column_index, COUNT(*) AS matching_rows FROM "
             f"(SELECT column_index, {_sql.fingerprint('lower(trim(v))')} FROM {pseudonym_cells} p0 "
