@@ -52,19 +52,11 @@ def run_demo_once(spark, policy, lake_dir: Path) -> dict:
 
 
 def run_erase_one(spark, policy, lake_dir: Path) -> dict:
-    """The issue's erasure figure: one more subject's account closure on the lake the demo left
-    (``resume=False``: the demo's own open request is not continued), timed alone."""
-    from jobs import erasure
-    from jobs.generate import subject_id
-    from jobs.lake.layout import Lake
+    """The issue's erasure figure: one more subject's account closure on the lake the demo left,
+    timed alone (``bench.erase_one.erase_one``, the same erasure that bench times on fresh copies)."""
+    from bench.erase_one import erase_one           # here: bench.erase_one imports this module
 
-    dag = spark.sparkContext._jsc.sc().dagScheduler()
-    first_job = int(dag.numTotalJobs())
-    start = time.perf_counter()
-    request = erasure.RequestInput("bench-erase-one", [subject_id(44)], "account_closure", None)
-    report = erasure.run(spark, policy, Lake.at(lake_dir), [request], resume=False)
-    return {"s": time.perf_counter() - start, "spark_jobs": int(dag.numTotalJobs()) - first_job,
-            "states": sorted({r["state"] for r in report.receipts})}
+    return erase_one(spark, policy, lake_dir, 44)
 
 
 def report_section(load, produced_by, missing, machine_line) -> list[str]:

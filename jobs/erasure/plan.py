@@ -10,7 +10,7 @@ from jobs.lake.backup_catalog import list_backups
 from jobs.lake.backup_ledger import read_ledger
 from jobs.lake.holds import HoldBook
 from jobs.erasure.model import JOB, MIN_VALUE_LENGTH, ROWS_TABLE, VALUE_CLASSES
-from jobs.lake.layout import Lake, is_delta, of_subjects, read_current, subject_bucket
+from jobs.lake.layout import Lake, is_delta, of_subjects, read_current, subject_bucket, table_version
 from jobs.lake.table import LakeTable
 from jobs.lake.lineage import keeps_pseudonymized
 from jobs.policy import Policy
@@ -46,7 +46,7 @@ class SubjectRows:
 
 
 def _versions(spark: SparkSession, lake: Lake, policy: Policy, tables: list[str]) -> dict[str, int]:
-    return {name: LakeTable(spark, lake.table_path(policy.tables[name])).version() for name in tables}
+    return {name: table_version(spark, lake.table_path(policy.tables[name])) for name in tables}
 
 
 def scan_subject_rows(spark: SparkSession, policy: Policy, lake: Lake, tables: list[str], subjects: list[str]) -> SubjectRows:
