@@ -36,7 +36,7 @@ from jobs.lake.backup_ledger import ledger_key, subject_hash
 from jobs.runtime.console import InputError
 from jobs.erasure import check_request_id, check_subject_ids
 from jobs.lake.storage import join
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, check_lake, is_delta, read_current, subject_bucket
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, check_lake, is_delta, read_now, subject_bucket
 from jobs.lake.lease import with_lease
 from jobs.policy import ColumnClass, Policy
 
@@ -123,7 +123,7 @@ def subject_rows(spark: SparkSession, policy: Policy, lake: Lake, subject: str) 
     """table -> the subject's rows in the current version (the subject's bucket partitions only)."""
     out: dict[str, list[dict]] = {}
     for name, table in policy.tables.items():
-        df = read_current(spark, lake.table_path(table))
+        df = read_now(spark, lake.table_path(table))
         bucket = subject_bucket(F.lit(subject), table.subject_buckets)
         rows = df.where((F.col(SUBJECT_BUCKET) == bucket) & (F.col(table.subject_key) == subject)).drop(SUBJECT_BUCKET)
         columns = [c for c in table.columns if c in rows.columns]
@@ -276,7 +276,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, request: AccessRequest,
     _key_id, key = ledger_key(policy, lake)
     check_lake(spark, policy, lake)
     state_path = lake.state(STATE_TABLE)
-    if is_delta(state_path) and read_current(spark, state_path).where(F.col("request_id") == request_id).limit(1).count():
+    if is_delta(state_path) and read_now(spark, state_path).where(F.col("request_id") == request_id).limit(1).count():
         raise InputError(f"--request-id {request_id}: an access request with this id was already answered")
     now = _now()
     received_at = request.received_at or now

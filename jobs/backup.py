@@ -47,7 +47,7 @@ from jobs.lake.backup_crypto import (
 from jobs.lake.backup_ledger import hash_column, ledger_key, read_ledger, sync_ledger
 from jobs.runtime.console import CheckFailed, InputError
 from jobs.lake.holds import HoldBook
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, check_lake, is_delta, read_current, write_policy_table
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, check_lake, is_delta, read_current, read_now, write_policy_table
 from jobs.lake.lease import with_lease
 from jobs.policy import Policy, Table
 from jobs.lake.storage import join
@@ -195,7 +195,7 @@ def _hashes_to_remove(spark: SparkSession, policy: Policy, lake: Lake) -> tuple[
     in_flight: set[str] = set()
     state_path = lake.state(STATE)
     if is_delta(state_path):
-        states = read_current(spark, state_path)
+        states = read_now(spark, state_path)
         latest = states.groupBy("request_id").agg(F.max("state_order").alias("order"))
         received = states.where(F.col("state") == "received").select("request_id", "subject_hashes")
         for row in latest.where(F.col("order") < len(OPEN_STATES)).join(received, "request_id").collect():

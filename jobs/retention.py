@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 
 from jobs.runtime.console import CheckFailed, InputError
 from jobs.runtime.concurrency import for_each_table
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, check_lake, read_current, rows_of_keys, table_version
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, check_lake, read_current, read_now, rows_of_keys, table_version
 from jobs.lake.lease import with_lease
 from jobs.lake.lineage import retained_purpose
 from jobs.lake.quarantine import AUDIT_SCHEMA, commit_metadata, delete_keys, physical_purge, reconcile
@@ -372,7 +372,7 @@ def gate_checks(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date,
         holds = registers.holds_for(name, as_of).where(F.col("subject").isNotNull()).select("subject")
         suite = retention_suite(table.date_column, as_of - dt.timedelta(days=retention.period_days),
                                 subject_column=table.subject_key, held_subjects=holds, held_subject_column="subject")
-        checks.append((name, read_current(spark, lake.table_path(table)), suite))
+        checks.append((name, read_now(spark, lake.table_path(table)), suite))
     return checks
 
 

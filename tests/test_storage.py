@@ -176,6 +176,64 @@ def test_files_from_log_are_the_files_delta_reads(spark, tmp_path):
     assert with_dv.files_from_log() is None
 
 
+def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(spark, tmp_path):
+    """``LakeTable.read_now`` gives the rows, columns and types Delta's read gives, across appends,
+    an overwrite, an added column, partition values that need escaping (and a null one), and an
+    empty table; it reads the checksum's files as Parquet in one Spark job where Delta's read plans
+    with more; and it falls back to Delta's read for a file with a deletion vector, a missing
+    checksum and column mapping."""
+    import os
+
+    from jobs.lake.plain_files import plain_files
+
+    dag = spark.sparkContext._jsc.sc().dagScheduler()
+
+    def jobs_of(action):
+        before = int(dag.numTotalJobs())
+        result = action()
+        return result, int(dag.numTotalJobs()) - before
+
+    def same(table):
+        now, delta = table.read_now(), table.read()
+        assert now.dtypes == delta.dtypes
+        assert sorted(map(tuple, now.collect())) == sorted(map(tuple, delta.collect()))
+        files = F.col("_metadata.file_path").alias("f")
+        assert sorted({r.f for r in now.select(files).collect()}) == sorted({r.f for r in delta.select(files).collect()})
+
+    rows = spark.createDataFrame([(f"S{i}", ["JP", "a b/c:d%e", None][i % 3], i) for i in range(30)],
+                                 "account_id string, region string, n int")
+    table = LakeTable(spark, str(tmp_path / "state" / "t")).write_new(rows, ["region"], stats_columns=[])
+    table.append(rows.where("n < 5"))
+    assert plain_files(table.checksum()) is not None
+    same(table)
+    rows_now, jobs_now = jobs_of(lambda: table.read_now().collect())
+    _rows, jobs_delta = jobs_of(lambda: table.read().collect())
+    assert len(rows_now) == 35 and jobs_now == 1 and jobs_delta > jobs_now
+    spark.sql(f"ALTER TABLE delta.`{table.uri}` ADD COLUMNS (note STRING)")   # old files lack it: nulls
+    table.append(spark.createDataFrame([("S99", "JP", 99, "x")], "account_id string, region string, n int, note string"))
+    same(table)
+    rows.where("n > 20").write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(table.uri)
+    same(table)
+    assert table.read_now().count() == 9
+
+    empty = LakeTable(spark, str(tmp_path / "state" / "empty"))
+    empty.create(spark.createDataFrame([], "request_id string, at timestamp"), [])
+    assert empty.read_now().collect() == [] and empty.read_now().dtypes == empty.read().dtypes
+
+    with_dv = LakeTable(spark, str(tmp_path / "state" / "dv")).write_new(rows, [], stats_columns=[])
+    with_dv.delete_where("n = 4")
+    assert plain_files(with_dv.checksum()) is None
+    same(with_dv)
+    no_checksum = LakeTable(spark, str(tmp_path / "state" / "nocrc")).write_new(rows, [], stats_columns=[])
+    os.remove(str(tmp_path / "state" / "nocrc" / "_delta_log" / f"{no_checksum.version():020d}.crc"))
+    assert no_checksum.checksum() is None
+    same(no_checksum)
+    mapped = LakeTable(spark, str(tmp_path / "state" / "mapped")).write_new(
+        rows, [], stats_columns=[], properties={"delta.columnMapping.mode": "name"})
+    assert plain_files(mapped.checksum()) is None
+    same(mapped)
+
+
 def test_commits_read_from_the_log_equal_describe_history(spark, tmp_path):
     """``LakeTable.commits`` (the log's JSON, no Spark job) answers what DESCRIBE HISTORY does:
     versions, operations, userMetadata, operation metrics and timestamps (on HDFS:

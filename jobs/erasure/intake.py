@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from jobs.lake.backup_ledger import ledger_key
 from jobs.runtime.console import InputError
 from jobs.erasure.model import REQUEST_ID, REQUESTS_SCHEMA, REQUESTS_TABLE, SOURCES
-from jobs.lake.layout import Lake, create_table, is_delta, read_current
+from jobs.lake.layout import Lake, create_table, is_delta, read_now
 from jobs.policy import Policy
 
 # ------------------------------------------------------------------ input (checked before any write)
@@ -110,7 +110,7 @@ def requests_from_inbox(spark: SparkSession, policy: Policy, lake: Lake) -> list
     path = lake.state(REQUESTS_TABLE)
     if not is_delta(path):
         raise InputError(f"--from-requests: no erasure_requests table at {path}")
-    df = read_current(spark, path)
+    df = read_now(spark, path)
     missing = [c for c in ("request_id", "subject_id", "received_at", "source") if c not in df.columns]
     if missing:
         raise InputError(f"--from-requests: {path} lacks column(s) {', '.join(missing)}")

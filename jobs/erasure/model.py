@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from jobs.lake.layout import Lake, append_rows, is_delta, read_current
+from jobs.lake.layout import Lake, append_rows, is_delta, read_now
 from jobs.policy import ColumnClass
 from jobs.lake.residue import TOKEN_CLASS
 
@@ -101,7 +101,7 @@ def load_states(spark: SparkSession, lake: Lake) -> dict[str, Request]:
     if not is_delta(path):
         return {}
     requests: dict[str, Request] = {}
-    for row in read_current(spark, path).orderBy("state_order", "at").collect():
+    for row in read_now(spark, path).orderBy("state_order", "at").collect():
         if row.state == "received":
             requests[row.request_id] = Request(row.request_id, row.source, row.received_at, row.deadline, list(row.subject_hashes or []))
         request = requests.get(row.request_id)

@@ -10,7 +10,7 @@ from jobs.lake.backup_catalog import list_backups
 from jobs.lake.backup_ledger import read_ledger
 from jobs.lake.holds import HoldBook
 from jobs.erasure.model import JOB, MIN_VALUE_LENGTH, ROWS_TABLE, VALUE_CLASSES
-from jobs.lake.layout import Lake, is_delta, of_subjects, read_current, subject_bucket, table_version
+from jobs.lake.layout import Lake, is_delta, of_subjects, read_now, subject_bucket, table_version
 from jobs.lake.table import LakeTable
 from jobs.lake.lineage import keeps_pseudonymized
 from jobs.policy import Policy
@@ -65,7 +65,7 @@ def scan_subject_rows(spark: SparkSession, policy: Policy, lake: Lake, tables: l
 
     def rows_of(name: str) -> list:
         table = policy.tables[name]
-        df = read_current(spark, lake.table_path(table))
+        df = read_now(spark, lake.table_path(table))
         key = table.subject_key
         value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
         cells = F.array(*[F.col(c).cast("string") for c in value_columns])
@@ -138,7 +138,7 @@ def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_b
 
         def found_in(name: str) -> set[str]:
             table = policy.tables[name]
-            df = read_current(spark, lake.table_path(table))
+            df = read_now(spark, lake.table_path(table))
             key = table.subject_key
             if erasable_by_table[name]:                                           # the rows that stay
                 df = df.where(F.col(key).isNull() | ~F.col(key).isin(erasable_by_table[name]))
@@ -170,7 +170,7 @@ def plan_rows(spark: SparkSession, lake: Lake, request_ids: list[str] | None = N
     path = lake.state(ROWS_TABLE)
     if not is_delta(path):
         return []
-    df = read_current(spark, path)
+    df = read_now(spark, path)
     if request_ids is not None:
         df = df.where(F.col("request_id").isin(request_ids))
     return df.collect()

@@ -24,7 +24,7 @@ from jobs.erasure.plan import (
 from jobs.erasure.receipts import audit_row, build_receipts
 from jobs.erasure.vault import destroy_vault, value_hash, write_vault
 from jobs.lake.buckets import bucket_of
-from jobs.lake.layout import SUBJECT_BUCKET, append_rows, create_table, is_delta, purge_superseded, read_current, table_version
+from jobs.lake.layout import SUBJECT_BUCKET, append_rows, create_table, is_delta, purge_superseded, read_now, table_version
 from jobs.lake.table import LakeTable
 from jobs.lake.lineage import RETAINED, DerivedCopy, keeps_pseudonymized, retained_purpose
 from jobs.lake.quarantine import commit_metadata, physical_purge, reconcile
@@ -122,7 +122,7 @@ class Batch:
             df = self.spark.createDataFrame(hashed, VALUES_SCHEMA)
             path = self.lake.state(VALUES_TABLE)
             create_table(self.spark, path, df, [])
-            if "exclude" not in read_current(self.spark, path).columns:       # a table from before the column
+            if "exclude" not in read_now(self.spark, path).columns:       # a table from before the column
                 self.spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS (exclude STRING)")
             LakeTable(self.spark, path).insert_new(df, "t.request_id = s.request_id AND t.value_hash = s.value_hash "
                                                        "AND t.exclude <=> s.exclude")
@@ -306,7 +306,7 @@ class Batch:
         reconcile(self.spark, self.policy, CommitAuditLake(self.lake.uri), job=JOB, current_run=self.batch_id)
         physical_purge(self.spark, self.policy, self.lake, self.as_of)
         statuses = {(r.table, r.version): (r.status, r.purge_due)
-                    for r in read_current(self.spark, self.lake.state("quarantine_ledger")).where(F.col("job") == JOB)
+                    for r in read_now(self.spark, self.lake.state("quarantine_ledger")).where(F.col("job") == JOB)
                     .select("table", "version", "status", "purge_due").collect()} if is_delta(self.lake.state("quarantine_ledger")) else {}
         commits = commits_by_request(self.all_commits())
         done, details = [], {}
@@ -368,7 +368,7 @@ class Batch:
         known = set()
         if is_delta(audit_path):
             ids = [rc["request_id"] for rc in receipts]
-            known = {row.request_id for row in read_current(self.spark, audit_path)
+            known = {row.request_id for row in read_now(self.spark, audit_path)
                      .where(F.col("request_id").isin(ids)).select("request_id").collect()}
         rows = [audit_row(rc, self.batch_id) for rc in receipts if rc["request_id"] not in known]
         if rows:

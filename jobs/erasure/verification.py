@@ -14,7 +14,7 @@ from jobs.erasure.intake import check_request_id
 from jobs.erasure.model import MIN_VALUE_LENGTH, STATE_TABLE, STATES, VALUES_TABLE, load_states
 from jobs.erasure.plan import quarantined_backups, relative_finding
 from jobs.erasure.vault import read_vault, value_hash_column
-from jobs.lake.layout import Lake, is_delta, read_current
+from jobs.lake.layout import Lake, is_delta, read_now
 from jobs.lake.lease import with_lease
 from jobs.policy import Policy
 from jobs.lake.residue import (
@@ -105,7 +105,7 @@ def verify(spark: SparkSession, policy: Policy, lake: Lake, request_ids: list[st
             findings += scan_for_values(spark, lake.uri, frame, exclude)
         values_path = lake.state(VALUES_TABLE)
         if hashed_ids and is_delta(values_path):
-            hashes = read_current(spark, values_path).where(F.col("request_id").isin(hashed_ids))
+            hashes = read_now(spark, values_path).where(F.col("request_id").isin(hashed_ids))
             if hashes.limit(1).count():
                 progress(f"keyed-hash scan for {len(hashed_ids)} closed request(s)")
                 findings += scan_for_hashes(spark, lake.uri, hashes, key, exclude)

@@ -19,7 +19,7 @@ from anonymizers.checkdigits import (
     licence_check_digit_col, luhn_check_digit_col, my_number_check_digit_col, passport_check_digit_col,
 )
 from jobs.runtime.console import InputError
-from jobs.lake.layout import Lake, read_current, write_policy_table
+from jobs.lake.layout import Lake, read_now, write_policy_table
 from jobs.policy import Policy, check_table_schema
 # The building blocks and the tickets live beside this module; their public names are part of
 # jobs.generate's API (tests and the bench import them from here).
@@ -215,5 +215,5 @@ def generate_lake(spark: SparkSession, policy: Policy, lake: Lake, options: Gene
             continue
         progress(f"writing {name}")
         write_policy_table(spark, lake, policy.tables[name], frames[name])
-        counts[name] = read_current(spark, lake.table_path(policy.tables[name])).count()
+        counts[name] = read_now(spark, lake.table_path(policy.tables[name])).count()
     return counts

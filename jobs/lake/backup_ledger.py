@@ -23,7 +23,7 @@ from jobs.lake.backup_catalog import backup_dir, list_backups
 from jobs.lake.backup_crypto import reading_backups
 from jobs.runtime.keys import load_key
 from jobs.lake.buckets import bucket_of
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, create_table, is_delta, of_subjects, read_current
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, create_table, is_delta, of_subjects, read_current, read_now
 from jobs.policy import Policy
 from jobs.lake.table import LakeTable
 
@@ -69,7 +69,7 @@ def ledger_path(lake: Lake) -> str:
 
 def read_ledger(spark: SparkSession, lake: Lake) -> DataFrame | None:
     path = ledger_path(lake)
-    return read_current(spark, path) if is_delta(path) else None
+    return read_now(spark, path) if is_delta(path) else None
 
 
 def add_to_ledger(spark: SparkSession, lake: Lake, rows: list[tuple]) -> None:
@@ -92,7 +92,7 @@ def sync_ledger(spark: SparkSession, lake: Lake) -> int:
         return 0
     existing = {d.isoformat() for d in list_backups(lake)}
     changes = []
-    for row in read_current(spark, path).where(F.col("status") == "quarantined").select("subject_hash", "request_id", "backups").collect():
+    for row in read_now(spark, path).where(F.col("status") == "quarantined").select("subject_hash", "request_id", "backups").collect():
         still = sorted(d for d in (row.backups or []) if d in existing)
         if still != sorted(row.backups or []):
             changes.append((row.subject_hash, row.request_id, still, "quarantined" if still else "released"))

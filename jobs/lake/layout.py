@@ -163,7 +163,7 @@ def check_lake_schemas(spark: SparkSession, policy: Policy, lake: Lake, tables: 
         path = lake.table_path(table)
         if not is_delta(path):
             continue                  # each job reports missing tables its own way
-        columns = read_current(spark, path).columns
+        columns = read_now(spark, path).columns
         problems += [f"{name}.{c}: in the lake table {table.path} but not classified in the policy (tables.{name}.columns)"
                      for c in columns if c not in table.columns and c != SUBJECT_BUCKET]
         problems += [f"{name}.{c}: classified in the policy (tables.{name}.columns.{c}) but missing from the lake table {table.path}"
@@ -182,6 +182,11 @@ def table_version(spark: SparkSession, path: str) -> int:
 def read_current(spark: SparkSession, path: str) -> DataFrame:
     """The read path of jobs and analysts: the current version only, never time travel."""
     return LakeTable(spark, path).read()
+
+
+def read_now(spark: SparkSession, path: str) -> DataFrame:
+    """The current version for a read used right away (bookkeeping, gates): ``LakeTable.read_now``."""
+    return LakeTable(spark, path).read_now()
 
 
 def create_table(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str],

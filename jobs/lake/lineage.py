@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.lake.layout import Lake, is_delta, read_current
+from jobs.lake.layout import Lake, is_delta, read_now
 from jobs.lake.table import LakeTable
 from jobs.policy import Policy, Table
 from jobs.lake.storage import join, name_of, relative
@@ -127,7 +127,7 @@ def copy_key_ids(spark: SparkSession, lake: Lake, copies: list[DerivedCopy]) -> 
             unrecorded.append(copy.relative)
         else:
             out[copy.relative] = recorded
-    return out | _scanned_key_ids({rel: read_current(spark, lake.path(rel)) for rel in unrecorded})
+    return out | _scanned_key_ids({rel: read_now(spark, lake.path(rel)) for rel in unrecorded})
 
 
 def _scanned_key_ids(tables: dict[str, DataFrame]) -> dict[str, list[str]]:

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, is_delta, purge_superseded, read_current
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, is_delta, purge_superseded, read_now
 from jobs.lake.lease import with_lease
 from jobs.policy import Policy
 from jobs.lake.table import LakeTable
@@ -90,10 +90,10 @@ def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = "reten
     ledger_path, audit_path = lake.state("quarantine_ledger"), lake.audit(job)
     known = set()
     if is_delta(ledger_path):
-        known = {(r.table, r.version) for r in read_current(spark, ledger_path).select("table", "version").collect()}
+        known = {(r.table, r.version) for r in read_now(spark, ledger_path).select("table", "version").collect()}
     audited = set()
     if is_delta(audit_path):
-        audited = {(r.run_id, r.table) for r in read_current(spark, audit_path).select("run_id", "table").collect()}
+        audited = {(r.run_id, r.table) for r in read_now(spark, audit_path).select("run_id", "table").collect()}
     ledger_rows, audit_rows = [], []
     for name, table in policy.tables.items():
         path = lake.table_path(table)
@@ -126,7 +126,7 @@ def physical_purge(spark: SparkSession, policy: Policy, lake: Lake, today: dt.da
     ledger_path = lake.state("quarantine_ledger")
     if not is_delta(ledger_path):
         return []
-    due = (read_current(spark, ledger_path).where((F.col("status") == "pending") & (F.col("purge_due") <= F.lit(today)))
+    due = (read_now(spark, ledger_path).where((F.col("status") == "pending") & (F.col("purge_due") <= F.lit(today)))
            .groupBy("table", "path").agg(F.max("version").alias("version")).collect())
     purged = []
     for entry in due:

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.lake.layout import Lake, is_delta, read_current
+from jobs.lake.layout import Lake, is_delta, read_now
 from jobs.policy import Policy
 
 HOLD_SCHEMA = T.StructType([
@@ -44,7 +44,7 @@ class Registers:
         if name is None:
             return None
         path = self.lake.table_path(self.policy.tables[name])
-        return read_current(self.spark, path) if is_delta(path) else None
+        return read_now(self.spark, path) if is_delta(path) else None
 
     @property
     def key(self) -> str:

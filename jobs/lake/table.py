@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.runtime.console import InputError
+from jobs.lake.plain_files import plain_files
 from jobs.lake.storage import files_for, join
 from jobs.lake.value_sets import value_set_udf
 
@@ -156,6 +157,27 @@ class LakeTable:
         """The read path of jobs and analysts: the current version only, never time travel."""
         return self.spark.read.format("delta").load(self.uri)
 
+    def read_now(self) -> DataFrame:
+        """The current version's rows, for a read used right away (collected, counted, gated). A
+        small table whose checksum file lists every data file, none with a deletion vector
+        (``jobs.lake.plain_files``), is read as those Parquet files: no snapshot load and none of
+        Delta's two or three planning jobs (0.1 s instead of 0.4-0.7 s for a bookkeeping table).
+        Any other table is ``read()``. The fast path's DataFrame keeps the files listed now, where
+        Delta's resolves the latest version at each action: do not hold it across a commit to the
+        same table.
+
+            >>> {r.request_id for r in LakeTable.for_path(spark, lake.state("erasure_state")).read_now().collect()}
+        """
+        plain = plain_files(self.checksum())
+        if plain is None:
+            return self.read()
+        if not plain.paths:
+            return self.spark.createDataFrame([], plain.schema)
+        reader = self.spark.read.schema(plain.file_schema)
+        if plain.partition_columns:
+            reader = reader.option("basePath", self.uri)       # partition values from the directories
+        return reader.parquet(*[self._file_uri(path) for path in plain.paths]).select(*[F.col(f"`{n}`") for n in plain.schema.names])
+
     def files_from_log(self) -> list[tuple[str, dict[str, str]]] | None:
         """(data file URI, partition values) of the current version, replayed from the log's JSON
         commits without Spark: for a table written once and never changed in place (a backup), whose
@@ -204,7 +226,7 @@ class LakeTable:
         return path if "://" in path or path.startswith("/") else join(self.uri, path)
 
     def columns(self) -> list[str]:
-        return self.read().columns
+        return self.read_now().columns
 
     def checksum(self) -> dict | None:
         """The latest version's checksum file (``_delta_log/<version>.crc``, JSON), which Delta
@@ -261,7 +283,7 @@ class LakeTable:
                 total += int(records) - int((add.get("deletionVector") or {}).get("cardinality", 0))
             else:
                 return total
-        return int(self.read().count())
+        return int(self.read_now().count())
 
     def summary(self) -> dict:
         checksum = self.checksum()

@@ -182,7 +182,7 @@ def _raw_table_checks(spark, pol, lk, day: dt.date) -> list[tuple]:
 
     from expectations import retention_suite
     from jobs.lake.backup_ledger import hash_column, ledger_key, read_ledger
-    from jobs.lake.layout import is_delta, read_current
+    from jobs.lake.layout import is_delta, read_now
     from jobs.lake.subjects import Registers
 
     registers = Registers(spark, pol, lk)
@@ -193,7 +193,7 @@ def _raw_table_checks(spark, pol, lk, day: dt.date) -> list[tuple]:
         path = lk.table_path(table)
         if not is_delta(path):
             continue
-        df, suite = read_current(spark, path), []
+        df, suite = read_now(spark, path), []
         retention_rule = table.retention
         holds = registers.holds_for(name, day)
         whole_table_held = registers.table_level_hold(name, day) is not None   # keeps every row, as retention does
@@ -216,7 +216,7 @@ def _published_checks(spark, pol, lk) -> list[tuple]:
     """The gate's checks of every pseudonymized and anonymized dataset: no column of a class that must be gone."""
     from expectations import columns_of_classes
     from expectations.custom import ExpectNoForbiddenColumns
-    from jobs.lake.layout import is_delta, read_current
+    from jobs.lake.layout import is_delta, read_now
     from jobs.policy import PSEUDONYMIZED_FORBIDDEN, RELEASE_FORBIDDEN
     from jobs.pseudonymize import rule31_plan
 
@@ -243,12 +243,12 @@ def _published_checks(spark, pol, lk) -> list[tuple]:
                                            RELEASE_FORBIDDEN)
         else:
             continue                             # statistics tables: gated by jobs.statistics before promotion
-        checks.append((f"{dataset['kind']}.{dataset['group']}.{dataset['name']}", read_current(spark, lk.path(dataset["path"])),
+        checks.append((f"{dataset['kind']}.{dataset['group']}.{dataset['name']}", read_now(spark, lk.path(dataset["path"])),
                        [ExpectNoForbiddenColumns(forbidden_columns=forbidden)]))
     for path in lk.files.glob(join(lk.path("pseudonymized"), "*", "retained", "*")):
         table = name_of(path)
         if table in pol.tables and is_delta(path):
-            checks.append((f"pseudonymized.{name_of(parent_of(parent_of(path)))}.retained.{table}", read_current(spark, path),
+            checks.append((f"pseudonymized.{name_of(parent_of(parent_of(path)))}.retained.{table}", read_now(spark, path),
                            [ExpectNoForbiddenColumns(forbidden_columns=pseudonymized_forbidden(table))]))
     return checks
 

@@ -43,7 +43,7 @@ from anonymizers import dp
 from anonymizers.cube import (ALL, MISSING, Suppression, build_cube, differencing_attack,  # noqa: F401 (re-exported)
                               gate_audit, published_table, suppress)
 from jobs.runtime.console import CheckFailed, InputError
-from jobs.lake.layout import Lake, is_delta, read_current
+from jobs.lake.layout import Lake, is_delta, read_current, read_now
 from jobs.lake.lease import with_lease
 from jobs.statistics.plan import (FORBIDDEN_CLASSES, Dimension, StatPlan, check_dp_options,  # noqa: F401 (re-exported)
                                   plan_statistic, tightened_plans)
@@ -188,7 +188,7 @@ def output_path(lake: Lake, name: str, region: str) -> str:
 
 def regions_with_rows(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPlan, wanted: list[str]) -> list[str]:
     table = policy.tables[plan.table]
-    present = {r[0] for r in read_current(spark, lake.table_path(table)).select(table.region_column).distinct().collect()}
+    present = {r[0] for r in read_now(spark, lake.table_path(table)).select(table.region_column).distinct().collect()}
     return [r for r in wanted if r in present]     # policy order; a handful of codes
 
 

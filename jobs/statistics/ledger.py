@@ -16,7 +16,7 @@ from pyspark.sql import types as T
 
 from anonymizers import dp
 from jobs.runtime.console import InputError
-from jobs.lake.layout import Lake, is_delta, read_current
+from jobs.lake.layout import Lake, is_delta, read_now
 from jobs.policy import Policy
 
 LEDGER_SCHEMA = T.StructType([
@@ -38,7 +38,7 @@ def read_ledger(spark: SparkSession, lake: Lake) -> dict:
     path = ledger_path(lake)
     if not is_delta(path):
         return {}
-    df = read_current(spark, path)
+    df = read_now(spark, path)
 
     def col(name: str):      # ledgers written before rho / budget_unit existed lack them
         return F.col(name) if name in df.columns else F.lit(None).cast("double" if name == "rho" else "string")

@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 from anonymizers import dp
 from anonymizers.registry import OperatorError
 from jobs.runtime.console import InputError
-from jobs.lake.layout import Lake, check_lake, read_current, with_registers
+from jobs.lake.layout import Lake, check_lake, read_now, with_registers
 from jobs.policy import RELEASE_FORBIDDEN, ColumnClass, Policy, Statistic
 
 MAX_DIMENSIONS = 8       # the cube has 2^n groupings
@@ -71,8 +71,8 @@ def plan_statistic(spark: SparkSession, policy: Policy, lake: Lake, name: str, a
     source = policy.tables[stat.table]
     subject = policy.tables[policy.subject.table]
     check_lake(spark, policy, lake, with_registers(policy, [stat.table]))   # missing, drift: exit 2
-    schemas = {"source": read_current(spark, lake.table_path(source)).schema,
-               "subject": read_current(spark, lake.table_path(subject)).schema}
+    schemas = {"source": read_now(spark, lake.table_path(source)).schema,
+               "subject": read_now(spark, lake.table_path(subject)).schema}
 
     def where(column: str) -> tuple[str, object]:
         side = "source" if column in source.columns else "subject"
