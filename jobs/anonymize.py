@@ -33,7 +33,7 @@ from anonymizers.privacy_models import DistinctLDiversity
 from anonymizers.risk import risk_report
 from anonymizers.utility import utility_report
 from jobs.runtime.console import CheckFailed, InputError
-from jobs.lake.layout import Lake, check_lake, read_current, with_registers
+from jobs.lake.layout import Lake, check_lake, read_now, with_registers
 from jobs.lake.lease import with_lease
 from jobs.policy import ColumnClass, Policy, Release
 from jobs.lake.storage import join, parent_of
@@ -87,7 +87,7 @@ def prepare_source(spark: SparkSession, policy: Policy, lake: Lake, name: str, a
     The release was checked before (``release_requests``; retention: ``_check_keep_actions``)."""
     release = policy.releases[name]
     table = policy.tables[release.table]
-    df = rows if rows is not None else read_current(spark, lake.table_path(table))
+    df = rows if rows is not None else read_now(spark, lake.table_path(table))
     from_subject = [c for c in list(release.quasi_identifiers) + release.sensitive if c not in table.columns]
     if from_subject:
         accounts = registers.accounts().select(F.col(policy.subject.key).alias(table.subject_key), *from_subject)
@@ -300,7 +300,7 @@ def _gate(spark, policy: Policy, lake: Lake, name: str, release: Release, qis: l
                **{c: table.column(c).class_.value for c in table.columns}}
     identifiers = [c for c in table.columns if table.column(c).class_ in
                    (ColumnClass.identifying, ColumnClass.linking_code, ColumnClass.individual_code)]
-    source = read_current(spark, lake.table_path(table)).select(*identifiers)
+    source = read_now(spark, lake.table_path(table)).select(*identifiers)
     suite = release_suite(qis, release.k, sensitive=release.sensitive, l=release.l,
                           forbidden_columns=columns_of_classes(classes, RELEASE_FORBIDDEN),
                           # 特異な記述: after top/bottom coding no numeric value lies beyond the release's bounds.

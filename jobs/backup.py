@@ -287,7 +287,7 @@ def _restore_gate(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date,
 
     checks = []
     for name, table in policy.tables.items():
-        staged = read_current(spark, staging.table_path(table)).select(hash_column(F.col(table.subject_key), key).alias("subject_hash"))
+        staged = read_now(spark, staging.table_path(table)).select(hash_column(F.col(table.subject_key), key).alias("subject_hash"))
         ledger = ledgered.where(F.col("table") == name).select("subject_hash")
         checks.append((name, staged, [ExpectNoErasedSubjects(hash_column="subject_hash", ledger=ledger)]))
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -310,7 +310,7 @@ def _publish_into_raw(spark: SparkSession, policy: Policy, lake: Lake, staging: 
     for name, table in policy.tables.items():
         progress(f"publishing {name} into raw/")
         partition_by = [table.region_column, SUBJECT_BUCKET]
-        staged = LakeTable(spark, staging.table_path(table)).read()
+        staged = LakeTable(spark, staging.table_path(table)).read_now()
         laid_out = staged.repartition(*[F.col(c) for c in partition_by])
         LakeTable(spark, lake.table_path(table)).publish(laid_out, partition_by, table.stats_columns(), published=False)
     lake.files.delete(staging.uri)

@@ -32,7 +32,7 @@ from anonymizers.registry import get_operator
 from jobs.runtime.console import CheckFailed
 from jobs.runtime.keys import load_purpose_keys
 from jobs.runtime.concurrency import for_each_table
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, check_lake, is_delta, read_current, rows_of_keys, table_version
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, check_lake, is_delta, read_now, rows_of_keys, table_version
 from jobs.lake.lease import with_lease
 from jobs.lake.lineage import KEY_ID_COLUMN, key_ids_property, record_key_id, retained_path, retained_purpose
 from jobs.policy import PSEUDONYMIZED_FORBIDDEN, PSEUDONYMIZED_OPERATORS, TREATMENTS, ColumnClass, Policy, Table
@@ -106,7 +106,7 @@ def owner_values(spark: SparkSession, policy: Policy, lake: Lake) -> Owners | No
     columns = subject.columns_of(ColumnClass.identifying)
     if not columns:
         return None
-    rows = read_current(spark, lake.table_path(subject)).select(F.col(subject.subject_key).alias(OWNER_KEY), *columns)
+    rows = read_now(spark, lake.table_path(subject)).select(F.col(subject.subject_key).alias(OWNER_KEY), *columns)
     names = [c for c in columns if "name" in c.lower()]      # name_kanji, name_kana, full_name, ...
     return Owners(rows, {c: "[NAME]" if c in names else "[OWN]" for c in columns}, names)
 
@@ -135,7 +135,7 @@ def eligible_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: s
                   registers: Registers) -> DataFrame:
     """Source rows minus restricted subjects and, for consent-based purposes, withdrawn consents."""
     table = policy.tables[table_name]
-    df = read_current(spark, lake.table_path(table))
+    df = read_now(spark, lake.table_path(table))
     excluded = registers.restricted(purpose)
     if policy.purposes[purpose].requires_consent:
         excluded = excluded.unionByName(registers.withdrawn([purpose]))
@@ -155,7 +155,7 @@ def source_identifiers(spark: SparkSession, lake: Lake, table: Table) -> DataFra
     purpose's gate and both source-joining expectations share (the caller persists it once).
     """
     plan = rule31_plan(table)
-    df = read_current(spark, lake.table_path(table))
+    df = read_now(spark, lake.table_path(table))
     identifiers = [c for c in plan.pseudonymize + plan.drop if c in df.columns]
     values = F.explode(F.array(*[F.col(c).cast("string") for c in identifiers])).alias(SOURCE_IDENTIFIER)
     return df.select(values).where(F.col(SOURCE_IDENTIFIER).isNotNull()).distinct()
@@ -390,7 +390,7 @@ def retain_pseudonymized(spark: SparkSession, policy: Policy, lake: Lake, table_
     table = policy.tables[table_name]
     purpose = retained_purpose(table)
     key_id, key = load_purpose_keys(policy, [purpose], lake)[purpose]
-    source = read_current(spark, lake.table_path(table))
+    source = read_now(spark, lake.table_path(table))
     owners = owner_values(spark, policy, lake) if rule31_plan(table).scrub else None
     output = apply_rule31(rows_of_keys(source, table, keys, cutoff), table, key, key_id, owners)
     output = output.withColumn("_row_hash", F.sha2(F.to_json(F.struct(*[F.col(c) for c in output.columns])), 256))

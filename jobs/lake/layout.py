@@ -2,7 +2,8 @@
 
 The root is a URI (a local path, hdfs://, s3a://...): the layout only joins strings. Files are
 read and written by ``jobs.lake.storage``, Delta tables by the handle ``jobs.lake.table.LakeTable``; the short
-functions below (``read_current``, ``table_version``...) are that handle's most used actions.
+functions below (``read_current``, ``read_now``, ``table_version``...) are that handle's most used actions;
+``read_now`` is the read of a step that uses the rows right away (a small table comes without Delta's planning).
 
     <root>/raw/<table>                      personal data, partitioned by region and subject bucket
     <root>/pseudonymized/<purpose>/<table>  仮名加工情報

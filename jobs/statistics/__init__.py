@@ -43,7 +43,7 @@ from anonymizers import dp
 from anonymizers.cube import (ALL, MISSING, Suppression, build_cube, differencing_attack,  # noqa: F401 (re-exported)
                               gate_audit, published_table, suppress)
 from jobs.runtime.console import CheckFailed, InputError
-from jobs.lake.layout import Lake, is_delta, read_current, read_now
+from jobs.lake.layout import Lake, is_delta, read_now
 from jobs.lake.lease import with_lease
 from jobs.statistics.plan import (FORBIDDEN_CLASSES, Dimension, StatPlan, check_dp_options,  # noqa: F401 (re-exported)
                                   plan_statistic, tightened_plans)
@@ -77,7 +77,7 @@ def excluded_subjects(spark: SparkSession, policy: Policy, lake: Lake, table_nam
     excluded = spark.createDataFrame([], "subject string")
     name = policy.subject.restrictions_table
     if name is not None and is_delta(lake.table_path(policy.tables[name])):
-        restrictions = read_current(spark, lake.table_path(policy.tables[name]))
+        restrictions = read_now(spark, lake.table_path(policy.tables[name]))
         excluded = restrictions.where(F.col("scope").isin(["all_processing", *table.purposes])) \
             .select(F.col(policy.subject.key).alias("subject"))
     consent_based = [p for p in table.purposes if policy.purposes[p].requires_consent]
@@ -96,12 +96,12 @@ def source_rows(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPlan,
     table = policy.tables[plan.table]
     home = policy.tables[policy.subject.table]
     key = table.subject_key
-    rows = read_current(spark, lake.table_path(table)).where(F.col(table.region_column) == F.lit(region))
+    rows = read_now(spark, lake.table_path(table)).where(F.col(table.region_column) == F.lit(region))
     if excluded is not None:
         rows = rows.join(excluded.select(F.col("subject").alias(key)), key, "left_anti")
     needed = [d.source for d in plan.dimensions if d.table == "subject"] + [m for m, s in plan.measures if s == "subject"]
     if needed:
-        accounts = (read_current(spark, lake.table_path(home)).where(F.col(home.region_column) == F.lit(region))
+        accounts = (read_now(spark, lake.table_path(home)).where(F.col(home.region_column) == F.lit(region))
                     .select(F.col(policy.subject.key).alias("_account"), *[F.col(c).alias(f"_subj_{c}") for c in dict.fromkeys(needed)]))
         rows = rows.join(accounts, rows[key] == accounts["_account"], "left")
     columns = [F.col(key).alias("_subject")]
