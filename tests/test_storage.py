@@ -178,8 +178,8 @@ def test_files_from_log_are_the_files_delta_reads(spark, tmp_path):
 
 def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(spark, tmp_path):
     """``LakeTable.read_now`` gives the rows, columns and types Delta's read gives, across appends,
-    an overwrite, an added column, partition values that need escaping (and a null one), and an
-    empty table; it reads the checksum's files as Parquet in one Spark job where Delta's read plans
+    an overwrite, an added column, partition values that need escaping (and a null one), an empty
+    table and a bookkeeping table after an UPDATE; it reads the checksum's files as Parquet in one Spark job where Delta's read plans
     with more; and it falls back to Delta's read for a file with a deletion vector, a missing
     checksum and column mapping."""
     import os
@@ -219,6 +219,15 @@ def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(sp
     empty = LakeTable(spark, str(tmp_path / "state" / "empty"))
     empty.create(spark.createDataFrame([], "request_id string, at timestamp"), [])
     assert empty.read_now().collect() == [] and empty.read_now().dtypes == empty.read().dtypes
+
+    # A bookkeeping table (LakeTable.append creates it) rewrites on UPDATE instead of marking rows:
+    # it stays readable as its files.
+    ledger = LakeTable(spark, str(tmp_path / "state" / "ledger")).append(rows)
+    ledger.append(rows.where("n < 3"))
+    ledger.update_where(F.col("n") == 4, {"region": F.lit("US")})
+    assert plain_files(ledger.checksum()) is not None
+    same(ledger)
+    assert ledger.read_now().where("region = 'US'").count() == 1
 
     with_dv = LakeTable(spark, str(tmp_path / "state" / "dv")).write_new(rows, [], stats_columns=[])
     with_dv.delete_where("n = 4")

@@ -31,7 +31,7 @@ from jobs.runtime.console import InputError
 from jobs.lake.buckets import bucket_of
 from jobs.lake.storage import files_for, is_local, join, normalize
 from jobs.policy import Policy, Table
-from jobs.lake.table import LakeTable
+from jobs.lake.table import BOOKKEEPING_PROPERTIES, LakeTable
 
 SUBJECT_BUCKET = "subject_bucket"
 
@@ -191,8 +191,12 @@ def read_now(spark: SparkSession, path: str) -> DataFrame:
 
 
 def create_table(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str],
-                 stats_columns: list[str] | None = None, change_data_feed: bool = False, published: bool = False) -> None:
-    LakeTable(spark, path).create(df, partition_by, stats_columns, change_data_feed, published)
+                 stats_columns: list[str] | None = None) -> None:
+    """Create a bookkeeping table (state, ledger, inbox) with ``df``'s schema if it does not exist
+    yet (``BOOKKEEPING_PROPERTIES``); an existing one is left as it is."""
+    table = LakeTable(spark, path)
+    if not table.exists():
+        table.create(df, partition_by, stats_columns, properties=BOOKKEEPING_PROPERTIES)
 
 
 def purge_superseded(spark: SparkSession, path: str) -> None:

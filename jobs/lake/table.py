@@ -79,6 +79,12 @@ def _parse_commit(version: int, text: str, modified: Callable[[], float]) -> Com
     return None
 
 
+# Bookkeeping tables (state, ledgers, audit, the request inbox) hold a few rows per run: an UPDATE or
+# DELETE there rewrites a small file instead of marking rows, so ``read_now`` keeps reading them as
+# plain Parquet (a deletion vector would send every later read through Delta's planning).
+BOOKKEEPING_PROPERTIES = {"delta.enableDeletionVectors": "false"}
+
+
 def table_properties(df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
                      change_data_feed: bool = False, published: bool = False) -> dict[str, str]:
     """The Delta properties of a wasure table.
@@ -369,8 +375,10 @@ class LakeTable:
         return writer
 
     def append(self, df: DataFrame, partition_by: list[str] | None = None) -> "LakeTable":
-        """Append to a small bookkeeping table (audit, ledger, state), creating it on first use."""
-        self.create(df, partition_by or [])
+        """Append to a small bookkeeping table (audit, ledger, state), creating it on first use
+        (``BOOKKEEPING_PROPERTIES``)."""
+        if not self.exists():            # Delta's CREATE IF NOT EXISTS loads the snapshot and runs jobs
+            self.create(df, partition_by or [], properties=BOOKKEEPING_PROPERTIES)
         df.coalesce(1).write.format("delta").mode("append").save(self.uri)
         return self
 
