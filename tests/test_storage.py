@@ -178,10 +178,11 @@ def test_files_from_log_are_the_files_delta_reads(spark, tmp_path):
 
 def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(spark, tmp_path):
     """``LakeTable.read_now`` gives the rows, columns and types Delta's read gives, across appends,
-    an overwrite, an added column, partition values that need escaping (and a null one), an empty
-    table and a bookkeeping table after an UPDATE; it reads the checksum's files as Parquet in one Spark job where Delta's read plans
-    with more; and it falls back to Delta's read for a file with a deletion vector, a missing
-    checksum and column mapping."""
+    an overwrite, an added column, partition values that need escaping (and a null one), timestamps
+    and dates, an empty table and a bookkeeping table after an UPDATE; it reads the checksum's files
+    as Parquet in one Spark job where Delta's read plans with more; and it falls back to Delta's
+    read for a file with a deletion vector, a missing checksum and column mapping."""
+    import datetime as dt
     import os
 
     from jobs.lake.plain_files import plain_files
@@ -200,8 +201,9 @@ def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(sp
         files = F.col("_metadata.file_path").alias("f")
         assert sorted({r.f for r in now.select(files).collect()}) == sorted({r.f for r in delta.select(files).collect()})
 
-    rows = spark.createDataFrame([(f"S{i}", ["JP", "a b/c:d%e", None][i % 3], i) for i in range(30)],
-                                 "account_id string, region string, n int")
+    at, day = dt.datetime(2026, 11, 22, 1, 2, 3, 456789), dt.date(2026, 11, 22)   # bookkeeping tables' types
+    rows = spark.createDataFrame([(f"S{i}", ["JP", "a b/c:d%e", None][i % 3], i, at, day) for i in range(30)],
+                                 "account_id string, region string, n int, at timestamp, day date")
     table = LakeTable(spark, str(tmp_path / "state" / "t")).write_new(rows, ["region"], stats_columns=[])
     table.append(rows.where("n < 5"))
     assert plain_files(table.checksum()) is not None
@@ -210,7 +212,8 @@ def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(sp
     _rows, jobs_delta = jobs_of(lambda: table.read().collect())
     assert len(rows_now) == 35 and jobs_now == 1 and jobs_delta > jobs_now
     spark.sql(f"ALTER TABLE delta.`{table.uri}` ADD COLUMNS (note STRING)")   # old files lack it: nulls
-    table.append(spark.createDataFrame([("S99", "JP", 99, "x")], "account_id string, region string, n int, note string"))
+    table.append(spark.createDataFrame([("S99", "JP", 99, at, day, "x")],
+                                       "account_id string, region string, n int, at timestamp, day date, note string"))
     same(table)
     rows.where("n > 20").write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(table.uri)
     same(table)
