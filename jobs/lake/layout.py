@@ -31,7 +31,7 @@ from jobs.runtime.console import InputError
 from jobs.lake.buckets import bucket_of
 from jobs.lake.storage import files_for, is_local, join, normalize
 from jobs.policy import Policy, Table
-from jobs.lake.table import BOOKKEEPING_PROPERTIES, LakeTable
+from jobs.lake.table import LakeTable
 
 SUBJECT_BUCKET = "subject_bucket"
 
@@ -192,11 +192,8 @@ def read_now(spark: SparkSession, path: str) -> DataFrame:
 
 def create_table(spark: SparkSession, path: str, df: DataFrame, partition_by: list[str],
                  stats_columns: list[str] | None = None) -> None:
-    """Create a bookkeeping table (state, ledger, inbox) with ``df``'s schema if it does not exist
-    yet (``BOOKKEEPING_PROPERTIES``); an existing one is left as it is."""
-    table = LakeTable(spark, path)
-    if not table.exists():
-        table.create(df, partition_by, stats_columns, properties=BOOKKEEPING_PROPERTIES)
+    """A bookkeeping table (state, ledger, inbox) created unless it exists: ``LakeTable.create_bookkeeping``."""
+    LakeTable(spark, path).create_bookkeeping(df, partition_by, stats_columns)
 
 
 def purge_superseded(spark: SparkSession, path: str) -> None:

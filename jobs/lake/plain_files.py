@@ -65,9 +65,8 @@ def plain_files(checksum: dict | None) -> PlainFiles | None:
         return None
     if (metadata.get("configuration") or {}).get("delta.columnMapping.mode", "none") != "none":
         return None
-    try:
-        schema = T.StructType.fromJson(json.loads(metadata["schemaString"]))
-    except (KeyError, ValueError, TypeError):
+    schema = checksum_schema(checksum)
+    if schema is None:
         return None
     partitions = list(metadata.get("partitionColumns") or [])
     types = {f.name: f.dataType.typeName() for f in schema.fields}
@@ -82,6 +81,14 @@ def plain_files(checksum: dict | None) -> PlainFiles | None:
             return None
         paths.append(add["path"])
     return PlainFiles(paths, schema, partitions)
+
+
+def checksum_schema(checksum: dict | None) -> T.StructType | None:
+    """The table schema the checksum's metadata records (None without one, or unreadable)."""
+    try:
+        return T.StructType.fromJson(json.loads((checksum or {})["metadata"]["schemaString"]))
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def _in_hive_directories(path: str, partitions: list[str], values: dict[str, str | None]) -> bool:

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.runtime.console import InputError
-from jobs.lake.plain_files import plain_files
+from jobs.lake.plain_files import checksum_schema, plain_files
 from jobs.lake.storage import files_for, join
 from jobs.lake.value_sets import value_set_udf
 
@@ -219,11 +219,9 @@ class LakeTable:
         the types of the table's schema from its checksum file, so Spark reads no footer to infer
         them (a Spark job per read); without the checksum file it infers them."""
         reader = self.spark.read
-        checksum = self.checksum()
-        if checksum is not None:
-            fields = {f.get("name"): f for f in json.loads(checksum["metadata"].get("schemaString", "{}")).get("fields", [])}
-            if all(c in fields for c in columns):
-                reader = reader.schema(T.StructType([T.StructField.fromJson(fields[c]) for c in columns]))
+        schema = checksum_schema(self.checksum())
+        if schema is not None and all(c in schema.names for c in columns):
+            reader = reader.schema(T.StructType([schema[c] for c in columns]))
         return reader.parquet(*uris).select(*columns)
 
     def _file_uri(self, path: str) -> str:
@@ -324,6 +322,14 @@ class LakeTable:
         builder.execute()
         return self
 
+    def create_bookkeeping(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None) -> "LakeTable":
+        """Create a bookkeeping table (state, ledger, audit, inbox) with ``df``'s schema and
+        ``BOOKKEEPING_PROPERTIES`` unless it exists; an existing one is left as it is, without the
+        snapshot load and Spark jobs of Delta's CREATE IF NOT EXISTS."""
+        if not self.exists():
+            self.create(df, partition_by, stats_columns, properties=BOOKKEEPING_PROPERTIES)
+        return self
+
     def write_new(self, df: DataFrame, partition_by: list[str], stats_columns: list[str] | None = None,
                   published: bool = False, properties: dict[str, str] | None = None) -> "LakeTable":
         """Write ``df`` as a new table, data and properties in one commit (staging, backups, quarantine):
@@ -377,8 +383,7 @@ class LakeTable:
     def append(self, df: DataFrame, partition_by: list[str] | None = None) -> "LakeTable":
         """Append to a small bookkeeping table (audit, ledger, state), creating it on first use
         (``BOOKKEEPING_PROPERTIES``)."""
-        if not self.exists():            # Delta's CREATE IF NOT EXISTS loads the snapshot and runs jobs
-            self.create(df, partition_by or [], properties=BOOKKEEPING_PROPERTIES)
+        self.create_bookkeeping(df, partition_by or [])
         df.coalesce(1).write.format("delta").mode("append").save(self.uri)
         return self
 
