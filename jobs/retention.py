@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 
 from jobs.runtime.console import CheckFailed, InputError
 from jobs.runtime.concurrency import for_each_table
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, check_lake, read_current, read_now, rows_of_keys, table_version
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, check_lake, read_now, rows_of_keys, table_version
 from jobs.lake.lease import with_lease
 from jobs.lake.lineage import retained_purpose
 from jobs.lake.quarantine import AUDIT_SCHEMA, commit_metadata, delete_keys, physical_purge, reconcile
@@ -91,7 +91,7 @@ def flag_rows(spark: SparkSession, policy: Policy, lake: Lake, table_name: str, 
     registers = registers or Registers(spark, policy, lake)
     table = policy.tables[table_name]
     key = table.subject_key
-    df = read_current(spark, lake.table_path(table))
+    df = read_now(spark, lake.table_path(table))      # used at once: the plan checkpoints it, the recount counts it
     retention = table.retention
     date_expired = F.lit(False)
     subject_rules: list[DataFrame] = []
@@ -206,7 +206,7 @@ def _anonymize_before_delete(spark, policy, lake, table_name, keys, as_of, cutof
     table = policy.tables[table_name]
     release_name = table.retention.release
     release = policy.releases[release_name]
-    expired = rows_of_keys(read_current(spark, lake.table_path(table)), table, keys, cutoff).drop(SUBJECT_BUCKET)
+    expired = rows_of_keys(read_now(spark, lake.table_path(table)), table, keys, cutoff).drop(SUBJECT_BUCKET)
     minors = registers.minors_without_guardian_consent(as_of)
     expired = expired.join(minors, expired[table.subject_key] == minors["subject"], "left_anti")
     eligible = expired.where(F.col(table.region_column) == release.region) if release.region else expired

@@ -181,7 +181,7 @@ def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(sp
     an overwrite, an added column, partition values that need escaping (and a null one), timestamps
     and dates, an empty table and a bookkeeping table after an UPDATE; it reads the checksum's files
     as Parquet in one Spark job where Delta's read plans with more; and it falls back to Delta's
-    read for a file with a deletion vector, a missing checksum and column mapping."""
+    read for a missing checksum and column mapping (deletion vectors: the next test)."""
     import datetime as dt
     import os
 
@@ -234,7 +234,7 @@ def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(sp
 
     with_dv = LakeTable(spark, str(tmp_path / "state" / "dv")).write_new(rows, [], stats_columns=[])
     with_dv.delete_where("n = 4")
-    assert plain_files(with_dv.checksum()) is None
+    assert plain_files(with_dv.checksum()).deletion_vectors      # read with its vector applied
     same(with_dv)
     no_checksum = LakeTable(spark, str(tmp_path / "state" / "nocrc")).write_new(rows, [], stats_columns=[])
     os.remove(str(tmp_path / "state" / "nocrc" / "_delta_log" / f"{no_checksum.version():020d}.crc"))
@@ -244,6 +244,81 @@ def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(sp
         rows, [], stats_columns=[], properties={"delta.columnMapping.mode": "name"})
     assert plain_files(mapped.checksum()) is None
     same(mapped)
+
+
+def test_read_now_leaves_out_the_rows_of_deletion_vectors_as_delta_does(spark, tmp_path):
+    """Tables with deletion vectors, read as their files less the vectors' rows
+    (``jobs.lake.deletion_vectors``), give Delta's rows and files: deletes in partitions (two on the
+    same files, a whole partition), an UPDATE, a MERGE, every row deleted, and a vector of 125,000
+    rows in one file (Roaring's array, bitmap and run containers). The read is one Spark job where
+    Delta's plans with more. A vector whose bytes do not check out (length, CRC-32, magic number) is
+    refused, so the read goes through Delta; an inline vector (Z85 in the log) reads as a stored one."""
+    import struct
+    import zlib
+
+    from delta.tables import DeltaTable
+
+    from jobs.lake.deletion_vectors import MAGIC, Z85, DeletionVectorError, vector_bytes, vector_file
+    from jobs.lake.plain_files import plain_files
+    from jobs.lake.storage import LocalFiles
+
+    dag = spark.sparkContext._jsc.sc().dagScheduler()
+
+    def jobs_of(action):
+        before = int(dag.numTotalJobs())
+        action()
+        return int(dag.numTotalJobs()) - before
+
+    def same(table, vectors=True):
+        plain = plain_files(table.checksum())
+        assert plain is not None and bool(plain.deletion_vectors) == vectors
+        now, delta = table.read_now(), table.read()
+        assert now.dtypes == delta.dtypes
+        assert sorted(map(tuple, now.collect())) == sorted(map(tuple, delta.collect()))
+        files = F.col("_metadata.file_path").alias("f")
+        assert sorted({r.f for r in now.select(files).collect()}) == sorted({r.f for r in delta.select(files).collect()})
+
+    rows = spark.createDataFrame([(f"S{i}", ["JP", "US", "EU"][i % 3], i, i % 4) for i in range(3000)],
+                                 "account_id string, region string, n int, subject_bucket int")
+    table = LakeTable(spark, str(tmp_path / "raw" / "t")).write_new(
+        rows.repartition("region", "subject_bucket"), ["region", "subject_bucket"], stats_columns=[])
+    table.delete_where("n % 10 = 3")
+    same(table)
+    assert jobs_of(lambda: table.read_now().collect()) == 1 < jobs_of(lambda: table.read().collect())
+    table.delete_where("n % 10 = 4")                        # the same files' vectors grow
+    same(table)
+    table.update_where(F.col("n") < 100, {"subject_bucket": F.lit(3)})
+    same(table)
+    table.delete_where("region = 'US'")
+    same(table)
+    DeltaTable.forPath(spark, table.uri).alias("t").merge(
+        rows.where("n > 2990").withColumn("account_id", F.lit("merged")).alias("s"), "t.n = s.n").whenMatchedUpdateAll().execute()
+    same(table)
+    table.delete_where("n >= 0")
+    same(table, vectors=False)                              # every file removed: none left to filter
+    assert table.read_now().count() == 0
+
+    big = LakeTable(spark, str(tmp_path / "raw" / "big")).write_new(
+        spark.range(200000).selectExpr("id", "cast(id % 5 as int) AS k").coalesce(1), [], stats_columns=[])
+    big.delete_where("id % 2 = 0 OR (id > 100000 AND id < 150000)")
+    same(big)
+    assert big.read_now().count() == 75000
+
+    # The vector's bytes, checked; an inline vector is the same bytes Z85-encoded in the log.
+    descriptor = next(iter(plain_files(big.checksum()).deletion_vectors.values()))
+    raw = LocalFiles().read_bytes(vector_file(big.uri, descriptor))
+    data = vector_bytes(descriptor, lambda _uri: raw, big.uri)
+    assert struct.unpack_from("<i", data)[0] == MAGIC and len(data) == descriptor["sizeInBytes"]
+    offset = int(descriptor["offset"])
+    for broken in (raw[:offset + 4] + bytes([raw[offset + 4] ^ 1]) + raw[offset + 5:],                      # CRC-32
+                   raw[:offset] + struct.pack(">i", len(data) + 1) + raw[offset + 4:]):                     # length
+        with pytest.raises(DeletionVectorError):
+            vector_bytes(descriptor, lambda _uri, b=broken: b, big.uri)
+    padded = data + bytes(-len(data) % 4)
+    words = [int.from_bytes(padded[i:i + 4], "big") for i in range(0, len(padded), 4)]
+    inline = "".join("".join(Z85[(w // 85 ** p) % 85] for p in range(4, -1, -1)) for w in words)
+    assert vector_bytes({"storageType": "i", "pathOrInlineDv": inline, "sizeInBytes": len(data)}, None, big.uri) == data
+    assert zlib.crc32(data) == struct.unpack_from(">I", raw, offset + 4 + len(data))[0]
 
 
 def test_commits_read_from_the_log_equal_describe_history(spark, tmp_path):

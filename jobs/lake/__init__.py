@@ -4,6 +4,7 @@
 - table.py: ``LakeTable``, the one Delta table handle (version, history, snapshot, append, subject
   deletes, physical purge, staged publish and quarantine);
 - plain_files.py: when a small Delta table's current version can be read as its Parquet files;
+  deletion_vectors.py: their deletion vectors read and applied as Delta's reader applies them;
 - layout.py: where things live under the lake root, and the policy-aware checks every job runs first;
 - lease.py: one writing job per lake at a time;
 - registers and ledgers kept in the lake: subjects.py (consents, restrictions, closures), holds.py

@@ -11,7 +11,9 @@ version for tables under 50 files (``allFiles``), with its partition values and 
 Reading exactly those files with the table's schema is the table, when:
 
 - the list is whole (as many files and bytes as the checksum counts),
-- no file carries a deletion vector (its deleted rows would be read back),
+- files with a deletion vector are read with it applied (``deletion_vectors``: their rows whose
+  index is in the vector are left out, as Delta's reader does), so every file needs a name of its
+  own in the table (Delta's carry a UUID),
 - no column mapping (Parquet column names would not be the table's),
 - no reader feature beyond those that change nothing for a plain Parquet read,
 - partition values are in Hive-style directories (``region=JP/subject_bucket=3/``) of types
@@ -23,16 +25,19 @@ Anything else, and ``plain_files`` answers None: the caller reads through Delta.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from pyspark.sql import types as T
 
-# Reader features under which a table's files, none with a deletion vector, are its rows.
+# Reader features under which a table's files (less their deletion vectors' rows) are its rows.
 PLAIN_READER_FEATURES = {"deletionVectors", "timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"}
 # Partition column types whose Hive-style path text Spark parses back to the same value.
 PATH_PARTITION_TYPES = {"string", "integer", "long", "short", "byte", "date", "boolean"}
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+# File names that read the same in the log and in Spark's ``_metadata.file_path`` (no escaping).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,11 @@ class PlainFiles:
     paths: list[str]
     schema: T.StructType
     partition_columns: list[str]
+    deletion_vectors: dict[str, dict] = field(default_factory=dict)   # path -> the log's descriptor
+
+    @property
+    def deleted_rows(self) -> int:
+        return sum(int(dv.get("cardinality", 0)) for dv in self.deletion_vectors.values())
 
     @property
     def file_schema(self) -> T.StructType:
@@ -72,15 +82,25 @@ def plain_files(checksum: dict | None) -> PlainFiles | None:
     types = {f.name: f.dataType.typeName() for f in schema.fields}
     if any(types.get(c) not in PATH_PARTITION_TYPES for c in partitions):
         return None
-    paths = []
+    paths, vectors = [], {}
     for add in listed:
-        if add.get("deletionVector") or "path" not in add:
+        if "path" not in add:
             return None
         path = unquote(add["path"])          # the log URL-encodes paths
         if "://" in path or path.startswith("/") or not _in_hive_directories(path, partitions, add.get("partitionValues") or {}):
             return None
         paths.append(add["path"])
-    return PlainFiles(paths, schema, partitions)
+        if add.get("deletionVector"):
+            vectors[add["path"]] = add["deletionVector"]
+    names = {file_name(p) for p in paths}
+    if vectors and (len(names) != len(paths) or not all(_PLAIN_NAME.fullmatch(n) for n in names)):
+        return None                          # the vectors' filter tells files apart by name
+    return PlainFiles(paths, schema, partitions, vectors)
+
+
+def file_name(path: str) -> str:
+    """A data file's name, as the deletion-vector filter keys it (``_metadata.file_path``'s last part)."""
+    return path.rsplit("/", 1)[-1]
 
 
 def checksum_schema(checksum: dict | None) -> T.StructType | None:
