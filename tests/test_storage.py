@@ -119,34 +119,6 @@ def test_merge_counts_are_this_merges_own(spark, tmp_path):
     assert table.row_count() == 11
 
 
-def test_append_new_adds_what_insert_new_adds_without_a_merge(spark, tmp_path):
-    """``append_new`` (a bookkeeping table's guarded append) leaves the table with the rows
-    ``insert_new``'s MERGE leaves, keys compared null-safe: it creates the table, adds only rows
-    not there yet, commits nothing when none is new, and runs fewer Spark jobs than the MERGE."""
-    dag = spark.sparkContext._jsc.sc().dagScheduler()
-
-    def jobs_of(action):
-        before = int(dag.numTotalJobs())
-        action()
-        return int(dag.numTotalJobs()) - before
-
-    schema = "request_id string, value_hash string, exclude string"
-    first = spark.createDataFrame([("r1", "h1", None), ("r1", "h2", "x")], schema)
-    later = spark.createDataFrame([("r1", "h1", None), ("r1", "h2", None), ("r2", "h1", None)], schema)
-    keys = ["request_id", "value_hash", "exclude"]
-    guarded, merged = LakeTable(spark, str(tmp_path / "state" / "a")), LakeTable(spark, str(tmp_path / "state" / "m"))
-    guarded.append_new(first, keys)
-    merged.append(first)
-    append_jobs = jobs_of(lambda: guarded.append_new(later, keys))
-    merge_jobs = jobs_of(lambda: merged.insert_new(later, "t.request_id = s.request_id AND t.value_hash = s.value_hash "
-                                                          "AND t.exclude <=> s.exclude"))
-    assert sorted(map(str, guarded.read_now().collect())) == sorted(map(str, merged.read_now().collect()))
-    assert guarded.row_count() == 4 and append_jobs < merge_jobs
-    version = guarded.version()
-    guarded.append_new(later, keys)
-    assert guarded.version() == version and guarded.row_count() == 4       # a re-run adds and commits nothing
-
-
 @pytest.mark.parametrize("engine", ["jvm-udf", "merge-without-jar"])
 def test_delete_values_removes_the_rows_and_leaves_no_value_in_the_log(spark, tmp_path, monkeypatch, engine):
     """An erasure's delete by value: the listed subjects' rows go, in the listed partitions only,

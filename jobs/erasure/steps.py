@@ -124,7 +124,8 @@ class Batch:
             create_table(self.spark, path, df, [])
             if "exclude" not in read_now(self.spark, path).columns:       # a table from before the column
                 self.spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS (exclude STRING)")
-            LakeTable(self.spark, path).append_new(df, ["request_id", "value_hash", "exclude"])
+            LakeTable(self.spark, path).insert_new(df, "t.request_id = s.request_id AND t.value_hash = s.value_hash "
+                                                       "AND t.exclude <=> s.exclude")
         self._advance("received", requests, details)
 
     # -- retained_copy

@@ -23,7 +23,7 @@ from jobs.lake.backup_catalog import backup_dir, list_backups
 from jobs.lake.backup_crypto import reading_backups
 from jobs.runtime.keys import load_key
 from jobs.lake.buckets import bucket_of
-from jobs.lake.layout import SUBJECT_BUCKET, Lake, is_delta, of_subjects, read_current, read_now
+from jobs.lake.layout import SUBJECT_BUCKET, Lake, create_table, is_delta, of_subjects, read_current, read_now
 from jobs.policy import Policy
 from jobs.lake.table import LakeTable
 
@@ -77,7 +77,9 @@ def add_to_ledger(spark: SparkSession, lake: Lake, rows: list[tuple]) -> None:
     if not rows:
         return
     df = spark.createDataFrame(rows, LEDGER_SCHEMA)
-    LakeTable(spark, ledger_path(lake)).append_new(df, ["subject_hash", "request_id"])
+    path = ledger_path(lake)
+    create_table(spark, path, df, [])
+    LakeTable(spark, path).insert_new(df, "t.subject_hash = s.subject_hash AND t.request_id = s.request_id")
 
 
 def sync_ledger(spark: SparkSession, lake: Lake) -> int:

@@ -21,7 +21,6 @@ from pyspark.sql import types as T
 from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, is_delta, purge_superseded, read_now
 from jobs.lake.lease import with_lease
 from jobs.policy import Policy
-from jobs.runtime.concurrency import for_each_table
 from jobs.lake.table import LakeTable
 
 
@@ -113,11 +112,10 @@ def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = "reten
                                    name, meta["action"], meta["rows_before"], removed, meta["rows_held"],
                                    meta["rows_before"] - removed, meta["files"], meta["bytes"],
                                    meta["version_before"], commit.version, due, meta["run_id"] != current_run))
-    # Two tables, two appends at once: either may land first, since a run killed between them is
-    # completed by the next reconcile (each compares the history with its own table).
-    appends = [(path, spark.createDataFrame(rows, schema)) for path, rows, schema in
-               ((ledger_path, ledger_rows, LEDGER_SCHEMA), (audit_path, audit_rows, AUDIT_SCHEMA)) if rows]
-    for_each_table(appends, lambda append: append_rows(spark, *append))
+    if ledger_rows:
+        append_rows(spark, ledger_path, spark.createDataFrame(ledger_rows, LEDGER_SCHEMA))
+    if audit_rows:
+        append_rows(spark, audit_path, spark.createDataFrame(audit_rows, AUDIT_SCHEMA))
     return len(ledger_rows)
 
 

@@ -411,26 +411,6 @@ class LakeTable:
         df.coalesce(1).write.format("delta").mode("append").save(self.uri)
         return self
 
-    def append_new(self, rows: DataFrame, keys: list[str]) -> "LakeTable":
-        """Append to a bookkeeping table the rows whose ``keys`` (compared null-safe) no row of it has
-        yet: a re-run adds nothing. The table's rows come from ``read_now`` (its files, no Delta
-        planning) and the rest is one append, where a MERGE (``insert_new``) plans a Delta scan of
-        the table and runs a join of its own: ~0.5 s against ~1 s for a few rows. For tables only
-        wasure writes, under the lake's lease (jobs/lake/lease.py), which is the conflict check a
-        MERGE would have made.
-
-            >>> LakeTable.for_path(spark, ledger).append_new(rows, ["subject_hash", "request_id"])
-        """
-        checksum = self.checksum() if self.exists() else {"numFiles": 0}      # a new table: nothing to match
-        if checksum is None or int(checksum.get("numFiles", 1)) > 0:
-            existing = self.read_now().select(*[F.col(f"`{k}`").alias(f"_t{i}") for i, k in enumerate(keys)])
-            match = functools.reduce(operator.and_, [F.col(f"`{k}`").eqNullSafe(F.col(f"_t{i}")) for i, k in enumerate(keys)])
-            # Fixed before the write (the write adds to the files read), and no commit when nothing is new.
-            rows = rows.join(existing, match, "left_anti").localCheckpoint(eager=True)
-            if rows.isEmpty():
-                return self
-        return self.append(rows)
-
     def delete_matching(self, keys: DataFrame, condition: str) -> int:
         """One MERGE ... WHEN MATCHED DELETE: the rows of ``t`` that match a row of ``keys`` (``s``)
         under ``condition`` (a subject's rows, a purpose's pseudonyms). Returns the rows deleted,
