@@ -182,7 +182,7 @@ class LakeTable:
         if plain.deletion_vectors:
             try:
                 keep = self._rows_not_deleted(plain)
-            except DeletionVectorError:
+            except (DeletionVectorError, KeyError, ValueError):    # a descriptor or vector not as expected
                 keep = None
             if keep is None:
                 return self.read()
