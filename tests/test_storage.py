@@ -1,5 +1,7 @@
 """The lake's file layer (jobs/lake/storage.py) and table handle (jobs/lake/table.py): both backends answer
 alike, so a lake on hdfs:// behaves as a local one (the HDFS run itself is in tests/cluster)."""
+import functools
+
 import pytest
 from pyspark.sql import functions as F
 
@@ -176,6 +178,23 @@ def test_files_from_log_are_the_files_delta_reads(spark, tmp_path):
     assert with_dv.files_from_log() is None
 
 
+def _jobs_of(spark, action):
+    """(what ``action`` returns, the Spark jobs it ran)."""
+    dag = spark.sparkContext._jsc.sc().dagScheduler()
+    before = int(dag.numTotalJobs())
+    result = action()
+    return result, int(dag.numTotalJobs()) - before
+
+
+def _reads_as_delta(table):
+    """``read_now`` gives Delta's types, rows and data files."""
+    now, delta = table.read_now(), table.read()
+    assert now.dtypes == delta.dtypes
+    assert sorted(map(tuple, now.collect())) == sorted(map(tuple, delta.collect()))
+    files = F.col("_metadata.file_path").alias("f")
+    assert sorted({r.f for r in now.select(files).collect()}) == sorted({r.f for r in delta.select(files).collect()})
+
+
 def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(spark, tmp_path):
     """``LakeTable.read_now`` gives the rows, columns and types Delta's read gives, across appends,
     an overwrite, an added column, partition values that need escaping (and a null one), timestamps
@@ -187,20 +206,7 @@ def test_read_now_reads_small_tables_as_their_files_and_answers_as_delta_does(sp
 
     from jobs.lake.plain_files import plain_files
 
-    dag = spark.sparkContext._jsc.sc().dagScheduler()
-
-    def jobs_of(action):
-        before = int(dag.numTotalJobs())
-        result = action()
-        return result, int(dag.numTotalJobs()) - before
-
-    def same(table):
-        now, delta = table.read_now(), table.read()
-        assert now.dtypes == delta.dtypes
-        assert sorted(map(tuple, now.collect())) == sorted(map(tuple, delta.collect()))
-        files = F.col("_metadata.file_path").alias("f")
-        assert sorted({r.f for r in now.select(files).collect()}) == sorted({r.f for r in delta.select(files).collect()})
-
+    jobs_of, same = functools.partial(_jobs_of, spark), _reads_as_delta
     at, day = dt.datetime(2026, 11, 22, 1, 2, 3, 456789), dt.date(2026, 11, 22)   # bookkeeping tables' types
     rows = spark.createDataFrame([(f"S{i}", ["JP", "a b/c:d%e", None][i % 3], i, at, day) for i in range(30)],
                                  "account_id string, region string, n int, at timestamp, day date")
@@ -262,21 +268,13 @@ def test_read_now_leaves_out_the_rows_of_deletion_vectors_as_delta_does(spark, t
     from jobs.lake.plain_files import plain_files
     from jobs.lake.storage import LocalFiles
 
-    dag = spark.sparkContext._jsc.sc().dagScheduler()
-
     def jobs_of(action):
-        before = int(dag.numTotalJobs())
-        action()
-        return int(dag.numTotalJobs()) - before
+        return _jobs_of(spark, action)[1]
 
     def same(table, vectors=True):
         plain = plain_files(table.checksum())
         assert plain is not None and bool(plain.deletion_vectors) == vectors
-        now, delta = table.read_now(), table.read()
-        assert now.dtypes == delta.dtypes
-        assert sorted(map(tuple, now.collect())) == sorted(map(tuple, delta.collect()))
-        files = F.col("_metadata.file_path").alias("f")
-        assert sorted({r.f for r in now.select(files).collect()}) == sorted({r.f for r in delta.select(files).collect()})
+        _reads_as_delta(table)
 
     rows = spark.createDataFrame([(f"S{i}", ["JP", "US", "EU"][i % 3], i, i % 4) for i in range(3000)],
                                  "account_id string, region string, n int, subject_bucket int")

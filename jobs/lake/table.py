@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.runtime.console import InputError
-from jobs.lake.deletion_vectors import DeletionVectorError, row_not_deleted, vector_bytes
+from jobs.lake.deletion_vectors import row_not_deleted, vector_bytes
 from jobs.lake.plain_files import PlainFiles, checksum_schema, file_name, plain_files
 from jobs.lake.storage import files_for, join
 from jobs.lake.value_sets import value_set_udf
@@ -182,7 +182,7 @@ class LakeTable:
         if plain.deletion_vectors:
             try:
                 keep = self._rows_not_deleted(plain)
-            except (DeletionVectorError, KeyError, ValueError):    # a descriptor or vector not as expected
+            except (KeyError, ValueError):    # a descriptor or vector not as expected (DeletionVectorError too)
                 keep = None
             if keep is None:
                 return self.read()
