@@ -141,11 +141,10 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
     with backup_keys(spark, {key_id: key}, encrypt_with=key_id):
         for name, table in policy.tables.items():
             progress(f"backing up {name}")
-            source = lake.table_path(table)
-            version = LakeTable(spark, source).version()
-            # Time travel to the version read: the copy is one consistent version even if a job writes meanwhile.
-            df = spark.read.format("delta").option("versionAsOf", version).load(source)
-            write_backup_table(target, table, df.drop(SUBJECT_BUCKET))
+            source = LakeTable(spark, lake.table_path(table))
+            version = source.version()
+            # That version's files: the copy is one consistent version even if a job writes meanwhile.
+            write_backup_table(target, table, source.read_now(version).drop(SUBJECT_BUCKET))
             tables[name] = {"path": table.path, "source_version": version, "rows": written_rows(spark, target.table_path(table))}
     manifest = {"date": day.isoformat(), "taken_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "expires": expires_on(policy, day).isoformat(), "policy_sha256": policy.sha256, "tables": tables,

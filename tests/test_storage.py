@@ -186,9 +186,9 @@ def _jobs_of(spark, action):
     return result, int(dag.numTotalJobs()) - before
 
 
-def _reads_as_delta(table):
-    """``read_now`` gives Delta's types, rows and data files."""
-    now, delta = table.read_now(), table.read()
+def _reads_as_delta(table, version=None):
+    """``read_now`` gives Delta's types, rows and data files (of ``version``: Delta's time travel)."""
+    now, delta = table.read_now(version), table.read(version)
     assert now.dtypes == delta.dtypes
     assert sorted(map(tuple, now.collect())) == sorted(map(tuple, delta.collect()))
     files = F.col("_metadata.file_path").alias("f")
@@ -258,7 +258,8 @@ def test_read_now_leaves_out_the_rows_of_deletion_vectors_as_delta_does(spark, t
     same files, a whole partition), an UPDATE, a MERGE, every row deleted, and a vector of 125,000
     rows in one file (Roaring's array, bitmap and run containers). The read is one Spark job where
     Delta's plans with more. A vector whose bytes do not check out (length, CRC-32, magic number) is
-    refused, so the read goes through Delta; an inline vector (Z85 in the log) reads as a stored one."""
+    refused, so the read goes through Delta; an inline vector (Z85 in the log) reads as a stored one.
+    An earlier version (the backup's consistent copy) reads the same way, from its own checksum."""
     import struct
     import zlib
 
@@ -283,6 +284,7 @@ def test_read_now_leaves_out_the_rows_of_deletion_vectors_as_delta_does(spark, t
     table.delete_where("n % 10 = 3")
     same(table)
     assert jobs_of(lambda: table.read_now().collect()) == 1 < jobs_of(lambda: table.read().collect())
+    first_delete = table.version()
     table.delete_where("n % 10 = 4")                        # the same files' vectors grow
     same(table)
     table.update_where(F.col("n") < 100, {"subject_bucket": F.lit(3)})
@@ -295,6 +297,9 @@ def test_read_now_leaves_out_the_rows_of_deletion_vectors_as_delta_does(spark, t
     table.delete_where("n >= 0")
     same(table, vectors=False)                              # every file removed: none left to filter
     assert table.read_now().count() == 0
+    _reads_as_delta(table, first_delete)                    # that version's files and vectors, not today's
+    assert table.read_now(first_delete).count() == 2700
+    assert jobs_of(lambda: table.read_now(first_delete).collect()) == 1 < jobs_of(lambda: table.read(first_delete).collect())
 
     big = LakeTable(spark, str(tmp_path / "raw" / "big")).write_new(
         spark.range(200000).selectExpr("id", "cast(id % 5 as int) AS k").coalesce(1), [], stats_columns=[])

@@ -160,24 +160,29 @@ class LakeTable:
                 found.append((int(name[:-5]), uri))
         return found
 
-    def read(self) -> DataFrame:
-        """The read path of jobs and analysts: the current version only, never time travel."""
-        return self.spark.read.format("delta").load(self.uri)
+    def read(self, version: int | None = None) -> DataFrame:
+        """The read path of jobs and analysts: the current version. ``version``: that version, for
+        the backup's copy (one consistent version while other jobs commit); no job reads history."""
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.uri)
 
-    def read_now(self) -> DataFrame:
+    def read_now(self, version: int | None = None) -> DataFrame:
         """The current version's rows, for a read used right away (collected, counted, gated). A
         small table whose checksum file lists every data file (``jobs.lake.plain_files``) is read
         as those Parquet files, less the rows their deletion vectors mark
         (``jobs.lake.deletion_vectors``): no snapshot load and none of Delta's two or three planning
         jobs (0.1 s instead of 0.4-0.7 s for a bookkeeping table). Any other table is ``read()``.
         The fast path's DataFrame keeps the files listed now, where Delta's resolves the latest
-        version at each action: do not hold it across a commit to the same table.
+        version at each action: do not hold it across a commit to the same table. ``version``: that
+        version's rows the same way (its own checksum file), as ``read(version)`` would give them.
 
             >>> {r.request_id for r in LakeTable.for_path(spark, lake.state("erasure_state")).read_now().collect()}
         """
-        plain = plain_files(self.checksum())
+        plain = plain_files(self.checksum(version))
         if plain is None or not plain.paths:          # no file: Delta's read keeps _metadata resolvable
-            return self.read()
+            return self.read(version)
         keep = None
         if plain.deletion_vectors:
             try:
@@ -185,7 +190,7 @@ class LakeTable:
             except (KeyError, ValueError):    # a descriptor or vector not as expected (DeletionVectorError too)
                 keep = None
             if keep is None:
-                return self.read()
+                return self.read(version)
         reader = self.spark.read.schema(plain.file_schema)
         if plain.partition_columns:
             reader = reader.option("basePath", self.uri)       # partition values from the directories
@@ -256,14 +261,14 @@ class LakeTable:
     def columns(self) -> list[str]:
         return self.read_now().columns
 
-    def checksum(self) -> dict | None:
-        """The latest version's checksum file (``_delta_log/<version>.crc``, JSON), which Delta
-        writes after each commit: the version's metadata (schema, properties), protocol, file
-        count and size. One listing and one small read, no Spark job and no snapshot load. None when
-        the file is missing or unreadable (a writer that stopped right after its commit): callers
-        then ask Delta (``DESCRIBE DETAIL``)."""
+    def checksum(self, version: int | None = None) -> dict | None:
+        """The latest version's checksum file (``_delta_log/<version>.crc``, JSON; or ``version``'s),
+        which Delta writes after each commit: the version's metadata (schema, properties), protocol,
+        file count and size. One listing and one small read, no Spark job and no snapshot load. None
+        when the file is missing or unreadable (a writer that stopped right after its commit):
+        callers then ask Delta (``DESCRIBE DETAIL``)."""
         files = files_for(self.uri, self.spark)
-        uri = join(self.uri, "_delta_log", f"{self.version():020d}.crc")
+        uri = join(self.uri, "_delta_log", f"{self.version() if version is None else version:020d}.crc")
         try:
             found = json.loads(files.read_text(uri)) if files.exists(uri) else None
         except ValueError:
