@@ -46,9 +46,11 @@ def for_each_table(items: Iterable[T], work: Callable[[T], R], threads: int | No
     threads = min(threads or table_threads(), len(items))
     if threads <= 1:
         return [work(item) for item in items]
+    from pyspark.sql import SparkSession
     from pyspark.util import inheritable_thread_target
 
-    target = inheritable_thread_target(work)
+    session = SparkSession.getActiveSession()     # given, its tags are inherited too (and no warning)
+    target = inheritable_thread_target(session)(work) if session is not None else inheritable_thread_target(work)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wasure-table") as pool:
         futures = [pool.submit(target, item) for item in items]
     return [future.result() for future in futures]
