@@ -40,7 +40,8 @@ def for_each_table(items: Iterable[T], work: Callable[[T], R], threads: int | No
 
     The first exception is raised after every started item has finished (no half-written table is
     left running behind the caller's back). Each thread inherits the caller's Spark local
-    properties (job group, scheduler pool), so job accounting and cancellation still see the step.
+    properties (job group, scheduler pool) and session tags, so job accounting and cancellation
+    still see the step.
     """
     items = list(items)
     threads = min(threads or table_threads(), len(items))
