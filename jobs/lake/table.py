@@ -162,7 +162,8 @@ class LakeTable:
 
     def read(self, version: int | None = None) -> DataFrame:
         """The read path of jobs and analysts: the current version. ``version``: that version, for
-        the backup's copy (one consistent version while other jobs commit); no job reads history."""
+        the backup's copy (one consistent version while other jobs commit); nothing else reads an
+        older version (docs/reading.md: it would return rows an erasure has since removed)."""
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
@@ -173,7 +174,7 @@ class LakeTable:
         small table whose checksum file lists every data file (``jobs.lake.plain_files``) is read
         as those Parquet files, less the rows their deletion vectors mark
         (``jobs.lake.deletion_vectors``): no snapshot load and none of Delta's two or three planning
-        jobs (0.1 s instead of 0.4-0.7 s for a bookkeeping table). Any other table is ``read()``.
+        jobs (0.1 s instead of 0.4-0.7 s for a bookkeeping table). Any other table is ``read(version)``.
         The fast path's DataFrame keeps the files listed now, where Delta's resolves the latest
         version at each action: do not hold it across a commit to the same table. ``version``: that
         version's rows the same way (its own checksum file), as ``read(version)`` would give them.
