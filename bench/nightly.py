@@ -35,12 +35,15 @@ def main(argv=None) -> None:
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--name", default="nightly_small")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=STEPS,
+                        help="run only these steps, in the DAG's order (e.g. pseudonymize: one step's A/B at 10M)")
     parser.add_argument("--from-log", default=None,
                         help="rebuild the result of an interrupted run from its log (the 'round N step: T s status' "
                              "lines of the completed rounds); marked interrupted, no Spark started")
     args = parser.parse_args(argv)
     if args.from_log:
         return from_log(args, argv)
+    steps_run = [s for s in STEPS if s in args.steps]
 
     work = Path(tempfile.mkdtemp(prefix="wasure-bench-nightly-"))
     bench_env(work)
@@ -69,7 +72,7 @@ def main(argv=None) -> None:
         start = time.perf_counter()
         counter = OverheadCounter(spark, root, {n: t.path for n, t in policy.tables.items()}, aliases=aliases)
         counter.install()
-        for step in STEPS:
+        for step in steps_run:
             stage0 = last_stage_id(spark)
             with counter.step(step):
                 try:
@@ -100,10 +103,10 @@ def main(argv=None) -> None:
     per_step = {s: {**summarize([r["steps"][s]["s"] for r in rounds]),
                     "status": sorted({r["steps"][s]["status"] for r in rounds}),
                     "detail": next((r["steps"][s]["detail"] for r in rounds if r["steps"][s]["detail"]), None)}
-                for s in STEPS}
+                for s in steps_run}
     payload = {"command": command_line("bench.nightly", argv),
                "parameters": {"subjects": args.subjects, "events_per_subject": args.events, "repeats": args.repeats,
-                              "run_date": run_date, "steps": STEPS, "mode": "embedded (one process, one Spark session)"},
+                              "run_date": run_date, "steps": steps_run, "mode": "embedded (one process, one Spark session)"},
                "rows_by_table": counts, "event_rows": counts.get("network_events"), "lake_bytes": dir_bytes(pristine.root),
                "generate_s": generate_s, "total": summarize([r["total_s"] for r in rounds]), "steps": per_step,
                "rounds": rounds, "target_total_s": 600, "profile": profiles, "counts": counts_last,

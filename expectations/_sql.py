@@ -163,3 +163,22 @@ def hash_join_hint(build_side: str) -> str:
 
 def fingerprint_match(left: str, right: str) -> str:
     return f"{left}.fa = {right}.fa AND {left}.fb = {right}.fb"
+
+
+def distinct_cell_prints(cells: str, n_columns: int) -> str:
+    """One row per distinct fingerprint (``fa``, ``fb``) of a relation of cells (``column_index``,
+    ``v``), with how many cells of each checked column hold it (``n0``, ``n1``, ...). A value that
+    repeats (a region, a subject's pseudonym on each of its rows) crosses the join's shuffle once,
+    pre-aggregated where it is read; grouped on the fingerprint alone, the rows leave the
+    aggregation partitioned as the semi-join needs them."""
+    counts = ", ".join(f"count_if(column_index = {i}) AS n{i}" for i in range(n_columns))
+    return f"SELECT fa, fb, {counts} FROM (SELECT column_index, {fingerprint('v')} FROM {cells}) c GROUP BY fa, fb"
+
+
+def matching_rows_of(joined: str, n_columns: int, hint: str = "") -> str:
+    """Rows (``column_index``, ``matching_rows``), one per column with a match, of ``joined``: a
+    FROM clause whose rows are ``distinct_cell_prints`` rows (e.g. those of a semi-join)."""
+    sums = ", ".join(f"sum(n{i}) AS n{i}" for i in range(n_columns))
+    pairs = ", ".join(f"{i}, n{i}" for i in range(n_columns))
+    return (f"SELECT column_index, matching_rows FROM (SELECT stack({n_columns}, {pairs}) AS (column_index, "
+            f"matching_rows) FROM (SELECT {hint} {sums} FROM {joined}) f) r WHERE matching_rows > 0")

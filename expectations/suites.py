@@ -21,6 +21,7 @@ from expectations.custom import (
     ExpectRegionColumnToEqual,
     ExpectSensitiveAttributeToBeLDiverse,
 )
+from expectations.digests import UnkeyedDigests
 
 def columns_of_classes(column_classes: Mapping[str, str], classes: Iterable[str]) -> dict[str, str]:
     """``{column: class}`` restricted to ``classes``: the forbidden-column map for a table. Which
@@ -103,6 +104,7 @@ def pseudonymized_suite(
     region_column: Optional[str] = None,
     region: Optional[str] = None,
     source_distinct: bool = False,
+    digests: Optional[UnkeyedDigests] = None,
 ) -> list:
     """Gates for a 仮名加工情報 table.
 
@@ -117,6 +119,8 @@ def pseudonymized_suite(
         algorithms: digests to try (default md5, sha1, sha256).
         region_column, region: when given, every row must belong to ``region``.
         source_distinct: ``source`` already holds each value once (the queries skip their DISTINCT).
+        digests: the unkeyed digests of ``source``, built once (``expectations.digests.unkeyed_digests``)
+            for the outputs of several purposes; the unkeyed-hash check uses them and their algorithms.
     """
     source, source_columns = _shared_source(source, source_columns)
     suite: list = []
@@ -126,6 +130,11 @@ def pseudonymized_suite(
                                   source_distinct=source_distinct)
     if algorithms:
         hashes["algorithms"] = list(algorithms)
+    if digests is not None:
+        if algorithms and list(algorithms) != list(digests.algorithms):
+            raise ValueError(f"algorithms {list(algorithms)} differ from the digests' {list(digests.algorithms)}")
+        hashes.update(digests=_sql.register_view(digests.frame, "digests"), digest_lengths=list(digests.lengths),
+                      algorithms=list(digests.algorithms))
     suite.append(ExpectPseudonymsNotUnkeyedHashes(**hashes))
     if output_columns:
         suite.append(

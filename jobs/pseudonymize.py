@@ -161,8 +161,9 @@ def source_identifiers(spark: SparkSession, lake: Lake, table: Table) -> DataFra
     return df.select(values).where(F.col(SOURCE_IDENTIFIER).isNotNull()).distinct()
 
 
-def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output: DataFrame) -> list:
-    """The Great Expectations suite of one pseudonymized table (see expectations.suites)."""
+def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output: DataFrame, digests=None) -> list:
+    """The Great Expectations suite of one pseudonymized table (see expectations.suites);
+    ``digests``: the unkeyed digests of ``identifiers`` (``unkeyed_digests``), shared by purposes."""
     from expectations.suites import columns_of_classes, pseudonymized_suite
 
     table = policy.tables[table_name]
@@ -174,7 +175,7 @@ def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output:
         source=identifiers, source_columns=[SOURCE_IDENTIFIER], source_distinct=True,
         forbidden_columns=columns_of_classes(classes, PSEUDONYMIZED_FORBIDDEN)
         | {c: classes[c] for c in plan.drop},
-        output_columns=strings)
+        output_columns=strings, digests=digests)
 
 
 # The subject's own key beside its pseudonyms in a staged output, for the one-pseudonym check: the
@@ -187,10 +188,13 @@ def with_raw_subject(table: Table, source: DataFrame) -> DataFrame:
 
 
 def subject_counts(table: Table, staged: DataFrame):
-    """Distinct subjects, distinct pseudonyms and rows of a staged output, in one pass over it."""
+    """Distinct subjects, distinct pseudonyms and rows of a staged output, and the lengths its
+    pseudonym cells have as the gate compares them (which unkeyed digests it needs), in one pass."""
     key = table.subject_key
+    texts = [F.length(F.lower(F.trim(F.col(c).cast("string")))) for c in rule31_plan(table).pseudonymize if c in staged.columns]
+    lengths = F.array_distinct(F.flatten(F.array(*[F.collect_set(t) for t in texts]))) if texts else F.array().cast("array<int>")
     return staged.agg(F.countDistinct(RAW_SUBJECT).alias("subjects"), F.countDistinct(key).alias("pseudonyms"),
-                      F.count(F.lit(1)).alias("rows")).first()
+                      F.count(F.lit(1)).alias("rows"), lengths.alias("pseudonym_lengths")).first()
 
 
 def one_pseudonym_per_subject(table: Table, counts) -> str | None:
@@ -279,6 +283,7 @@ class _Run:
         self.run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
         self.report = PseudonymizeReport()
         self.identifier_sets: dict[str, DataFrame] = {}
+        self.digest_sets: dict[tuple, object] = {}       # (table, lengths) -> UnkeyedDigests
         self.versions: dict[str, int] = {}
         self.outputs: list[DataFrame] = []     # persisted outputs, released when the run ends
 
@@ -286,6 +291,19 @@ class _Run:
         if name not in self.identifier_sets:
             self.identifier_sets[name] = source_identifiers(self.spark, self.lake, table).persist(StorageLevel.MEMORY_AND_DISK)
         return self.identifier_sets[name]
+
+    def digests_of(self, item: _Staged):
+        """The unkeyed digests of a table's source identifiers, for its output's pseudonym lengths:
+        built and persisted once, for every purpose whose output has those lengths (the digests of
+        every identifier of the table were most of each purpose's gate)."""
+        from expectations.digests import digest_lengths, unkeyed_digests
+
+        lengths = tuple(sorted(set(item.counts.pseudonym_lengths) & set(digest_lengths())))
+        if (item.name, lengths) not in self.digest_sets:
+            digests = unkeyed_digests(self.identifiers_of(item.name, item.table), lengths, source_distinct=True)
+            digests.frame.persist(StorageLevel.MEMORY_AND_DISK)
+            self.digest_sets[item.name, lengths] = digests
+        return self.digest_sets[item.name, lengths]
 
     def version_of(self, name: str) -> int:
         if name not in self.versions:
@@ -325,8 +343,8 @@ class _Run:
         checks = []
         for item in staged:
             output = item.output
-            checks.append((item.name, output, gate_checks(self.policy, item.name,
-                                                          self.identifiers_of(item.name, item.table), output)))
+            checks.append((item.name, output, gate_checks(self.policy, item.name, self.identifiers_of(item.name, item.table),
+                                                          output, self.digests_of(item))))
         gate = run_gate(f"pseudonymize-{purpose}", checks, join(self.lake.docs, "pseudonymize", self.run_id, purpose))
         self.report.docs.append(gate.docs_index)
         failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
@@ -374,6 +392,8 @@ class _Run:
     def release(self) -> None:
         for output in self.outputs:
             output.unpersist()
+        for digests in self.digest_sets.values():
+            digests.frame.unpersist()
         for identifiers in self.identifier_sets.values():
             identifiers.unpersist()
 

@@ -218,19 +218,60 @@ def test_pseudonyms_not_unkeyed_hashes(spark, gx_validate, source_distinct):
     _assert_passed(gx_validate(good, expectation))
 
 
+def test_unkeyed_hashes_against_digests_built_once(spark, gx_validate):
+    """Digests built once (``unkeyed_digests``, for several purposes' outputs) find what the check
+    finds on its own; a pseudonym of a digest length they were not built for fails as unchecked;
+    and the join against them shuffles the pseudonym side only (the digests are pre-partitioned)."""
+    from expectations import ExpectPseudonymsNotUnkeyedHashes
+    from expectations.digests import unkeyed_digests
+
+    source = spark.createDataFrame([(PLANTED,), ("A000000001",)], "v string")
+    hexed = hashlib.sha256(PLANTED.encode()).hexdigest()
+    short = base64.urlsafe_b64encode(hashlib.md5(b"A000000001").digest()).rstrip(b"=").decode()
+    bad = spark.createDataFrame([(hexed, "k1"), ("k2", short), ("k3", short), ("short", None)], "p string, q string")
+    everything = unkeyed_digests(source, [22, 64, 5], source_distinct=True)
+    assert everything.lengths == (22, 64) and everything.algorithms == ("md5", "sha1", "sha256")
+    everything.frame.persist()
+    try:
+        check = ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["p", "q"], source=source,
+                                                 digests=everything.frame, digest_lengths=list(everything.lengths))
+        assert check.digests.startswith("wasure_digests_")
+        message = _assert_caught(gx_validate(bad, check), "2 pseudonym columns hold unkeyed hashes of source identifiers: "
+                                 "p (1 row), q (2 rows)")
+        assert "unchecked" not in message
+        bad.createOrReplaceTempView("digests_test_batch")
+        plan = spark.sql(check.unexpected_rows_query.format(batch="digests_test_batch"))._jdf.queryExecution() \
+            .executedPlan().toString()
+        join = plan[plan.index("ShuffledHashJoin"):plan.index("InMemoryRelation")]
+        # the digests are read from the cache, partitioned as the join needs: only the cells shuffle
+        assert join.count("Exchange hashpartitioning") == 1 and "InMemoryTableScan" in join, plan
+
+        only_22 = unkeyed_digests(source, [22], source_distinct=True)
+        check = ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["p", "q"], source=source,
+                                                 digests=only_22.frame, digest_lengths=[22])
+        message = _assert_caught(gx_validate(bad, check), "1 pseudonym column holds unkeyed hashes of source identifiers: "
+                                 "q (2 rows)", "1 pseudonym column holds values of a digest's length the given digests "
+                                 "do not cover (lengths [22]), unchecked: p (1 row)")
+        assert hexed not in message
+        good = spark.createDataFrame([(pseudonym_of(b"k" * 32, PLANTED), None)], "p string, q string")
+        _assert_passed(gx_validate(good, check))
+    finally:
+        everything.frame.unpersist()
+
+
 def test_unkeyed_hash_candidates_are_every_normalized_form(spark):
     """The 8 forms the check hashes equal NFKC / strip / lowercase done in Python (strip = the ASCII
     whitespace of Java's \\s, U+3000 and NBSP; U+2003 is not stripped)."""
     import unicodedata
 
-    from expectations.custom import ExpectPseudonymsNotUnkeyedHashes
+    from expectations.digests import forms_sql
 
     def strip(x):
         return x.strip(" \t\n\x0b\x0c\r\u3000\xa0")
 
     values = ["\tＡbc\x0c", "\xa0x Y\u3000", "\u2003em ", "plain", "Ｆｆ\x0b", "f\x0cf", " ", ""]
     spark.createDataFrame([(v,) for v in values], "v string").createOrReplaceTempView("form_values")
-    got = {r.f for r in spark.sql(ExpectPseudonymsNotUnkeyedHashes._forms_sql("form_values")).collect()}
+    got = {r.f for r in spark.sql(forms_sql("form_values")).collect()}
     expected = set()
     for v in values:
         for n in (v, unicodedata.normalize("NFKC", v)):

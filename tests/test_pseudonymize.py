@@ -214,3 +214,33 @@ def test_published_tickets_hold_no_name_or_address_their_author_quoted(spark, pu
     bodies = [r.body for r in _out(spark, published, "service", "support_tickets").select("body").collect()]
     leaked = [v for v in values if any(v in (b or "") for b in bodies)]
     assert leaked == [], f"{len(leaked)} own value(s) left in published tickets"
+
+
+def test_gate_digests_are_built_once_per_table_for_the_lengths_the_outputs_have(spark, generated_lake, policy, keys_env,
+                                                                               tmp_path):
+    """The unkeyed digests of a table's identifiers are built once for all purposes whose outputs
+    have the same pseudonym lengths; an output with another length (here a 64-hex unkeyed sha256 in
+    place of the subject's pseudonyms) gets digests of that length too, and the gate catches it."""
+    from expectations.gates import run_gate
+    from jobs.pseudonymize import _Run, _Staged, gate_checks
+    from jobs.runtime.keys import load_purpose_keys
+
+    keys = load_purpose_keys(policy, ["service", "analytics"], generated_lake)
+    table = policy.tables["devices"]
+    work = _Run(spark, policy, generated_lake, lambda _msg: None)
+    try:
+        service, analytics = (work.stage(("devices", table, {}, purpose, keys[purpose][1], keys[purpose][0]))
+                              for purpose in ("service", "analytics"))
+        assert service.counts.pseudonym_lengths == [22]
+        shared = work.digests_of(service)
+        assert shared.lengths == (22,) and work.digests_of(analytics) is shared
+
+        rows = service.rows.withColumn(table.subject_key, F.sha2(F.col(RAW_SUBJECT), 256))
+        leaked = _Staged("devices", table, {}, rows, subject_counts(table, rows))
+        digests = work.digests_of(leaked)
+        assert digests.lengths == (22, 64) and len(work.digest_sets) == 2
+        checks = gate_checks(policy, "devices", work.identifiers_of("devices", table), leaked.output, digests)
+        gate = run_gate("test-digests", [("devices", leaked.output, checks)], str(tmp_path / "docs"))
+        assert [(f.expectation, f.column) for f in gate.failures] == [("ExpectPseudonymsNotUnkeyedHashes", table.subject_key)]
+    finally:
+        work.release()

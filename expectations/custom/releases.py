@@ -8,49 +8,12 @@ from great_expectations.compatibility import pydantic
 from great_expectations.expectations.expectation import BatchExpectation
 
 from expectations import _sql
+from expectations.digests import PSEUDONYM_TEXT, checked_algorithms, digest_lengths, digests_sql
 from expectations.custom.base import _plural, _WasureResultMixin, _WasureRowsExpectation
 
 
-# Hash functions an unkeyed pseudonym is most often made with, as Spark SQL expressions.
-_DIGESTS = {
-    "md5": "md5({x})",
-    "sha1": "sha1({x})",
-    "sha224": "sha2({x}, 224)",
-    "sha256": "sha2({x}, 256)",
-    "sha384": "sha2({x}, 384)",
-    "sha512": "sha2({x}, 512)",
-}
-
-# Strip: remove leading / trailing ASCII whitespace (Java regex \s: [ \t\n\x0B\f\r]), U+3000
-# (全角スペース) and NBSP, which Spark's plain trim() keeps. trim(BOTH set FROM x) needs no regex:
-# 4x cheaper than regexp_replace on 12M identifiers. (\u escapes: Spark SQL literals have no \f.)
-_STRIP = r"trim(BOTH ' \t\n\u000B\u000C\r\u3000\u00a0' FROM {x})"
-# NFKC without a Python UDF: Spark 4 ships ICU4J (for collations) and reflect() calls its static
-# Normalizer.compose(String, boolean compat=true), i.e. NFKC, on the executors. The CASE guards
-# null, on which ICU throws. ASCII text is NFKC-invariant, so it skips the reflective call (one
-# byte per character in UTF-8 <=> ASCII): most identifiers are ASCII, and there are millions.
-_NFKC = ("CASE WHEN {x} IS NULL THEN NULL WHEN octet_length({x}) = char_length({x}) THEN {x} "
-         "ELSE reflect('com.ibm.icu.text.Normalizer', 'compose', {x}, true) END")
-# Bytes of each digest. A digest can only equal a pseudonym of the same length in one of the text
-# forms a pseudonym may take: hex (2 per byte), unpadded base64url of the whole digest, or of its
-# first 16 bytes (22 characters, the form of wasure's own 128-bit pseudonyms).
-_DIGEST_BYTES = {"md5": 16, "sha1": 20, "sha224": 28, "sha256": 32, "sha384": 48, "sha512": 64}
-_B64URL = "TRIM(TRAILING '=' FROM translate(base64(unhex({x})), '+/', '-_'))"
-
-
-def _digest_forms(algorithm: str, x: str) -> list[tuple[int, str]]:
-    """(text length, SQL) of each text form of ``algorithm``'s digest of ``x``."""
-    hexed = _apply(_DIGESTS[algorithm], x)
-    n = _DIGEST_BYTES[algorithm]
-    forms = [(2 * n, hexed), (-(-4 * n // 3), _apply(_B64URL, hexed))]
-    if n > 16:
-        forms.append((22, _apply(_B64URL, f"substr({hexed}, 1, 32)")))
-    return forms
-
-
-def _apply(template: str, x: str) -> str:
-    return template.replace("{x}", x)
-
+def _hold(columns) -> str:
+    return "holds" if len(columns) == 1 else "hold"
 
 
 class ExpectNoForbiddenColumns(_WasureResultMixin, BatchExpectation):
@@ -167,12 +130,13 @@ class ExpectNoSourceValuesInColumns(_SourceJoinExpectation):
             # 64-character pseudonyms, when no identifier is that long) skip the join's shuffle.
             "lens AS (SELECT collect_set(length(v)) AS source_lengths FROM src), "
             f"cells AS (SELECT column_index, lower(trim(v)) AS v FROM (SELECT {_sql.stack_columns(outputs)} "
-            "FROM {batch}) c0 WHERE v IS NOT NULL) "
-            f"SELECT {_sql.hash_join_hint('s')} column_index, COUNT(*) AS matching_rows FROM "
-            f"(SELECT column_index, {_sql.fingerprint('v')} FROM cells CROSS JOIN lens "
-            "WHERE array_contains(source_lengths, length(v))) o "
-            f"LEFT SEMI JOIN (SELECT {_sql.fingerprint('v')} FROM src) s "
-            f"ON {_sql.fingerprint_match('o', 's')} GROUP BY column_index"
+            "FROM {batch}) c0 WHERE v IS NOT NULL), "
+            f"lengthy AS (SELECT column_index, v FROM cells CROSS JOIN lens "
+            "WHERE array_contains(source_lengths, length(v))) "
+            + _sql.matching_rows_of(
+                f"({_sql.distinct_cell_prints('lengthy', len(outputs))}) o "
+                f"LEFT SEMI JOIN (SELECT {_sql.fingerprint('v')} FROM src) s ON {_sql.fingerprint_match('o', 's')}",
+                len(outputs), _sql.hash_join_hint("s"))
         )
 
     @classmethod
@@ -194,63 +158,73 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
     raw and every combination of NFKC, strip and lowercase (applied in that order), each digest as
     hex, as unpadded base64url, and as the base64url of its first 128 bits; pseudonyms compare
     trimmed and lowercased, so upper-case hex is caught too. Computed with Spark's
-    md5/sha1/sha2 and a semi-join on 96-bit fingerprints (``_sql.fingerprint``).
+    md5/sha1/sha256 and a semi-join on 96-bit fingerprints (``_sql.fingerprint``).
 
     Args:
         pseudonym_columns: the pseudonym columns to check.
         source: a DataFrame or temp view name with the raw identifiers.
         source_columns: which source columns hold them (default: all columns of ``source``).
         algorithms: digests to try (md5, sha1, sha224, sha256, sha384, sha512).
+        digests, digest_lengths: the candidates computed once for several checks of the same
+            source (``expectations.digests.unkeyed_digests``: its frame, or a view of it, and its
+            ``lengths``); a pseudonym of a digest's length outside ``digest_lengths`` fails the
+            check as unchecked. Without them the check computes the candidates from ``source``.
     """
 
     pseudonym_columns: List[str]
     algorithms: List[Literal["md5", "sha1", "sha224", "sha256", "sha384", "sha512"]] = ["md5", "sha1", "sha256"]
+    digests: Optional[str] = None
+    digest_lengths: Optional[List[int]] = None
 
     _checked_field: ClassVar[str] = "pseudonym_columns"
 
     @classmethod
-    def _forms_sql(cls, source: str) -> str:
-        """One row per distinct form of each value ``v`` of ``source``: raw and every combination of
-        NFKC, strip and lowercase, in that order. NFKC and strip are computed once per value in an
-        inner projection (inlined into 8 forms they ran 4 times each)."""
-        return (
-            "SELECT explode(array_distinct(array(v, lower(v), s, lower(s), n, lower(n), ns, lower(ns)))) AS f "
-            f"FROM (SELECT v, s, n, {_apply(_STRIP, 'n')} AS ns "
-            f"FROM (SELECT v, {_apply(_STRIP, 'v')} AS s, {_apply(_NFKC, 'v')} AS n FROM {source}) b0) b1"
-        )
-
-    @classmethod
     def _query(cls, values):
         pseudonyms = values["pseudonym_columns"] = _sql.column_list(values.get("pseudonym_columns"), "pseudonym_columns")
-        algorithms = list(values.get("algorithms") or ["md5", "sha1", "sha256"])
-        unknown = [a for a in algorithms if a not in _DIGESTS]
-        if unknown:
-            raise ValueError(f"unknown algorithms {unknown}; known: {sorted(_DIGESTS)}")
+        algorithms = checked_algorithms(values.get("algorithms"))
         source, source_columns = cls._source(values)
-        values_of_source = _sql.union_of_columns(source, source_columns, "CAST({col} AS STRING)")
-        # Only digest forms whose length some pseudonym has are computed (64-hex pseudonyms: sha256's
-        # hex; 22-character ones: md5's base64url and the 128-bit prefix of the others): CASE is lazy.
-        digests = ", ".join(
-            f"CASE WHEN array_contains(lengths, {length}) THEN lower({form}) END"
-            for a in algorithms for length, form in _digest_forms(a, "f")
-        )
-        pseudonym_cells = f"(SELECT {_sql.stack_columns(pseudonyms)} FROM {{batch}})"
-        return (
-            f"WITH lens AS (SELECT collect_set(length(lower(trim(v)))) AS lengths FROM {pseudonym_cells} p0), "
-            # DISTINCT first (unless the caller's source is already distinct): a linking code repeats
-            # on every row of its subject; hash each value once.
-            f"src AS (SELECT {cls._distinct(values)}v FROM ({values_of_source}) u WHERE v IS NOT NULL), "
-            # Forms are deduplicated per value (most identifiers are ASCII: NFKC and strip change
-            # nothing), not with a lake-wide DISTINCT: the semi-join below needs no unique keys.
-            f"forms AS ({cls._forms_sql('src')}), "
-            f"digests AS (SELECT h FROM (SELECT explode(array({digests})) AS h FROM forms CROSS JOIN lens) d "
-            "WHERE h IS NOT NULL) "
-            f"SELECT {_sql.hash_join_hint('d')} column_index, COUNT(*) AS matching_rows FROM "
-            f"(SELECT column_index, {_sql.fingerprint('lower(trim(v))')} FROM {pseudonym_cells} p0 "
-            "WHERE v IS NOT NULL) p "
-            f"LEFT SEMI JOIN (SELECT {_sql.fingerprint('h')} FROM digests) d "
-            f"ON {_sql.fingerprint_match('p', 'd')} GROUP BY column_index"
-        )
+        n = len(pseudonyms)
+        possible = digest_lengths(algorithms)
+        # Only cells of a digest's length can be one: the others skip the join.
+        text = PSEUDONYM_TEXT.replace("{x}", "v")
+        cells = (f"cells AS (SELECT column_index, v FROM (SELECT column_index, {text} AS v "
+                 f"FROM (SELECT {_sql.stack_columns(pseudonyms)} FROM {{batch}}) p0) p1 "
+                 f"WHERE length(v) IN ({', '.join(map(str, possible))}))")
+        if values.get("digests") is None:
+            values_of_source = _sql.union_of_columns(source, source_columns, "CAST({col} AS STRING)")
+            # Only digest forms whose length some pseudonym has are computed (64-hex pseudonyms:
+            # sha256's hex; 22-character ones: md5's base64url and the 128-bit prefix of the others).
+            return (
+                f"WITH {cells}, lens AS (SELECT collect_set(length(v)) AS lengths FROM cells), "
+                f"digests AS ({digests_sql(values_of_source, bool(values.get('source_distinct')), algorithms, None, 'lens')}) "
+                + cls._matches("cells", n, "(SELECT h FROM digests) d0", "h")
+            )
+        digests = values["digests"]
+        if _sql.is_dataframe(digests):
+            digests = values["digests"] = _sql.register_view(digests, "digests")
+        else:
+            _sql.view_ident(digests)
+        covered = sorted({int(length) for length in values.get("digest_lengths") or []} & set(possible))
+        values["digest_lengths"] = covered
+        listed = ", ".join(map(str, covered))
+        parts = []
+        if covered:
+            found = cls._matches(f"(SELECT * FROM cells WHERE length(v) IN ({listed})) c", n, _sql.view_ident(digests), None)
+            parts.append(f"SELECT column_index, matching_rows, 0 AS unchecked_rows FROM ({found}) m")
+        if set(possible) - set(covered):
+            # Fail closed: a pseudonym the given digests were not computed for is not called clean.
+            parts.append("SELECT column_index, 0 AS matching_rows, COUNT(*) AS unchecked_rows FROM cells"
+                         + (f" WHERE length(v) NOT IN ({listed})" if covered else "") + " GROUP BY column_index")
+        return f"WITH {cells} " + " UNION ALL ".join(parts)
+
+    @classmethod
+    def _matches(cls, cells: str, n: int, digests: str, digest_text: Optional[str]) -> str:
+        """Rows (column_index, matching_rows) of the cells whose fingerprint a digest has;
+        ``digest_text``: the digests' text column to fingerprint (None: already ``fa``, ``fb``)."""
+        prints = f"(SELECT {_sql.fingerprint(digest_text)} FROM {digests})" if digest_text else digests
+        return _sql.matching_rows_of(
+            f"({_sql.distinct_cell_prints(cells, n)}) p LEFT SEMI JOIN {prints} d ON {_sql.fingerprint_match('p', 'd')}",
+            n, _sql.hash_join_hint("d"))
 
     @classmethod
     def _describe(cls, values):
@@ -260,5 +234,22 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
             f"({', '.join(values['source_columns'])}), raw or NFKC/strip/lowercase-normalized"
         )
 
-    def _finding(self, n_columns):
-        return f"{_plural(n_columns, 'pseudonym column')} hold unkeyed hashes of source identifiers"
+    def _summarize(self, rows):
+        checked = self.pseudonym_columns
+        matching, unchecked = {}, {}
+        for row in sorted(rows, key=lambda r: int(r["column_index"])):
+            column = checked[int(row["column_index"])]
+            for counts, field in ((matching, "matching_rows"), (unchecked, "unchecked_rows")):
+                if int(row.get(field) or 0):
+                    counts[column] = counts.get(column, 0) + int(row[field])
+        parts = []
+        if matching:
+            parts.append(f"{_plural(len(matching), 'pseudonym column')} {_hold(matching)} unkeyed hashes of source identifiers: "
+                         + ", ".join(f"{c} ({_plural(k, 'row')})" for c, k in matching.items()))
+        if unchecked:
+            parts.append(f"{_plural(len(unchecked), 'pseudonym column')} {_hold(unchecked)} values of a digest's length the given "
+                         f"digests do not cover (lengths {self.digest_lengths}), unchecked: "
+                         + ", ".join(f"{c} ({_plural(k, 'row')})" for c, k in unchecked.items()))
+        columns = [c for c in checked if c in matching or c in unchecked]
+        counts = {"matching_rows": matching, **({"unchecked_rows": unchecked} if unchecked else {})}
+        return sum(matching.values()) + sum(unchecked.values()), "; ".join(parts), columns, counts
