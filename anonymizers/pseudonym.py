@@ -80,6 +80,9 @@ def encode_digest(raw: bytes, encoding: str) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+PSEUDONYM_LENGTH = len(encode_digest(bytes(32), PSEUDONYM_ENCODING))    # 22 characters
+
+
 def pseudonym_of(key: bytes, value: str, *, normalize: bool = True, encoding: str = PSEUDONYM_ENCODING) -> str:
     """The pseudonym ``keyed_pseudonym`` writes for one value, computed on the driver (erasure
     looks a subject's rows up in 仮名加工情報 by it; the key never enters a Spark plan)."""

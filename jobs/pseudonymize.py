@@ -28,6 +28,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from anonymizers.pseudonym import PSEUDONYM_LENGTH
 from anonymizers.registry import get_operator
 from jobs.runtime.console import CheckFailed
 from jobs.runtime.keys import load_purpose_keys
@@ -188,13 +189,10 @@ def with_raw_subject(table: Table, source: DataFrame) -> DataFrame:
 
 
 def subject_counts(table: Table, staged: DataFrame):
-    """Distinct subjects, distinct pseudonyms and rows of a staged output, and the lengths its
-    pseudonym cells have as the gate compares them (which unkeyed digests it needs), in one pass."""
+    """Distinct subjects, distinct pseudonyms and rows of a staged output, in one pass over it."""
     key = table.subject_key
-    texts = [F.length(F.lower(F.trim(F.col(c).cast("string")))) for c in rule31_plan(table).pseudonymize if c in staged.columns]
-    lengths = F.array_distinct(F.flatten(F.array(*[F.collect_set(t) for t in texts]))) if texts else F.array().cast("array<int>")
     return staged.agg(F.countDistinct(RAW_SUBJECT).alias("subjects"), F.countDistinct(key).alias("pseudonyms"),
-                      F.count(F.lit(1)).alias("rows"), lengths.alias("pseudonym_lengths")).first()
+                      F.count(F.lit(1)).alias("rows")).first()
 
 
 def one_pseudonym_per_subject(table: Table, counts) -> str | None:
@@ -283,7 +281,7 @@ class _Run:
         self.run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
         self.report = PseudonymizeReport()
         self.identifier_sets: dict[str, DataFrame] = {}
-        self.digest_sets: dict[tuple, object] = {}       # (table, lengths) -> UnkeyedDigests
+        self.digest_sets: dict[str, object] = {}         # table -> UnkeyedDigests
         self.versions: dict[str, int] = {}
         self.outputs: list[DataFrame] = []     # persisted outputs, released when the run ends
 
@@ -292,18 +290,17 @@ class _Run:
             self.identifier_sets[name] = source_identifiers(self.spark, self.lake, table).persist(StorageLevel.MEMORY_AND_DISK)
         return self.identifier_sets[name]
 
-    def digests_of(self, item: _Staged):
-        """The unkeyed digests of a table's source identifiers, for its output's pseudonym lengths:
-        built and persisted once, for every purpose whose output has those lengths (the digests of
-        every identifier of the table were most of each purpose's gate)."""
-        from expectations.digests import digest_lengths, unkeyed_digests
+    def digests_of(self, name: str, table: Table):
+        """The unkeyed digests of a table's source identifiers, built and persisted once for every
+        purpose's gate (they were most of each gate), for the length of the pseudonyms this job
+        writes: a pseudonym of another digest length fails the gate as unchecked."""
+        from expectations.digests import unkeyed_digests
 
-        lengths = tuple(sorted(set(item.counts.pseudonym_lengths) & set(digest_lengths())))
-        if (item.name, lengths) not in self.digest_sets:
-            digests = unkeyed_digests(self.identifiers_of(item.name, item.table), lengths, source_distinct=True)
+        if name not in self.digest_sets:
+            digests = unkeyed_digests(self.identifiers_of(name, table), [PSEUDONYM_LENGTH], source_distinct=True)
             digests.frame.persist(StorageLevel.MEMORY_AND_DISK)
-            self.digest_sets[item.name, lengths] = digests
-        return self.digest_sets[item.name, lengths]
+            self.digest_sets[name] = digests
+        return self.digest_sets[name]
 
     def version_of(self, name: str) -> int:
         if name not in self.versions:
@@ -344,7 +341,7 @@ class _Run:
         for item in staged:
             output = item.output
             checks.append((item.name, output, gate_checks(self.policy, item.name, self.identifiers_of(item.name, item.table),
-                                                          output, self.digests_of(item))))
+                                                          output, self.digests_of(item.name, item.table))))
         gate = run_gate(f"pseudonymize-{purpose}", checks, join(self.lake.docs, "pseudonymize", self.run_id, purpose))
         self.report.docs.append(gate.docs_index)
         failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}

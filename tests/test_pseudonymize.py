@@ -216,31 +216,34 @@ def test_published_tickets_hold_no_name_or_address_their_author_quoted(spark, pu
     assert leaked == [], f"{len(leaked)} own value(s) left in published tickets"
 
 
-def test_gate_digests_are_built_once_per_table_for_the_lengths_the_outputs_have(spark, generated_lake, policy, keys_env,
-                                                                               tmp_path):
-    """The unkeyed digests of a table's identifiers are built once for all purposes whose outputs
-    have the same pseudonym lengths; an output with another length (here a 64-hex unkeyed sha256 in
-    place of the subject's pseudonyms) gets digests of that length too, and the gate catches it."""
+def test_gate_digests_are_built_once_per_table_and_fail_closed_on_other_lengths(spark, generated_lake, policy, keys_env,
+                                                                                tmp_path):
+    """The unkeyed digests of a table's identifiers are built once for every purpose's gate, for
+    the length of the pseudonyms the job writes (22); an output whose pseudonyms have another digest
+    length (here a 64-hex unkeyed sha256 in place of the subject's) is not called clean: the gate
+    fails on that column, counting its rows as unchecked."""
     from expectations.gates import run_gate
     from jobs.pseudonymize import _Run, _Staged, gate_checks
     from jobs.runtime.keys import load_purpose_keys
 
-    keys = load_purpose_keys(policy, ["service", "analytics"], generated_lake)
+    keys = load_purpose_keys(policy, ["service"], generated_lake)
     table = policy.tables["devices"]
     work = _Run(spark, policy, generated_lake, lambda _msg: None)
     try:
-        service, analytics = (work.stage(("devices", table, {}, purpose, keys[purpose][1], keys[purpose][0]))
-                              for purpose in ("service", "analytics"))
-        assert service.counts.pseudonym_lengths == [22]
-        shared = work.digests_of(service)
-        assert shared.lengths == (22,) and work.digests_of(analytics) is shared
-
+        shared = work.digests_of("devices", table)
+        assert shared.lengths == (22,) and work.digests_of("devices", table) is shared
+        service = work.stage(("devices", table, {}, "service", keys["service"][1], keys["service"][0]))
+        identifiers = work.identifiers_of("devices", table)
+        clean = run_gate("test-digests", [("devices", service.output, gate_checks(policy, "devices", identifiers,
+                                                                                 service.output, shared))],
+                         str(tmp_path / "clean"))
+        assert not clean.failures
         rows = service.rows.withColumn(table.subject_key, F.sha2(F.col(RAW_SUBJECT), 256))
-        leaked = _Staged("devices", table, {}, rows, subject_counts(table, rows))
-        digests = work.digests_of(leaked)
-        assert digests.lengths == (22, 64) and len(work.digest_sets) == 2
-        checks = gate_checks(policy, "devices", work.identifiers_of("devices", table), leaked.output, digests)
-        gate = run_gate("test-digests", [("devices", leaked.output, checks)], str(tmp_path / "docs"))
+        leaked = _Staged("devices", table, {}, rows, None)
+        gate = run_gate("test-digests", [("devices", leaked.output, gate_checks(policy, "devices", identifiers,
+                                                                               leaked.output, shared))],
+                        str(tmp_path / "leaked"))
         assert [(f.expectation, f.column) for f in gate.failures] == [("ExpectPseudonymsNotUnkeyedHashes", table.subject_key)]
+        assert "unchecked" in gate.failures[0].message
     finally:
         work.release()
