@@ -98,7 +98,8 @@ def digests_sql(values_of_source: str, distinct: bool, algorithms: Sequence[str]
                  for a in algorithms for n, form in digest_forms(a, "f")]
         cross = f" CROSS JOIN {lengths_relation}"
     else:
-        exprs = [f"lower({form})" for a in algorithms for n, form in digest_forms(a, "f") if n in set(lengths)]
+        wanted = set(lengths)
+        exprs = [f"lower({form})" for a in algorithms for n, form in digest_forms(a, "f") if n in wanted]
         cross = ""
     # DISTINCT first (unless the caller's source is already distinct): a linking code repeats on
     # every row of its subject; hash each value once. Forms are deduplicated per value (most
@@ -123,8 +124,8 @@ class UnkeyedDigests:
 def unkeyed_digests(source: Any, lengths: Iterable[int], *, source_columns: Optional[Sequence[str]] = None,
                     algorithms: Optional[Iterable[str]] = None, source_distinct: bool = False) -> UnkeyedDigests:
     """The candidates ``ExpectPseudonymsNotUnkeyedHashes`` would compute from ``source`` (a
-    DataFrame) for pseudonyms of ``lengths`` (e.g. the lengths of an output's pseudonym cells,
-    ``lower(trim(cell))``); lengths no digest has are left out.
+    DataFrame) for pseudonyms of ``lengths`` (``lower(trim(cell))``: e.g. the length of the
+    pseudonyms a job writes); lengths no digest has are left out.
 
         digests = unkeyed_digests(identifiers, [22], source_distinct=True)
         digests.frame.persist()
@@ -133,11 +134,10 @@ def unkeyed_digests(source: Any, lengths: Iterable[int], *, source_columns: Opti
     chosen = checked_algorithms(algorithms)
     covered = tuple(sorted(set(int(n) for n in lengths) & set(digest_lengths(chosen))))
     columns = _sql.column_list(list(source_columns) if source_columns else list(source.columns), "source_columns")
-    view = _sql.register_view(source, "digest_source")
     if not covered:         # no pseudonym can be a digest: nothing to compare with
         frame = source.sparkSession.createDataFrame([], "fa bigint, fb int")
     else:
-        values = _sql.union_of_columns(view, columns, "CAST({col} AS STRING)")
+        values = _sql.union_of_columns(_sql.register_view(source, "digest_source"), columns, "CAST({col} AS STRING)")
         spark = source.sparkSession
         # A fixed number of partitions: adaptive execution may coalesce a repartition without one,
         # and the join would then shuffle this side again to match the other.
