@@ -23,6 +23,7 @@ from expectations.custom import (
 )
 from expectations.digests import UnkeyedDigests
 
+
 def columns_of_classes(column_classes: Mapping[str, str], classes: Iterable[str]) -> dict[str, str]:
     """``{column: class}`` restricted to ``classes``: the forbidden-column map for a table. Which
     classes an output may not carry is the policy's to say (jobs.policy.TREATMENTS:
