@@ -197,7 +197,7 @@ class ExpectPseudonymsNotUnkeyedHashes(_SourceJoinExpectation):
             return (
                 f"WITH {cells}, lens AS (SELECT collect_set(length(v)) AS lengths FROM cells), "
                 f"digests AS ({digests_sql(values_of_source, bool(values.get('source_distinct')), algorithms, None, 'lens')}) "
-                + cls._matches("cells", n, "(SELECT h FROM digests) d0", "h")
+                + cls._matches("cells", n, "digests", "h")
             )
         digests = values["digests"]
         if _sql.is_dataframe(digests):
