@@ -1,6 +1,8 @@
 """Planning (counts, files; nothing written) and the history of erasure commits that makes every step re-runnable."""
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -12,14 +14,18 @@ from jobs.lake.holds import HoldBook
 from jobs.erasure.model import JOB, MIN_VALUE_LENGTH, ROWS_TABLE, VALUE_CLASSES
 from jobs.lake.layout import Lake, is_delta, of_subjects, read_now, subject_bucket, table_version
 from jobs.lake.table import LakeTable
-from jobs.lake.lineage import keeps_pseudonymized
+from jobs.lake.lineage import DerivedCopy, keeps_pseudonymized
 from jobs.policy import Policy
 from jobs.lake.storage import relative
 from jobs.lake.residue import Finding, cell_tokens
-from jobs.lake.value_sets import token_hits_udf
+from jobs.lake.value_sets import token_hits_udf, value_set_udf
 from jobs.runtime.concurrency import for_each_table
 
 # ------------------------------------------------------------------ planning (counts, files; nothing written)
+
+def _union(frames: list[DataFrame]) -> DataFrame:
+    return functools.reduce(DataFrame.unionByName, frames)
+
 
 def subjects_frame(spark: SparkSession, subjects: list[str], buckets: int) -> DataFrame:
     return (spark.createDataFrame([(s,) for s in subjects], "subject string")
@@ -50,9 +56,9 @@ def _versions(spark: SparkSession, lake: Lake, policy: Policy, tables: list[str]
 
 
 def scan_subject_rows(spark: SparkSession, policy: Policy, lake: Lake, tables: list[str], subjects: list[str]) -> SubjectRows:
-    """``SubjectRows`` of the current versions: per table one query that reads only the subjects'
-    bucket partitions (``of_subjects``) and returns one row per subject and file, a few tables at
-    once (``for_each_table``: each is mostly the driver planning a Delta read). What the value
+    """``SubjectRows`` of the current versions: one query over every table that reads only the
+    subjects' bucket partitions (``of_subjects``) and returns one row per table, subject and file;
+    the tables' reads are planned a few at once (``for_each_table``: the driver's share). What the value
     capture and the DELETE plans both need, where each used to read every table itself (each read
     of a Delta table plans with two or three Spark jobs of its own: bench/analysis.md, Session 25).
     Values are the subject's cells in columns of class identifying / individual_code /
@@ -63,24 +69,26 @@ def scan_subject_rows(spark: SparkSession, policy: Policy, lake: Lake, tables: l
         return SubjectRows(frozenset(subjects), {}, files, values)
     before = _versions(spark, lake, policy, tables)
 
-    def rows_of(name: str) -> list:
+    def rows_of(name: str) -> DataFrame:
         table = policy.tables[name]
         df = read_now(spark, lake.table_path(table))
         key = table.subject_key
         value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
         cells = F.array(*[F.col(c).cast("string") for c in value_columns])
         return (df.where(of_subjects(key, subjects, table.subject_buckets))
-                .select(F.col(key).cast("string").alias("subject"), F.col("_metadata.file_path").alias("file"),
-                        F.col("_metadata.file_size").alias("size"),
-                        F.filter(cells, lambda v: v.isNotNull() & (F.length(v) >= MIN_VALUE_LENGTH)).alias("values"))
-                .groupBy("subject", "file", "size")
-                .agg(F.count(F.lit(1)).alias("rows"), F.array_distinct(F.flatten(F.collect_list("values"))).alias("values"))
-                .collect())
+                .select(F.lit(name).alias("table"), F.col(key).cast("string").alias("subject"),
+                        F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_size").alias("size"),
+                        F.filter(cells, lambda v: v.isNotNull() & (F.length(v) >= MIN_VALUE_LENGTH)).alias("values")))
 
-    for name, found in zip(tables, for_each_table(tables, rows_of)):
-        for row in found:
-            files[name].setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["rows"])
-            values[name].setdefault(row.subject, set()).update(row["values"])
+    # Each table's read is planned on its own thread (the driver's share), then ONE Spark job
+    # answers for all of them: one job per table cost more in scheduling than the rows did.
+    found = (_union(for_each_table(tables, rows_of))
+             .groupBy("table", "subject", "file", "size")
+             .agg(F.count(F.lit(1)).alias("rows"), F.array_distinct(F.flatten(F.collect_list("values"))).alias("values"))
+             .collect())
+    for row in found:
+        files[row.table].setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["rows"])
+        values[row.table].setdefault(row.subject, set()).update(row["values"])
     after = _versions(spark, lake, policy, tables)
     return SubjectRows(frozenset(subjects), before if after == before else None, files, values)
 
@@ -120,6 +128,34 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
     return {s: sorted(v) for s, v in out.items()}
 
 
+def copies_holding(spark: SparkSession, lake: Lake, work: list[tuple[DerivedCopy, list[str]]]) -> set[str] | None:
+    """Which derived copies hold a row of their pseudonyms (``relative`` paths): ONE Spark job over
+    every copy, each read as its current files (``read_now``) and tested against its own value set
+    (``value_set_udf``: no pseudonym in a plan). A copy the answer leaves out needs no DELETE, whose
+    snapshot load, scan and commit check cost 3-5 Spark jobs to change nothing. Only small copies
+    are asked (``LakeTable.reads_as_files``): a larger one would be scanned twice, and its DELETE's
+    own scan answers as well. Those, and anything not a Delta table, are named unasked (their DELETE
+    decides, as before). None without wasure-udf.jar."""
+    named = {copy.relative for copy, _p in work
+             if not is_delta(lake.path(copy.relative)) or not LakeTable(spark, lake.path(copy.relative)).reads_as_files()}
+    probed = [(copy, pseudonyms) for copy, pseudonyms in work if copy.relative not in named and pseudonyms]
+    if not probed:
+        return named
+    with contextlib.ExitStack() as registered:
+        tests = [registered.enter_context(value_set_udf(spark, sorted(set(pseudonyms)))) for _c, pseudonyms in probed]
+        if any(test is None for test in tests):
+            return None
+
+        def rows_of(item: tuple[tuple[DerivedCopy, list[str]], object]) -> DataFrame:
+            (copy, _pseudonyms), in_set = item
+            return (read_now(spark, lake.path(copy.relative))
+                    .where(in_set(F.col(f"`{copy.subject_column}`").cast("string")))
+                    .select(F.lit(copy.relative).alias("copy")))
+
+        found = _union(for_each_table(list(zip(probed, tests)), rows_of)).distinct().collect()
+    return named | {row.copy for row in found}
+
+
 def candidates(scan: SubjectRows, erasable_by_table: dict[str, list[str]]) -> list[tuple[str, str]]:
     """(subject, value) of the erasable rows' identifying cells, long enough to look for."""
     return sorted({(subject, value) for name, subjects in erasable_by_table.items() for subject in subjects
@@ -136,7 +172,7 @@ def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_b
     with token_hits_udf(spark, values) as hits:
         wanted = None if hits is not None else F.broadcast(spark.createDataFrame([(v,) for v in values], "value string"))
 
-        def found_in(name: str) -> set[str]:
+        def found_in(name: str) -> DataFrame:
             table = policy.tables[name]
             df = read_now(spark, lake.table_path(table))
             key = table.subject_key
@@ -144,14 +180,13 @@ def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_b
                 df = df.where(F.col(key).isNull() | ~F.col(key).isin(erasable_by_table[name]))
             strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string" and not f.name.startswith("_")]
             if hits is not None:
-                part = df.select(F.explode(hits(F.array(*[F.col(c) for c in strings]))).alias("value"))
-            else:
-                cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
-                tokens = F.flatten(F.transform(cells, cell_tokens))
-                part = df.select(F.explode(tokens).alias("value")).join(wanted, "value")
-            return {row.value for row in part.distinct().collect()}
+                return df.select(F.explode(hits(F.array(*[F.col(c) for c in strings]))).alias("value"))
+            cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
+            tokens = F.flatten(F.transform(cells, cell_tokens))
+            return df.select(F.explode(tokens).alias("value")).join(wanted, "value")
 
-        return set().union(*for_each_table(list(policy.tables), found_in))
+        # Planned per table on a few threads, answered by one Spark job (as in scan_subject_rows).
+        return {row.value for row in _union(for_each_table(list(policy.tables), found_in)).distinct().collect()}
 
 
 # ------------------------------------------------------------------ history of erasure commits
