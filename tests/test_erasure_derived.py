@@ -158,47 +158,6 @@ def test_receipts_name_the_derived_copies_and_close_only_when_they_are_gone(deri
     assert derived["gdpr"] not in text and _pseudonym(derived["policy"], "service", derived["gdpr"]) not in text
 
 
-def test_only_the_copies_holding_a_subject_get_a_delete(spark, derived):
-    """One query asks every small copy whether it holds a subject's pseudonym; a copy that holds
-    none gets no DELETE (3-5 Spark jobs to change nothing). Its answer is Delta's own read of each
-    copy: after the erasure nothing for the GDPR subject, only the retained copy for the closure,
-    and for a subject nobody erased some copies but not all."""
-    from jobs.erasure.plan import copies_holding
-    from jobs.lake.lineage import derived_copies
-    from jobs.lake.table import LakeTable
-
-    policy, lake = derived["policy"], derived["lake"]
-    copies = derived_copies(policy, lake)
-    assert all(LakeTable(spark, lake.path(c.relative)).reads_as_files() for c in copies)
-
-    def holding(subject: str) -> tuple[set[str] | None, set[str]]:
-        work = [(c, [_pseudonym(policy, c.purpose, subject)]) for c in copies]
-        by_delta = {c.relative for c, (p,) in work
-                    if read_current(spark, lake.path(c.relative)).where(F.col(c.subject_column) == p).limit(1).count()}
-        return copies_holding(spark, lake, work), by_delta
-
-    assert holding(derived["gdpr"]) == (set(), set())
-    assert holding(derived["closure"]) == ({"pseudonymized/service/retained/accounts"},) * 2
-    others = (f"A{i:09d}" for i in range(100, 400))
-    for subject in (s for s in others if s not in HELD | {derived["gdpr"], derived["closure"]}):
-        asked, by_delta = holding(subject)
-        assert asked == by_delta, subject
-        if 0 < len(by_delta) < len(copies):
-            break
-    else:
-        pytest.fail("no subject held by some copies but not all")
-    # The receipts still name every copy the erasure checked; one it did not DELETE from, with 0
-    # rows (the batch's: both requests' subjects), held neither subject before (pyarrow's scan).
-    def held_before(*subjects: str) -> set[str]:
-        files = {"pseudonymized/" + f for purpose in policy.purposes for s in subjects
-                 for f in derived["before"][_pseudonym(policy, purpose, s)]}
-        return {c.relative for c in copies for f in files if f.startswith(c.relative + "/")}
-
-    removed = {c["copy"]: c["batch_rows_removed"] for c in derived["receipts"]["gdpr-derived"]["derived_copies_erased"]}
-    assert held_before(derived["gdpr"]) <= {c for c, n in removed.items() if n} <= held_before(derived["gdpr"], derived["closure"])
-    assert {c for c, n in removed.items() if not n}
-
-
 def test_verify_erasure_fails_while_a_derived_copy_holds_the_subject(derived):
     lake, policy = derived["lake"], derived["policy"]
     clean = _cli(lake, "verify-erasure")

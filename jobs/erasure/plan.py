@@ -1,7 +1,6 @@
 """Planning (counts, files; nothing written) and the history of erasure commits that makes every step re-runnable."""
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -14,11 +13,11 @@ from jobs.lake.holds import HoldBook
 from jobs.erasure.model import JOB, MIN_VALUE_LENGTH, ROWS_TABLE, VALUE_CLASSES
 from jobs.lake.layout import Lake, is_delta, of_subjects, read_now, subject_bucket, table_version
 from jobs.lake.table import LakeTable
-from jobs.lake.lineage import DerivedCopy, keeps_pseudonymized
+from jobs.lake.lineage import keeps_pseudonymized
 from jobs.policy import Policy
 from jobs.lake.storage import relative
 from jobs.lake.residue import Finding, cell_tokens
-from jobs.lake.value_sets import token_hits_udf, value_set_udf
+from jobs.lake.value_sets import token_hits_udf
 from jobs.runtime.concurrency import for_each_table
 
 # ------------------------------------------------------------------ planning (counts, files; nothing written)
@@ -80,8 +79,8 @@ def scan_subject_rows(spark: SparkSession, policy: Policy, lake: Lake, tables: l
                         F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_size").alias("size"),
                         F.filter(cells, lambda v: v.isNotNull() & (F.length(v) >= MIN_VALUE_LENGTH)).alias("values")))
 
-    # Each table's read is planned on its own thread (the driver's share), then ONE Spark job
-    # answers for all of them: one job per table cost more in scheduling than the rows did.
+    # Each table's read is planned on a table thread (the driver's share); one Spark job answers
+    # for all of them, where each table's collect was a job of its own.
     found = (_union(for_each_table(tables, rows_of))
              .groupBy("table", "subject", "file", "size")
              .agg(F.count(F.lit(1)).alias("rows"), F.array_distinct(F.flatten(F.collect_list("values"))).alias("values"))
@@ -128,34 +127,6 @@ def capture_values(spark: SparkSession, policy: Policy, lake: Lake, subjects: li
     return {s: sorted(v) for s, v in out.items()}
 
 
-def copies_holding(spark: SparkSession, lake: Lake, work: list[tuple[DerivedCopy, list[str]]]) -> set[str] | None:
-    """Which derived copies hold a row of their pseudonyms (``relative`` paths): ONE Spark job over
-    every copy, each read as its current files (``read_now``) and tested against its own value set
-    (``value_set_udf``: no pseudonym in a plan). A copy the answer leaves out needs no DELETE, whose
-    snapshot load, scan and commit check cost 3-5 Spark jobs to change nothing. Only small copies
-    are asked (``LakeTable.reads_as_files``): a larger one would be scanned twice, and its DELETE's
-    own scan answers as well. Those, and anything not a Delta table, are named unasked (their DELETE
-    decides, as before). None without wasure-udf.jar."""
-    named = {copy.relative for copy, _p in work
-             if not is_delta(lake.path(copy.relative)) or not LakeTable(spark, lake.path(copy.relative)).reads_as_files()}
-    probed = [(copy, pseudonyms) for copy, pseudonyms in work if copy.relative not in named and pseudonyms]
-    if not probed:
-        return named
-    with contextlib.ExitStack() as registered:
-        tests = [registered.enter_context(value_set_udf(spark, sorted(set(pseudonyms)))) for _c, pseudonyms in probed]
-        if any(test is None for test in tests):
-            return None
-
-        def rows_of(item: tuple[tuple[DerivedCopy, list[str]], object]) -> DataFrame:
-            (copy, _pseudonyms), in_set = item
-            return (read_now(spark, lake.path(copy.relative))
-                    .where(in_set(F.col(f"`{copy.subject_column}`").cast("string")))
-                    .select(F.lit(copy.relative).alias("copy")))
-
-        found = _union(for_each_table(list(zip(probed, tests)), rows_of)).distinct().collect()
-    return named | {row.copy for row in found}
-
-
 def candidates(scan: SubjectRows, erasable_by_table: dict[str, list[str]]) -> list[tuple[str, str]]:
     """(subject, value) of the erasable rows' identifying cells, long enough to look for."""
     return sorted({(subject, value) for name, subjects in erasable_by_table.items() for subject in subjects
@@ -166,9 +137,8 @@ def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_b
                      values: list[str]) -> set[str]:
     """Which of ``values`` occur as a string cell, or a token of one (``cell_tokens``), in a row
     that stays. With wasure-udf.jar each row is tokenized and looked up in the JVM and only hits
-    leave the scan; without it every token is a row joined with the values. One query per table,
-    a few at once (``for_each_table``): a small table's query is mostly the driver planning its
-    Delta read, which overlaps another table's."""
+    leave the scan; without it every token is a row joined with the values. One query over every
+    table, whose reads are planned a few at once (``for_each_table``), as in ``scan_subject_rows``."""
     with token_hits_udf(spark, values) as hits:
         wanted = None if hits is not None else F.broadcast(spark.createDataFrame([(v,) for v in values], "value string"))
 
@@ -185,7 +155,6 @@ def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_b
             tokens = F.flatten(F.transform(cells, cell_tokens))
             return df.select(F.explode(tokens).alias("value")).join(wanted, "value")
 
-        # Planned per table on a few threads, answered by one Spark job (as in scan_subject_rows).
         return {row.value for row in _union(for_each_table(list(policy.tables), found_in)).distinct().collect()}
 
 

@@ -18,8 +18,8 @@ from jobs.erasure.model import (
     VALUES_SCHEMA, VALUES_TABLE, ErasureReport, Request, append_states, now_utc,
 )
 from jobs.erasure.plan import (
-    CommitAuditLake, SubjectRows, capture_values, commits_by_request, copies_holding, effective_plan, erasure_commits,
-    plan_rows, pseudonymize_tables, quarantined_backups, relative_finding, scan_subject_rows, subjects_frame, table_hits,
+    CommitAuditLake, SubjectRows, capture_values, commits_by_request, effective_plan, erasure_commits, plan_rows,
+    pseudonymize_tables, quarantined_backups, relative_finding, scan_subject_rows, subjects_frame, table_hits,
 )
 from jobs.erasure.receipts import audit_row, build_receipts
 from jobs.erasure.vault import destroy_vault, value_hash, write_vault
@@ -194,28 +194,25 @@ class Batch:
             with commit_metadata(session, metadata):
                 LakeTable(session, path).delete_values(table.subject_key, erasable, {SUBJECT_BUCKET: buckets})
 
-        # One DELETE per table and per derived copy that holds a subject (one query asks every copy
-        # first), a few at once in one pool: most of a small DELETE is driver-side planning and
-        # commit work that overlaps well. A failure stops the state here; a re-run skips the tables
-        # whose commit carries their plan_id, and finds nothing left in the copies.
+        # One DELETE per table and per derived copy that may hold a subject, a few at once in one pool:
+        # most of a small DELETE is driver-side planning and commit work that overlaps well. A
+        # failure stops the state here; a re-run skips the tables whose commit carries their
+        # plan_id, and finds nothing left in the copies.
         work = [(name, plan_id, erasable) for name, (plan_id, erasable) in plans.items() if erasable]
         copies = self.derived_work(requests)
-        holding = copies_holding(self.spark, self.lake, [(copy, pseudonyms) for copy, pseudonyms, _ids in copies])
-        erased = [item for item in copies if holding is None or item[0].relative in holding]
         if work:
             self.progress(f"erasing from {', '.join(name for name, _p, _e in work)} ({CONCURRENT_ERASES} at a time)")
         if copies:
-            none = "" if len(erased) == len(copies) else f"; {len(copies) - len(erased)} hold none of the subjects"
-            self.progress(f"erasing from {len(erased)} of {len(copies)} derived copies (仮名加工情報{none})")
+            self.progress(f"erasing from {len(copies)} derived cop{'y' if len(copies) == 1 else 'ies'} (仮名加工情報)")
         derived = {r.request_id: {"derived_copies": []} for r in requests}
         try:
             with ThreadPoolExecutor(max_workers=CONCURRENT_ERASES, thread_name_prefix="erase") as pool:
                 tables = [pool.submit(erase, *item) for item in work]
-                removed = {item[0].relative: pool.submit(self.erase_copy, *item) for item in erased}
+                removed = [pool.submit(self.erase_copy, *item) for item in copies]
                 for future in tables:
                     future.result()
-                for copy, _pseudonyms, ids in copies:     # a copy holding none: checked, 0 rows removed
-                    rows = removed[copy.relative].result() if copy.relative in removed else 0
+                for (copy, _pseudonyms, ids), future in zip(copies, removed):
+                    rows = future.result()
                     for request_id in ids:
                         derived[request_id]["derived_copies"].append({"copy": copy.relative, "batch_rows_removed": rows})
         finally:

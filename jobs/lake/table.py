@@ -169,12 +169,6 @@ class LakeTable:
             reader = reader.option("versionAsOf", version)
         return reader.load(self.uri)
 
-    def reads_as_files(self) -> bool:
-        """Whether ``read_now`` reads the current version as its Parquet files (a small table whose
-        checksum lists them): a read that plans with no Spark job, cheap enough to ask before acting."""
-        plain = plain_files(self.checksum())
-        return plain is not None and bool(plain.paths)
-
     def read_now(self, version: int | None = None) -> DataFrame:
         """The current version's rows, for a read used right away (collected, counted, gated). A
         small table whose checksum file lists every data file (``jobs.lake.plain_files``) is read
