@@ -1,7 +1,6 @@
 """Planning (counts, files; nothing written) and the history of erasure commits that makes every step re-runnable."""
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,10 +20,6 @@ from jobs.lake.value_sets import token_hits_udf
 from jobs.runtime.concurrency import for_each_table
 
 # ------------------------------------------------------------------ planning (counts, files; nothing written)
-
-def _union(frames: list[DataFrame]) -> DataFrame:
-    return functools.reduce(DataFrame.unionByName, frames)
-
 
 def subjects_frame(spark: SparkSession, subjects: list[str], buckets: int) -> DataFrame:
     return (spark.createDataFrame([(s,) for s in subjects], "subject string")
@@ -55,9 +50,9 @@ def _versions(spark: SparkSession, lake: Lake, policy: Policy, tables: list[str]
 
 
 def scan_subject_rows(spark: SparkSession, policy: Policy, lake: Lake, tables: list[str], subjects: list[str]) -> SubjectRows:
-    """``SubjectRows`` of the current versions: one query over every table that reads only the
-    subjects' bucket partitions (``of_subjects``) and returns one row per table, subject and file;
-    the tables' reads are planned a few at once (``for_each_table``: the driver's share). What the value
+    """``SubjectRows`` of the current versions: per table one query that reads only the subjects'
+    bucket partitions (``of_subjects``) and returns one row per subject and file, a few tables at
+    once (``for_each_table``: each is mostly the driver planning a Delta read). What the value
     capture and the DELETE plans both need, where each used to read every table itself (each read
     of a Delta table plans with two or three Spark jobs of its own: bench/analysis.md, Session 25).
     Values are the subject's cells in columns of class identifying / individual_code /
@@ -68,26 +63,24 @@ def scan_subject_rows(spark: SparkSession, policy: Policy, lake: Lake, tables: l
         return SubjectRows(frozenset(subjects), {}, files, values)
     before = _versions(spark, lake, policy, tables)
 
-    def rows_of(name: str) -> DataFrame:
+    def rows_of(name: str) -> list:
         table = policy.tables[name]
         df = read_now(spark, lake.table_path(table))
         key = table.subject_key
         value_columns = [c for c in table.columns_of(*VALUE_CLASSES) if c in df.columns] + [key]
         cells = F.array(*[F.col(c).cast("string") for c in value_columns])
         return (df.where(of_subjects(key, subjects, table.subject_buckets))
-                .select(F.lit(name).alias("table"), F.col(key).cast("string").alias("subject"),
-                        F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_size").alias("size"),
-                        F.filter(cells, lambda v: v.isNotNull() & (F.length(v) >= MIN_VALUE_LENGTH)).alias("values")))
+                .select(F.col(key).cast("string").alias("subject"), F.col("_metadata.file_path").alias("file"),
+                        F.col("_metadata.file_size").alias("size"),
+                        F.filter(cells, lambda v: v.isNotNull() & (F.length(v) >= MIN_VALUE_LENGTH)).alias("values"))
+                .groupBy("subject", "file", "size")
+                .agg(F.count(F.lit(1)).alias("rows"), F.array_distinct(F.flatten(F.collect_list("values"))).alias("values"))
+                .collect())
 
-    # Each table's read is planned on a table thread (the driver's share); one Spark job answers
-    # for all of them, where each table's collect was a job of its own.
-    found = (_union(for_each_table(tables, rows_of))
-             .groupBy("table", "subject", "file", "size")
-             .agg(F.count(F.lit(1)).alias("rows"), F.array_distinct(F.flatten(F.collect_list("values"))).alias("values"))
-             .collect())
-    for row in found:
-        files[row.table].setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["rows"])
-        values[row.table].setdefault(row.subject, set()).update(row["values"])
+    for name, found in zip(tables, for_each_table(tables, rows_of)):
+        for row in found:
+            files[name].setdefault(row.subject, {})[(row.file, int(row["size"]))] = int(row["rows"])
+            values[name].setdefault(row.subject, set()).update(row["values"])
     after = _versions(spark, lake, policy, tables)
     return SubjectRows(frozenset(subjects), before if after == before else None, files, values)
 
@@ -137,12 +130,13 @@ def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_b
                      values: list[str]) -> set[str]:
     """Which of ``values`` occur as a string cell, or a token of one (``cell_tokens``), in a row
     that stays. With wasure-udf.jar each row is tokenized and looked up in the JVM and only hits
-    leave the scan; without it every token is a row joined with the values. One query over every
-    table, whose reads are planned a few at once (``for_each_table``), as in ``scan_subject_rows``."""
+    leave the scan; without it every token is a row joined with the values. One query per table,
+    a few at once (``for_each_table``): a small table's query is mostly the driver planning its
+    Delta read, which overlaps another table's."""
     with token_hits_udf(spark, values) as hits:
         wanted = None if hits is not None else F.broadcast(spark.createDataFrame([(v,) for v in values], "value string"))
 
-        def found_in(name: str) -> DataFrame:
+        def found_in(name: str) -> set[str]:
             table = policy.tables[name]
             df = read_now(spark, lake.table_path(table))
             key = table.subject_key
@@ -150,12 +144,14 @@ def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_b
                 df = df.where(F.col(key).isNull() | ~F.col(key).isin(erasable_by_table[name]))
             strings = [f.name for f in df.schema.fields if f.dataType.typeName() == "string" and not f.name.startswith("_")]
             if hits is not None:
-                return df.select(F.explode(hits(F.array(*[F.col(c) for c in strings]))).alias("value"))
-            cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
-            tokens = F.flatten(F.transform(cells, cell_tokens))
-            return df.select(F.explode(tokens).alias("value")).join(wanted, "value")
+                part = df.select(F.explode(hits(F.array(*[F.col(c) for c in strings]))).alias("value"))
+            else:
+                cells = F.filter(F.array(*[F.col(c) for c in strings]), lambda c: c.isNotNull())
+                tokens = F.flatten(F.transform(cells, cell_tokens))
+                part = df.select(F.explode(tokens).alias("value")).join(wanted, "value")
+            return {row.value for row in part.distinct().collect()}
 
-        return {row.value for row in _union(for_each_table(list(policy.tables), found_in)).distinct().collect()}
+        return set().union(*for_each_table(list(policy.tables), found_in))
 
 
 # ------------------------------------------------------------------ history of erasure commits
