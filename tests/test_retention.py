@@ -73,8 +73,10 @@ def retention_run(spark, generated_lake, keys_env, tmp_path_factory):
     state["report"], state["recounted"] = _recounting(lambda: run(spark, policy, lake, RetentionRequest(AS_OF)))
     state["counts_after"] = _counts(spark, policy, lake)
     state["versions_after"] = _versions(spark, policy, lake)
+    state["audit_version_after"] = table_version(spark, lake.audit("retention"))
     state["second"], state["recounted_second"] = _recounting(lambda: run(spark, policy, lake, RetentionRequest(AS_OF)))
     state["versions_after_second"] = _versions(spark, policy, lake)
+    state["audit_version_after_second"] = table_version(spark, lake.audit("retention"))
     return state
 
 
@@ -158,6 +160,16 @@ def test_the_gate_recounts_only_tables_a_run_changed(retention_run):
     assert changed and retention_run["recounted"] == changed
     assert len(changed) < len(first.plans)                  # some tables had nothing to remove
     assert retention_run["recounted_second"] == []          # the second run removed nothing anywhere
+
+
+def test_a_run_that_removes_nothing_writes_its_audit_rows_in_one_commit(spark, retention_run):
+    """The second run removes nothing: a row per table in the audit, all in one append (a table
+    with nothing to remove used to commit its own row: 9 commits here)."""
+    lake, second = retention_run["lake"], retention_run["second"]
+    assert retention_run["audit_version_after_second"] == retention_run["audit_version_after"] + 1
+    rows = read_current(spark, lake.audit("retention")).where(F.col("run_id") == second.run_id).collect()
+    assert sorted(r.table for r in rows) == sorted(retention_run["policy"].tables)
+    assert all(r.rows_removed == 0 and r.version_after == r.version_before and not r.recovered for r in rows)
 
 
 def test_audit_rows_and_ledger_hold_no_personal_values(spark, retention_run):

@@ -85,8 +85,11 @@ AUDIT_SCHEMA = T.StructType([
 ])
 
 
-def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = "retention", current_run: str | None = None) -> int:
-    """Record every deleting commit of `job` that the ledger/audit do not know yet (crash-safe)."""
+def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = "retention", current_run: str | None = None,
+              more_audit_rows: list[tuple] = ()) -> int:
+    """Record every deleting commit of `job` that the ledger/audit do not know yet (crash-safe).
+    ``more_audit_rows`` (``AUDIT_SCHEMA``; the run's tables with nothing to remove) go into the same
+    append as the audit rows of the commits."""
     ledger_path, audit_path = lake.state("quarantine_ledger"), lake.audit(job)
     known = set()
     if is_delta(ledger_path):
@@ -94,7 +97,7 @@ def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = "reten
     audited = set()
     if is_delta(audit_path):
         audited = {(r.run_id, r.table) for r in read_now(spark, audit_path).select("run_id", "table").collect()}
-    ledger_rows, audit_rows = [], []
+    ledger_rows, audit_rows = [], list(more_audit_rows)
     for name, table in policy.tables.items():
         path = lake.table_path(table)
         if not is_delta(path):
