@@ -352,7 +352,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, request: RetentionReque
     unchanged = []
     for plan, keys in sorted(plans, key=lambda p: p[0].table == policy.subject.table):
         report.results[plan.table], row = _apply_plan(spark, policy, lake, plan, keys, run_id, as_of, registers, progress)
-        unchanged += [row] if row else []
+        if row:
+            unchanged.append(row)
     # The audit rows of the deletes (rebuilt from the tables' history) and of the tables with nothing
     # to remove, in one append.
     reconcile(spark, policy, lake, current_run=run_id, more_audit_rows=unchanged)
