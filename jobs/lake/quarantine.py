@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+from typing import Iterable
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -86,7 +87,7 @@ AUDIT_SCHEMA = T.StructType([
 
 
 def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = "retention", current_run: str | None = None,
-              more_audit_rows: list[tuple] = ()) -> int:
+              more_audit_rows: Iterable[tuple] = ()) -> int:
     """Record every deleting commit of `job` that the ledger/audit do not know yet (crash-safe).
     ``more_audit_rows`` (``AUDIT_SCHEMA``; the run's tables with nothing to remove) go into the same
     append as the audit rows of the commits."""
