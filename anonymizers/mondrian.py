@@ -49,6 +49,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from anonymizers.frames import local_frame
 from anonymizers.hierarchy import Hierarchy, IntervalHierarchy
 from anonymizers.mondrian_local import local_phase, merge_invalid_groups
 from anonymizers.privacy_models import (
@@ -288,11 +289,11 @@ def _distributed_phase(tuples: DataFrame, qis: Sequence[str], hierarchies: Seque
                 children[pid] = list(zip(ids, split.sizes))
                 rows.append((pid, split.attribute, {int(c): ids[slot] for c, slot in split.child_of_code.items()}))
             if rows and sensitive is not None:
-                rows, children = _diverse_splits(current, spark.createDataFrame(rows, split_schema), rows, children,
+                rows, children = _diverse_splits(current, local_frame(spark, rows, split_schema), rows, children,
                                                  models, sensitive)
             if not rows:
                 break
-            table = spark.createDataFrame(rows, split_schema)
+            table = local_frame(spark, rows, split_schema)
             tables.append(table)
             assigned = _apply_splits(assigned, [table]).persist()
             cached.append(assigned)

@@ -31,6 +31,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from anonymizers.frames import local_frame
 from anonymizers.checkdigits import luhn_valid
 from jobs.lake.backup_ledger import ledger_key, subject_hash
 from jobs.runtime.console import InputError
@@ -302,8 +303,8 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, request: AccessRequest,
     receipt_path = join(lake.receipts, f"access-{request_id}.json")
     lake.files.write_text(receipt_path, json.dumps(receipt, indent=2, ensure_ascii=False))
     row = (request_id, h, received_at, deadline, "answered", now, json.dumps(counts, sort_keys=True), formats)
-    append_rows(spark, state_path, spark.createDataFrame([row], STATE_SCHEMA))
-    append_rows(spark, lake.audit(AUDIT_TABLE), spark.createDataFrame([row], STATE_SCHEMA))
+    append_rows(spark, state_path, local_frame(spark, [row], STATE_SCHEMA))
+    append_rows(spark, lake.audit(AUDIT_TABLE), local_frame(spark, [row], STATE_SCHEMA))
     if target.exists():
         target.rmdir()                          # empty (check_out_dir refused a non-empty one)
     partial.rename(target)

@@ -39,6 +39,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from anonymizers.frames import local_frame
 from jobs.lake.backup_catalog import MANIFEST, backup_dir, expires_on, list_backups, read_manifest
 from jobs.lake.backup_crypto import (
     ENCRYPTION, backup_keys, check_destroyable, create_backup_key, destroy_key, load_backup_key, marked_key_id,
@@ -226,7 +227,7 @@ def run_restore(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date, a
     staging = Lake(lake.staging("restore", day.isoformat()))
     lake.files.delete(staging.uri)                          # a killed earlier restore's staging
     tables: dict[str, RestoredTable] = {}
-    in_flight_hashes = (F.broadcast(spark.createDataFrame([(h,) for h in in_flight], "subject_hash string"))
+    in_flight_hashes = (F.broadcast(local_frame(spark, [(h,) for h in in_flight], "subject_hash string"))
                         if in_flight else None)
     # The backup's key is set for reading only: the staged tables are written as plain Parquet.
     with backup_keys(spark, backup_key) if backup_key else nullcontext():
@@ -258,7 +259,7 @@ def _withheld_subjects(spark: SparkSession, df: DataFrame, name: str, key_col: s
         matched = subjects.join(in_flight_hashes, "subject_hash").select("_withheld").collect()
         erasable = [(r._withheld,) for r in matched if holds.hold_for(r._withheld, name) is None]
         if erasable:
-            extra = spark.createDataFrame(erasable, "_withheld string")
+            extra = local_frame(spark, erasable, "_withheld string")
             withheld = extra if withheld is None else withheld.unionByName(extra)
     return withheld
 

@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from anonymizers.frames import local_frame
 from jobs.lake.backup_ledger import ledger_key
 from jobs.runtime.console import InputError
 from jobs.erasure.model import REQUEST_ID, REQUESTS_SCHEMA, REQUESTS_TABLE, SOURCES
@@ -99,7 +100,7 @@ def submit_requests(spark: SparkSession, lake: Lake, rows: list[tuple[str, str, 
     The inbox is created with the subject id kept out of the Delta statistics: its min/max would
     otherwise outlive the row in ``_delta_log``. Processed requests are deleted from the inbox and
     purged with the data."""
-    df = spark.createDataFrame(rows, REQUESTS_SCHEMA)
+    df = local_frame(spark, rows, REQUESTS_SCHEMA)
     path = lake.state(REQUESTS_TABLE)
     create_table(spark, path, df, [], stats_columns=["request_id", "received_at", "source"])
     df.coalesce(1).write.format("delta").mode("append").save(path)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from anonymizers.frames import local_frame
 from jobs.lake.layout import Lake, append_rows, is_delta, read_now
 from jobs.policy import ColumnClass
 from jobs.lake.residue import TOKEN_CLASS
@@ -123,7 +124,7 @@ def append_states(spark: SparkSession, lake: Lake, state: str, requests: list[Re
         rows.append((r.request_id, state, order, at, as_of, batch_id, r.source, r.received_at, r.deadline,
                      r.subject_hashes if state == "received" else None, json.dumps(detail, sort_keys=True, default=str)))
         r.states[state] = {"at": at, "as_of": as_of, "batch_id": batch_id, "detail": detail}
-    append_rows(spark, lake.state(STATE_TABLE), spark.createDataFrame(rows, STATE_SCHEMA))
+    append_rows(spark, lake.state(STATE_TABLE), local_frame(spark, rows, STATE_SCHEMA))
 
 
 # ------------------------------------------------------------------ the report

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from anonymizers.frames import local_frame
 from jobs.lake.backup_catalog import list_backups
 from jobs.lake.backup_ledger import read_ledger
 from jobs.lake.holds import HoldBook
@@ -22,7 +23,7 @@ from jobs.runtime.concurrency import for_each_table
 # ------------------------------------------------------------------ planning (counts, files; nothing written)
 
 def subjects_frame(spark: SparkSession, subjects: list[str], buckets: int) -> DataFrame:
-    return (spark.createDataFrame([(s,) for s in subjects], "subject string")
+    return (local_frame(spark, [(s,) for s in subjects], "subject string")
             .withColumn("bucket", subject_bucket(F.col("subject"), buckets)))
 
 
@@ -134,7 +135,7 @@ def _in_staying_rows(spark: SparkSession, policy: Policy, lake: Lake, erasable_b
     a few at once (``for_each_table``): a small table's query is mostly the driver planning its
     Delta read, which overlaps another table's."""
     with token_hits_udf(spark, values) as hits:
-        wanted = None if hits is not None else F.broadcast(spark.createDataFrame([(v,) for v in values], "value string"))
+        wanted = None if hits is not None else F.broadcast(local_frame(spark, [(v,) for v in values], "value string"))
 
         def found_in(name: str) -> set[str]:
             table = policy.tables[name]

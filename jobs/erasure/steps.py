@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import functions as F
 
+from anonymizers.frames import local_frame
 from anonymizers.pseudonym import pseudonym_forms
 from jobs.lake.backup_catalog import expires_on, unexpired_backups
 from jobs.lake.backup_crypto import reading_backups
@@ -119,7 +120,7 @@ class Batch:
             details[r.request_id] = {"subjects": len(r.subjects), "values_for_verification": len(r.values),
                                      "pseudonyms_for_verification": len(r.pseudonyms)}
         if hashed:
-            df = self.spark.createDataFrame(hashed, VALUES_SCHEMA)
+            df = local_frame(self.spark, hashed, VALUES_SCHEMA)
             path = self.lake.state(VALUES_TABLE)
             create_table(self.spark, path, df, [])
             if "exclude" not in read_now(self.spark, path).columns:       # a table from before the column
@@ -174,7 +175,7 @@ class Batch:
         # once its DELETE committed (its plan_id is in the commit metadata) or if it had nothing to do.
         plans, rows = self.plan_deletes(todo, hits)
         if rows:
-            append_rows(self.spark, self.lake.state(ROWS_TABLE), self.spark.createDataFrame(rows, ROWS_SCHEMA))
+            append_rows(self.spark, self.lake.state(ROWS_TABLE), local_frame(self.spark, rows, ROWS_SCHEMA))
 
         def erase(name: str, plan_id: str, erasable: list[str]) -> None:
             # Its own session: the commit metadata is a session setting, and tables commit concurrently.
@@ -349,7 +350,7 @@ class Batch:
         findings: list[Finding] = []
         if values:
             self.progress(f"scanning every file under the lake for {len(values)} identifying value(s) and pseudonym(s)")
-            frame = self.spark.createDataFrame(sorted(values, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
+            frame = local_frame(self.spark, sorted(values, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
             with reading_backups(self.spark, self.lake):     # encrypted backups: keys for this read only
                 findings = scan_for_values(self.spark, self.lake.uri, frame,
                                            exclude=tuple(f"backups/{d}" for d in excluded))
@@ -372,7 +373,7 @@ class Batch:
                      .where(F.col("request_id").isin(ids)).select("request_id").collect()}
         rows = [audit_row(rc, self.batch_id) for rc in receipts if rc["request_id"] not in known]
         if rows:
-            append_rows(self.spark, audit_path, self.spark.createDataFrame(rows, AUDIT_SCHEMA))
+            append_rows(self.spark, audit_path, local_frame(self.spark, rows, AUDIT_SCHEMA))
         self._advance("closed", requests)
         for r in requests:
             destroy_vault(self.lake, r.request_id)

@@ -7,6 +7,7 @@ from typing import Callable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from anonymizers.frames import local_frame
 from jobs.lake.backup_crypto import reading_backups
 from jobs.lake.backup_ledger import ledger_key
 from jobs.runtime.console import CheckFailed, InputError
@@ -101,7 +102,7 @@ def verify(spark: SparkSession, policy: Policy, lake: Lake, request_ids: list[st
     with reading_backups(spark, lake):          # the backups scanned are encrypted: their keys, for this read only
         if plain:
             progress(f"scanning for {len(plain)} value(s)")
-            frame = spark.createDataFrame(sorted(plain, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
+            frame = local_frame(spark, sorted(plain, key=lambda v: (v[0], v[1] or "")), "value string, exclude string")
             findings += scan_for_values(spark, lake.uri, frame, exclude)
         values_path = lake.state(VALUES_TABLE)
         if hashed_ids and is_delta(values_path):

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from anonymizers.frames import local_frame
+
 REGION_SHARES = [("JP", 0.70), ("US", 0.12), ("EU", 0.10), ("CN", 0.04), ("RU", 0.04)]
 SUBJECT_PREFIX = "A"
 
@@ -65,8 +67,8 @@ def _digits(index: Column, multiplier: int, offset: int, width: int) -> Column:
 
 
 def _pool_df(spark: SparkSession, name: str, rows: list[tuple]) -> DataFrame:
-    columns = [f"{name}_idx"] + [f"{name}_{i}" for i in range(len(rows[0]))]
-    return F.broadcast(spark.createDataFrame([(i, *row) for i, row in enumerate(rows)], columns))
+    schema = ", ".join([f"{name}_idx long"] + [f"{name}_{i} string" for i in range(len(rows[0]))])
+    return F.broadcast(local_frame(spark, [(i, *row) for i, row in enumerate(rows)], schema))
 
 
 def _pick(df: DataFrame, pool: DataFrame, name: str, size: int, key: Column) -> DataFrame:

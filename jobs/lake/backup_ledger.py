@@ -19,6 +19,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from anonymizers.frames import local_frame
 from jobs.lake.backup_catalog import backup_dir, list_backups
 from jobs.lake.backup_crypto import reading_backups
 from jobs.runtime.keys import load_key
@@ -76,7 +77,7 @@ def add_to_ledger(spark: SparkSession, lake: Lake, rows: list[tuple]) -> None:
     """Insert ledger rows (LEDGER_SCHEMA) not there yet, keyed on (subject_hash, request_id): re-runs add nothing."""
     if not rows:
         return
-    df = spark.createDataFrame(rows, LEDGER_SCHEMA)
+    df = local_frame(spark, rows, LEDGER_SCHEMA)
     path = ledger_path(lake)
     create_table(spark, path, df, [])
     LakeTable(spark, path).insert_new(df, "t.subject_hash = s.subject_hash AND t.request_id = s.request_id")
@@ -98,7 +99,7 @@ def sync_ledger(spark: SparkSession, lake: Lake) -> int:
             changes.append((row.subject_hash, row.request_id, still, "quarantined" if still else "released"))
     if not changes:
         return 0
-    updates = spark.createDataFrame(changes, "subject_hash string, request_id string, backups array<string>, status string")
+    updates = local_frame(spark, changes, "subject_hash string, request_id string, backups array<string>, status string")
     LakeTable(spark, path).update_matching(
         updates, "t.subject_hash = s.subject_hash AND t.request_id = s.request_id",
         {"backups": "s.backups", "status": "s.status",

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from anonymizers.frames import local_frame
 from jobs.lake.layout import SUBJECT_BUCKET, Lake, append_rows, is_delta, purge_superseded, read_now
 from jobs.lake.lease import with_lease
 from jobs.policy import Policy
@@ -117,9 +118,9 @@ def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = "reten
                                    meta["rows_before"] - removed, meta["files"], meta["bytes"],
                                    meta["version_before"], commit.version, due, meta["run_id"] != current_run))
     if ledger_rows:
-        append_rows(spark, ledger_path, spark.createDataFrame(ledger_rows, LEDGER_SCHEMA))
+        append_rows(spark, ledger_path, local_frame(spark, ledger_rows, LEDGER_SCHEMA))
     if audit_rows:
-        append_rows(spark, audit_path, spark.createDataFrame(audit_rows, AUDIT_SCHEMA))
+        append_rows(spark, audit_path, local_frame(spark, audit_rows, AUDIT_SCHEMA))
     return len(ledger_rows)
 
 

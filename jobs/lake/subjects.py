@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from anonymizers.frames import local_frame
 from jobs.lake.layout import Lake, is_delta, read_now
 from jobs.policy import Policy
 
@@ -122,7 +123,7 @@ class Registers:
             subjects = hold.subjects or [None]
             tables = hold.tables or [None]
             rows += [(hold.id, s, t, hold.reason, hold.until) for s in subjects for t in tables]
-        held = self.spark.createDataFrame(rows, HOLD_SCHEMA)
+        held = local_frame(self.spark, rows, HOLD_SCHEMA)
         register = self._table(self.policy.subject.legal_holds_table)
         if register is not None:
             held = held.unionByName(register.select(
@@ -147,4 +148,4 @@ class Registers:
         return None
 
     def _empty(self) -> DataFrame:
-        return self.spark.createDataFrame([], T.StructType([T.StructField("subject", T.StringType())]))
+        return local_frame(self.spark, [], T.StructType([T.StructField("subject", T.StringType())]))

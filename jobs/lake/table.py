@@ -27,6 +27,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from anonymizers.frames import local_frame
 from jobs.runtime.console import InputError
 from jobs.lake.deletion_vectors import row_not_deleted, vector_bytes
 from jobs.lake.plain_files import PlainFiles, checksum_schema, file_name, plain_files
@@ -444,7 +445,7 @@ class LakeTable:
         deleted = self.delete_value_sets(column, [(values, None)], partitions)
         if deleted is not None:
             return deleted
-        keys = F.broadcast(self.spark.createDataFrame([(v,) for v in values], "value string"))
+        keys = F.broadcast(local_frame(self.spark, [(v,) for v in values], "value string"))
         return self.delete_matching(keys, " AND ".join([*_within(partitions), f"CAST(t.`{column}` AS STRING) = s.value"]))
 
     def delete_value_sets(self, column: str, sets: list[tuple[list[str], Column | None]],

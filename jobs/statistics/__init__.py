@@ -42,6 +42,7 @@ from pyspark.sql import types as T
 from anonymizers import dp
 from anonymizers.cube import (ALL, MISSING, Suppression, build_cube, differencing_attack,  # noqa: F401 (re-exported)
                               gate_audit, published_table, suppress)
+from anonymizers.frames import local_frame
 from jobs.runtime.console import CheckFailed, InputError
 from jobs.lake.layout import Lake, is_delta, read_now
 from jobs.lake.lease import with_lease
@@ -74,7 +75,7 @@ def excluded_subjects(spark: SparkSession, policy: Policy, lake: Lake, table_nam
     purposes instead of once per purpose.)"""
     table = policy.tables[table_name]
     registers = Registers(spark, policy, lake)
-    excluded = spark.createDataFrame([], "subject string")
+    excluded = local_frame(spark, [], "subject string")
     name = policy.subject.restrictions_table
     if name is not None and is_delta(lake.table_path(policy.tables[name])):
         restrictions = read_now(spark, lake.table_path(policy.tables[name]))
@@ -199,7 +200,7 @@ def _dp_table(spark: SparkSession, rows: DataFrame, plan: StatPlan, region: str,
                                      secrets.randbits(48))
     truth = dp.true_cube(bounded, plan.dims, plan.measure_names)      # stays in this function: never logged or written
     released = dp.noisy_rows(truth, plan.dims, domains, plan.dp, calibration, region)
-    return spark.createDataFrame(released, dp.release_schema(plan.dims, plan.measure_names)), len(released)
+    return local_frame(spark, released, dp.release_schema(plan.dims, plan.measure_names)), len(released)
 
 
 def _stage_region(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPlan, region: str, as_of: dt.date,
@@ -381,7 +382,7 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, request: StatisticsRequ
             for built in persisted:
                 built.unpersist()
     if audit_rows:
-        _append(spark.createDataFrame(audit_rows, AUDIT_SCHEMA), lake.audit("statistics"))
+        _append(local_frame(spark, audit_rows, AUDIT_SCHEMA), lake.audit("statistics"))
     if results.failures:
         raise CheckFailed("statistics gate failed (outputs quarantined, Data Docs: "
                           f"{', '.join(results.docs)}): " + " | ".join(results.failures))

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from anonymizers import dp
+from anonymizers.frames import local_frame
 from jobs.runtime.console import InputError
 from jobs.lake.layout import Lake, is_delta, read_now
 from jobs.policy import Policy
@@ -86,7 +87,7 @@ def charge(spark: SparkSession, lake: Lake, policy: Policy, plans: dict, calibra
                       "domain_sizes": dict(zip(plan.dims, map(len, plan.domains))), "library": "opendp"}
         rows.append((name, region, release_id, now, cal.mechanism, cal.epsilon, cal.delta, cal.rho,
                      budgets[(name, region)][0], plan.dp.unit, json.dumps(parameters, sort_keys=True), policy.sha256))
-    _append(spark.createDataFrame(rows, LEDGER_SCHEMA), ledger_path(lake), merge_schema=True)
+    _append(local_frame(spark, rows, LEDGER_SCHEMA), ledger_path(lake), merge_schema=True)
 
 
 def _append(df: DataFrame, path: str, merge_schema: bool = False) -> None:
