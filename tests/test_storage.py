@@ -121,6 +121,25 @@ def test_merge_counts_are_this_merges_own(spark, tmp_path):
     assert table.row_count() == 11
 
 
+def test_a_sole_inserter_appends_when_no_row_matches_and_merges_a_rerun(spark, tmp_path):
+    """``insert_new(..., sole_inserter=True)``: rows no row matches go in as a plain append (a WRITE
+    commit, no MERGE); a re-run's rows, all or some of them there, go through the MERGE, which adds
+    only the missing ones."""
+    from anonymizers.frames import local_frame
+
+    table = LakeTable(spark, str(tmp_path / "state" / "ledger"))
+    table.append(local_frame(spark, [("h0", "r0")], "subject_hash string, request_id string"))
+    batch = local_frame(spark, [("h1", "r1"), ("h2", "r1")], "subject_hash string, request_id string")
+    condition = "t.subject_hash = s.subject_hash AND t.request_id = s.request_id"
+    assert table.insert_new(batch, condition, sole_inserter=True) == 2
+    assert table.commits()[-1].operation == "WRITE"
+    assert table.insert_new(batch, condition, sole_inserter=True) == 0
+    again = local_frame(spark, [("h2", "r1"), ("h3", "r1")], "subject_hash string, request_id string")
+    assert table.insert_new(again, condition, sole_inserter=True) == 1
+    assert table.commits()[-1].operation == "MERGE"
+    assert sorted(tuple(r) for r in table.read().collect()) == [("h0", "r0"), ("h1", "r1"), ("h2", "r1"), ("h3", "r1")]
+
+
 @pytest.mark.parametrize("engine", ["jvm-udf", "merge-without-jar"])
 def test_delete_values_removes_the_rows_and_leaves_no_value_in_the_log(spark, tmp_path, monkeypatch, engine):
     """An erasure's delete by value: the listed subjects' rows go, in the listed partitions only,

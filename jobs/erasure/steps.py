@@ -126,7 +126,7 @@ class Batch:
             if "exclude" not in read_now(self.spark, path).columns:       # a table from before the column
                 self.spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS (exclude STRING)")
             LakeTable(self.spark, path).insert_new(df, "t.request_id = s.request_id AND t.value_hash = s.value_hash "
-                                                       "AND t.exclude <=> s.exclude")
+                                                       "AND t.exclude <=> s.exclude", sole_inserter=True)   # the erasure lease
         self._advance("received", requests, details)
 
     # -- retained_copy

@@ -80,7 +80,8 @@ def add_to_ledger(spark: SparkSession, lake: Lake, rows: list[tuple]) -> None:
     df = local_frame(spark, rows, LEDGER_SCHEMA)
     path = ledger_path(lake)
     create_table(spark, path, df, [])
-    LakeTable(spark, path).insert_new(df, "t.subject_hash = s.subject_hash AND t.request_id = s.request_id")
+    # Only an erasure inserts here, under the lake lease (jobs/lake/lease.py): no MERGE needed unless a re-run's rows are there.
+    LakeTable(spark, path).insert_new(df, "t.subject_hash = s.subject_hash AND t.request_id = s.request_id", sole_inserter=True)
 
 
 def sync_ledger(spark: SparkSession, lake: Lake) -> int:

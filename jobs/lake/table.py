@@ -479,9 +479,21 @@ class LakeTable:
             table = DeltaTable.forPath(self.spark, self.uri).alias("t")
             return self._committed(lambda: table.delete(condition), "numDeletedRows")
 
-    def insert_new(self, rows: DataFrame, condition: str) -> int:
+    def insert_new(self, rows: DataFrame, condition: str, sole_inserter: bool = False) -> int:
         """Insert the rows (``s``) that no row of the table (``t``) matches: a re-run adds nothing.
-        Returns the rows inserted, from the commit's own metrics (no extra Spark job)."""
+        Returns the rows inserted, from the commit's own metrics (no extra Spark job).
+
+        ``sole_inserter``: the caller holds the lease under which no one else inserts into this
+        small bookkeeping table (the erasure's values table and backup ledger). Then a table where
+        no row matches, the common case, gets a plain append after one read (~0.2 s) instead of the
+        MERGE (~0.55 s and 4 Spark jobs on this box, bench/analysis.md "Session 31"); a re-run that
+        finds its rows still MERGEs.
+
+            >>> t.insert_new(rows, "t.request_id = s.request_id", sole_inserter=True)
+        """
+        if sole_inserter and not self.read_now().alias("t").join(rows.alias("s"), F.expr(condition), "left_semi").take(1):
+            self.append(rows)
+            return rows.count()
         return self._merged(self._merge(rows, condition).whenNotMatchedInsertAll(), "numTargetRowsInserted")
 
     def update_matching(self, rows: DataFrame, condition: str, assignments: dict[str, str]) -> None:
