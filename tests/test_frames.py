@@ -65,7 +65,7 @@ def test_the_rows_never_reach_a_plan_string(spark):
     assert "secret-subject-42" not in plans
 
 
-def test_the_engine_builds_its_small_frames_locally(spark, policy):
+def test_the_engine_builds_its_small_frames_locally(spark):
     from jobs.erasure.plan import subjects_frame
 
     assert "LocalRelation" in _plan(subjects_frame(spark, ["A000001"], 16))

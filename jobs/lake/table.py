@@ -481,7 +481,8 @@ class LakeTable:
 
     def insert_new(self, rows: DataFrame, condition: str, sole_inserter: bool = False) -> int:
         """Insert the rows (``s``) that no row of the table (``t``) matches: a re-run adds nothing.
-        Returns the rows inserted, from the commit's own metrics (no extra Spark job).
+        Returns the rows inserted, from the commit's own metrics (no extra Spark job; an append
+        counts ``rows``).
 
         ``sole_inserter``: the caller holds the lease under which no one else inserts into this
         small bookkeeping table (the erasure's values table and backup ledger). Then a table where
