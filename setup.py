@@ -10,7 +10,7 @@ CORE = [
     "delta-spark==4.4.1",
     "great-expectations>=1.24,<1.25",
     "pandas>=2.2,<3",
-    "pyarrow>=15",
+    "pyarrow>=18",          # PySpark 4.2's floor for Arrow input; anonymizers.frames hands every small frame to Spark as Arrow
     "pydantic>=2.7,<3",
     "pyyaml>=6",
     "typer>=0.12",
