@@ -16,9 +16,10 @@ The key never becomes a Column literal. Two implementations give the same pseudo
 - ``jvm`` (default when ``wasure-udf.jar`` from ``make jars`` is on Spark's classpath): a Java UDF
   (``jars/udf/wasure/udf/KeyedPseudonym.java``) registered under a random name in the DataFrame's
   session, the key in the UDF object's field; several times cheaper per value than Python's HMAC.
-  With normalization it hashes ASCII values only (NFKC is the identity there); the few non-ASCII
-  values go to the Python twin, because Java's and Python's Unicode versions normalize newly
-  added characters differently.
+  It normalizes non-ASCII text as Python's ``unicodedata`` does with the ICU4J Spark ships
+  (``UnicodeText.java``: characters newer than Python's Unicode version are left as Python leaves
+  them), so no Python worker is in the plan; a JVM whose ICU4J predates Python's Unicode sends
+  non-ASCII values to the Python twin instead.
 Spark ships either to executors as serialized bytes but prints only the UDF's name in ``explain()``
 and the query execution.
 """
@@ -115,8 +116,10 @@ def _pseudonymizer(key: bytes, normalize: bool, encoding: str):
     # batch is hashed once.
     @pandas_udf("string")
     def keyed_pseudonym(values: pd.Series) -> pd.Series:
-        distinct = values.dropna().unique()
-        if not len(distinct):
+        # Deduplicated by Python's own equality: pandas' unique() takes "1" and "1\x00x" for one
+        # value (its string hash table stops at NUL), which left "1" without a pseudonym.
+        distinct = list(dict.fromkeys(v for v in values if v is not None and v == v))
+        if not distinct:
             # The JVM engine sends only non-ASCII values here: most batches are all null.
             return pd.Series([None] * len(values), index=values.index, dtype=object)
         pseudonyms = dict(zip(distinct, digests(distinct)))
@@ -140,9 +143,12 @@ def _jvm_pseudonymizer(spark: SparkSession, key: bytes, normalize: bool, encodin
     # A random name per registration: two keys in one session never share a function name, and
     # the name says nothing about the key.
     name = f"keyed_pseudonym_{uuid.uuid4().hex[:12]}"
-    spark._jsparkSession.udf().register(name, java_class(bytearray(key), normalize, encoding),
+    # With normalization, non-ASCII text is normalized in the JVM too when its ICU4J (Spark's own)
+    # covers Python's Unicode version; else those values go to the Python twin.
+    unicode = unicodedata.unidata_version if normalize and java_class.normalizesUnicode(unicodedata.unidata_version) else None
+    spark._jsparkSession.udf().register(name, java_class(bytearray(key), normalize, encoding, unicode),
                                         jvm.org.apache.spark.sql.types.DataTypes.StringType)
-    if not normalize:
+    if not normalize or unicode:
         return lambda column: F.call_udf(name, column)
     python = _pseudonymizer(key, normalize, encoding)
 

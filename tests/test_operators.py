@@ -11,6 +11,7 @@ import math
 import unicodedata
 
 import pytest
+from pyspark.sql import functions as F
 
 import anonymizers
 from anonymizers import OPERATORS, OperatorError, get_operator, register
@@ -138,6 +139,47 @@ def test_jvm_and_python_engines_give_identical_pseudonyms(spark, normalize, enco
         assert by_engine["jvm"] == by_engine["python"]
 
     check()
+
+
+def _executed_plan(df) -> str:
+    df.collect()
+    return df._jdf.queryExecution().executedPlan().toString()
+
+
+def test_jvm_normalizes_every_code_point_as_python(spark):
+    """The JVM engine normalizes non-ASCII text itself (ICU4J, UnicodeText.java), as Python's
+    ``normalize_value`` does, for every code point of planes 0-3 (every character of Unicode 14 to
+    17 but the private-use planes, and plane 14's few, also listed): alone (NFKC, strip), in an
+    e-mail (lowercase), and in two e-mail probes whose final sigma depends on the character being
+    cased or case-ignorable. (This found U+0295 and U+1171E, whose case properties changed after
+    Unicode 14.) The JVM's text comes from the function its UDF hashes, through Spark's ``reflect``;
+    the UDF itself is compared with Python on random text above and has no Python UDF in its plan."""
+    from anonymizers.frames import local_frame
+    from anonymizers.pseudonym import keyed_hash, normalize_value
+
+    code_points = [c for c in range(0x40000) if not 0xD800 <= c <= 0xDFFF]
+    code_points += [c for c in range(0x40000, 0x110000) if unicodedata.category(chr(c)) not in ("Cn", "Co")]
+    probes = [(i, text, normalize_value(text)) for i, c in enumerate(code_points)
+              for text in (chr(c), f"A{chr(c)}@b", f"AΣ{chr(c)}Σ@a", f"1{chr(c)}Σ@a")]
+    df = local_frame(spark, probes, "id int, v string, python string")
+    jvm = F.expr(f"reflect('wasure.udf.KeyedPseudonym', 'normalized', '{unicodedata.unidata_version}', v)")
+    wrong = sorted({f"U+{code_points[r['id']]:04X}" for r in df.filter(~jvm.eqNullSafe(df["python"])).limit(20).collect()})
+    assert not wrong, f"the JVM normalizes these code points unlike Python: {wrong}"
+    udf = keyed_hash(spark, KEY, normalize=True, encoding="base64url128", engine="jvm")
+    assert "ArrowEvalPython" not in _executed_plan(df.limit(3).select(udf(df["v"])))
+
+
+def test_python_twin_takes_non_ascii_text_when_the_jvm_lags_pythons_unicode(spark, monkeypatch):
+    """A Python whose Unicode is newer than the JVM's ICU4J keeps the twin: non-ASCII values are
+    normalized in Python, and the pseudonyms stay the same."""
+    import anonymizers.pseudonym as pseudonym
+
+    df = spark.createDataFrame([(i, v) for i, v in enumerate(EDGE_VALUES)], "id int, v string")
+    expected = {r["id"]: r["v"] for r in keyed_pseudonym(df, "v", key=KEY, key_id="k", engine="python").collect()}
+    monkeypatch.setattr(pseudonym.unicodedata, "unidata_version", "99.0.0")
+    out = keyed_pseudonym(df, "v", key=KEY, key_id="k", engine="jvm")
+    assert "ArrowEvalPython" in _executed_plan(out)
+    assert {r["id"]: r["v"] for r in out.collect()} == expected
 
 
 @pytest.mark.parametrize("key_length", [32, 63, 64, 65, 200])

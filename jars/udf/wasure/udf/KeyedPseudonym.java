@@ -17,10 +17,13 @@ import org.apache.spark.sql.api.java.UDF1;
  * {@code normalize_value} (NFKC, Python's {@code str.strip()}, lower case if the whole value is an
  * e-mail address), encoded as UTF-8 and hashed with the key; written as the unpadded base64url
  * of the digest's first 16 bytes ({@code base64url128}, the pseudonym format), of the whole digest
- * ({@code base64url}), or as hex (lower case). Normalization is done here for ASCII values only,
- * where NFKC changes nothing: for other text Java's and Python's Unicode versions differ
- * (characters added in one are unassigned in the other, and NFKC maps them differently), so a
- * non-ASCII value returns null and the caller hashes it with the Python twin. Without {@code normalize} every value is hashed here.
+ * ({@code base64url}), or as hex (lower case). Without {@code normalize} every value is hashed as it is.
+ *
+ * <p>An ASCII value is normalized here directly (NFKC changes nothing there). Other text is
+ * normalized here too when the caller names Python's Unicode version ({@code unicodeVersion},
+ * Python's {@code unicodedata.unidata_version}): by {@link UnicodeText}, with the ICU4J that Spark
+ * ships, as Python's version would; the caller asks {@link #normalizesUnicode} first. Without
+ * it (null) a non-ASCII value returns null and the caller hashes it with the Python twin.
  *
  * <p>The key lives in this object only. Spark prints a registered UDF by its name, never its
  * fields, so the key does not reach a plan; {@link #toString()} withholds it too.
@@ -32,9 +35,14 @@ public final class KeyedPseudonym implements UDF1<String, String> {
     private final byte[] key;
     private final boolean normalize;
     private final String encoding;
+    private final String unicodeVersion;
     private transient Mac mac;
 
     public KeyedPseudonym(byte[] key, boolean normalize, String encoding) {
+        this(key, normalize, encoding, null);
+    }
+
+    public KeyedPseudonym(byte[] key, boolean normalize, String encoding, String unicodeVersion) {
         if (key == null || key.length < 32) {
             throw new IllegalArgumentException("key must be at least 32 bytes");
         }
@@ -44,6 +52,17 @@ public final class KeyedPseudonym implements UDF1<String, String> {
         this.key = key.clone();
         this.normalize = normalize;
         this.encoding = encoding;
+        this.unicodeVersion = unicodeVersion;
+    }
+
+    /** True when this JVM can normalize any text as Python's {@code unicodedata} of {@code version}
+     * does (ICU4J on the classpath, of that Unicode version or later). */
+    public static boolean normalizesUnicode(String version) {
+        try {
+            return UnicodeText.covers(version);
+        } catch (LinkageError missing) {
+            return false;
+        }
     }
 
     @Override
@@ -51,9 +70,9 @@ public final class KeyedPseudonym implements UDF1<String, String> {
         if (value == null) {
             return null;
         }
-        String text = normalize ? normalizeAscii(value) : value;
+        String text = normalize ? normalized(unicodeVersion, value) : value;
         if (text == null) {
-            return null;   // non-ASCII: left to the Python twin
+            return null;   // non-ASCII without unicodeVersion: left to the Python twin
         }
         byte[] digest;
         synchronized (this) {   // one Mac per deserialized copy; tasks normally hold their own copy
@@ -77,6 +96,19 @@ public final class KeyedPseudonym implements UDF1<String, String> {
         return new String(out);
     }
 
+    /** What {@link #call} hashes with {@code normalize}: Python's {@code normalize_value} of the
+     * value; null for non-ASCII text when {@code unicodeVersion} is null. An executor whose ICU4J
+     * differs from the driver's fails here (UnicodeText says why) rather than write pseudonyms the
+     * driver would not compute. Public for tests, which call it through Spark's {@code reflect}. */
+    public static String normalized(String unicodeVersion, String value) {
+        String ascii = normalizeAscii(value);
+        if (ascii != null || unicodeVersion == null) {
+            return ascii;
+        }
+        UnicodeText.require(unicodeVersion);
+        return UnicodeText.normalize(value);
+    }
+
     /** Python's {@code normalize_value} of an ASCII value (NFKC is the identity); null otherwise. */
     public static String normalizeAscii(String value) {
         for (int i = 0; i < value.length(); i++) {
@@ -89,7 +121,7 @@ public final class KeyedPseudonym implements UDF1<String, String> {
     }
 
     /** Python's {@code str.isspace()} (Unicode 14): the characters {@code strip()} and {@code \s} use. */
-    static boolean isPythonSpace(char c) {
+    public static boolean isPythonSpace(char c) {
         switch (c) {
             case '\t': case '\n': case 0x0b: case 0x0c: case '\r':
             case 0x1c: case 0x1d: case 0x1e: case 0x1f: case ' ':
@@ -101,7 +133,7 @@ public final class KeyedPseudonym implements UDF1<String, String> {
         }
     }
 
-    private static String strip(String text) {
+    static String strip(String text) {
         int start = 0;
         int end = text.length();
         while (start < end && isPythonSpace(text.charAt(start))) {
@@ -114,7 +146,7 @@ public final class KeyedPseudonym implements UDF1<String, String> {
     }
 
     /** Python's {@code re.fullmatch(r"[^@\s]+@[^@\s]+", text)}. */
-    private static boolean isEmail(String text) {
+    static boolean isEmail(String text) {
         int at = text.indexOf('@');
         if (at <= 0 || at == text.length() - 1 || text.indexOf('@', at + 1) >= 0) {
             return false;
