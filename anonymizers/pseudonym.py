@@ -18,8 +18,9 @@ The key never becomes a Column literal. Two implementations give the same pseudo
   session, the key in the UDF object's field; several times cheaper per value than Python's HMAC.
   It normalizes non-ASCII text as Python's ``unicodedata`` does with the ICU4J Spark ships
   (``UnicodeText.java``: characters newer than Python's Unicode version are left as Python leaves
-  them), so no Python worker is in the plan; a JVM whose ICU4J predates Python's Unicode sends
-  non-ASCII values to the Python twin instead.
+  them), so no Python worker is in the plan. With a Python or an ICU4J of other Unicode versions
+  than the pair ``UnicodeText`` knows (3.11's 14.0, Spark 4.2's 17.0), non-ASCII values go to the
+  Python twin instead.
 Spark ships either to executors as serialized bytes but prints only the UDF's name in ``explain()``
 and the query execution.
 """
@@ -143,8 +144,8 @@ def _jvm_pseudonymizer(spark: SparkSession, key: bytes, normalize: bool, encodin
     # A random name per registration: two keys in one session never share a function name, and
     # the name says nothing about the key.
     name = f"keyed_pseudonym_{uuid.uuid4().hex[:12]}"
-    # With normalization, non-ASCII text is normalized in the JVM too when its ICU4J (Spark's own)
-    # covers Python's Unicode version; else those values go to the Python twin.
+    # With normalization, non-ASCII text is normalized in the JVM too when it knows how Python's
+    # Unicode version differs from its ICU4J's (Spark's own); else those values go to the Python twin.
     unicode = unicodedata.unidata_version if normalize and java_class.normalizesUnicode(unicodedata.unidata_version) else None
     spark._jsparkSession.udf().register(name, java_class(bytearray(key), normalize, encoding, unicode),
                                         jvm.org.apache.spark.sql.types.DataTypes.StringType)

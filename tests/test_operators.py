@@ -18,7 +18,7 @@ from anonymizers import OPERATORS, OperatorError, get_operator, register
 from anonymizers.drop import drop
 from anonymizers.generalize import age_band, bin_numeric, generalize_address, generalize_date
 from anonymizers.mask import mask
-from anonymizers.pseudonym import keyed_pseudonym
+from anonymizers.pseudonym import keyed_pseudonym, normalize_value
 from anonymizers.topcode import top_bottom_code
 
 KEY = b"wasure-test-purpose-key-0123456789-abcdef"      # printable, so a leak would be visible
@@ -155,7 +155,7 @@ def test_jvm_normalizes_every_code_point_as_python(spark):
     Unicode 14.) The JVM's text comes from the function its UDF hashes, through Spark's ``reflect``;
     the UDF itself is compared with Python on random text above and has no Python UDF in its plan."""
     from anonymizers.frames import local_frame
-    from anonymizers.pseudonym import keyed_hash, normalize_value
+    from anonymizers.pseudonym import keyed_hash
 
     code_points = [c for c in range(0x40000) if not 0xD800 <= c <= 0xDFFF]
     code_points += [c for c in range(0x40000, 0x110000) if unicodedata.category(chr(c)) not in ("Cn", "Co")]
@@ -180,6 +180,19 @@ def test_python_twin_takes_non_ascii_text_when_the_jvm_lags_pythons_unicode(spar
     out = keyed_pseudonym(df, "v", key=KEY, key_id="k", engine="jvm")
     assert "ArrowEvalPython" in _executed_plan(out)
     assert {r["id"]: r["v"] for r in out.collect()} == expected
+
+
+def test_jvm_memo_keeps_each_value_its_own_pseudonym(spark):
+    """The JVM UDF remembers recent pseudonyms by the value's hash: values whose Java hashCode
+    collides ("Aa", "BB", ...) take turns in one slot, repeats hit it, and each keeps its own
+    pseudonym; so do a value and its normalized twin (the memo is keyed on the value as given)."""
+    colliding = ["AaAa", "BBBB", "AaBB", "BBAa"]
+    texts = [colliding[(i * 7) % 4] for i in range(400)] + [" Taro@Example.com", "taro@example.com"] * 50
+    df = spark.createDataFrame([(i, v) for i, v in enumerate(texts)], "id int, v string").coalesce(1)
+    got = {r["id"]: r["v"] for r in keyed_pseudonym(df, "v", key=KEY, key_id="k", engine="jvm").collect()}
+    expected = {v: reference(KEY, normalize_value(v)) for v in set(texts)}
+    assert got == {i: expected[v] for i, v in enumerate(texts)}
+    assert len(set(got.values())) == 5
 
 
 @pytest.mark.parametrize("key_length", [32, 63, 64, 65, 200])

@@ -31,12 +31,15 @@ import org.apache.spark.sql.api.java.UDF1;
 public final class KeyedPseudonym implements UDF1<String, String> {
     private static final long serialVersionUID = 1L;
     private static final char[] HEX = "0123456789abcdef".toCharArray();
+    private static final int REMEMBERED = 1 << 13;   // memo slots per copy (~1 MB with their strings)
 
     private final byte[] key;
     private final boolean normalize;
     private final String encoding;
     private final String unicodeVersion;
     private transient Mac mac;
+    private transient String[] seen;         // input values, by hash
+    private transient String[] pseudonyms;   // and their pseudonyms
 
     public KeyedPseudonym(byte[] key, boolean normalize, String encoding) {
         this(key, normalize, encoding, null);
@@ -56,7 +59,7 @@ public final class KeyedPseudonym implements UDF1<String, String> {
     }
 
     /** True when this JVM can normalize any text as Python's {@code unicodedata} of {@code version}
-     * does (ICU4J on the classpath, of that Unicode version or later). */
+     * does (the ICU4J on the classpath is one {@link UnicodeText} knows for that version). */
     public static boolean normalizesUnicode(String version) {
         try {
             return UnicodeText.covers(version);
@@ -66,22 +69,36 @@ public final class KeyedPseudonym implements UDF1<String, String> {
     }
 
     @Override
-    public String call(String value) throws Exception {
+    public synchronized String call(String value) throws Exception {
+        // Synchronized: one Mac and memo per deserialized copy; tasks normally hold their own copy.
         if (value == null) {
             return null;
+        }
+        // Linking codes repeat (a member id on each of the member's event rows, a few hundred
+        // members per file of a bucketed table): each value's pseudonym is kept in a small
+        // direct-mapped memo, so a repeat costs a lookup instead of normalization and HMAC.
+        int slot = value.hashCode() & (REMEMBERED - 1);
+        if (seen == null) {
+            seen = new String[REMEMBERED];
+            pseudonyms = new String[REMEMBERED];
+        } else if (value.equals(seen[slot])) {
+            return pseudonyms[slot];
         }
         String text = normalize ? normalized(unicodeVersion, value) : value;
         if (text == null) {
             return null;   // non-ASCII without unicodeVersion: left to the Python twin
         }
-        byte[] digest;
-        synchronized (this) {   // one Mac per deserialized copy; tasks normally hold their own copy
-            if (mac == null) {
-                mac = Mac.getInstance("HmacSHA256");
-                mac.init(new SecretKeySpec(key, "HmacSHA256"));
-            }
-            digest = mac.doFinal(text.getBytes(StandardCharsets.UTF_8));
+        if (mac == null) {
+            mac = Mac.getInstance("HmacSHA256");
+            mac.init(new SecretKeySpec(key, "HmacSHA256"));
         }
+        String pseudonym = encode(mac.doFinal(text.getBytes(StandardCharsets.UTF_8)));
+        seen[slot] = value;
+        pseudonyms[slot] = pseudonym;
+        return pseudonym;
+    }
+
+    private String encode(byte[] digest) {
         if ("base64url128".equals(encoding)) {
             return Base64.getUrlEncoder().withoutPadding().encodeToString(Arrays.copyOf(digest, 16));
         }
@@ -121,7 +138,7 @@ public final class KeyedPseudonym implements UDF1<String, String> {
     }
 
     /** Python's {@code str.isspace()} (Unicode 14): the characters {@code strip()} and {@code \s} use. */
-    public static boolean isPythonSpace(char c) {
+    static boolean isPythonSpace(char c) {
         switch (c) {
             case '\t': case '\n': case 0x0b: case 0x0c: case '\r':
             case 0x1c: case 0x1d: case 0x1e: case 0x1f: case ' ':
