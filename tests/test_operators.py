@@ -169,9 +169,9 @@ def test_jvm_normalizes_every_code_point_as_python(spark):
     assert "ArrowEvalPython" not in _executed_plan(df.limit(3).select(udf(df["v"])))
 
 
-def test_python_twin_takes_non_ascii_text_when_the_jvm_lags_pythons_unicode(spark, monkeypatch):
-    """A Python whose Unicode is newer than the JVM's ICU4J keeps the twin: non-ASCII values are
-    normalized in Python, and the pseudonyms stay the same."""
+def test_python_twin_takes_non_ascii_text_for_a_unicode_pair_the_jvm_does_not_know(spark, monkeypatch):
+    """A Python of another Unicode version than the one UnicodeText knows keeps the twin: non-ASCII
+    values are normalized in Python, and the pseudonyms stay the same."""
     import anonymizers.pseudonym as pseudonym
 
     df = spark.createDataFrame([(i, v) for i, v in enumerate(EDGE_VALUES)], "id int, v string")
