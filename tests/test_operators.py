@@ -185,7 +185,8 @@ def test_python_twin_takes_non_ascii_text_for_a_unicode_pair_the_jvm_does_not_kn
 def test_jvm_memo_keeps_each_value_its_own_pseudonym(spark):
     """The JVM UDF remembers recent pseudonyms by the value's hash: values whose Java hashCode
     collides ("Aa", "BB", ...) take turns in one slot, repeats hit it, and each keeps its own
-    pseudonym; so do a value and its normalized twin (the memo is keyed on the value as given)."""
+    pseudonym; a value and its normalized form, each remembered in its own slot (the memo is keyed
+    on the value as given), get the one pseudonym of the normalized form."""
     colliding = ["AaAa", "BBBB", "AaBB", "BBAa"]
     texts = [colliding[(i * 7) % 4] for i in range(400)] + [" Taro@Example.com", "taro@example.com"] * 50
     df = spark.createDataFrame([(i, v) for i, v in enumerate(texts)], "id int, v string").coalesce(1)
@@ -197,8 +198,8 @@ def test_jvm_memo_keeps_each_value_its_own_pseudonym(spark):
 
 @pytest.mark.parametrize("key_length", [32, 63, 64, 65, 200])
 def test_jvm_hmac_equals_hmac_new_for_every_key_length(spark, key_length):
-    """The JVM UDF builds HMAC from pre-padded SHA-256 states: keys up to the 64-byte block are
-    padded, longer ones hashed first (RFC 2104), exactly like Python's hmac.new."""
+    """The JVM UDF's HMAC (javax.crypto.Mac): keys up to the 64-byte block are padded, longer ones
+    hashed first (RFC 2104), exactly like Python's hmac.new."""
     key = bytes((7 * i + key_length) % 256 for i in range(key_length))
     texts = ["", "12345", "taro@example.com", "x" * 55, "y" * 56, "z" * 64, "w" * 300]
     df = spark.createDataFrame([(i, v) for i, v in enumerate(texts)], "id int, v string")

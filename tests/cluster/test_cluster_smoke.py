@@ -2,7 +2,8 @@
 
 A wasure session (jobs/runtime/spark.py) on spark://127.0.0.1:7077 writes, merges and deletes a Delta
 table on hdfs://127.0.0.1:8020; both workers' executors do the work, with the Delta jars and
-wasure-udf.jar shipped by ``spark.jars`` alone; the HMAC UDF gives the driver's pseudonyms.
+wasure-udf.jar shipped by ``spark.jars`` alone; the HMAC UDF gives the driver's pseudonyms, for
+non-ASCII text too.
 """
 import json
 import os
@@ -140,3 +141,11 @@ def test_hmac_udf_runs_on_the_executors(spark, hdfs_root):
     got = dict(published.join(emails.withColumnRenamed("email", "plain"), "id")
                .select("plain", "email").collect())
     assert got == {row["email"]: pseudonym_of(key, row["email"]) for row in hashed}
+
+    # Non-ASCII text is normalized on the executors too (UnicodeText.java, the workers' ICU4J),
+    # with no Python worker in the plan, and gives the driver's (Python's) pseudonyms.
+    texts = ["ＴＡＲＯ@Example.COM", "山田 太郎\u3000", "ΣΑΣ@Example.jp", "ｶﾞｰﾃﾞﾝ", "\U00031350x"]
+    frame = spark.createDataFrame([(i, t) for i, t in enumerate(texts)], "id int, v string").repartition(2)
+    normalized = keyed_pseudonym(frame, "v", key, key_id="cluster-smoke", engine="jvm")
+    assert "ArrowEvalPython" not in normalized._jdf.queryExecution().executedPlan().toString()
+    assert {r["id"]: r["v"] for r in normalized.collect()} == {i: pseudonym_of(key, t) for i, t in enumerate(texts)}
