@@ -280,6 +280,29 @@ def test_unkeyed_hash_candidates_are_every_normalized_form(spark):
     assert got == expected
 
 
+def test_digest_texts_are_the_lowercased_hex_and_base64url_forms_python_writes(spark):
+    """Every text form the unkeyed-hash check compares with, for every algorithm: lowercase hex,
+    unpadded base64url of the whole digest and of its first 16 bytes, lowercased, exactly as
+    hashlib + base64 write them. The values are chosen so that the digests' base64 holds both
+    '+' and '/' (the characters base64url swaps) and every padding length occurs."""
+    from expectations.digests import DIGESTS, digest_lengths, digests_sql
+
+    values = [f"v{i}" for i in range(40)]
+    spark.createDataFrame([(v,) for v in values], "v string").createOrReplaceTempView("digest_values")
+    expected, alphabet = set(), set()
+    for v in values:
+        for name in DIGESTS:
+            digest = hashlib.new(name, v.encode()).digest()
+            for part in (digest, digest[:16]):
+                encoded = base64.b64encode(part).decode().rstrip("=")
+                alphabet |= set(encoded) & {"+", "/"}
+                expected.add(base64.urlsafe_b64encode(part).decode().rstrip("=").lower())
+            expected.add(digest.hex())
+    assert alphabet == {"+", "/"}
+    query = digests_sql("SELECT v FROM digest_values", True, list(DIGESTS), digest_lengths(DIGESTS))
+    assert {r.h for r in spark.sql(query).collect()} == expected
+
+
 def test_no_rare_values(spark, gx_validate):
     from expectations import ExpectNoRareValues
 
