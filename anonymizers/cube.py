@@ -85,15 +85,17 @@ def suppress(cube: DataFrame, dims: list[str], k: int, progress: Callable[[str],
         return Suppression(suppressed, primary, 0, 0)
     members = memberships(cube, dims).localCheckpoint(eager=True)
     # Prefer a child cell (the totals stay published), then the smallest, then a stable id.
-    smallest = Window.partitionBy("eq").orderBy("is_parent", "count", "subjects", "cell_id")
+    equation = Window.partitionBy("eq")
+    smallest = equation.orderBy("is_parent", "count", "subjects", "cell_id")
     added, iterations = 0, 0
     while True:
         iterations += 1
-        flagged = (members.join(suppressed.withColumn("_s", F.lit(1)), "cell_id", "left")
+        # The suppressed cells are few (broadcast); both windows partition by equation, so an
+        # iteration shuffles the memberships once (a groupBy and a join back shuffled them thrice).
+        flagged = (members.join(F.broadcast(suppressed.withColumn("_s", F.lit(1))), "cell_id", "left")
                    .withColumn("_s", F.coalesce(F.col("_s"), F.lit(0))))
-        exposed = flagged.groupBy("eq").agg(F.sum("_s").alias("_n")).where(F.col("_n") == 1).select("eq")
-        new = (flagged.join(exposed, "eq", "left_semi").where(F.col("_s") == 0)
-               .withColumn("_r", F.row_number().over(smallest)).where(F.col("_r") == 1)
+        exposed = flagged.withColumn("_n", F.sum("_s").over(equation)).where((F.col("_n") == 1) & (F.col("_s") == 0))
+        new = (exposed.withColumn("_r", F.row_number().over(smallest)).where(F.col("_r") == 1)
                .select("cell_id").distinct().localCheckpoint(eager=True))
         count = new.count()
         progress(f"complementary suppression: iteration {iterations}, {count} more cells")
