@@ -91,7 +91,7 @@ def suppress(cube: DataFrame, dims: list[str], k: int, progress: Callable[[str],
     while True:
         iterations += 1
         # The suppressed cells are few (broadcast); both windows partition by equation, so an
-        # iteration shuffles the memberships once (a groupBy and a join back shuffled them thrice).
+        # iteration shuffles the memberships once (a groupBy, then a join back, shuffled them twice).
         flagged = (members.join(F.broadcast(suppressed.withColumn("_s", F.lit(1))), "cell_id", "left")
                    .withColumn("_s", F.coalesce(F.col("_s"), F.lit(0))))
         exposed = flagged.withColumn("_n", F.sum("_s").over(equation)).where((F.col("_n") == 1) & (F.col("_s") == 0))

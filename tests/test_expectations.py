@@ -283,8 +283,9 @@ def test_unkeyed_hash_candidates_are_every_normalized_form(spark):
 def test_digest_texts_are_the_lowercased_hex_and_base64url_forms_python_writes(spark):
     """Every text form the unkeyed-hash check compares with, for every algorithm: lowercase hex,
     unpadded base64url of the whole digest and of its first 16 bytes, lowercased, exactly as
-    hashlib + base64 write them. The values are chosen so that the digests' base64 holds both
-    '+' and '/' (the characters base64url swaps) and every padding length occurs."""
+    hashlib + base64 write them. The values give digests whose base64 holds both '+' and '/' (the
+    characters base64url swaps); the algorithms' lengths give every padding length, and sha512's
+    text is longer than a MIME line of Spark's base64()."""
     from expectations.digests import DIGESTS, digest_lengths, digests_sql
 
     values = [f"v{i}" for i in range(40)]
