@@ -68,6 +68,12 @@ def memberships(cube: DataFrame, dims: list[str]) -> DataFrame:
             .select("cell_id", "count", "subjects", "m.eq", "m.is_parent"))
 
 
+# Up to this many suppressed cells are broadcast to the memberships in each iteration of
+# complementary suppression (8-byte ids: a few MB); a larger set, possible for a sparse cube with
+# many cells below k, is joined with a shuffle instead of filling the driver's memory.
+BROADCAST_SUPPRESSED_MAX = 1_000_000
+
+
 @dataclass
 class Suppression:
     suppressed: DataFrame       # cell_id of every suppressed cell
@@ -90,10 +96,12 @@ def suppress(cube: DataFrame, dims: list[str], k: int, progress: Callable[[str],
     added, iterations = 0, 0
     while True:
         iterations += 1
-        # The suppressed cells are few (broadcast); both windows partition by equation, so an
-        # iteration shuffles the memberships once (a groupBy, then a join back, shuffled them twice).
-        flagged = (members.join(F.broadcast(suppressed.withColumn("_s", F.lit(1))), "cell_id", "left")
-                   .withColumn("_s", F.coalesce(F.col("_s"), F.lit(0))))
+        # The suppressed cells, while few, are broadcast; both windows partition by equation, so
+        # an iteration shuffles the memberships once (a groupBy, then a join back, shuffled them twice).
+        marks = suppressed.withColumn("_s", F.lit(1))
+        if primary + added <= BROADCAST_SUPPRESSED_MAX:
+            marks = F.broadcast(marks)
+        flagged = members.join(marks, "cell_id", "left").withColumn("_s", F.coalesce(F.col("_s"), F.lit(0)))
         exposed = flagged.withColumn("_n", F.sum("_s").over(equation)).where((F.col("_n") == 1) & (F.col("_s") == 0))
         new = (exposed.withColumn("_r", F.row_number().over(smallest)).where(F.col("_r") == 1)
                .select("cell_id").distinct().localCheckpoint(eager=True))

@@ -191,14 +191,20 @@ def test_primary_suppression_below_k_counts_subjects_not_rows(spark):
     assert grand["count"] == len(data) and grand["sum_bytes"] == len(data)
 
 
-def test_complementary_suppression_cannot_be_undone_by_subtraction(spark):
-    dims = ["a", "b", "c"]
-    rng = random.Random(3)
+def _sparse_rows(seed: int) -> list[tuple]:
+    """(subject, a, b, c, v) rows of a 3 x 3 x 2 cube whose cells hold 0-8 subjects each."""
+    rng = random.Random(seed)
     data, n = [], 0
     for a, b, c in product(["a1", "a2", "a3"], ["b1", "b2", "b3"], ["c1", "c2"]):
         for _ in range(rng.choice([0, 1, 2, 3, 4, 6, 8])):
             n += 1
             data.append((f"s{n}", a, b, c, rng.randint(1, 100)))
+    return data
+
+
+def test_complementary_suppression_cannot_be_undone_by_subtraction(spark):
+    dims = ["a", "b", "c"]
+    data = _sparse_rows(3)
     plan, cube, table, sup, rows = _publish(spark, data, dims, ["v"])
     assert sup.primary > 0 and sup.complementary > 0
     single, recovered = attack(rows, dims, ("count", "sum_v"))
@@ -210,6 +216,26 @@ def test_complementary_suppression_cannot_be_undone_by_subtraction(spark):
     # The job's own attack (used by the gate) agrees on both tables.
     findings = stats.differencing_attack(table, cube, plan)
     assert findings.where("unknowns = 1 OR recovers").count() == 0
+
+
+def test_suppression_joins_a_large_suppressed_set_with_a_shuffle_and_suppresses_the_same(spark, monkeypatch):
+    """The suppressed cells are broadcast while few; past ``BROADCAST_SUPPRESSED_MAX`` they are
+    joined with a shuffle. Both plans suppress the same cells in the same iterations."""
+    from anonymizers import cube as cubes
+
+    dims = ["a", "b", "c"]
+    rows = spark.createDataFrame(_sparse_rows(3), "_subject string, a string, b string, c string, v int")
+    cube = cubes.build_cube(rows, dims, ["v"])
+
+    def run():
+        sup = cubes.suppress(cube, dims, K)
+        return sorted(r.cell_id for r in sup.suppressed.collect()), sup.primary, sup.complementary, sup.iterations
+
+    broadcast = run()
+    monkeypatch.setattr(cubes, "BROADCAST_SUPPRESSED_MAX", 0)
+    shuffled = run()
+    assert broadcast == shuffled
+    assert broadcast[1] > 0 and broadcast[2] > 0          # both kinds of suppression happened
 
 
 # ------------------------------------------------------------------ the job on a lake
