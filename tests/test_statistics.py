@@ -220,20 +220,32 @@ def test_complementary_suppression_cannot_be_undone_by_subtraction(spark):
 
 def test_suppression_joins_a_large_suppressed_set_with_a_shuffle_and_suppresses_the_same(spark, monkeypatch):
     """The suppressed cells are broadcast while few; past ``BROADCAST_SUPPRESSED_MAX`` they are
-    joined with a shuffle. Both plans suppress the same cells in the same iterations."""
+    joined with a shuffle (Spark's own broadcast threshold is off here, so nothing else broadcasts
+    them). Both plans suppress the same cells in the same iterations."""
     from anonymizers import cube as cubes
 
     dims = ["a", "b", "c"]
     rows = spark.createDataFrame(_sparse_rows(3), "_subject string, a string, b string, c string, v int")
     cube = cubes.build_cube(rows, dims, ["v"])
+    broadcasts = []
+    real_broadcast = cubes.F.broadcast
+    monkeypatch.setattr(cubes.F, "broadcast", lambda df: broadcasts.append(1) or real_broadcast(df))
 
     def run():
         sup = cubes.suppress(cube, dims, K)
         return sorted(r.cell_id for r in sup.suppressed.collect()), sup.primary, sup.complementary, sup.iterations
 
-    broadcast = run()
-    monkeypatch.setattr(cubes, "BROADCAST_SUPPRESSED_MAX", 0)
-    shuffled = run()
+    threshold = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try:
+        broadcast = run()
+        assert broadcasts, "the few suppressed cells are broadcast"
+        broadcasts.clear()
+        monkeypatch.setattr(cubes, "BROADCAST_SUPPRESSED_MAX", 0)
+        shuffled = run()
+        assert not broadcasts
+    finally:
+        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", threshold)
     assert broadcast == shuffled
     assert broadcast[1] > 0 and broadcast[2] > 0          # both kinds of suppression happened
 
