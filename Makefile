@@ -23,7 +23,7 @@ $(JARS)/.done: jars/pom.xml
 	touch $@
 
 # wasure's own UDF (the JVM twin of the Python HMAC pseudonym), compiled against pyspark's jars.
-UDF_SOURCES := $(wildcard jars/udf/wasure/udf/*.java)
+UDF_SOURCES := $(wildcard jars/udf/wasure/udf/*.java jars/udf/wasure/fs/*.java)
 $(JARS)/wasure-udf.jar: $(UDF_SOURCES) $(BIN)/wasure
 	rm -rf jars/build && mkdir -p jars/build $(JARS)
 	javac --release 17 -cp "$$($(BIN)/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars/*" \

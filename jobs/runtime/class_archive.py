@@ -98,8 +98,10 @@ def build(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="wasure-cds-") as work:
         recorded = Path(work) / ARCHIVE_NAME
+        # Recorded on Spark's class path alone: an embedded driver appends wasure-udf.jar to it
+        # (jobs.runtime.spark.nio_local_fs_jar), a cluster's JVMs do not, and both keep it as a prefix.
         env = {**os.environ, "WASURE_CLASS_ARCHIVE": "off", "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-               "WASURE_SPARK_UI": "0"}
+               "WASURE_SPARK_UI": "0", "WASURE_LOCAL_FS": "hadoop"}
         for name in ("WASURE_SPARK_MASTER", "WASURE_SPARK_CONF"):     # recorded in local mode, wasure's own confs
             env.pop(name, None)
         subprocess.run([sys.executable, "-m", "jobs.runtime.class_archive", "--record", str(recorded), "--work", work],

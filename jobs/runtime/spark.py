@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import threading
+import zipfile
 from pathlib import Path
 
 from jobs.runtime import class_archive
@@ -118,6 +119,50 @@ def cached_delta_jars() -> list[str]:
     return jars if any("delta-spark" in Path(j).name for j in jars) else []
 
 
+# Without libhadoop.so (Spark's distribution ships none) Hadoop's local file system starts a process
+# per file for its mode: `chmod` for every file and directory it creates, `ls -ld` for every listed
+# file, `readlink` twice per FileContext rename (every Delta commit). One run of the test suite
+# started 34,405 of them. wasure-udf.jar's wasure.fs classes answer the same with java.nio
+# (docs/performance.md, "Session 34"); WASURE_LOCAL_FS=hadoop keeps Hadoop's own.
+NIO_LOCAL_FS_CONFS = {"spark.hadoop.fs.file.impl": "wasure.fs.NioLocalFileSystem",
+                      "spark.hadoop.fs.AbstractFileSystem.file.impl": "wasure.fs.NioLocalFs"}
+
+
+def nio_local_fs_jar(master: str) -> Path | None:
+    """wasure-udf.jar when a driver started here on a local master uses wasure's local file system:
+    the jar holds the classes (one built before them does not) and ``WASURE_LOCAL_FS`` is not
+    ``hadoop``. A cluster's JVMs keep Hadoop's (their lake is on a distributed file system)."""
+    choice = os.environ.get("WASURE_LOCAL_FS", "nio")
+    if choice not in ("nio", "hadoop"):
+        raise SparkSetupError(f"WASURE_LOCAL_FS must be 'nio' or 'hadoop', got {choice!r}")
+    if choice == "hadoop" or not master.startswith("local"):
+        return None
+    jar = jar_cache_dir() / "wasure-udf.jar"
+    try:
+        with zipfile.ZipFile(jar) as archive:
+            archive.getinfo("wasure/fs/NioLocalFileSystem.class")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None
+    return jar
+
+
+@contextlib.contextmanager
+def _jar_on_the_driver_class_path(jar: Path | None):
+    """Hadoop looks ``fs.file.impl`` up while spark-submit starts, before ``spark.jars`` are loaded,
+    so the jar must be on the driver JVM's own class path. Spark's launcher appends
+    ``SPARK_DIST_CLASSPATH`` last: the class archive's recorded class path stays a prefix of it."""
+    before = os.environ.get("SPARK_DIST_CLASSPATH")
+    if jar is not None:
+        os.environ["SPARK_DIST_CLASSPATH"] = os.pathsep.join(filter(None, [before, str(jar)]))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SPARK_DIST_CLASSPATH", None)
+        else:
+            os.environ["SPARK_DIST_CLASSPATH"] = before
+
+
 def submitted_by_spark_submit() -> bool:
     # spark-submit's PythonRunner hands the driver a gateway; a plain `python` process has none.
     return "PYSPARK_GATEWAY_PORT" in os.environ or os.environ.get("WASURE_SPARK_MODE") == "cluster"
@@ -160,6 +205,9 @@ def session_confs(app_name: str = "wasure") -> dict[str, str]:
         if key.endswith(".extraJavaOptions") and confs.get(key):
             value = f"{confs[key]} {value}"     # JVM flags add up: the catalog's Derby home stays
         confs[key] = value
+    if not submitted_by_spark_submit() and nio_local_fs_jar(confs.get("spark.master", "")):
+        for key, value in NIO_LOCAL_FS_CONFS.items():
+            confs.setdefault(key, value)             # a confs file naming its own file system wins
     confs["spark.app.name"] = app_name
     return confs
 
@@ -181,8 +229,11 @@ def get_spark(app_name: str = "wasure"):
     builder = SparkSession.builder
     for key, value in confs.items():
         builder = builder.config(key, value)
+    local_fs = confs.get("spark.hadoop.fs.file.impl") == NIO_LOCAL_FS_CONFS["spark.hadoop.fs.file.impl"]
+    nio_jar = jar_cache_dir() / "wasure-udf.jar" if local_fs else None
     try:
-        spark = builder.getOrCreate()
+        with _jar_on_the_driver_class_path(nio_jar):
+            spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel(os.environ.get("WASURE_SPARK_LOG_LEVEL", "ERROR"))
         # Fails fast if the Delta classes are missing instead of at the first write.
         from py4j.java_gateway import JavaClass
