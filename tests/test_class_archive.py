@@ -12,19 +12,28 @@ def _spark_submit() -> str:
     return str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
 
 
-def test_the_driver_jvm_loads_spark_classes_from_the_archive(tmp_path):
+@pytest.mark.parametrize("appended", [False, True], ids=["spark-class-path", "wasure-udf-jar-appended"])
+def test_the_driver_jvm_loads_spark_classes_from_the_archive(tmp_path, appended):
     """What `make jars` built is what sessions map: a driver started the way spark-submit starts
-    one (Spark's launcher builds the classpath) takes its Spark classes from the archive."""
+    one (Spark's launcher builds the classpath) takes its Spark classes from the archive, also with
+    wasure-udf.jar appended to its class path (an embedded driver's local file system)."""
+    import os
+
     from jobs.runtime import class_archive
-    from jobs.runtime.spark import session_confs
+    from jobs.runtime.spark import nio_local_fs_jar, session_confs
 
     archive = class_archive.archive_path()
     assert archive is not None, "make jars builds jars/cache/wasure-classes.jsa"
     assert f"-XX:SharedArchiveFile={archive}" in session_confs()["spark.driver.extraJavaOptions"].split()
+    env = dict(os.environ)
+    if appended:
+        jar = nio_local_fs_jar("local[*]")
+        assert jar is not None, "make jars builds wasure-udf.jar with wasure.fs"
+        env["SPARK_DIST_CLASSPATH"] = str(jar)
     log = tmp_path / "classes.log"
     done = subprocess.run([_spark_submit(), "--driver-java-options",
                            f"-Xshare:on {class_archive.java_options()} -Xlog:class+load=info:file={log}", "--version"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-800:]
     loaded = log.read_text().splitlines()
     from_archive = [line for line in loaded if "org.apache.spark." in line and "shared objects file (top)" in line]
