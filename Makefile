@@ -22,7 +22,8 @@ $(JARS)/.done: jars/pom.xml
 	    -DincludeScope=runtime -DincludeGroupIds=io.delta -DoutputDirectory=cache
 	touch $@
 
-# wasure's own UDF (the JVM twin of the Python HMAC pseudonym), compiled against pyspark's jars.
+# wasure's own JVM classes, compiled against pyspark's jars: the UDFs (the JVM twin of the Python HMAC
+# pseudonym, value sets, deletion vectors, backup keys) and the local file system (wasure.fs).
 UDF_SOURCES := $(wildcard jars/udf/wasure/udf/*.java jars/udf/wasure/fs/*.java)
 $(JARS)/wasure-udf.jar: $(UDF_SOURCES) $(BIN)/wasure
 	rm -rf jars/build && mkdir -p jars/build $(JARS)
