@@ -152,3 +152,45 @@ def test_the_local_file_system_is_chosen_for_local_masters_with_the_jar_only(mon
         jar.writestr("wasure/udf/KeyedPseudonym.class", b"")
     monkeypatch.setenv("WASURE_JARS", str(tmp_path))
     assert "spark.hadoop.fs.file.impl" not in runtime.session_confs()
+
+
+def _unnamed_thread_starts(spark, work, action) -> int:
+    """Threads started while ``action`` runs with a JVM default name ("Thread-N"): Hadoop's
+    asynchronous reads name none of theirs; Spark's pools (file listing, exchanges) name theirs."""
+    jvm = spark._jvm
+    recording = jvm.jdk.jfr.Recording()
+    recording.enable("jdk.ThreadStart")
+    recording.start()
+    try:
+        action()
+    finally:
+        recording.stop()
+    dump = jvm.java.io.File(str(work / "thread-starts.jfr")).toPath()
+    recording.dump(dump)
+    recording.close()
+    events = jvm.jdk.jfr.consumer.RecordingFile.readAllEvents(dump)
+    names = [event.getThread("thread").getJavaName() for event in events]
+    return sum(1 for name in names if name and name.startswith("Thread-"))
+
+
+def test_parquet_reads_start_no_thread_per_file(spark, tmp_path):
+    """The session reads Parquet without vectored reads: on a local file system they go through an
+    asynchronous file channel that starts threads for the files it reads. The same read with them
+    on starts them (the check can fail)."""
+    assert spark._jsc.hadoopConfiguration().get("parquet.hadoop.vectored.io.enabled") == "false"
+    files = str(tmp_path / "t")
+    spark.range(4000).selectExpr("id", "cast(id % 40 as int) as k").repartition(40, "k").write.parquet(files)
+    read = spark.read.parquet(files)
+
+    def scan():                                                  # every file's column chunks
+        assert read.selectExpr("sum(id)").first()[0] == sum(range(4000))
+
+    scan()                                                       # the file index and the plan, once
+    key = "parquet.hadoop.vectored.io.enabled"
+    quiet = _unnamed_thread_starts(spark, tmp_path, scan)
+    spark.conf.set(key, "true")
+    try:
+        vectored = _unnamed_thread_starts(spark, tmp_path, scan)
+    finally:
+        spark.conf.unset(key)
+    assert quiet <= 2 and vectored >= 20, (quiet, vectored)
