@@ -94,21 +94,20 @@ def test_statuses_modes_and_links_are_hadoops(spark, tmp_path):
         assert os.stat(tmp_path / "ours" / relative).st_mode == os.stat(tmp_path / "hadoop" / relative).st_mode, relative
 
 
-def _process_starts(spark, work, action) -> list[str]:
-    """The commands of the processes the JVM starts while ``action`` runs (a JFR recording of the
-    JVM's own ``jdk.ProcessStart`` events)."""
+def _recorded(spark, work, event_name, action) -> list:
+    """The JVM's own JFR events ``event_name`` (e.g. ``jdk.ProcessStart``) while ``action`` runs."""
     jvm = spark._jvm
     recording = jvm.jdk.jfr.Recording()
-    recording.enable("jdk.ProcessStart")
+    recording.enable(event_name)
     recording.start()
     try:
         action()
     finally:
         recording.stop()
-    dump = jvm.java.io.File(str(work / "process-starts.jfr")).toPath()
+    dump = jvm.java.io.File(str(work / f"{event_name}.jfr")).toPath()
     recording.dump(dump)
     recording.close()
-    return [event.getString("command") for event in jvm.jdk.jfr.consumer.RecordingFile.readAllEvents(dump)]
+    return list(jvm.jdk.jfr.consumer.RecordingFile.readAllEvents(dump))
 
 
 def test_delta_writes_reads_and_commits_start_no_file_process(spark, tmp_path):
@@ -125,7 +124,7 @@ def test_delta_writes_reads_and_commits_start_no_file_process(spark, tmp_path):
         listed = spark.read.option("pathGlobFilter", "*.parquet").parquet(str(tmp_path / "raw" / "t"))
         assert listed.count() == 360                                    # listed as plain files
 
-    commands = _process_starts(spark, tmp_path, lake_work)
+    commands = [event.getString("command") for event in _recorded(spark, tmp_path, "jdk.ProcessStart", lake_work)]
     assert [c for c in commands if c.split()[0] in HADOOP_FILE_COMMANDS] == []
 
 
@@ -157,19 +156,7 @@ def test_the_local_file_system_is_chosen_for_local_masters_with_the_jar_only(mon
 def _unnamed_thread_starts(spark, work, action) -> int:
     """Threads started while ``action`` runs with a JVM default name ("Thread-N"): Hadoop's
     asynchronous reads name none of theirs; Spark's pools (file listing, exchanges) name theirs."""
-    jvm = spark._jvm
-    recording = jvm.jdk.jfr.Recording()
-    recording.enable("jdk.ThreadStart")
-    recording.start()
-    try:
-        action()
-    finally:
-        recording.stop()
-    dump = jvm.java.io.File(str(work / "thread-starts.jfr")).toPath()
-    recording.dump(dump)
-    recording.close()
-    events = jvm.jdk.jfr.consumer.RecordingFile.readAllEvents(dump)
-    names = [event.getThread("thread").getJavaName() for event in events]
+    names = [event.getThread("thread").getJavaName() for event in _recorded(spark, work, "jdk.ThreadStart", action)]
     return sum(1 for name in names if name and name.startswith("Thread-"))
 
 
