@@ -233,7 +233,7 @@ def get_spark(app_name: str = "wasure"):
     for key, value in confs.items():
         builder = builder.config(key, value)
     local_fs = confs.get("spark.hadoop.fs.file.impl") == NIO_LOCAL_FS_CONFS["spark.hadoop.fs.file.impl"]
-    nio_jar = jar_cache_dir() / "wasure-udf.jar" if local_fs else None
+    nio_jar = nio_local_fs_jar(confs.get("spark.master", "")) if local_fs else None
     try:
         with _jar_on_the_driver_class_path(nio_jar):
             spark = builder.getOrCreate()
