@@ -129,12 +129,14 @@ class LocalFiles:
         Path(uri).mkdir(parents=True, exist_ok=True)
 
     def delete(self, uri: str) -> None:
-        """Remove a file or a directory tree; nothing happens if it does not exist."""
+        """Remove a file or a directory tree; nothing happens if it does not exist. A file's
+        ``.<name>.crc`` goes with it, as Hadoop's local file system deletes it."""
         path = Path(uri)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
+            path.with_name(f".{path.name}.crc").unlink(missing_ok=True)
 
     def rename(self, source: str, target: str) -> None:
         """Move ``source`` to ``target`` (which must not exist), creating the target's parent."""

@@ -6,7 +6,7 @@ In the spirit of ``DeltaTable.forPath``: get a handle, call an action.
     >>> t.version()                           # one listing of _delta_log, no Spark job
     >>> t.read().count()                      # the current version, never time travel
     >>> t.publish(gated, partition_by=["region"], stats_columns=[], published=True)
-    >>> t.purge()                             # rewrite files with deleted rows + VACUUM 0 hours
+    >>> t.purge()                             # rewrite files with deleted rows, delete the superseded
     >>> LakeTable.for_path(spark, lake.staging("x")).move_to(lake.quarantine("x", run_id))
 
 A URI is whatever Spark reads: a local path, ``hdfs://``, ``s3a://``. Files around the tables
@@ -29,9 +29,10 @@ from pyspark.sql import types as T
 
 from anonymizers.frames import local_frame
 from jobs.runtime.console import InputError
-from jobs.lake.deletion_vectors import row_not_deleted, vector_bytes
+from jobs.lake.deletion_vectors import DeletionVectorError, row_not_deleted, vector_bytes, vector_file
 from jobs.lake.plain_files import PlainFiles, checksum_schema, file_name, plain_files
 from jobs.lake.storage import files_for, join
+from jobs.lake.vacuum import delete_unreferenced
 from jobs.lake.value_sets import value_set_udf
 
 STATS_TYPES = {"string", "integer", "long", "short", "byte", "double", "float", "decimal", "date", "timestamp"}
@@ -565,9 +566,10 @@ class LakeTable:
 
     def purge(self, rewrite_every_file: bool | None = None) -> None:
         """Physically remove what the current version no longer references: rewrite the files that
-        carry deletion vectors, then VACUUM with 0 hours reaches the files superseded just now (the
-        safety check lifted for this call only). Callers hold the lake lease (jobs/lake/lease.py): a
-        writer running at the same time would lose its uncommitted files.
+        carry deletion vectors, then delete every file superseded, just now or before
+        (``delete_unreferenced_files``; ``VACUUM ... RETAIN 0 HOURS`` when the checksum file does not
+        list the table's files, the safety check lifted for this call only). Callers hold the lake
+        lease (jobs/lake/lease.py): a writer running at the same time would lose its uncommitted files.
 
         The rewrite is Delta's REORG ... APPLY (PURGE) (only the files with deleted rows) when the
         executors run inside the driver's JVM (``local[n]``). On a real cluster Delta 4.4's REORG
@@ -581,11 +583,38 @@ class LakeTable:
             self.spark.sql(f"REORG TABLE {self._sql_name} APPLY (PURGE)")
         else:
             self.rewrite_current_rows()
+        if self.delete_unreferenced_files() is not None:
+            return
         self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
         try:
             self.spark.sql(f"VACUUM {self._sql_name} RETAIN 0 HOURS")
         finally:
             self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+
+    def delete_unreferenced_files(self) -> int | None:
+        """Delete what ``VACUUM ... RETAIN 0 HOURS`` would, without its seven Spark jobs and two
+        commits (``jobs.lake.vacuum``): every file under the table that the latest version does not
+        reference, then the directories left empty. Only when the latest checksum file lists every
+        current file (``plain_files``: tables under 50 files, most of a lake's) and the table keeps
+        no change data; otherwise None, nothing deleted, and ``purge`` runs VACUUM. Returns the
+        files deleted. Callers hold the lake lease (jobs/lake/lease.py), as for VACUUM.
+
+            >>> t.delete_unreferenced_files()
+            12
+        """
+        checksum = self.checksum()
+        plain = plain_files(checksum)
+        if plain is None or (checksum["metadata"].get("configuration") or {}).get("delta.enableChangeDataFeed") == "true":
+            return None
+        try:
+            vectors = {vector_file(self.uri, descriptor) for descriptor in plain.deletion_vectors.values()}
+        except DeletionVectorError:           # a vector stored by absolute path: VACUUM knows it
+            return None
+        files = files_for(self.uri, self.spark)
+        if not files.is_dir(self.uri):        # a spelling the backend does not list: never "nothing to do"
+            return None
+        keep = {self._file_uri(path) for path in plain.paths} | (vectors - {None})
+        return delete_unreferenced(files, self.uri, keep, plain.partition_columns)
 
     def rewrite_current_rows(self) -> None:
         """Write the current rows over the table in one commit that changes no data (Delta's
