@@ -7,6 +7,9 @@ retention check lifted for the call). Per round (>= 3): a fresh copy of the gene
 ``network_events`` table (untimed), a logical delete of ``--share`` of the subjects through
 ``jobs.lake.quarantine.delete_keys`` (retention's MERGE; deletion vectors, untimed),
 then REORG and VACUUM, timed separately. Reported per GB of the table and per GB rewritten.
+With ``--whole``, ``LakeTable.purge()`` instead, timed as one (what the jobs call: since Session 35
+it deletes the superseded files itself where the checksum file lists the table's files); each run
+also counts the Spark jobs and Delta commits of the purge.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--table", default="network_events")
     parser.add_argument("--name", default="purge_small")
+    parser.add_argument("--whole", action="store_true",
+                        help="time LakeTable.purge() as the jobs call it (reported as the total; REORG 0)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="wasure-bench-purge-"))
@@ -37,10 +42,12 @@ def main(argv=None) -> None:
     from jobs.lake.layout import Lake, read_current, subject_bucket
     from jobs.policy import default_policy_path, load_policy
     from jobs.lake.quarantine import delete_keys
+    from jobs.lake.table import LakeTable
     from jobs.runtime.spark import get_spark
 
     policy = load_policy(default_policy_path())
     spark = get_spark("wasure-bench-purge")
+    dag = spark.sparkContext._jsc.sc().dagScheduler()
     lake = Lake.at(work / "lake")
     synthetic_lake(spark, policy, lake.root, args.subjects, args.events)
     table = policy.tables[args.table]
@@ -60,16 +67,21 @@ def main(argv=None) -> None:
         delete_keys(spark, str(path), table.subject_key, keys, None, None)
         deleted = int(spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first().operationMetrics.get("numTargetRowsDeleted", 0))
         before = files_of(path)
-        stage0 = last_stage_id(spark)
+        stage0, jobs0, version0 = last_stage_id(spark), dag.numTotalJobs(), LakeTable(spark, str(path)).version()
         t0 = time.perf_counter()
-        spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
-        t1 = time.perf_counter()
-        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-        try:
-            spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
-        finally:
-            spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+        if args.whole:            # the job's own call: its rewrite and its deletion of superseded files
+            LakeTable(spark, str(path)).purge()
+            t1 = t0
+        else:
+            spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+            t1 = time.perf_counter()
+            spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+            try:
+                spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
+            finally:
+                spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
         t2 = time.perf_counter()
+        spark_jobs, commits = dag.numTotalJobs() - jobs0, LakeTable(spark, str(path)).version() - version0
         after = files_of(path)
         rewritten = new_bytes(before, after)
         removed = sum(size for name, size in before.items() if name not in after)
@@ -82,7 +94,7 @@ def main(argv=None) -> None:
         vacuum_t.append(t2 - t1)
         runs.append({"table_bytes": table_bytes, "rows_deleted": deleted, "bytes_rewritten": rewritten,
                      "bytes_vacuumed": removed, "files_before": len(before), "files_after": len(after),
-                     "reorg_s": t1 - t0, "vacuum_s": t2 - t1})
+                     "reorg_s": t1 - t0, "vacuum_s": t2 - t1, "spark_jobs": spark_jobs, "commits": commits})
         shutil.rmtree(path, ignore_errors=True)
 
     gb = runs[0]["table_bytes"] / 1e9
@@ -98,8 +110,9 @@ def main(argv=None) -> None:
                "runs": runs, "profile": profile, "peak_memory_mib": peak_memory(),
                "source_bytes_on_disk": dir_bytes(source)}
     print(write(args.name, payload))
-    print(f"{rows:,} rows, {gb * 1000:.1f} MB: REORG {reorg['median_s']:.1f} s, VACUUM {vacuum['median_s']:.1f} s, "
-          f"{payload['seconds_per_table_gb']:.0f} s per table GB")
+    parts = (f"LakeTable.purge() {total['median_s']:.1f} s" if args.whole
+             else f"REORG {reorg['median_s']:.1f} s, VACUUM {vacuum['median_s']:.1f} s")
+    print(f"{rows:,} rows, {gb * 1000:.1f} MB: {parts}, {payload['seconds_per_table_gb']:.0f} s per table GB")
     spark.stop()
     shutil.rmtree(work, ignore_errors=True)
 

@@ -13,7 +13,7 @@ subject and its bucket, so only the files that hold expired subjects are touched
 carries the run's bookkeeping (no personal value) in its userMetadata, so the audit rows and the
 quarantine ledger can always be rebuilt from the table history: a run killed between any two steps
 finishes correctly when run again (jobs/lake/quarantine.py). After the grace period, the physical purge
-rewrites the files with deleted rows and VACUUMs the superseded ones.
+rewrites the files with deleted rows and deletes the superseded ones.
 """
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def retention(
     """Remove what has expired (date, closure, minors without consent, withdrawn consent), except legal holds.
 
     One Delta transaction per table; superseded files are purged physically after the grace period
-    (REORG ... APPLY (PURGE) + VACUUM). Example: `wasure retention --dry-run`
+    (REORG ... APPLY (PURGE), then every superseded file deleted). Example: `wasure retention --dry-run`
     """
     from jobs.retention import RetentionRequest, run as run_retention
     from jobs.runtime.spark import get_spark

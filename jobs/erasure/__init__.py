@@ -26,7 +26,7 @@ per transition of the batch):
 - backups_quarantined: every unexpired backup holding a subject is recorded in the deletion ledger
   (``jobs.backup``), which a restore re-applies.
 - purged: after the grace period the superseded files are rewritten and vacuumed
-  (``quarantine.physical_purge``: files with deleted rows rewritten + VACUUM); until then requests wait here.
+  (``quarantine.physical_purge``: files with deleted rows rewritten, superseded files deleted); until then requests wait here.
 - verified: ``verify.scan_for_values`` over every file under the lake root except the backups
   quarantined for these subjects finds none of their identifying values.
 - closed: receipt JSON (``receipts/<request id>.json``) and a row in ``audit/erasure``; the vault is

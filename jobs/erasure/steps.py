@@ -303,7 +303,7 @@ class Batch:
 
     # -- purged
     def purge(self, requests: list[Request], report: ErasureReport) -> list[Request]:
-        self.progress("physical purge of files past their grace (REORG ... APPLY (PURGE) + VACUUM)")
+        self.progress("physical purge of files past their grace (REORG ... APPLY (PURGE), superseded files deleted)")
         reconcile(self.spark, self.policy, CommitAuditLake(self.lake.uri), job=JOB, current_run=self.batch_id)
         physical_purge(self.spark, self.policy, self.lake, self.as_of)
         statuses = {(r.table, r.version): (r.status, r.purge_due)

@@ -1,8 +1,9 @@
 """The lake lease: one wasure job writes to a lake at a time.
 
-Why: the physical purge runs ``VACUUM ... RETAIN 0 HOURS``. A job writing the same table at that
+Why: the physical purge deletes every file no commit references (``VACUUM ... RETAIN 0 HOURS``, or
+wasure's own ``LakeTable.delete_unreferenced_files``). A job writing the same table at that
 moment (a closure's DELETE, a backup, a staged publish) has files on disk that no commit references
-yet, and VACUUM deletes them: the commit then points at missing files, and the table is corrupt.
+yet, and the purge deletes them: the commit then points at missing files, and the table is corrupt.
 Delta's own conflict detection does not cover VACUUM. So every job that writes takes the lease for
 its whole run, and a second one waits (``WASURE_LEASE_WAIT`` seconds, default one hour) and then
 stops with exit 2 naming the holder, before anything is written.

@@ -5,7 +5,7 @@ the physical purge after the grace period.
 A delete commit carries its bookkeeping (job, run, purge due date; no personal value) in its
 ``userMetadata``, so ``reconcile`` can always rebuild the ledger and the audit rows from the table
 history: a run killed between any two steps finishes correctly when run again. After the grace,
-``physical_purge`` rewrites the files with deleted rows and VACUUMs the superseded ones
+``physical_purge`` rewrites the files with deleted rows and deletes the superseded ones
 (``LakeTable.purge``).
 """
 from __future__ import annotations
@@ -128,7 +128,7 @@ def reconcile(spark: SparkSession, policy: Policy, lake: Lake, job: str = "reten
 
 @with_lease("physical purge")
 def physical_purge(spark: SparkSession, policy: Policy, lake: Lake, today: dt.date) -> list[dict]:
-    """After the grace: ``LakeTable.purge`` (files with deleted rows rewritten, then VACUUM) of every table
+    """After the grace: ``LakeTable.purge`` (files with deleted rows rewritten, then every superseded file deleted) of every table
     with a ledger entry due."""
     ledger_path = lake.state("quarantine_ledger")
     if not is_delta(ledger_path):

@@ -595,22 +595,24 @@ class LakeTable:
         """Delete what ``VACUUM ... RETAIN 0 HOURS`` would, without its seven Spark jobs and two
         commits (``jobs.lake.vacuum``): every file under the table that the latest version does not
         reference, then the directories left empty. Only when the latest checksum file lists every
-        current file (``plain_files``: tables under 50 files, most of a lake's) and the table keeps
-        no change data; otherwise None, nothing deleted, and ``purge`` runs VACUUM. Returns the
-        files deleted. Callers hold the lake lease (jobs/lake/lease.py), as for VACUUM.
+        current file (``plain_files``: tables under 50 files, most of a lake's) and the table has no
+        change data (its ``_change_data`` copies deleted rows, and only VACUUM knows which it still
+        needs); otherwise None, nothing deleted, and ``purge`` runs VACUUM. Returns the files
+        deleted. Callers hold the lake lease (jobs/lake/lease.py), as for VACUUM.
 
             >>> t.delete_unreferenced_files()
             12
         """
         checksum = self.checksum()
         plain = plain_files(checksum)
-        if plain is None or (checksum["metadata"].get("configuration") or {}).get("delta.enableChangeDataFeed") == "true":
+        files = files_for(self.uri, self.spark)
+        if (plain is None or (checksum["metadata"].get("configuration") or {}).get("delta.enableChangeDataFeed") == "true"
+                or files.exists(join(self.uri, "_change_data"))):
             return None
         try:
             vectors = {vector_file(self.uri, descriptor) for descriptor in plain.deletion_vectors.values()}
         except DeletionVectorError:           # a vector stored by absolute path: VACUUM knows it
             return None
-        files = files_for(self.uri, self.spark)
         if not files.is_dir(self.uri):        # a spelling the backend does not list: never "nothing to do"
             return None
         keep = {self._file_uri(path) for path in plain.paths} | (vectors - {None})

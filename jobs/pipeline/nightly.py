@@ -280,7 +280,7 @@ def publish(policy: str | None, lake: str | None, run_date_: Any = None) -> dict
 
 
 def physical_purge(policy: str | None, lake: str | None, run_date_: Any = None) -> dict:
-    """The physical purge (rewrite of files with deleted rows + VACUUM) of every table with a quarantine-ledger
+    """The physical purge (rewrite of files with deleted rows, superseded files deleted) of every table with a quarantine-ledger
     entry past its grace."""
     from jobs.lake.quarantine import physical_purge as purge
 
