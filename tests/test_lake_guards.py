@@ -71,6 +71,27 @@ def test_every_job_refuses_a_lake_that_drifted_from_the_policy(spark, generated_
     assert after == before
 
 
+def test_the_schema_check_reads_the_checksum_file_not_the_table(spark, tmp_path):
+    """The columns every job checks against the policy come from the latest checksum file: no Spark
+    job (a plain read of 40 files lists them in one) and Delta's column order; after ALTER TABLE the
+    new column is there; without the checksum file, a read answers."""
+    from jobs.lake.table import LakeTable
+
+    table = LakeTable(spark, str(tmp_path / "raw" / "t"))
+    rows = spark.range(400).selectExpr("CAST(id AS STRING) AS account_id", "id % 2 AS flag", "'JP' AS region")
+    table.write_new(rows.repartition(40), ["region"], stats_columns=[])
+    spark.sql(f"DELETE FROM delta.`{table.uri}` WHERE account_id = '7'")
+    dag = spark.sparkContext._jsc.sc().dagScheduler()
+    jobs = dag.numTotalJobs()
+    columns = table.columns()
+    assert dag.numTotalJobs() == jobs
+    assert columns == ["account_id", "flag", "region"] == spark.read.format("delta").load(table.uri).columns
+    spark.sql(f"ALTER TABLE delta.`{table.uri}` ADD COLUMNS (nickname STRING)")
+    assert table.columns() == ["account_id", "flag", "region", "nickname"]
+    (tmp_path / "raw" / "t" / "_delta_log" / f"{table.version():020d}.crc").unlink()
+    assert table.columns() == ["account_id", "flag", "region", "nickname"]
+
+
 # ------------------------------------------------------------------ the lake lease
 
 HOLD = """

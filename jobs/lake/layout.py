@@ -164,7 +164,7 @@ def check_lake_schemas(spark: SparkSession, policy: Policy, lake: Lake, tables: 
         path = lake.table_path(table)
         if not is_delta(path):
             continue                  # each job reports missing tables its own way
-        columns = read_now(spark, path).columns
+        columns = LakeTable(spark, path).columns()
         problems += [f"{name}.{c}: in the lake table {table.path} but not classified in the policy (tables.{name}.columns)"
                      for c in columns if c not in table.columns and c != SUBJECT_BUCKET]
         problems += [f"{name}.{c}: classified in the policy (tables.{name}.columns.{c}) but missing from the lake table {table.path}"

@@ -262,7 +262,10 @@ class LakeTable:
         return path if "://" in path or path.startswith("/") else join(self.uri, path)
 
     def columns(self) -> list[str]:
-        return self.read_now().columns
+        """The latest version's column names, in the table's order: from its checksum file's schema
+        (no Spark job, no data or deletion-vector file read); from a read without one."""
+        schema = checksum_schema(self.checksum())
+        return schema.names if schema is not None else self.read_now().columns
 
     def checksum(self, version: int | None = None) -> dict | None:
         """The latest version's checksum file (``_delta_log/<version>.crc``, JSON; or ``version``'s),
