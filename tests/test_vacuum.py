@@ -88,6 +88,18 @@ def test_the_files_left_are_the_files_vacuum_leaves(spark, tmp_path):
     assert table.delete_unreferenced_files() is None
 
 
+def test_a_table_spelled_unlike_its_listing_loses_no_file(spark, tmp_path):
+    """A URI the file listing answers in another spelling (``//`` in the path) would make every
+    current file look unreferenced: the walk does not find the referenced files, so nothing is
+    deleted and the answer is None (VACUUM decides)."""
+    root = tmp_path / "events"
+    _table_with_history(spark, root)
+    before = _on_disk(root)
+    oddly = LakeTable(spark, str(tmp_path) + "//events")
+    assert oddly.checksum() is not None and oddly.delete_unreferenced_files() is None
+    assert _on_disk(root) == before
+
+
 def test_purge_rewrites_then_deletes_without_vacuum_commits(spark, tmp_path):
     """``purge``: REORG, then the superseded files deleted by wasure: only the current version's files
     stay on disk, no deleted value is in any of them, and the log ends with the REORG (VACUUM wrote

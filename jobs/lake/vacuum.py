@@ -23,19 +23,34 @@ def is_hidden(name: str, partition_columns: Iterable[str]) -> bool:
     return name.startswith(("_", ".")) and not any(name.startswith(f"{c}=") for c in partition_columns)
 
 
-def delete_unreferenced(files, root: str, keep: set[str], partition_columns: list[str]) -> int:
+def delete_unreferenced(files, root: str, keep: set[str], partition_columns: list[str]) -> int | None:
     """Delete every file under ``root`` whose URI (spelled ``join(root, ...)``, as ``files.list``
     answers) is not in ``keep``, hidden names left alone, then the directories left empty (never
-    ``root``). Returns the files deleted."""
-    deleted = 0
-    for uri in files.list(root):
+    ``root``). Returns the files deleted; None, with nothing deleted, when the walk does not find
+    every file of ``keep`` (a spelling of ``root`` the listing answers differently, or a referenced
+    file missing): then nothing here can tell which files are unreferenced."""
+    listed, directories = _walk(files, root, partition_columns)
+    if not keep <= listed:
+        return None
+    unreferenced = sorted(listed - keep)
+    for uri in unreferenced:
+        files.delete(uri)
+    for directory in directories:                    # deepest first
+        if not files.list(directory):
+            files.delete(directory)
+    return len(unreferenced)
+
+
+def _walk(files, directory: str, partition_columns: list[str]) -> tuple[set[str], list[str]]:
+    """(every file under ``directory``, its directories deepest first), hidden names left out."""
+    found, directories = set(), []
+    for uri in files.list(directory):
         if is_hidden(name_of(uri), partition_columns):
             continue
         if files.is_dir(uri):
-            deleted += delete_unreferenced(files, uri, keep, partition_columns)
-            if not files.list(uri):
-                files.delete(uri)
-        elif uri not in keep:
-            files.delete(uri)
-            deleted += 1
-    return deleted
+            below, deeper = _walk(files, uri, partition_columns)
+            found |= below
+            directories += deeper + [uri]
+        else:
+            found.add(uri)
+    return found, directories
