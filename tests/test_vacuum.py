@@ -15,7 +15,7 @@ def _table_with_history(spark, root: Path) -> LakeTable:
     table = LakeTable(spark, str(root))
     rows = spark.createDataFrame([(i, "JP" if i % 2 else "US", f"user-{i:03d}") for i in range(60)] + [(100, "EU", "user-100")],
                                  "id int, region string, handle string")
-    table.write_new(rows.repartition(3), ["region"], stats_columns=["id"])
+    table.write_new(rows.repartition(1), ["region"], stats_columns=["id"])     # one file per region
     for condition in ("handle = 'user-007'", "handle = 'user-009'", "region = 'EU'", "handle = 'user-010'"):
         spark.sql(f"DELETE FROM delta.`{table.uri}` WHERE {condition}")
     committed = next((root / "region=JP").glob("part-*.parquet"))
@@ -68,7 +68,7 @@ def test_the_files_left_are_the_files_vacuum_leaves(spark, tmp_path):
     table = _table_with_history(spark, ours)
     shutil.copytree(ours, delta)
     before = sorted(map(tuple, table.read().collect()))
-    assert len(list(ours.glob("deletion_vector_*.bin"))) >= 2           # a vector replaced: one file no longer referenced
+    assert len(list(ours.glob("deletion_vector_*.bin"))) == 3           # JP's first vector was replaced by its second
 
     jobs = spark.sparkContext._jsc.sc().dagScheduler().numTotalJobs()
     deleted = table.delete_unreferenced_files()
@@ -81,7 +81,7 @@ def test_the_files_left_are_the_files_vacuum_leaves(spark, tmp_path):
     assert dirs <= vacuum_dirs and all(not any((delta / d).iterdir()) for d in vacuum_dirs - dirs)
     assert "region=JP/part-99999-never-committed.c000.snappy.parquet" not in files and "region=EU" not in dirs
     assert {"region=JP/_started_by_a_writer", ".hidden"} <= files
-    assert deleted > 0
+    assert deleted == 3             # the never-committed file, EU's file (deleted whole), JP's first vector
     assert sorted(map(tuple, table.read().collect())) == before == sorted(map(tuple, LakeTable(spark, str(delta)).read().collect()))
     assert table.delete_unreferenced_files() == 0                       # nothing left to delete
     (ours / "_change_data").mkdir()                                      # deleted rows only VACUUM knows about
