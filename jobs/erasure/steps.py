@@ -123,7 +123,7 @@ class Batch:
             df = local_frame(self.spark, hashed, VALUES_SCHEMA)
             path = self.lake.state(VALUES_TABLE)
             create_table(self.spark, path, df, [])
-            if "exclude" not in read_now(self.spark, path).columns:       # a table from before the column
+            if "exclude" not in LakeTable(self.spark, path).columns():    # a table from before the column
                 self.spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS (exclude STRING)")
             LakeTable(self.spark, path).insert_new(df, "t.request_id = s.request_id AND t.value_hash = s.value_hash "
                                                        "AND t.exclude <=> s.exclude", sole_inserter=True)   # the erasure lease
