@@ -8,8 +8,10 @@ retention check lifted for the call). Per round (>= 3): a fresh copy of the gene
 ``jobs.lake.quarantine.delete_keys`` (retention's MERGE; deletion vectors, untimed),
 then REORG and VACUUM, timed separately. Reported per GB of the table and per GB rewritten.
 With ``--whole``, ``LakeTable.purge()`` instead, timed as one (what the jobs call: since Session 35
-it deletes the superseded files itself where the checksum file lists the table's files); each run
-also counts the Spark jobs and Delta commits of the purge.
+it deletes the superseded files itself where the checksum file lists the table's files): then a
+run's ``reorg_s`` is 0 and its ``vacuum_s`` is the whole purge, as the summaries ``reorg`` /
+``vacuum`` are; ``total`` is the figure to read. Each run also counts the Spark jobs and Delta
+commits of the purge.
 """
 from __future__ import annotations
 

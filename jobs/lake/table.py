@@ -606,11 +606,9 @@ class LakeTable:
             >>> t.delete_unreferenced_files()
             12
         """
-        checksum = self.checksum()
-        plain = plain_files(checksum)
+        plain = plain_files(self.checksum())
         files = files_for(self.uri, self.spark)
-        if (plain is None or (checksum["metadata"].get("configuration") or {}).get("delta.enableChangeDataFeed") == "true"
-                or files.exists(join(self.uri, "_change_data"))):
+        if plain is None or files.exists(join(self.uri, "_change_data")):
             return None
         try:
             vectors = {vector_file(self.uri, descriptor) for descriptor in plain.deletion_vectors.values()}
