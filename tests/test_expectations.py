@@ -253,6 +253,14 @@ def test_unkeyed_hashes_against_digests_built_once(spark, gx_validate):
                                  "q (2 rows)", "1 pseudonym column holds values of a digest's length the given digests "
                                  "do not cover (lengths [22]), unchecked: p (1 row)")
         assert hexed not in message
+        # Matches and unchecked cells come from ONE read of the batch, and digests that repeat a
+        # fingerprint (a lake-wide set need not be distinct) count a matching cell once.
+        plan = spark.sql(check.unexpected_rows_query.format(batch="digests_test_batch"))._jdf.queryExecution() \
+            .executedPlan().toString()
+        assert plan.count("Scan ExistingRDD[p#") == 1 and "ExistenceJoin" in plan, plan
+        twice = ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["p", "q"], source=source,
+                                                 digests=only_22.frame.unionAll(only_22.frame), digest_lengths=[22])
+        assert _assert_caught(gx_validate(bad, twice), "q (2 rows)", "unchecked: p (1 row)") == message
         good = spark.createDataFrame([(pseudonym_of(b"k" * 32, PLANTED), None)], "p string, q string")
         _assert_passed(gx_validate(good, check))
     finally:
