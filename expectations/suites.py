@@ -22,6 +22,7 @@ from expectations.custom import (
     ExpectSensitiveAttributeToBeLDiverse,
 )
 from expectations.digests import UnkeyedDigests
+from expectations.source_prints import SourcePrints
 
 
 def columns_of_classes(column_classes: Mapping[str, str], classes: Iterable[str]) -> dict[str, str]:
@@ -106,6 +107,7 @@ def pseudonymized_suite(
     region: Optional[str] = None,
     source_distinct: bool = False,
     digests: Optional[UnkeyedDigests] = None,
+    source_prints: Optional[SourcePrints] = None,
 ) -> list:
     """Gates for a 仮名加工情報 table.
 
@@ -122,6 +124,8 @@ def pseudonymized_suite(
         source_distinct: ``source`` already holds each value once (the queries skip their DISTINCT).
         digests: the unkeyed digests of ``source``, built once (``expectations.digests.unkeyed_digests``)
             for the outputs of several purposes; the unkeyed-hash check uses them and their algorithms.
+        source_prints: the fingerprints of ``source``'s values, built once
+            (``expectations.source_prints.source_prints``); the source-value check joins them.
     """
     source, source_columns = _shared_source(source, source_columns)
     suite: list = []
@@ -138,10 +142,14 @@ def pseudonymized_suite(
                       algorithms=list(digests.algorithms))
     suite.append(ExpectPseudonymsNotUnkeyedHashes(**hashes))
     if output_columns:
+        shared = {}
+        if source_prints is not None:
+            shared = dict(source_prints=_sql.register_view(source_prints.frame, "source_prints"),
+                          source_lengths=list(source_prints.lengths))
         suite.append(
             ExpectNoSourceValuesInColumns(
                 output_columns=list(output_columns), source=source, source_columns=source_columns,
-                source_distinct=source_distinct,
+                source_distinct=source_distinct, **shared,
             )
         )
     if region_column and region:

@@ -162,9 +162,11 @@ def source_identifiers(spark: SparkSession, lake: Lake, table: Table) -> DataFra
     return df.select(values).where(F.col(SOURCE_IDENTIFIER).isNotNull()).distinct()
 
 
-def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output: DataFrame, digests=None) -> list:
+def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output: DataFrame, digests=None,
+                prints=None) -> list:
     """The Great Expectations suite of one pseudonymized table (see expectations.suites);
-    ``digests``: the unkeyed digests of ``identifiers`` (``unkeyed_digests``), shared by purposes."""
+    ``digests``: the unkeyed digests of ``identifiers`` (``unkeyed_digests``), ``prints``: their
+    fingerprints (``source_prints``), both shared by purposes."""
     from expectations.suites import columns_of_classes, pseudonymized_suite
 
     table = policy.tables[table_name]
@@ -176,7 +178,7 @@ def gate_checks(policy: Policy, table_name: str, identifiers: DataFrame, output:
         source=identifiers, source_columns=[SOURCE_IDENTIFIER], source_distinct=True,
         forbidden_columns=columns_of_classes(classes, PSEUDONYMIZED_FORBIDDEN)
         | {c: classes[c] for c in plan.drop},
-        output_columns=strings, digests=digests)
+        output_columns=strings, digests=digests, source_prints=prints)
 
 
 # The subject's own key beside its pseudonyms in a staged output, for the one-pseudonym check: the
@@ -282,6 +284,7 @@ class _Run:
         self.report = PseudonymizeReport()
         self.identifier_sets: dict[str, DataFrame] = {}
         self.digest_sets: dict[str, object] = {}         # table -> UnkeyedDigests
+        self.print_sets: dict[str, object] = {}          # table -> SourcePrints
         self.versions: dict[str, int] = {}
         self.outputs: list[DataFrame] = []     # persisted outputs, released when the run ends
 
@@ -301,6 +304,16 @@ class _Run:
             digests.frame.persist(StorageLevel.MEMORY_AND_DISK)
             self.digest_sets[name] = digests
         return self.digest_sets[name]
+
+    def prints_of(self, name: str, table: Table):
+        """The fingerprints of a table's source identifiers, built and persisted once for every
+        purpose's source-value check (each check shuffled them again)."""
+        from expectations.source_prints import source_prints
+
+        if name not in self.print_sets:
+            self.print_sets[name] = source_prints(self.identifiers_of(name, table), source_distinct=True,
+                                                  storage_level=StorageLevel.MEMORY_AND_DISK)
+        return self.print_sets[name]
 
     def version_of(self, name: str) -> int:
         if name not in self.versions:
@@ -341,7 +354,8 @@ class _Run:
         for item in staged:
             output = item.output
             checks.append((item.name, output, gate_checks(self.policy, item.name, self.identifiers_of(item.name, item.table),
-                                                          output, self.digests_of(item.name, item.table))))
+                                                          output, self.digests_of(item.name, item.table),
+                                                          self.prints_of(item.name, item.table))))
         gate = run_gate(f"pseudonymize-{purpose}", checks, join(self.lake.docs, "pseudonymize", self.run_id, purpose))
         self.report.docs.append(gate.docs_index)
         failed = {f.table: f"{f.expectation} on {f.table}.{f.column or '*'}: {f.message}" for f in gate.failures}
@@ -389,8 +403,8 @@ class _Run:
     def release(self) -> None:
         for output in self.outputs:
             output.unpersist()
-        for digests in self.digest_sets.values():
-            digests.frame.unpersist()
+        for shared in (*self.digest_sets.values(), *self.print_sets.values()):
+            shared.frame.unpersist()
         for identifiers in self.identifier_sets.values():
             identifiers.unpersist()
 

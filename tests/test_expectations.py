@@ -175,6 +175,40 @@ def test_no_source_values_in_columns(spark, gx_validate, source_identifiers, sou
     _assert_passed(gx_validate(good, by_view))
 
 
+def test_source_values_against_prints_built_once(spark, gx_validate, source_identifiers):
+    """The source's fingerprints and lengths built once (``source_prints``, for several purposes'
+    outputs) find what the check finds on its own; the join reads them from the cache, partitioned
+    as it needs (only the cells shuffle); an empty source matches nothing."""
+    from expectations import ExpectNoSourceValuesInColumns
+    from expectations.source_prints import source_prints
+
+    prints = source_prints(source_identifiers)
+    try:
+        assert prints.lengths == tuple(sorted({len(PLANTED), len(PLANTED_NAME), len("hanako@example.jp"), 4}))
+        expectation = ExpectNoSourceValuesInColumns(output_columns=["contact", "note"], source=source_identifiers,
+                                                    source_prints=prints.frame, source_lengths=list(prints.lengths))
+        assert "collect_set" not in expectation.unexpected_rows_query
+        bad = spark.createDataFrame([(f" {PLANTED.upper()}", "fine"), ("p-1", PLANTED_NAME), ("p-2", "")],
+                                    "contact string, note string")
+        _assert_caught(gx_validate(bad, expectation, "release_health"),
+                       "2 columns contain raw identifying values of the source: contact (1 row), note (1 row)")
+        bad.createOrReplaceTempView("prints_test_batch")
+        plan = spark.sql(expectation.unexpected_rows_query.format(batch="prints_test_batch"))._jdf.queryExecution() \
+            .executedPlan().toString()
+        join = plan[plan.index("ShuffledHashJoin"):plan.index("InMemoryRelation")]
+        assert join.count("Exchange hashpartitioning") == 1 and "InMemoryTableScan" in join, plan
+    finally:
+        prints.frame.unpersist()
+    nothing = source_prints(spark.createDataFrame([(None,), (" ",)], "email string"))
+    try:
+        assert nothing.lengths == ()
+        expectation = ExpectNoSourceValuesInColumns(output_columns=["contact"], source=source_identifiers,
+                                                    source_prints=nothing.frame, source_lengths=[])
+        _assert_passed(gx_validate(spark.createDataFrame([(PLANTED,)], "contact string"), expectation))
+    finally:
+        nothing.frame.unpersist()
+
+
 @pytest.mark.parametrize("source_distinct", [False, True])
 def test_pseudonyms_not_unkeyed_hashes(spark, gx_validate, source_distinct):
     from expectations import ExpectPseudonymsNotUnkeyedHashes

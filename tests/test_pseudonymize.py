@@ -232,18 +232,26 @@ def test_gate_digests_are_built_once_per_table_and_fail_closed_on_other_lengths(
     try:
         shared = work.digests_of("devices", table)
         assert shared.lengths == (22,) and work.digests_of("devices", table) is shared
+        prints = work.prints_of("devices", table)
+        assert prints.lengths and work.prints_of("devices", table) is prints
         service = work.stage(("devices", table, {}, "service", keys["service"][1], keys["service"][0]))
         identifiers = work.identifiers_of("devices", table)
         clean = run_gate("test-digests", [("devices", service.output, gate_checks(policy, "devices", identifiers,
-                                                                                 service.output, shared))],
+                                                                                 service.output, shared, prints))],
                          str(tmp_path / "clean"))
         assert not clean.failures
         rows = service.rows.withColumn(table.subject_key, F.sha2(F.col(RAW_SUBJECT), 256))
         leaked = _Staged("devices", table, {}, rows, None)
         gate = run_gate("test-digests", [("devices", leaked.output, gate_checks(policy, "devices", identifiers,
-                                                                               leaked.output, shared))],
+                                                                               leaked.output, shared, prints))],
                         str(tmp_path / "leaked"))
         assert [(f.expectation, f.column) for f in gate.failures] == [("ExpectPseudonymsNotUnkeyedHashes", table.subject_key)]
         assert "unchecked" in gate.failures[0].message
+        # The raw subject key in place of its pseudonyms: the shared prints catch it.
+        copied = _Staged("devices", table, {}, service.rows.withColumn(table.subject_key, F.col(RAW_SUBJECT)), None)
+        gate = run_gate("test-digests", [("devices", copied.output, gate_checks(policy, "devices", identifiers,
+                                                                               copied.output, shared, prints))],
+                        str(tmp_path / "copied"))
+        assert ("ExpectNoSourceValuesInColumns", table.subject_key) in [(f.expectation, f.column) for f in gate.failures]
     finally:
         work.release()
