@@ -141,6 +141,21 @@ def union_of_columns(view_name: str, columns: Iterable[str], expression: str) ->
     return f"SELECT explode(array({cells})) AS v FROM {source}"
 
 
+def source_values(source: Any, columns: Iterable[str], role: str) -> str:
+    """A query of one column ``v``: the values of ``columns`` of the DataFrame ``source`` (registered
+    as a view named after ``role``), cast to strings, nulls included."""
+    return union_of_columns(register_view(source, role), columns, "CAST({col} AS STRING)")
+
+
+def partitioned_on_fingerprint(spark: Any, query: str) -> Any:
+    """The rows of ``query`` (with fingerprint columns ``fa``, ``fb``) hash-partitioned on the
+    fingerprint, a set built once for several joins: a join against it shuffles only the other
+    side. A fixed number of partitions (the shuffle's): adaptive execution may coalesce a
+    repartition without one, and the join would then shuffle this side again to match the other."""
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    return spark.sql(query).repartition(partitions, "fa", "fb")
+
+
 def fingerprint(expression: str, prefix: str = "") -> str:
     """Two hashes of a string expression, ``<prefix>fa`` and ``<prefix>fb``, as a join key.
 

@@ -152,12 +152,8 @@ def unkeyed_digests(source: Any, lengths: Iterable[int], *, source_columns: Opti
     if not covered:         # no pseudonym can be a digest: nothing to compare with
         frame = source.sparkSession.createDataFrame([], "fa bigint, fb int")
     else:
-        values = _sql.union_of_columns(_sql.register_view(source, "digest_source"), columns, "CAST({col} AS STRING)")
-        spark = source.sparkSession
-        # A fixed number of partitions: adaptive execution may coalesce a repartition without one,
-        # and the join would then shuffle this side again to match the other.
-        partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
-        frame = spark.sql(
-            f"SELECT {_sql.fingerprint('h')} FROM ({digests_sql(values, source_distinct, chosen, covered)}) digests"
-        ).repartition(partitions, "fa", "fb")
+        values = _sql.source_values(source, columns, "digest_source")
+        frame = _sql.partitioned_on_fingerprint(
+            source.sparkSession,
+            f"SELECT {_sql.fingerprint('h')} FROM ({digests_sql(values, source_distinct, chosen, covered)}) digests")
     return UnkeyedDigests(frame, covered, tuple(chosen))

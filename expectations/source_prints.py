@@ -46,14 +46,10 @@ def source_prints(source: Any, *, source_columns: Optional[Sequence[str]] = None
         prints.frame.unpersist()
     """
     columns = _sql.column_list(list(source_columns) if source_columns else list(source.columns), "source_columns")
-    values = _sql.union_of_columns(_sql.register_view(source, "prints_source"), columns, "CAST({col} AS STRING)")
-    spark = source.sparkSession
-    # A fixed number of partitions: adaptive execution may coalesce a repartition without one,
-    # and the join would then shuffle this side again to match the other.
-    partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    frame = spark.sql(
-        f"SELECT {_sql.fingerprint('v')}, length(v) AS n FROM ({source_values_sql(values, source_distinct)}) s"
-    ).repartition(partitions, "fa", "fb")
+    values = _sql.source_values(source, columns, "prints_source")
+    frame = _sql.partitioned_on_fingerprint(
+        source.sparkSession,
+        f"SELECT {_sql.fingerprint('v')}, length(v) AS n FROM ({source_values_sql(values, source_distinct)}) s")
     frame = frame.persist(storage_level) if storage_level is not None else frame.persist()
     lengths = tuple(sorted(int(row[0]) for row in frame.select("n").distinct().collect()))
     return SourcePrints(frame, lengths)
