@@ -190,15 +190,13 @@ def test_cached_frames_are_stored_without_column_compression(spark):
     key = "spark.sql.inMemoryColumnarStorage.compressed"
     assert spark.conf.get(key) == "false"
 
-    def in_memory() -> int:
-        return sum(info.memSize() for info in spark.sparkContext._jsc.sc().getRDDStorageInfo())
+    text = "the same text on every row"
 
-    def cached_bytes() -> int:
-        before = in_memory()
-        frame = spark.range(200_000).selectExpr("'the same text on every row' AS t").persist()
+    def cached_bytes() -> int:            # this frame's cache only (its name is its plan)
+        frame = spark.range(200_000).selectExpr(f"'{text}' AS t").persist()
         try:
             frame.count()
-            return in_memory() - before
+            return sum(info.memSize() for info in spark.sparkContext._jsc.sc().getRDDStorageInfo() if text in info.name())
         finally:
             frame.unpersist(blocking=True)
 
