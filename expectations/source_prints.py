@@ -36,10 +36,9 @@ class SourcePrints:
 
 
 def source_prints(source: Any, *, source_columns: Optional[Sequence[str]] = None,
-                  source_distinct: bool = False, storage_level: Any = None) -> SourcePrints:
+                  source_distinct: bool = False) -> SourcePrints:
     """The normalized values' fingerprints ``ExpectNoSourceValuesInColumns`` would compute from
-    ``source`` (a DataFrame), persisted (``storage_level``: Spark's default for DataFrames unless
-    given) with the lengths learned in the same read.
+    ``source`` (a DataFrame), persisted with the lengths learned in the same read.
 
         prints = source_prints(identifiers, source_distinct=True)
         pseudonymized_suite(["email"], identifiers, output_columns=[...], source_prints=prints)
@@ -50,6 +49,6 @@ def source_prints(source: Any, *, source_columns: Optional[Sequence[str]] = None
     frame = _sql.partitioned_on_fingerprint(
         source.sparkSession,
         f"SELECT {_sql.fingerprint('v')}, length(v) AS n FROM ({source_values_sql(values, source_distinct)}) s")
-    frame = frame.persist(storage_level) if storage_level is not None else frame.persist()
+    frame = frame.persist()
     lengths = tuple(sorted(int(row[0]) for row in frame.select("n").distinct().collect()))
     return SourcePrints(frame, lengths)

@@ -311,8 +311,7 @@ class _Run:
         from expectations.source_prints import source_prints
 
         if name not in self.print_sets:
-            self.print_sets[name] = source_prints(self.identifiers_of(name, table), source_distinct=True,
-                                                  storage_level=StorageLevel.MEMORY_AND_DISK)
+            self.print_sets[name] = source_prints(self.identifiers_of(name, table), source_distinct=True)
         return self.print_sets[name]
 
     def version_of(self, name: str) -> int:

@@ -297,6 +297,19 @@ def test_unkeyed_hashes_against_digests_built_once(spark, gx_validate):
         assert _assert_caught(gx_validate(bad, twice), "q (2 rows)", "unchecked: p (1 row)") == message
         good = spark.createDataFrame([(pseudonym_of(b"k" * 32, PLANTED), None)], "p string, q string")
         _assert_passed(gx_validate(good, check))
+        # Digests of every length a digest text has: a semi-join, nothing unchecked; of none: every
+        # cell of a digest's length is unchecked.
+        from expectations.digests import digest_lengths
+        every = unkeyed_digests(source, digest_lengths(), source_distinct=True)
+        check = ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["p", "q"], source=source,
+                                                 digests=every.frame, digest_lengths=list(every.lengths))
+        assert "EXISTS" not in check.unexpected_rows_query
+        assert "unchecked" not in _assert_caught(gx_validate(bad, check), "p (1 row), q (2 rows)")
+        none = unkeyed_digests(source, [5], source_distinct=True)
+        assert none.lengths == ()
+        check = ExpectPseudonymsNotUnkeyedHashes(pseudonym_columns=["p", "q"], source=source,
+                                                 digests=none.frame, digest_lengths=[])
+        _assert_caught(gx_validate(bad, check), "unchecked: p (1 row), q (2 rows)")
     finally:
         everything.frame.unpersist()
 
