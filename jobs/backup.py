@@ -42,8 +42,8 @@ from pyspark.sql import functions as F
 from anonymizers.frames import local_frame
 from jobs.lake.backup_catalog import MANIFEST, backup_dir, expires_on, list_backups, read_manifest
 from jobs.lake.backup_crypto import (
-    ENCRYPTION, backup_keys, check_destroyable, create_backup_key, destroy_key, load_backup_key, marked_key_id,
-    require_kms, write_backup_table, write_key_marker,
+    ENCRYPTION, backup_keys, backup_partitions, check_destroyable, create_backup_key, destroy_key, load_backup_key,
+    marked_key_id, require_kms, write_backup_table, write_key_marker,
 )
 from jobs.lake.backup_ledger import hash_column, ledger_key, read_ledger, sync_ledger
 from jobs.runtime.console import CheckFailed, InputError
@@ -145,7 +145,8 @@ def run_backup(spark: SparkSession, policy: Policy, lake: Lake, day: dt.date | N
             source = LakeTable(spark, lake.table_path(table))
             version = source.version()
             # That version's files: the copy is one consistent version even if a job writes meanwhile.
-            write_backup_table(target, table, source.read_now(version).drop(SUBJECT_BUCKET))
+            laid_out = source.partition_columns(version) == backup_partitions(table)
+            write_backup_table(target, table, source.read_now(version).drop(SUBJECT_BUCKET), laid_out=laid_out)
             tables[name] = {"path": table.path, "source_version": version, "rows": written_rows(spark, target.table_path(table))}
     manifest = {"date": day.isoformat(), "taken_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "expires": expires_on(policy, day).isoformat(), "policy_sha256": policy.sha256, "tables": tables,

@@ -308,7 +308,8 @@ def _apply_plan(spark: SparkSession, policy: Policy, lake: Lake, plan: TablePlan
                     "rows_held": plan.held, "files": plan.files, "bytes": plan.bytes,
                     "version_before": before_version, "purge_due": due.isoformat()}
         with commit_metadata(spark, metadata):
-            delete_keys(spark, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff)
+            held = registers.holds_for(plan.table, as_of).where(F.col("subject").isNotNull())   # as planned
+            delete_keys(spark, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff, held)
     else:
         unchanged = (run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), as_of, policy.sha256, plan.table,
                      plan.action, plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version,

@@ -69,10 +69,10 @@ def backed_up(spark, policy, generated_lake, key_file, tmp_path_factory):
     # A backup killed after its first table: the next run destroys that attempt's key, then starts over.
     real_write, written = backup_crypto.write_backup_table, []
 
-    def write_then_die(target, table, df):
+    def write_then_die(target, table, df, **layout):
         if written:
             raise Killed(table.path)
-        real_write(target, table, df)
+        real_write(target, table, df, **layout)
         written.append(table.path)
 
     backups.write_backup_table = write_then_die
@@ -224,6 +224,41 @@ def test_every_read_of_a_backup_without_its_key_is_refused_naming_it(spark, poli
     finally:
         shutil.rmtree(backups.backup_dir(lake, day))
     assert set(_conf_values(spark).values()) == {None}
+
+
+def test_a_table_laid_out_as_its_backup_is_copied_file_for_file_without_a_shuffle(spark, policy, lake_copy, key_file,
+                                                                                   monkeypatch):
+    """A table partitioned by (region, subject bucket) is written as read: no shuffle of its rows, as
+    many files as the lake's table has. One partitioned otherwise (here: devices rewritten without
+    partitions, in 3 files) is shuffled into the backup's layout, one file per partition."""
+    from jobs.lake.table import LakeTable
+
+    devices = lake_copy.table_path(policy.tables["devices"])
+    rows = read_current(spark, devices).drop("subject_bucket").localCheckpoint()
+    rows.repartition(3).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(devices)
+    assert LakeTable(spark, devices).partition_columns() == []
+    plans, real = {}, backup_crypto.write_new_table
+
+    def recording_plans(path, df, partition_by, **kwargs):
+        plans[path.rstrip("/").rsplit("/raw/", 1)[1]] = df._jdf.queryExecution().executedPlan().toString()
+        real(path, df, partition_by, **kwargs)
+
+    monkeypatch.setattr(backup_crypto, "write_new_table", recording_plans)
+    report = backups.run_backup(spark, policy, lake_copy, DAY)
+    backup = Lake(backups.backup_dir(lake_copy, DAY))
+    for name, table in policy.tables.items():
+        shuffled = "Exchange hashpartitioning" in plans[table.path.removeprefix("raw/")]
+        assert shuffled == (name == "devices"), name
+        copy, source = LakeTable(spark, backup.table_path(table)), LakeTable(spark, lake_copy.table_path(table))
+        assert copy.partition_columns() == ["region", "subject_bucket"], name
+        assert int(report.manifest["tables"][name]["rows"]) == source.row_count(), name
+        per_partition = {}
+        for path in Path(backup.table_path(table).removeprefix("file:")).rglob("*.parquet"):
+            per_partition[path.parent] = per_partition.get(path.parent, 0) + 1
+        if name == "devices":
+            assert set(per_partition.values()) == {1}, per_partition
+        else:
+            assert sum(per_partition.values()) == copy.checksum()["numFiles"] == source.checksum()["numFiles"], name
 
 
 # ------------------------------------------------------------------ restore and expiry (CLI)

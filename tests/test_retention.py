@@ -200,7 +200,8 @@ def test_no_residue_after_physical_purge(spark, retention_run):
 def test_the_delete_by_value_sets_removes_what_the_merge_removes(spark, retention_run, generated_lake, keys_env,
                                                                  tmp_path, monkeypatch):
     """Up to KEYS_IN_A_DELETE keys a table's retention delete is a DELETE whose condition holds the
-    subjects in UDFs; the MERGE with the keys frame (the path for more keys) removes the same rows
+    subjects in UDFs; the MERGE with the keys frame (the path for more keys when the complement's
+    sets are too large too: both limits 0 here) removes the same rows
     from every table, and neither commit's own record (its predicate) names a subject."""
     import json
 
@@ -211,6 +212,7 @@ def test_the_delete_by_value_sets_removes_what_the_merge_removes(spark, retentio
     merged = Lake.at(tmp_path / "lake")
     shutil.copytree(generated_lake.root, merged.root)
     monkeypatch.setattr(quarantine, "KEYS_IN_A_DELETE", 0)
+    monkeypatch.setattr(quarantine, "SUBJECTS_IN_A_SET", 0)
     run(spark, policy, merged, RetentionRequest(AS_OF))
     operations, records = {"value sets": set(), "merge": set()}, []
     def fingerprint(df):             # the rows as a multiset: their count and the sum of their hashes
@@ -229,6 +231,43 @@ def test_the_delete_by_value_sets_removes_what_the_merge_removes(spark, retentio
     assert operations == {"value sets": {"DELETE"}, "merge": {"MERGE"}}
     assert len(retention_run["minor_ids"]) > 3 and records
     assert not [s for s in retention_run["minor_ids"] if any(s in record for record in records)]
+
+
+def test_the_delete_by_the_complement_removes_what_the_keys_remove(spark, retention_run, generated_lake, keys_env,
+                                                                   tmp_path, monkeypatch):
+    """Past KEYS_IN_A_DELETE keys (here 0), a business-date table's delete names the subjects it keeps (the
+    held ones) and those whose every row goes, not the keys: the same rows go as in the run above
+    (which held subjects of network_events under LH-2026-001 and the register), in one DELETE whose
+    record names no subject."""
+    import json
+
+    import jobs.lake.quarantine as quarantine
+    from jobs.lake.subjects import Registers
+    from jobs.lake.table import LakeTable
+    from jobs.retention import plan_table
+
+    policy, lake = retention_run["policy"], retention_run["lake"]
+    copy_ = Lake.at(tmp_path / "lake")
+    shutil.copytree(generated_lake.root, copy_.root)
+    monkeypatch.setattr(quarantine, "KEYS_IN_A_DELETE", 0)
+    registers = Registers(spark, policy, copy_)
+    dated = [n for n, t in policy.tables.items() if t.retention and t.retention.basis == "business_date"]
+    assert {"network_events", "health_measurements"} <= set(dated)
+    for name in dated:
+        table = policy.tables[name]
+        plan, keys = plan_table(spark, policy, copy_, name, AS_OF, registers)
+        assert plan.to_remove > 0 and keys.count() > 1, name
+        assert plan.held > 0 or name != "network_events"
+        held = registers.holds_for(name, AS_OF).where(F.col("subject").isNotNull())
+        quarantine.delete_keys(spark, copy_.table_path(table), table.subject_key, keys, table.date_column,
+                               AS_OF - dt.timedelta(days=table.retention.period_days), held)
+        ours, theirs = read_current(spark, copy_.table_path(table)), read_current(spark, lake.table_path(table))
+        assert ours.count() == theirs.count() and ours.exceptAll(theirs).count() == 0, name
+        commit = LakeTable(spark, copy_.table_path(table)).commits()[-1]
+        assert commit.operation == "DELETE" and commit.rows_deleted == plan.to_remove, name
+        record = (copy_.root / table.path / "_delta_log" / f"{commit.version:020d}.json").read_text()
+        assert "in_value_set" in record
+        assert not [s for s in retention_run["minor_ids"] + ["A000000007"] if s in record], name
 
 
 def test_residue_scan_finds_planted_residue(spark, retention_run, generated_lake):

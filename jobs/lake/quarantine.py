@@ -40,32 +40,59 @@ def commit_metadata(spark: SparkSession, metadata: dict):
 
 
 # Up to this many (subject, bucket) keys a retention delete is a DELETE whose condition holds them in
-# Java UDFs; more stay a MERGE with the keys frame: each task carries the sets, like a broadcast.
+# Java UDFs; each task carries the sets, like a broadcast. More keys: a DELETE by the complement
+# (below) when its sets are as small, else a MERGE with the keys frame.
 KEYS_IN_A_DELETE = 20_000
+# The most subjects of either set of a DELETE by the complement (held, every row goes).
+SUBJECTS_IN_A_SET = 20_000
+
+
+def _at_most(subjects: DataFrame, limit: int) -> list[str] | None:
+    """The ``subject`` values of ``subjects`` as text, or None when there are more than ``limit`` (or
+    ``limit`` is 0). One partition: a limited collect reads partitions one Spark job at a time."""
+    if not limit:
+        return None
+    rows = subjects.select("subject").coalesce(1).limit(limit + 1).collect()
+    return None if len(rows) > limit else sorted({str(r.subject) for r in rows})
 
 
 def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFrame,
-                date_column: str | None, cutoff: dt.date | None) -> None:
+                date_column: str | None, cutoff: dt.date | None, held: DataFrame | None = None) -> None:
     """One delete commit: every row of the keys' subjects whose ``all_rows`` is true, only the rows
-    older than ``cutoff`` of the others. Up to ``KEYS_IN_A_DELETE`` keys it is a DELETE of
-    ``subject_bucket IN (...) AND (in_set_a(key) OR (in_set_b(key) AND date < cutoff))``, the sets
-    held in UDFs so that no subject id reaches the commit (jobs/lake/value_sets.py): about half the
-    Spark jobs of the MERGE (bench/analysis.md, sessions 21 and 23). More keys, or no wasure-udf.jar:
-    the MERGE with the keys frame."""
+    older than ``cutoff`` of the others. Three forms, the same rows (no subject id reaches the
+    commit: the sets are Java UDFs under random names, jobs/lake/value_sets.py):
+
+    * up to ``KEYS_IN_A_DELETE`` keys, a DELETE of ``subject_bucket IN (...) AND (in_set_a(key) OR
+      (in_set_b(key) AND date < cutoff))``: about half the Spark jobs of the MERGE (bench/analysis.md,
+      sessions 21 and 23);
+    * more keys, with a cutoff and ``held`` (the subjects of every hold on the table, a ``subject``
+      column), a DELETE by the complement: ``(in_set_a(key) OR (key IS NOT NULL AND date < cutoff))
+      AND NOT in_set_h(key)``, each set at most ``SUBJECTS_IN_A_SET``. A plan's keys are every
+      subject with an expired row no hold covers, so the rows older than the cutoff of the subjects
+      NOT held are the keys' dated rows; the sets are the all-rows subjects and the held ones, few
+      where a business-date rule expires rows of most subjects (10M events, 99,516 keys: a MERGE of
+      12-18 s -> 3 s, bench/analysis.md "Session 37");
+    * otherwise, or without wasure-udf.jar, the MERGE with the keys frame."""
     date_condition = f"t.`{date_column}` < DATE'{cutoff.isoformat()}'" if date_column and cutoff else "false"
-    # One partition: a limited collect reads partitions one Spark job at a time until it has enough.
+    table = LakeTable(spark, path)
     rows = (keys.select("subject", "bucket", "all_rows").coalesce(1).limit(KEYS_IN_A_DELETE + 1).collect()
             if KEYS_IN_A_DELETE else [])
+    before_cutoff = F.col(f"`{date_column}`") < F.lit(cutoff) if date_column and cutoff else None
     if rows and len(rows) <= KEYS_IN_A_DELETE:
         every_row = [str(r.subject) for r in rows if r.all_rows]
-        dated = [str(r.subject) for r in rows if not r.all_rows] if date_column and cutoff else []
-        before_cutoff = F.col(f"`{date_column}`") < F.lit(cutoff) if dated else None
+        dated = [str(r.subject) for r in rows if not r.all_rows] if before_cutoff is not None else []
         buckets = sorted({int(r.bucket) for r in rows})
-        if LakeTable(spark, path).delete_value_sets(subject_key, [(every_row, None), (dated, before_cutoff)],
-                                                    {SUBJECT_BUCKET: buckets}) is not None:
+        if table.delete_value_sets(subject_key, [(every_row, None), (dated, before_cutoff if dated else None)],
+                                   {SUBJECT_BUCKET: buckets}) is not None:
             return
-    LakeTable(spark, path).delete_matching(keys, f"t.`{subject_key}` = s.subject AND t.`{SUBJECT_BUCKET}` = s.bucket "
-                                                 f"AND (s.all_rows OR {date_condition})")
+    elif before_cutoff is not None and held is not None:
+        every_row = _at_most(keys.where("all_rows"), SUBJECTS_IN_A_SET)
+        kept = _at_most(held, SUBJECTS_IN_A_SET) if every_row is not None else None
+        if kept is not None and table.delete_value_sets(subject_key, [(every_row, None), (None, before_cutoff)],
+                                                        keep=kept) is not None:
+            return
+    table.delete_matching(keys, f"t.`{subject_key}` = s.subject AND t.`{SUBJECT_BUCKET}` = s.bucket "
+                                f"AND (s.all_rows OR {date_condition})")
 
 
 # ------------------------------------------------------------------ ledger and audit (rebuilt from history)

@@ -281,6 +281,18 @@ class LakeTable:
             return None
         return found if isinstance(found, dict) and "metadata" in found and "protocol" in found else None
 
+    def partition_columns(self, version: int | None = None) -> list[str]:
+        """The partition columns of the latest version (or ``version``'s), from its checksum file;
+        without one, the latest version's from Delta (``DESCRIBE DETAIL``).
+
+            >>> LakeTable.for_path(spark, uri).partition_columns()
+            ['region', 'subject_bucket']
+        """
+        checksum = self.checksum(version)
+        if checksum is not None:
+            return list(checksum["metadata"].get("partitionColumns") or [])
+        return list(self._detail().partitionColumns)
+
     def _detail(self):
         return self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").first()
 
@@ -452,32 +464,49 @@ class LakeTable:
         keys = F.broadcast(local_frame(self.spark, [(v,) for v in values], "value string"))
         return self.delete_matching(keys, " AND ".join([*_within(partitions), f"CAST(t.`{column}` AS STRING) = s.value"]))
 
-    def delete_value_sets(self, column: str, sets: list[tuple[list[str], Column | None]],
-                          partitions: dict[str, list[int]] | None = None) -> int | None:
+    def delete_value_sets(self, column: str, sets: list[tuple[list[str] | None, Column | None]],
+                          partitions: dict[str, list[int]] | None = None, keep: list[str] | None = None) -> int | None:
         """ONE DELETE of the rows whose ``column`` (as text) is in one of the value sets, each with
         its own further condition or None: retention's "every row of these subjects, only the rows
         before the cutoff of those" (``jobs.lake.quarantine.delete_keys``), an erasure's one set
-        (``delete_values``). Each set is a ``wasure.udf.InValueSet`` under a random name, so the commit
-        records no value. Returns the rows deleted, or None when wasure-udf.jar is not loaded (nothing
-        done: the caller's MERGE is the path).
+        (``delete_values``). A set of None is every non-null value (its condition required);
+        ``keep``: values whose rows stay whatever the sets say. Each set is a
+        ``wasure.udf.InValueSet`` under a random name, so the commit records no value. Returns the
+        rows deleted, or None when wasure-udf.jar is not loaded (nothing done: the caller's MERGE
+        is the path).
 
             >>> t.delete_value_sets("account_id", [(["A1"], None), (["A2"], F.col("day") < F.lit(cutoff))])
+            >>> t.delete_value_sets("account_id", [(None, F.col("day") < F.lit(cutoff))], keep=["A3"])
         """
         from delta.tables import DeltaTable
 
         text = F.col(f"`{column}`").cast("string")
         with contextlib.ExitStack() as registered:
+
+            def in_set(values: list[str]):
+                return registered.enter_context(value_set_udf(self.spark, sorted(set(values))))
+
             terms = []
             for values, also in sets:
+                if values is None:
+                    if also is None:
+                        raise ValueError("a set of every value needs its own condition")
+                    terms.append(text.isNotNull() & also)
+                    continue
                 if not values:
                     continue                    # InValueSet refuses an empty set; it would match nothing
-                in_set = registered.enter_context(value_set_udf(self.spark, sorted(set(values))))
-                if in_set is None:
+                member = in_set(values)
+                if member is None:
                     return None
-                terms.append(in_set(text) if also is None else in_set(text) & also)
+                terms.append(member(text) if also is None else member(text) & also)
             if not terms:
                 return 0
             condition = functools.reduce(operator.or_, terms)
+            if keep:
+                kept = in_set(keep)
+                if kept is None:
+                    return None
+                condition = condition & ~kept(text)
             if partitions:
                 condition = F.expr(" AND ".join(_within(partitions))) & condition
             table = DeltaTable.forPath(self.spark, self.uri).alias("t")
@@ -623,7 +652,7 @@ class LakeTable:
         """Write the current rows over the table in one commit that changes no data (Delta's
         compaction form of overwrite): the new files carry no deletion vectors, the partitioning
         and the table's properties stay; the old files become superseded, ready for VACUUM."""
-        partition_by = list(self.spark.sql(f"DESCRIBE DETAIL {self._sql_name}").first().partitionColumns)
+        partition_by = self.partition_columns()
         current = self.read()
         if partition_by:                                   # one file per partition, as when written
             current = current.repartition(*[F.col(c) for c in partition_by])
