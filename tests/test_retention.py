@@ -197,48 +197,25 @@ def test_no_residue_after_physical_purge(spark, retention_run):
     # The scan can fail: the untouched copy of the lake still holds them.
 
 
-def test_the_delete_by_value_sets_removes_what_the_merge_removes(spark, retention_run, generated_lake, keys_env,
-                                                                 tmp_path, monkeypatch):
-    """Up to KEYS_IN_A_DELETE keys a table's retention delete is a DELETE whose condition holds the
-    subjects in UDFs; the MERGE with the keys frame (the path for more keys when the complement's
-    sets are too large too: both limits 0 here) removes the same rows
-    from every table, and neither commit's own record (its predicate) names a subject."""
-    import json
-
-    import jobs.lake.quarantine as quarantine
-    from jobs.lake.table import LakeTable
-
-    policy, lake = retention_run["policy"], retention_run["lake"]
-    merged = Lake.at(tmp_path / "lake")
-    shutil.copytree(generated_lake.root, merged.root)
-    monkeypatch.setattr(quarantine, "KEYS_IN_A_DELETE", 0)
-    monkeypatch.setattr(quarantine, "SUBJECTS_IN_A_SET", 0)
-    run(spark, policy, merged, RetentionRequest(AS_OF))
-    operations, records = {"value sets": set(), "merge": set()}, []
-    def fingerprint(df):             # the rows as a multiset: their count and the sum of their hashes
-        return df.agg(F.count(F.lit(1)), F.sum(F.xxhash64(*sorted(df.columns)).cast("decimal(38,0)"))).first()
-
-    for name, table in policy.tables.items():
-        ours, theirs = read_current(spark, lake.table_path(table)), read_current(spark, merged.table_path(table))
-        assert fingerprint(ours) == fingerprint(theirs), name
-        for side, where in (("value sets", lake), ("merge", merged)):
-            handle = LakeTable(spark, where.table_path(table))
-            for commit in handle.commits("retention"):
-                if commit.metadata().get("job") == "retention" and commit.rows_deleted:
-                    operations[side].add(commit.operation)
-                    log = (where.root / table.path / "_delta_log" / f"{commit.version:020d}.json").read_text()
-                    records += [json.dumps(json.loads(line)["commitInfo"]) for line in log.splitlines() if '"commitInfo"' in line]
-    assert operations == {"value sets": {"DELETE"}, "merge": {"MERGE"}}
-    assert len(retention_run["minor_ids"]) > 3 and records
-    assert not [s for s in retention_run["minor_ids"] if any(s in record for record in records)]
+def _dated(policy, name: str) -> bool:
+    retention = policy.tables[name].retention
+    return retention is not None and retention.basis == "business_date"
 
 
-def test_the_delete_by_the_complement_removes_what_the_keys_remove(spark, retention_run, generated_lake, keys_env,
-                                                                   tmp_path, monkeypatch):
-    """Past KEYS_IN_A_DELETE keys (here 0), a business-date table's delete names the subjects it keeps (the
-    held ones) and those whose every row goes, not the keys: the same rows go as in the run above
-    (which held subjects of network_events under LH-2026-001 and the register), in one DELETE whose
-    record names no subject."""
+# The limits (KEYS_IN_A_DELETE, SUBJECTS_IN_A_SET) that make each larger form of a retention delete the path.
+DELETE_FORMS = {"complement": (0, 20_000), "merge": (0, 0)}
+
+
+@pytest.mark.parametrize("form", sorted(DELETE_FORMS))
+def test_every_form_of_the_delete_removes_what_the_run_removed(spark, retention_run, generated_lake, keys_env,
+                                                               tmp_path, monkeypatch, form):
+    """The run above deleted by value sets (up to KEYS_IN_A_DELETE keys: the keys' subjects in UDFs).
+    Past that many keys a business-date table's delete names the subjects it keeps (the held ones:
+    LH-2026-001 and the register hold network_events rows) and those whose every row goes: the
+    complement; with larger sets, or on a closure-basis table, the MERGE with the keys frame. Each
+    form, applied to the plan of every table it serves (the complement: business-date tables) on a
+    fresh copy, leaves the rows the run left, in one commit per table whose record (its predicate)
+    names no subject."""
     import json
 
     import jobs.lake.quarantine as quarantine
@@ -249,25 +226,43 @@ def test_the_delete_by_the_complement_removes_what_the_keys_remove(spark, retent
     policy, lake = retention_run["policy"], retention_run["lake"]
     copy_ = Lake.at(tmp_path / "lake")
     shutil.copytree(generated_lake.root, copy_.root)
-    monkeypatch.setattr(quarantine, "KEYS_IN_A_DELETE", 0)
+    monkeypatch.setattr(quarantine, "KEYS_IN_A_DELETE", DELETE_FORMS[form][0])
+    monkeypatch.setattr(quarantine, "SUBJECTS_IN_A_SET", DELETE_FORMS[form][1])
     registers = Registers(spark, policy, copy_)
-    dated = [n for n, t in policy.tables.items() if t.retention and t.retention.basis == "business_date"]
-    assert {"network_events", "health_measurements"} <= set(dated)
-    for name in dated:
+    # Tables the run removed rows from (the others stay as they are); the complement's: business-date ones.
+    removed = [p.table for p in retention_run["report"].plans if p.to_remove and (form == "merge" or _dated(policy, p.table))]
+    plans = {name: plan_table(spark, policy, copy_, name, AS_OF, registers) for name in removed}  # all first
+    assert plans["network_events"][0].held > 0
+    operations, expected, records = {}, {}, []
+    for name in removed:
         table = policy.tables[name]
-        plan, keys = plan_table(spark, policy, copy_, name, AS_OF, registers)
-        assert plan.to_remove > 0 and keys.count() > 1, name
-        assert plan.held > 0 or name != "network_events"
+        plan, keys = plans[name]
+        assert plan.to_remove, name
+        dated = _dated(policy, name)
+        expected[name] = "DELETE" if form == "complement" else "MERGE"
         held = registers.holds_for(name, AS_OF).where(F.col("subject").isNotNull())
-        quarantine.delete_keys(spark, copy_.table_path(table), table.subject_key, keys, table.date_column,
-                               AS_OF - dt.timedelta(days=table.retention.period_days), held)
-        ours, theirs = read_current(spark, copy_.table_path(table)), read_current(spark, lake.table_path(table))
-        assert ours.count() == theirs.count() and ours.exceptAll(theirs).count() == 0, name
+        quarantine.delete_keys(spark, copy_.table_path(table), table.subject_key, keys, table.date_column if dated else None,
+                               AS_OF - dt.timedelta(days=table.retention.period_days) if dated else None, held)
         commit = LakeTable(spark, copy_.table_path(table)).commits()[-1]
-        assert commit.operation == "DELETE" and commit.rows_deleted == plan.to_remove, name
-        record = (copy_.root / table.path / "_delta_log" / f"{commit.version:020d}.json").read_text()
-        assert "in_value_set" in record
-        assert not [s for s in retention_run["minor_ids"] + ["A000000007"] if s in record], name
+        operations[name] = commit.operation
+        assert commit.rows_deleted == plan.to_remove, name
+        log = (copy_.root / table.path / "_delta_log" / f"{commit.version:020d}.json").read_text()
+        records += [json.dumps(json.loads(line)["commitInfo"]) for line in log.splitlines() if '"commitInfo"' in line]
+    assert operations == expected and {"network_events", "health_measurements"} <= set(expected)
+
+    def fingerprint(df):             # the rows as a multiset: their count and the sum of their hashes
+        return df.agg(F.count(F.lit(1)), F.sum(F.xxhash64(*sorted(df.columns)).cast("decimal(38,0)"))).first()
+
+    ran = set()
+    for name in removed:
+        table = policy.tables[name]
+        ours, theirs = read_current(spark, copy_.table_path(table)), read_current(spark, lake.table_path(table))
+        assert fingerprint(ours) == fingerprint(theirs), name
+        ran |= {c.operation for c in LakeTable(spark, lake.table_path(table)).commits("retention")
+                if c.metadata().get("job") == "retention" and c.rows_deleted}
+    assert ran == {"DELETE"}                                         # the run: value sets
+    assert len(retention_run["minor_ids"]) > 3 and records
+    assert not [s for s in retention_run["minor_ids"] + ["A000000007"] if any(s in record for record in records)]
 
 
 def test_residue_scan_finds_planted_residue(spark, retention_run, generated_lake):
