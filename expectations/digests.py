@@ -11,6 +11,7 @@ digest length the set does not cover as unchecked (a failure), never as clean.
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
@@ -101,13 +102,15 @@ def forms_sql(source: str) -> str:
 
 
 def digests_sql(values_of_source: str, distinct: bool, algorithms: Sequence[str], lengths: Optional[Sequence[int]],
-                lengths_relation: str = "") -> str:
+                lengths_relation: str = "", function: Optional[str] = None) -> str:
     """A query of one column ``h`` (lowercased): the digests of every value ``v`` of
     ``values_of_source``. Only forms whose length is in ``lengths`` are computed; with ``lengths``
     None, the ones whose length is in the ``lengths`` array column of ``lengths_relation`` (a
-    one-row relation known only when the query runs: CASE is lazy). Subqueries, no WITH: a cached
-    DataFrame of it must be found again inside a query that has CTEs of its own, and Spark renumbers
-    a nested WITH's relations there (the cache would miss)."""
+    one-row relation known only when the query runs: CASE is lazy). ``function``: the name of a
+    registered ``jvm_digests`` function for these algorithms and lengths, which writes the same
+    texts in one call per value. Subqueries, no WITH: a cached DataFrame of it must be found again
+    inside a query that has CTEs of its own, and Spark renumbers a nested WITH's relations there
+    (the cache would miss)."""
     if lengths is None:
         exprs = [f"CASE WHEN array_contains(lengths, {n}) THEN {form} END"
                  for a in algorithms for n, form in digest_forms(a, "f")]
@@ -116,13 +119,41 @@ def digests_sql(values_of_source: str, distinct: bool, algorithms: Sequence[str]
         wanted = set(lengths)
         exprs = [form for a in algorithms for n, form in digest_forms(a, "f") if n in wanted]
         cross = ""
+    texts = f"{function}(f)" if function and lengths is not None else f"array({', '.join(exprs)})"
     # DISTINCT first (unless the caller's source is already distinct): a linking code repeats on
     # every row of its subject; hash each value once. Forms are deduplicated per value (most
     # identifiers are ASCII: NFKC and strip change nothing), not with a lake-wide DISTINCT: the
     # semi-join the digests feed needs no unique keys.
     src = f"(SELECT {'' if distinct else 'DISTINCT '}v FROM ({values_of_source}) u WHERE v IS NOT NULL) src"
-    return (f"SELECT h FROM (SELECT explode(array({', '.join(exprs)})) AS h FROM ({forms_sql(src)}) forms{cross}) d "
+    return (f"SELECT h FROM (SELECT explode({texts}) AS h FROM ({forms_sql(src)}) forms{cross}) d "
             "WHERE h IS NOT NULL")
+
+
+JVM_DIGESTS_CLASS = "wasure.udf.UnkeyedDigests"
+
+
+def jvm_digests(spark: Any, algorithms: Sequence[str], lengths: Sequence[int]) -> Optional[str]:
+    """The name of a function (``value -> array<string>``) that writes what ``digest_forms`` writes
+    for ``algorithms`` and ``lengths``, in the JVM: wasure-udf.jar's ``UnkeyedDigests``, registered
+    under a random name; None without that class on the classpath (or without a classic session),
+    where the SQL forms are the path. One call per value computes each digest once and writes its
+    texts directly (Spark's SQL goes through hex, unhex, base64, a cut, lowercase and two
+    replacements): 10.4M identifiers, 3 digests each, ~26 -> ~12 s (bench/analysis.md "Session 37")."""
+    jvm = getattr(spark, "_jvm", None)
+    if jvm is None or not lengths:
+        return None
+    from py4j.java_gateway import JavaClass
+
+    found = jvm
+    for part in JVM_DIGESTS_CLASS.split("."):
+        found = getattr(found, part)
+    if not isinstance(found, JavaClass):
+        return None
+    name = f"unkeyed_digests_{uuid.uuid4().hex[:12]}"
+    types = jvm.org.apache.spark.sql.types.DataTypes
+    spark._jsparkSession.udf().register(name, found(list(algorithms), [int(n) for n in lengths]),
+                                        types.createArrayType(types.StringType))
+    return name
 
 
 @dataclass(frozen=True)
@@ -153,7 +184,8 @@ def unkeyed_digests(source: Any, lengths: Iterable[int], *, source_columns: Opti
         frame = source.sparkSession.createDataFrame([], "fa bigint, fb int")
     else:
         values = _sql.source_values(source, columns, "digest_source")
+        function = jvm_digests(source.sparkSession, chosen, covered)
         frame = _sql.partitioned_on_fingerprint(
             source.sparkSession,
-            f"SELECT {_sql.fingerprint('h')} FROM ({digests_sql(values, source_distinct, chosen, covered)}) digests")
+            f"SELECT {_sql.fingerprint('h')} FROM ({digests_sql(values, source_distinct, chosen, covered, '', function)}) digests")
     return UnkeyedDigests(frame, covered, tuple(chosen))

@@ -359,6 +359,30 @@ def test_digest_texts_are_the_lowercased_hex_and_base64url_forms_python_writes(s
     assert {r.h for r in spark.sql(query).collect()} == expected
 
 
+def test_the_jvm_digests_write_the_texts_the_sql_writes(spark):
+    """wasure-udf.jar's UnkeyedDigests (``jvm_digests``) writes, for every algorithm and every choice
+    of lengths, the texts the SQL forms write, for ASCII and non-ASCII values (UTF-8 bytes), padded
+    and empty ones, and a value whose sha512 base64 is longer than a MIME line; ``unkeyed_digests``
+    builds its set with it."""
+    from expectations.digests import DIGESTS, digest_lengths, digests_sql, jvm_digests, unkeyed_digests
+
+    values = [f"v{i}" for i in range(40)] + ["山田　太郎", "ＡＢＣ１２３", " é\t", "", "x" * 200, "\u00a0Mixed-Case_01"]
+    source = spark.createDataFrame([(v,) for v in values], "v string")
+    source.createOrReplaceTempView("jvm_digest_values")
+    for algorithms, lengths in ((list(DIGESTS), digest_lengths(DIGESTS)), (["md5", "sha1", "sha256"], [22]),
+                                (["sha256"], [64, 43]), (["sha1"], [40])):
+        function = jvm_digests(spark, algorithms, lengths)
+        assert function is not None
+        sql, jvm = (spark.sql(digests_sql("SELECT v FROM jvm_digest_values", False, algorithms, lengths, "", f))
+                    for f in (None, function))
+        assert sorted(r.h for r in jvm.collect()) == sorted(r.h for r in sql.collect()), (algorithms, lengths)
+    digests = unkeyed_digests(source, [22])
+    assert "unkeyed_digests_" in digests.frame._jdf.queryExecution().analyzed().toString()
+    expected = spark.sql(f"SELECT xxhash64(h) AS fa, hash(h) AS fb FROM ("
+                         f"{digests_sql('SELECT v FROM jvm_digest_values', False, ['md5', 'sha1', 'sha256'], [22])}) d")
+    assert digests.frame.exceptAll(expected).count() == 0 and expected.exceptAll(digests.frame).count() == 0
+
+
 def test_no_rare_values(spark, gx_validate):
     from expectations import ExpectNoRareValues
 
