@@ -11,6 +11,7 @@ digest length the set does not cover as unchecked (a failure), never as clean.
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
@@ -138,15 +139,13 @@ def jvm_digests(spark: Any, algorithms: Sequence[str], lengths: Sequence[int]) -
     under a random name; None without that class on the classpath (or without a classic session),
     where the SQL forms are the path. One call per value computes each digest once and writes its
     texts directly (Spark's SQL goes through hex, unhex, base64, a cut, lowercase and two
-    replacements): 10.4M identifiers, 3 digests each, ~26 -> ~12 s (bench/analysis.md "Session 37")."""
+    replacements): 10.4M identifiers, 3 digests each, 21 -> 14-16 s (bench/analysis.md "Session 37")."""
     jvm = getattr(spark, "_jvm", None)
     if jvm is None or not lengths:
         return None
     from py4j.java_gateway import JavaClass
 
-    found = jvm
-    for part in JVM_DIGESTS_CLASS.split("."):
-        found = getattr(found, part)
+    found = functools.reduce(getattr, JVM_DIGESTS_CLASS.split("."), jvm)
     if not isinstance(found, JavaClass):
         return None
     name = f"unkeyed_digests_{uuid.uuid4().hex[:12]}"

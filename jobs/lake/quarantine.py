@@ -49,7 +49,7 @@ SUBJECTS_IN_A_SET = 20_000
 
 def _at_most(subjects: DataFrame, limit: int) -> list[str] | None:
     """The ``subject`` values of ``subjects`` as text, or None when there are more than ``limit`` (or
-    ``limit`` is 0). One partition: a limited collect reads partitions one Spark job at a time."""
+    ``limit`` is 0)."""
     if not limit:
         return None
     rows = subjects.select("subject").coalesce(1).limit(limit + 1).collect()
@@ -75,6 +75,7 @@ def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFram
     * otherwise, or without wasure-udf.jar, the MERGE with the keys frame."""
     date_condition = f"t.`{date_column}` < DATE'{cutoff.isoformat()}'" if date_column and cutoff else "false"
     table = LakeTable(spark, path)
+    # One partition: a limited collect reads partitions one Spark job at a time until it has enough.
     rows = (keys.select("subject", "bucket", "all_rows").coalesce(1).limit(KEYS_IN_A_DELETE + 1).collect()
             if KEYS_IN_A_DELETE else [])
     before_cutoff = F.col(f"`{date_column}`") < F.lit(cutoff) if date_column and cutoff else None
@@ -82,7 +83,7 @@ def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFram
         every_row = [str(r.subject) for r in rows if r.all_rows]
         dated = [str(r.subject) for r in rows if not r.all_rows] if before_cutoff is not None else []
         buckets = sorted({int(r.bucket) for r in rows})
-        if table.delete_value_sets(subject_key, [(every_row, None), (dated, before_cutoff if dated else None)],
+        if table.delete_value_sets(subject_key, [(every_row, None), (dated, before_cutoff)],
                                    {SUBJECT_BUCKET: buckets}) is not None:
             return
     elif before_cutoff is not None and held is not None:
