@@ -63,6 +63,7 @@ class TablePlan:
     files: int = 0
     bytes: int = 0
     table_level_hold: str | None = None
+    version: int | None = None          # the table version the plan classified (read before its rows)
 
     @property
     def share(self) -> float:
@@ -148,7 +149,8 @@ def plan_table(spark: SparkSession, policy: Policy, lake: Lake, table_name: str,
     must not change what devices lose.
     """
     table = policy.tables[table_name]
-    plan = TablePlan(table=table_name, action=table.retention.action if table.retention else "delete")
+    plan = TablePlan(table=table_name, action=table.retention.action if table.retention else "delete",
+                     version=table_version(spark, lake.table_path(table)))
     df, plan.table_level_hold = _rows_with_status(spark, policy, lake, table_name, as_of, registers)
     removable = F.col("_wasure_rule").isNotNull() & F.col("_wasure_hold").isNull()
     groups = (df.groupBy("_wasure_rule", "_wasure_hold", F.col("_metadata.file_path").alias("file"),
@@ -309,7 +311,8 @@ def _apply_plan(spark: SparkSession, policy: Policy, lake: Lake, plan: TablePlan
                     "version_before": before_version, "purge_due": due.isoformat()}
         with commit_metadata(spark, metadata):
             held = registers.holds_for(plan.table, as_of).where(F.col("subject").isNotNull())   # as planned
-            delete_keys(spark, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff, held)
+            delete_keys(spark, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff, held,
+                        plan.version)
     else:
         unchanged = (run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), as_of, policy.sha256, plan.table,
                      plan.action, plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version,

@@ -57,7 +57,8 @@ def _at_most(subjects: DataFrame, limit: int) -> list[str] | None:
 
 
 def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFrame,
-                date_column: str | None, cutoff: dt.date | None, held: DataFrame | None = None) -> None:
+                date_column: str | None, cutoff: dt.date | None, held: DataFrame | None = None,
+                planned_version: int | None = None) -> None:
     """One delete commit: every row of the keys' subjects whose ``all_rows`` is true, only the rows
     older than ``cutoff`` of the others. Three forms, the same rows (no subject id reaches the
     commit: the sets are Java UDFs under random names, jobs/lake/value_sets.py):
@@ -65,8 +66,9 @@ def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFram
     * up to ``KEYS_IN_A_DELETE`` keys, a DELETE of ``subject_bucket IN (...) AND (in_set_a(key) OR
       (in_set_b(key) AND date < cutoff))``: about half the Spark jobs of the MERGE (bench/analysis.md,
       sessions 21 and 23);
-    * more keys, with a cutoff and ``held`` (the subjects of every hold on the table, a ``subject``
-      column), a DELETE by the complement: ``(in_set_a(key) OR (key IS NOT NULL AND date < cutoff))
+    * more keys, with a cutoff, ``held`` (the subjects of every hold on the table, a ``subject``
+      column), a text subject key and the table still at ``planned_version`` (the version the
+      plan read: no row has come since that the keys do not know), a DELETE by the complement: ``(in_set_a(key) OR (key IS NOT NULL AND date < cutoff))
       AND NOT in_set_h(key)``, each set at most ``SUBJECTS_IN_A_SET``. A plan's keys are every
       subject with an expired row no hold covers, so the rows older than the cutoff of the subjects
       NOT held are the keys' dated rows; the sets are the all-rows subjects and the held ones, few
@@ -86,7 +88,9 @@ def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFram
         if table.delete_value_sets(subject_key, [(every_row, None), (dated, before_cutoff)],
                                    {SUBJECT_BUCKET: buckets}) is not None:
             return
-    elif before_cutoff is not None and held is not None:
+    elif (before_cutoff is not None and held is not None and dict(keys.dtypes).get("subject") == "string"
+          and planned_version is not None and table.version() == planned_version):
+        # A text key: the sets compare text, as the plan's join with the holds does only for text.
         every_row = _at_most(keys.where("all_rows"), SUBJECTS_IN_A_SET)
         kept = _at_most(held, SUBJECTS_IN_A_SET) if every_row is not None else None
         if kept is not None and table.delete_value_sets(subject_key, [(every_row, None), (None, before_cutoff)],
