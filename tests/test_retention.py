@@ -275,6 +275,24 @@ def test_every_form_of_the_delete_removes_what_the_run_removed(spark, retention_
     assert not [s for s in retention_run["minor_ids"] + ["A000000007"] if any(s in record for record in records)]
 
 
+def test_a_delete_by_the_complement_needs_a_text_subject_key(spark, tmp_path, monkeypatch):
+    """A subject key that is not text keeps the MERGE: the complement's sets compare text, where the
+    plan's join with the holds compares in the key's type (a hold on "07" covers the key 7)."""
+    import jobs.lake.quarantine as quarantine
+    from jobs.lake.table import LakeTable
+
+    path = str(tmp_path / "events")
+    rows = spark.createDataFrame([(7, dt.date(2020, 1, 1), 0), (8, dt.date(2020, 1, 1), 0), (9, dt.date(2026, 1, 1), 0)],
+                                 "account_id bigint, day date, subject_bucket int")
+    table = LakeTable(spark, path).write_new(rows, ["subject_bucket"])
+    keys = spark.createDataFrame([(8, 0, False)], "subject bigint, bucket int, all_rows boolean")   # 7 is held
+    held = spark.createDataFrame([("07",)], "subject string")
+    monkeypatch.setattr(quarantine, "KEYS_IN_A_DELETE", 0)
+    quarantine.delete_keys(spark, path, "account_id", keys, "day", dt.date(2025, 1, 1), held, table.version())
+    assert table.commits()[-1].operation == "MERGE"
+    assert sorted(r.account_id for r in table.read().collect()) == [7, 9]
+
+
 def test_residue_scan_finds_planted_residue(spark, retention_run, generated_lake):
     values = spark.read.parquet(retention_run["residue_dir"])
     findings = scan_for_values(spark, str(generated_lake.root / "raw" / "accounts"), values)
