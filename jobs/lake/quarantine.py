@@ -68,8 +68,9 @@ def delete_keys(spark: SparkSession, path: str, subject_key: str, keys: DataFram
       sessions 21 and 23);
     * more keys, with a cutoff, ``held`` (the subjects of every hold on the table, a ``subject``
       column), a text subject key and the table still at ``planned_version`` (the version the
-      plan read: no row has come since that the keys do not know), a DELETE by the complement: ``(in_set_a(key) OR (key IS NOT NULL AND date < cutoff))
-      AND NOT in_set_h(key)``, each set at most ``SUBJECTS_IN_A_SET``. A plan's keys are every
+      plan read: no row has come since that the keys do not know), a DELETE by the complement:
+      ``(in_set_a(key) OR (key IS NOT NULL AND date < cutoff)) AND NOT in_set_h(key)``, each set
+      at most ``SUBJECTS_IN_A_SET``. A plan's keys are every
       subject with an expired row no hold covers, so the rows older than the cutoff of the subjects
       NOT held are the keys' dated rows; the sets are the all-rows subjects and the held ones, few
       where a business-date rule expires rows of most subjects (10M events, 99,516 keys: a MERGE of
