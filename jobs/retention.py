@@ -310,9 +310,8 @@ def _apply_plan(spark: SparkSession, policy: Policy, lake: Lake, plan: TablePlan
                     "rows_held": plan.held, "files": plan.files, "bytes": plan.bytes,
                     "version_before": before_version, "purge_due": due.isoformat()}
         with commit_metadata(spark, metadata):
-            held = registers.holds_for(plan.table, as_of).where(F.col("subject").isNotNull())   # as planned
-            delete_keys(spark, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff, held,
-                        plan.version)
+            delete_keys(spark, path, table.subject_key, keys, table.date_column if cutoff else None, cutoff,
+                        registers.held_subjects(plan.table, as_of), plan.version)      # the holds as planned
     else:
         unchanged = (run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), as_of, policy.sha256, plan.table,
                      plan.action, plan.rows_before, 0, plan.held, plan.rows_before, 0, 0, before_version, before_version,
@@ -379,7 +378,7 @@ def gate_checks(spark: SparkSession, policy: Policy, lake: Lake, as_of: dt.date,
         retention = table.retention
         if retention is None or retention.basis != "business_date" or registers.table_level_hold(name, as_of):
             continue
-        holds = registers.holds_for(name, as_of).where(F.col("subject").isNotNull()).select("subject")
+        holds = registers.held_subjects(name, as_of)
         suite = retention_suite(table.date_column, as_of - dt.timedelta(days=retention.period_days),
                                 subject_column=table.subject_key, held_subjects=holds, held_subject_column="subject")
         checks.append((name, read_now(spark, lake.table_path(table)), suite))

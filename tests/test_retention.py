@@ -247,7 +247,7 @@ def test_every_form_of_the_delete_removes_what_the_run_removed(spark, retention_
         # A table no longer at the version its plan read may hold rows the keys do not know: MERGE.
         stale = form == "complement" and name == "health_measurements"
         expected[name] = "DELETE" if form == "complement" and not stale else "MERGE"
-        held = registers.holds_for(name, AS_OF).where(F.col("subject").isNotNull())
+        held = registers.held_subjects(name, AS_OF)
         assert plan.version == LakeTable(spark, copy_.table_path(table)).version(), name
         quarantine.delete_keys(spark, copy_.table_path(table), table.subject_key, keys, table.date_column if dated else None,
                                AS_OF - dt.timedelta(days=table.retention.period_days) if dated else None, held,

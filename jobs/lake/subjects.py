@@ -135,6 +135,11 @@ class Registers:
         holds = self._memo(("holds", as_of), lambda: self.holds(as_of))
         return holds.where(F.col("table_name").isNull() | (F.col("table_name") == table))
 
+    def held_subjects(self, table: str, as_of: dt.date) -> DataFrame:
+        """The subjects (one column ``subject``) a hold keeps every row of in ``table``: what the
+        retention gate exempts and retention's delete by the complement keeps."""
+        return self.holds_for(table, as_of).where(F.col("subject").isNotNull()).select("subject")
+
     def table_level_hold(self, table: str, as_of: dt.date) -> str | None:
         """The id of a hold that covers the whole table (no subjects), if any (holds are few)."""
         with self._lock:

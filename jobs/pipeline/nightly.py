@@ -195,10 +195,9 @@ def _raw_table_checks(spark, pol, lk, day: dt.date) -> list[tuple]:
             continue
         df, suite = read_now(spark, path), []
         retention_rule = table.retention
-        holds = registers.holds_for(name, day)
         whole_table_held = registers.table_level_hold(name, day) is not None   # keeps every row, as retention does
         if retention_rule is not None and retention_rule.basis == "business_date" and table.date_column and not whole_table_held:
-            held = holds.where(F.col("subject").isNotNull()).select(F.col("subject").alias("held_subject"))
+            held = registers.held_subjects(name, day).select(F.col("subject").alias("held_subject"))
             cutoff = day - dt.timedelta(days=retention_rule.period_days)
             suite += retention_suite(table.date_column, cutoff.isoformat(), table.subject_key, held, "held_subject")
         if ledger is not None:
