@@ -8,6 +8,8 @@ published columns that add up along every dimension): jobs.statistics.StatPlan.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,22 +35,82 @@ def gid_of(margin: Column, dims: list[str]) -> Column:
     return sum((F.array_contains(parts, F.lit(d)).cast("int") * (1 << i) for i, d in enumerate(dims)), F.lit(0))
 
 
-def build_cube(rows: DataFrame, dims: list[str], measures: list[str]) -> DataFrame:
+# The cube from per-subject rows makes 2^v aggregations for v dimensions that vary within a
+# subject; past two, the one expanded cube is cheaper.
+MAX_VARYING_DIMS = 2
+
+
+def build_cube(rows: DataFrame, dims: list[str], measures: list[str], per_subject: list[str] = ()) -> DataFrame:
     """Every grouping of the dimensions (cells and all marginal totals), true values, materialized.
 
     Columns: ``cell_id``, ``_gid`` (bit i set = summed over dims[i]), dims (``(all)`` where summed
     over), ``margin_over``, ``count``, ``subjects`` (distinct), ``sum_<m>``, ``avg_<m>``.
+
+    ``per_subject`` names dimensions expected to hold one value per subject (those read from the
+    subject table). With some, the cube is built from rows summed per (subject, cell) and counts
+    subjects without a distinct count (``_cube_by_subject``); if a subject turns out to have two
+    values of one of them, the cube is built the general way: the same cube either way.
     """
+    fixed = [d for d in dims if d in per_subject]
+    varying = [d for d in dims if d not in per_subject]
+    if fixed and len(varying) <= MAX_VARYING_DIMS:
+        cube = _cube_by_subject(rows, dims, measures, fixed, varying)
+        if cube is not None:
+            return cube
     aggs = [F.count(F.lit(1)).alias("count"), F.countDistinct("_subject").alias("subjects")]
     for m in measures:
         aggs += [F.sum(F.col(m).cast("double")).alias(f"sum_{m}"), F.avg(F.col(m).cast("double")).alias(f"avg_{m}")]
     gid = sum((F.grouping(d).cast("int") * (1 << i) for i, d in enumerate(dims)), F.lit(0))
-    cube = rows.cube(*dims).agg(*aggs, gid.alias("_gid"))
+    return _materialized(rows.cube(*dims).agg(*aggs, gid.alias("_gid")), dims)
+
+
+def _materialized(cube: DataFrame, dims: list[str]) -> DataFrame:
     # Materialized together with the ids: they are drawn once and stay fixed afterwards.
     return cube.select(*[F.coalesce(F.col(d), F.lit(ALL)).alias(d) for d in dims], "_gid",
                        margin_over(F.col("_gid"), dims).alias("margin_over"),
                        *[c for c in cube.columns if c not in dims and c != "_gid"],
                        F.monotonically_increasing_id().alias("cell_id")).localCheckpoint(eager=True)
+
+
+def _cube_by_subject(rows: DataFrame, dims: list[str], measures: list[str], fixed: list[str],
+                     varying: list[str]) -> DataFrame | None:
+    """The cube without a distinct count, or None where a subject has two values of a ``fixed`` dimension.
+
+    Rows are first summed per (subject, cell). For each subset K of the ``varying`` dimensions,
+    those sums are summed again per (subject, fixed values, K) and grouped by K and every subset of
+    ``fixed``: as each subject has one value of each fixed dimension, a subject is ONE such row in
+    every group that keeps K, so its rows count its subjects (Spark's distinct count expands every
+    row once more per grouping). Every grouping of the cube is in exactly one of these 2^|varying|
+    parts. Only the part that keeps none of ``varying`` (one row per subject and fixed values,
+    small) counts distinct subjects, and beside them its rows: at the grand total both agree exactly
+    when every subject has one value of each fixed dimension, which is checked before returning.
+    """
+    sums = [F.sum(F.col(f"_s_{m}")).alias(f"_s_{m}") for m in measures] + \
+           [F.sum(F.col(f"_c_{m}")).alias(f"_c_{m}") for m in measures]
+    cells = rows.groupBy("_subject", *dims).agg(
+        F.count(F.lit(1)).alias("_n"), *[F.sum(F.col(m).cast("double")).alias(f"_s_{m}") for m in measures],
+        *[F.count(F.col(m)).alias(f"_c_{m}") for m in measures])
+    parts = []
+    for size in range(len(varying), -1, -1):
+        for kept in itertools.combinations(varying, size):
+            base = cells if size == len(varying) else \
+                cells.groupBy("_subject", *fixed, *kept).agg(F.sum("_n").alias("_n"), *sums)
+            subjects = F.count("_subject") if kept else F.countDistinct("_subject")     # nulls are no subject
+            aggs = [F.sum("_n").alias("count"), subjects.alias("subjects")]
+            for m in measures:
+                total, values = F.sum(f"_s_{m}"), F.sum(f"_c_{m}")
+                aggs += [total.alias(f"sum_{m}"), F.when(values > 0, total / values).alias(f"avg_{m}")]
+            gid = sum(((F.grouping(d).cast("int") if d in fixed or d in kept else F.lit(1)) * (1 << i)
+                       for i, d in enumerate(dims)), F.lit(0))
+            sets = [[*kept, *chosen] for n in range(len(fixed) + 1) for chosen in itertools.combinations(fixed, n)]
+            part = base.groupingSets(sets, *kept, *fixed).agg(*aggs, gid.alias("_gid"), F.count("_subject").alias("_rows"))
+            parts.append(part.select(*[F.col(d) if d in fixed or d in kept else F.lit(None).cast("string").alias(d)
+                                       for d in dims], *[c for c in part.columns if c not in dims]))
+    cube = _materialized(functools.reduce(DataFrame.unionByName, parts), dims)
+    total = cube.where(F.col("_gid") == (1 << len(dims)) - 1).select("subjects", "_rows").first()
+    if total is not None and total["subjects"] != total["_rows"]:
+        return None
+    return cube.drop("_rows")
 
 
 def memberships(cube: DataFrame, dims: list[str]) -> DataFrame:

@@ -250,6 +250,46 @@ def test_suppression_joins_a_large_suppressed_set_with_a_shuffle_and_suppresses_
     assert broadcast[1] > 0 and broadcast[2] > 0          # both kinds of suppression happened
 
 
+def test_the_cube_from_per_subject_rows_is_the_general_cube(spark, monkeypatch):
+    """Dimensions of the subject table hold one value per subject: the cube built from rows summed per
+    (subject, cell), which counts subjects without a distinct count, is the general cube, cell for
+    cell, with rows without a subject and null measures among them. A subject with two values of
+    such a dimension (a duplicated subject row, say) would be counted twice in a total over it:
+    there, the general cube is built."""
+    from anonymizers import cube as cubes
+
+    rng = random.Random(7)
+    people = {f"s{i}": (rng.choice(["東京都", "大阪府", "鳥取県"]), rng.choice("FM")) for i in range(40)}
+    data = [(subject, pref, rng.choice(["2026-01", "2026-02", "2026-03"]), gender, rng.choice(["pc", "phone"]),
+             rng.choice([None, 1, 2, 5, 40]))
+            for subject, (pref, gender) in people.items() for _ in range(rng.randint(1, 6))]
+    data += [(None, "東京都", "2026-01", "F", "pc", 3), (None, "大阪府", "2026-02", "M", "pc", None)]
+    schema = "_subject string, pref string, month string, gender string, device string, v long"
+    dims, per_subject = ["pref", "month", "gender", "device"], ["pref", "gender"]
+    built = []
+    real = cubes._cube_by_subject
+    monkeypatch.setattr(cubes, "_cube_by_subject", lambda *args: built.append(real(*args)) or built[-1])
+
+    def both(rows):
+        general = cubes.build_cube(rows, dims, ["v"]).drop("cell_id")
+        by_subject = cubes.build_cube(rows, dims, ["v"], per_subject).drop("cell_id")
+        return general, by_subject
+
+    general, by_subject = both(spark.createDataFrame(data, schema))
+    assert built[-1] is not None, "the cube was built from per-subject rows"
+    assert general.count() == by_subject.count() > 0
+    assert general.exceptAll(by_subject).count() == 0 and by_subject.exceptAll(general).count() == 0
+    grand = by_subject.where(F.col("_gid") == 15).first()
+    assert (grand["count"], grand["subjects"]) == (len(data), len(people))
+
+    moved = next(iter(people))                    # a second row of one subject, in another prefecture
+    twice = data + [(moved, "沖縄県", "2026-01", people[moved][1], "pc", 1)]
+    general, by_subject = both(spark.createDataFrame(twice, schema))
+    assert built[-1] is None, "a subject with two prefectures falls back to the general cube"
+    assert general.exceptAll(by_subject).count() == 0 and by_subject.exceptAll(general).count() == 0
+    assert by_subject.where(F.col("_gid") == 15).first()["subjects"] == len(people)
+
+
 # ------------------------------------------------------------------ the job on a lake
 
 @pytest.fixture(scope="module")

@@ -214,7 +214,7 @@ def _stage_region(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPla
         table, cells = _dp_table(spark, rows, plan, region, calibration)
         info = {"cells": cells, "published": cells, "primary": 0, "complementary": 0, "iterations": 0, "k": None}
     else:
-        truth = build_cube(rows, plan.dims, plan.measure_names)
+        truth = build_cube(rows, plan.dims, plan.measure_names, plan.per_subject_dims)
         cells = truth.count()
         progress(f"{plan.name}: region {region}: {cells} cells and totals")
         if cells == 0:

@@ -52,6 +52,11 @@ class StatPlan:
         return [d.output for d in self.dimensions]
 
     @property
+    def per_subject_dims(self) -> list[str]:
+        """Dimensions read from the subject table, one value per subject (anonymizers.cube.build_cube)."""
+        return [d.output for d in self.dimensions if d.table == "subject"]
+
+    @property
     def measure_names(self) -> list[str]:
         return [m for m, _ in self.measures]
 
