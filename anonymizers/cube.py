@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -36,11 +36,12 @@ def gid_of(margin: Column, dims: list[str]) -> Column:
 
 
 # The cube from per-subject rows makes 2^v aggregations for v dimensions that vary within a
-# subject; past two, the one expanded cube is cheaper.
+# subject. Measured with one (bench/analysis.md, Session 38); past two the general cube is kept
+# rather than trading one aggregation for eight or more.
 MAX_VARYING_DIMS = 2
 
 
-def build_cube(rows: DataFrame, dims: list[str], measures: list[str], per_subject: list[str] = ()) -> DataFrame:
+def build_cube(rows: DataFrame, dims: list[str], measures: list[str], per_subject: Sequence[str] = ()) -> DataFrame:
     """Every grouping of the dimensions (cells and all marginal totals), true values, materialized.
 
     Columns: ``cell_id``, ``_gid`` (bit i set = summed over dims[i]), dims (``(all)`` where summed
@@ -79,8 +80,8 @@ def _cube_by_subject(rows: DataFrame, dims: list[str], measures: list[str], fixe
     Rows are first summed per (subject, cell). For each subset K of the ``varying`` dimensions,
     those sums are summed again per (subject, fixed values, K) and grouped by K and every subset of
     ``fixed``: as each subject has one value of each fixed dimension, a subject is ONE such row in
-    every group that keeps K, so its rows count its subjects (Spark's distinct count expands every
-    row once more per grouping). Every grouping of the cube is in exactly one of these 2^|varying|
+    every group that keeps K, so its rows count its subjects (Spark's distinct count groups every
+    source row, copied once per grouping, by cell and subject). Every grouping of the cube is in exactly one of these 2^|varying|
     parts. Only the part that keeps none of ``varying`` (one row per subject and fixed values,
     small) counts distinct subjects, and beside them its rows: at the grand total both agree exactly
     when every subject has one value of each fixed dimension, which is checked before returning.

@@ -275,18 +275,29 @@ def test_the_cube_from_per_subject_rows_is_the_general_cube(spark, monkeypatch):
         by_subject = cubes.build_cube(rows, dims, ["v"], per_subject).drop("cell_id")
         return general, by_subject
 
-    general, by_subject = both(spark.createDataFrame(data, schema))
+    rows = spark.createDataFrame(data, schema)
+    general, by_subject = both(rows)
     assert built[-1] is not None, "the cube was built from per-subject rows"
+    assert [(f.name, f.dataType) for f in general.schema] == [(f.name, f.dataType) for f in by_subject.schema]
     assert general.count() == by_subject.count() > 0
     assert general.exceptAll(by_subject).count() == 0 and by_subject.exceptAll(general).count() == 0
     grand = by_subject.where(F.col("_gid") == 15).first()
     assert (grand["count"], grand["subjects"]) == (len(data), len(people))
+    assert by_subject.where(F.col("avg_v").isNull()).count() > 0          # groups with no measure value
+
+    built.clear()                                 # every dimension per subject; three varying: not this way
+    only_people = cubes.build_cube(rows, ["pref", "gender"], ["v"], ["pref", "gender"]).drop("cell_id")
+    assert len(built) == 1 and built[0] is not None
+    general_people = cubes.build_cube(rows, ["pref", "gender"], ["v"]).drop("cell_id")
+    assert general_people.exceptAll(only_people).count() == 0 and only_people.exceptAll(general_people).count() == 0
+    built.clear()
+    cubes.build_cube(rows, dims, ["v"], ["pref"])
+    assert built == []
 
     moved = next(iter(people))                    # a second row of one subject, in another prefecture
     twice = data + [(moved, "沖縄県", "2026-01", people[moved][1], "pc", 1)]
     general, by_subject = both(spark.createDataFrame(twice, schema))
     assert built[-1] is None, "a subject with two prefectures falls back to the general cube"
-    assert general.exceptAll(by_subject).count() == 0 and by_subject.exceptAll(general).count() == 0
     assert by_subject.where(F.col("_gid") == 15).first()["subjects"] == len(people)
 
 
@@ -353,6 +364,24 @@ def test_run_publishes_one_table_per_region_without_mixing(spark, published):
     assert result.docs and all(Path(d).is_file() for d in result.docs)
     assert read_current(spark, lake.audit("statistics")).count() == 2
     assert not is_delta(stats.ledger_path(lake))         # no DP: no budget spent
+
+
+def test_a_large_source_gets_the_cube_by_subject_and_the_same_cells(spark, tiny_policy, tiny_copy, published, monkeypatch):
+    """Below CUBE_BY_SUBJECT_MIN_BYTES (every test lake) the general cube; from it on, the cube from
+    per-subject rows: the same cells and primary suppression per region, the gate passed."""
+    from anonymizers import cube as cubes
+
+    plan = stats.plan_statistic(spark, tiny_policy, tiny_copy, "usage", AS_OF)
+    assert stats.cube_dims_per_subject(spark, tiny_policy, tiny_copy, plan) == []
+    monkeypatch.setattr(stats, "CUBE_BY_SUBJECT_MIN_BYTES", 1)
+    assert stats.cube_dims_per_subject(spark, tiny_policy, tiny_copy, plan) == ["prefecture", "gender", "age_band"]
+    built = []
+    real = cubes._cube_by_subject
+    monkeypatch.setattr(cubes, "_cube_by_subject", lambda *args: built.append(real(*args)) or built[-1])
+    result = stats.run(spark, tiny_policy, tiny_copy, stats.StatisticsRequest.checked(tiny_policy, as_of=AS_OF))
+    assert len(built) == 2 and all(cube is not None for cube in built)            # JP and US
+    cells = lambda report: {(s["region"], s["cells"], s["primary"], s["status"]) for s in report.statistics}
+    assert cells(result) == cells(published[1])
 
 
 def test_restricted_and_withdrawn_subjects_are_the_excluded_set(spark, tiny_policy, tiny_lake):

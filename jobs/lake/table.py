@@ -338,12 +338,23 @@ class LakeTable:
 
     def summary(self) -> dict:
         checksum = self.checksum()
-        if checksum is not None:
-            files, size = int(checksum["numFiles"]), int(checksum["tableSizeBytes"])
-        else:
-            detail = self._detail()
-            files, size = int(detail.numFiles), int(detail.sizeInBytes)
+        files, size = self._files_and_bytes(checksum)
         return {"version": self.version(), "files": files, "bytes": size, "rows": self._row_count(checksum)}
+
+    def size_bytes(self) -> int:
+        """Bytes of the latest version's data files: from its checksum file (no Spark job); without
+        one, from Delta (``DESCRIBE DETAIL``).
+
+            >>> LakeTable.for_path(spark, uri).size_bytes()
+            272831592
+        """
+        return self._files_and_bytes(self.checksum())[1]
+
+    def _files_and_bytes(self, checksum: dict | None) -> tuple[int, int]:
+        if checksum is not None:
+            return int(checksum["numFiles"]), int(checksum["tableSizeBytes"])
+        detail = self._detail()
+        return int(detail.numFiles), int(detail.sizeInBytes)
 
     def has_reader_feature(self, feature: str) -> bool:
         checksum = self.checksum()

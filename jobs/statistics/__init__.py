@@ -205,16 +205,17 @@ def _dp_table(spark: SparkSession, rows: DataFrame, plan: StatPlan, region: str,
 
 def _stage_region(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPlan, region: str, as_of: dt.date,
                   excluded: DataFrame, calibration: dp.Calibration | None, progress: Callable[[str], None],
-                  complementary: bool) -> tuple[DataFrame, dict, list] | None:
+                  complementary: bool, per_subject: list[str]) -> tuple[DataFrame, dict, list] | None:
     """Build one region's table: (persisted table, info, gate checks); None for a k-anonymous
-    statistic without rows. The caller unpersists the table once it is published or quarantined."""
+    statistic without rows. The caller unpersists the table once it is published or quarantined.
+    ``per_subject``: the dimensions the cube may count subjects by (``cube_dims_per_subject``)."""
     rows = source_rows(spark, policy, lake, plan, region, as_of, excluded)
     truth = None
     if plan.dp is not None:
         table, cells = _dp_table(spark, rows, plan, region, calibration)
         info = {"cells": cells, "published": cells, "primary": 0, "complementary": 0, "iterations": 0, "k": None}
     else:
-        truth = build_cube(rows, plan.dims, plan.measure_names, plan.per_subject_dims)
+        truth = build_cube(rows, plan.dims, plan.measure_names, per_subject)
         cells = truth.count()
         progress(f"{plan.name}: region {region}: {cells} cells and totals")
         if cells == 0:
@@ -327,6 +328,19 @@ class StatisticsRequest:
         return cls(chosen, wanted, epsilon, rho, budget, as_of, complementary)
 
 
+# The cube from per-subject rows (anonymizers.cube.build_cube) saves work per source row and costs
+# a few Spark jobs more per region. Measured (bench/analysis.md, Session 38): slower on the 0.3-MB
+# demo lake, faster on 29 MB and 273 MB; this size lies between, on the side of the general cube.
+CUBE_BY_SUBJECT_MIN_BYTES = 8 << 20
+
+
+def cube_dims_per_subject(spark: SparkSession, policy: Policy, lake: Lake, plan: StatPlan) -> list[str]:
+    """The plan's subject-table dimensions for a source table of CUBE_BY_SUBJECT_MIN_BYTES or more
+    (its checksum file's size: no Spark job); none below (the general cube)."""
+    size = LakeTable(spark, lake.table_path(policy.tables[plan.table])).size_bytes()
+    return plan.per_subject_dims if size >= CUBE_BY_SUBJECT_MIN_BYTES else []
+
+
 @with_lease("statistics")
 def run(spark: SparkSession, policy: Policy, lake: Lake, request: StatisticsRequest,
         progress: Callable[[str], None] = lambda _msg: None) -> StatisticsReport:
@@ -354,13 +368,14 @@ def run(spark: SparkSession, policy: Policy, lake: Lake, request: StatisticsRequ
     for name, plan in plans.items():
         # Materialized once per statistic: every region's anti-join reuses it (ids only, never output).
         excluded = excluded_subjects(spark, policy, lake, plan.table).localCheckpoint(eager=True)
+        per_subject = cube_dims_per_subject(spark, policy, lake, plan)
         staged, checks, persisted = [], [], []
         regions = [r for n, r in work if n == name]
 
         def stage(region: str):
             progress(f"{name}: region {region}")
             out = _stage_region(spark, policy, lake, plan, region, as_of, excluded, calibrations.get(name), progress,
-                                request.complementary)
+                                request.complementary, per_subject)
             if out is not None:
                 persisted.append(out[0])      # released below even if another region fails
             return out
