@@ -81,8 +81,8 @@ def _cube_by_subject(rows: DataFrame, dims: list[str], measures: list[str], fixe
     those sums are summed again per (subject, fixed values, K) and grouped by K and every subset of
     ``fixed``: as each subject has one value of each fixed dimension, a subject is ONE such row in
     every group that keeps K, so its rows count its subjects (Spark's distinct count groups every
-    source row, copied once per grouping, by cell and subject). Every grouping of the cube is in exactly one of these 2^|varying|
-    parts. Only the part that keeps none of ``varying`` (one row per subject and fixed values,
+    source row, copied once per grouping, by cell and subject). Every grouping of the cube is in
+    exactly one of these 2^|varying| parts. Only the part that keeps none of ``varying`` (one row per subject and fixed values,
     small) counts distinct subjects, and beside them its rows: at the grand total both agree exactly
     when every subject has one value of each fixed dimension, which is checked before returning.
     """
